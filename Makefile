@@ -1,0 +1,91 @@
+# zpage - see README.md.  `make` builds the libraries, `make check` runs the
+# tests (plain, ASan+UBSan, TSan), `make bench` runs the benchmark.
+CC      ?= cc
+PREFIX  ?= /usr/local
+VERSION := 0.1.0
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-missing-field-initializers
+CFLAGS  ?= -O2 -g
+ALLCFLAGS = $(CSTD) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude -Isrc -pthread
+
+SRCS := $(wildcard src/*.c)
+HDRS := include/zpage.h $(wildcard src/*.h)
+TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
+
+B := build
+OBJS := $(SRCS:src/%.c=$(B)/obj/%.o)
+
+.PHONY: all check bench install clean format
+all: $(B)/libzpage.a $(B)/libzpage.so
+
+$(B)/obj/%.o: src/%.c $(HDRS) | $(B)/obj
+	$(CC) $(ALLCFLAGS) -c $< -o $@
+
+$(B)/libzpage.a: $(OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/libzpage.so: $(OBJS)
+	$(CC) -shared -pthread -Wl,-soname,libzpage.so.0 -o $@ $^
+
+$(B)/obj $(B)/asan/obj $(B)/tsan/obj $(B)/tests:
+	mkdir -p $@
+
+# ---- tests: each variant links its own static library ----
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+TSAN_FLAGS := -O1 -g -fsanitize=thread
+TCFLAGS = $(CSTD) $(WARN) -Iinclude -Isrc -Itests -pthread
+
+$(B)/asan/obj/%.o: src/%.c $(HDRS) | $(B)/asan/obj
+	$(CC) $(TCFLAGS) $(ASAN_FLAGS) -c $< -o $@
+$(B)/tsan/obj/%.o: src/%.c $(HDRS) | $(B)/tsan/obj
+	$(CC) $(TCFLAGS) $(TSAN_FLAGS) -c $< -o $@
+$(B)/asan/libzpage.a: $(SRCS:src/%.c=$(B)/asan/obj/%.o)
+	rm -f $@ && ar rcs $@ $^
+$(B)/tsan/libzpage.a: $(SRCS:src/%.c=$(B)/tsan/obj/%.o)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/tests/%: tests/%.c tests/test.h $(HDRS) $(B)/libzpage.a | $(B)/tests
+	$(CC) $(TCFLAGS) -O2 -g $< $(B)/libzpage.a -o $@
+$(B)/tests/%.asan: tests/%.c tests/test.h $(HDRS) $(B)/asan/libzpage.a | $(B)/tests
+	$(CC) $(TCFLAGS) $(ASAN_FLAGS) $< $(B)/asan/libzpage.a -o $@
+$(B)/tests/%.tsan: tests/%.c tests/test.h $(HDRS) $(B)/tsan/libzpage.a | $(B)/tests
+	$(CC) $(TCFLAGS) $(TSAN_FLAGS) $< $(B)/tsan/libzpage.a -o $@
+
+# Tests that start threads also run under ThreadSanitizer.
+TSAN_TESTS := $(patsubst tests/%.c,%,$(shell grep -l 'pthread_create' tests/test_*.c 2>/dev/null))
+
+TEST_BINS := $(TESTS:%=$(B)/tests/%) $(TESTS:%=$(B)/tests/%.asan) $(TSAN_TESTS:%=$(B)/tests/%.tsan)
+
+# The example, built against an installed copy through pkg-config, run
+# against the shared library: proves `make install` and the README example.
+STAGE := $(abspath $(B)/stage)
+$(B)/tests/example_basic: examples/basic.c all zpage.pc.in | $(B)/tests
+	$(MAKE) --no-print-directory install PREFIX=$(STAGE) >/dev/null
+	$(CC) $(CSTD) $(WARN) examples/basic.c -o $@ \
+		$$(PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig pkg-config --cflags --libs zpage) -Wl,-rpath,$(STAGE)/lib
+
+check: all $(TEST_BINS) $(B)/tests/example_basic
+	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic
+
+# ---- benchmark ----
+$(B)/zpage-bench: bench/zpage-bench.c $(HDRS) $(B)/libzpage.a
+	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -Isrc -pthread $< $(B)/libzpage.a -o $@ -lm -ldl
+
+bench: $(B)/zpage-bench
+	$(B)/zpage-bench $(BENCH_ARGS)
+
+# ---- install ----
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/zpage.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(B)/libzpage.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(B)/libzpage.so $(DESTDIR)$(PREFIX)/lib/libzpage.so.$(VERSION)
+	ln -sf libzpage.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libzpage.so.0
+	ln -sf libzpage.so.0 $(DESTDIR)$(PREFIX)/lib/libzpage.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' zpage.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/zpage.pc
+
+format:
+	clang-format -i include/*.h src/*.[ch] tests/*.[ch] bench/*.c
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zpage - a zero-aware buddy page allocator for user space.
+ *
+ * An arena is one contiguous virtual range split into power-of-two blocks
+ * of 4 KiB pages (the buddy system).  The allocator remembers, per page,
+ * whether a free page is known to read as zero ("zeroed") and whether it
+ * has been handed back to the OS ("reported").  A zeroing allocation clears
+ * only the pages that are not known to be zero, and when the caller says
+ * which address it will touch first (user_addr), it clears in an order that
+ * leaves that page hot in cache.
+ *
+ * Every allocation takes user_addr explicitly: pass ZP_USER_ADDR_NONE when
+ * there is no address.  Address 0 is a valid address.
+ *
+ * Thread safety: every function may be called from any thread, except that
+ * zp_arena_destroy() must not race with any other call on the same arena.
+ */
+#ifndef ZPAGE_H
+#define ZPAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ZP_API __attribute__((visibility("default")))
+#else
+#define ZP_API
+#endif
+
+#define ZP_PAGE_SHIFT	  12
+#define ZP_PAGE_SIZE	  ((size_t)1 << ZP_PAGE_SHIFT)
+#define ZP_USER_ADDR_NONE ((uintptr_t)-1)
+
+/* Largest max_order an arena accepts: blocks of 2^20 pages (4 GiB). */
+#define ZP_MAX_ORDER_LIMIT 20u
+
+typedef unsigned int zp_gfp_t;
+#define ZP_GFP_ZERO 0x1u /* the caller needs zero-filled memory */
+
+/* arena flags (struct zp_config.flags) */
+#define ZP_INIT_ON_ALLOC 0x01u /* every allocation is zero-filled */
+#define ZP_INIT_ON_FREE	 0x02u /* pages are cleared when freed */
+#define ZP_VERIFY	 0x04u /* check zero pages read zero; poison freed pages */
+#define ZP_REPORT	 0x08u /* background reporting thread */
+#define ZP_PREZERO	 0x10u /* background pre-zeroing thread */
+
+/* A zero-initialised field means "the default". */
+struct zp_config {
+	size_t size;		  /* bytes to manage (default 1 GiB); multiple of ZP_PAGE_SIZE */
+	unsigned max_order;	  /* largest block = page << max_order (default 10) */
+	unsigned flags;		  /* ZP_INIT_ON_ALLOC | ZP_INIT_ON_FREE | ... */
+	unsigned report_order;	  /* smallest block handed back to the OS (default 9) */
+	unsigned report_delay_ms; /* how long memory stays free before reporting (default 2000) */
+	size_t prezero_bytes;	  /* zeroed resident memory to keep ready */
+};
+
+/* Counters of one arena.  Page counts are in pages of ZP_PAGE_SIZE. */
+struct zp_stats {
+	size_t nr_pages;	      /* pages managed */
+	size_t nr_free;		      /* free pages (buddy lists and per-CPU caches) */
+	size_t nr_free_zeroed;	      /* free, known zero, resident */
+	size_t nr_free_reported;      /* free, handed back to the OS */
+	uint64_t pages_cleared;	      /* pages zero-filled by the library */
+	uint64_t pages_clear_skipped; /* pages handed out zeroed without a clear */
+	uint64_t pages_reported;      /* pages returned to the OS so far */
+	/* zpage additions */
+	uint64_t pages_refaulted; /* pages allocated while in reported state */
+	uint64_t verify_failures; /* ZP_VERIFY: zero-marked pages found non-zero */
+};
+
+struct zp_arena;
+
+/**
+ * zp_arena_create() - reserve and initialise an arena.
+ * @cfg: configuration, or NULL for all defaults.
+ *
+ * The range is reserved, not committed: untouched memory costs nothing and
+ * counts as zeroed and reported (the OS zero-fills it on first touch).
+ *
+ * Context: any thread.
+ * Return: the arena, or NULL with errno set: EINVAL for a bad configuration
+ * (size not a multiple of ZP_PAGE_SIZE or beyond 2^32 pages, max_order above
+ * ZP_MAX_ORDER_LIMIT, report_order above max_order, unknown flags), ENOMEM
+ * when the address space or metadata cannot be reserved, or the error of
+ * pthread_create() when a background thread cannot start.  In this version
+ * ZP_REPORT and ZP_PREZERO are refused with ENOSYS (not implemented yet).
+ */
+ZP_API struct zp_arena *zp_arena_create(const struct zp_config *cfg);
+
+/**
+ * zp_arena_destroy() - stop background threads and unmap the arena.
+ * @a: the arena, or NULL (no-op).
+ *
+ * Every pointer the arena handed out becomes invalid.
+ * Context: must not race with any other call on @a.
+ */
+ZP_API void zp_arena_destroy(struct zp_arena *a);
+
+/**
+ * zp_alloc_pages() - allocate a block of 2^order pages.
+ * @a: the arena.
+ * @gfp: ZP_GFP_ZERO for zero-filled memory, or 0.
+ * @order: log2 of the number of pages, at most the arena's max_order.
+ * @user_addr: the address the caller will touch first (only its page offset
+ *             within the block matters), or ZP_USER_ADDR_NONE.
+ *
+ * A zeroing allocation clears only pages not already known to be zero, and
+ * with a user_addr clears the page holding it last, so it is hot in cache.
+ *
+ * Context: any thread.  Never sleeps on I/O; may take the arena lock.
+ * Return: the block, aligned to its own size, or NULL with errno EINVAL
+ * (NULL arena, unknown gfp bits, order above max_order) or ENOMEM (no free
+ * block that large; the arena stays fully usable).
+ */
+ZP_API void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintptr_t user_addr);
+
+/**
+ * zp_free_pages() - return a block to the arena.
+ * @a: the arena.
+ * @addr: a pointer zp_alloc_pages() returned and that is still allocated.
+ * @order: the order it was allocated with.
+ *
+ * Context: any thread.
+ * Return: 0, or -EINVAL if @addr is not a live allocation of exactly @order
+ * in @a (NULL, outside the arena, misaligned, not the head of a block, the
+ * wrong order, already freed).  On -EINVAL nothing is changed.
+ */
+ZP_API int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order);
+
+/**
+ * zp_arena_report() - hand free blocks of report_order or larger back to the OS now.
+ * @a: the arena.
+ *
+ * Context: any thread; makes system calls with no lock held.
+ * Return: the number of pages reported by this pass, or -errno
+ * (-ENOSYS in this version: reporting is not implemented yet).
+ */
+ZP_API long zp_arena_report(struct zp_arena *a);
+
+/**
+ * zp_arena_prezero() - clear dirty free blocks ahead of demand.
+ * @a: the arena.
+ * @max_bytes: clear at most this many bytes (0 = up to prezero_bytes of zeroed memory).
+ *
+ * Context: any thread; clears with no lock held.
+ * Return: the number of pages cleared by this pass, or -errno
+ * (-ENOSYS in this version: pre-zeroing is not implemented yet).
+ */
+ZP_API long zp_arena_prezero(struct zp_arena *a, size_t max_bytes);
+
+/**
+ * zp_arena_stats() - read the arena's counters.
+ * @a: the arena.
+ * @st: filled in; exact at one instant (all locks are taken).
+ *
+ * Context: any thread.  Costs a walk of the per-CPU caches.
+ */
+ZP_API void zp_arena_stats(struct zp_arena *a, struct zp_stats *st);
+
+/**
+ * zp_arena_check() - verify every invariant of the arena.
+ * @a: the arena.
+ *
+ * Walks every free list and every page descriptor: buddy rule, alignment,
+ * list membership matches page state, counters match.  Takes all locks.
+ *
+ * Context: any thread.  O(pages).
+ * Return: 0, or -EUCLEAN with the first broken invariant printed on stderr.
+ */
+ZP_API int zp_arena_check(struct zp_arena *a);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZPAGE_H */

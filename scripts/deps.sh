@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building, testing and benchmarking zpage needs, from
+# Debian's packages, when it is missing.  Safe to run again.
+set -euo pipefail
+
+pkgs=()
+command -v cc >/dev/null 2>&1 || pkgs+=(gcc)
+command -v make >/dev/null 2>&1 || pkgs+=(make)
+command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkgconf)
+# sanitizer runtimes for `make check` (gcc prints a bare name when missing)
+for lib in libasan.so libubsan.so libtsan.so; do
+	if ! command -v gcc >/dev/null 2>&1 || [[ "$(gcc -print-file-name=$lib)" != /* ]]; then
+		pkgs+=(libgcc-12-dev)
+		break
+	fi
+done
+
+if ((${#pkgs[@]})); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "deps: missing ${pkgs[*]}; run as root or install them" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${pkgs[@]}"
+fi

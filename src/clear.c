@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * clear.c - the clearing engine: the only code that zero-fills pages.
+ *
+ * Primitives, chosen once from CPUID (with a portable C fallback):
+ *   cached:         rep stosb where ERMS/FSRM is advertised, else memset
+ *   non-temporal:   AVX-512 or AVX2 streaming stores, else SSE2 streaming
+ *                   stores (x86-64 baseline), else memset; then sfence
+ *
+ * Order of a zeroing allocation of a block of n = 2^order pages whose
+ * dirty pages are known from the zero bitmap (zero_state.c):
+ *
+ *   user_addr given, target page t = (user_addr >> 12) & (n - 1),
+ *   neighbourhood W = [t - hot_pages, t + hot_pages] clipped to the block:
+ *     1. dirty runs right of W, ascending  } far ranges: non-temporal when a
+ *     2. dirty runs left of W, ascending   } run is >= nt_min_bytes, so they
+ *                                            do not evict the caller's data
+ *     3. W's dirty pages with cached stores, converging: t-h, t+h, ..., t-1, t+1
+ *     4. the target page t, cached, last: it is the hottest line in cache
+ *
+ *   example, n = 16, t = 9, hot_pages = 2, all dirty:
+ *     pages  0 1 2 3 4 5 6 | 7 8 [9] 10 11 | 12 13 14 15
+ *     step   2 (one run)   | 3 3  4   3  3 | 1 (one run)
+ *
+ *   ZP_USER_ADDR_NONE: dirty runs ascending, each non-temporal when it is
+ *   at least nt_min_bytes long, cached otherwise.
+ *
+ * Contiguous dirty pages are always cleared as one run (coalesced); known
+ * zero pages are never written.
+ *
+ * The user path: when the caller gave a user_addr, every clear of the block
+ * goes through clear_user_range(), which carries the user address of the
+ * first page cleared.  In the test-only aliasing mode (a model of CPUs with
+ * aliasing data caches, where a clear must be done through a mapping
+ * congruent with the user address) that path clears page by page, each with
+ * its own user address, and the test hook sees which path cleared each page.
+ *
+ * Invariants: each page is cleared at most once per call; every page whose
+ * zero bit is clear on entry is cleared; no page whose zero bit is set is.
+ */
+#include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+#include <pthread.h>
+
+#include "internal.h"
+
+/* ---- primitives ---- */
+
+static void zero_memset(void *p, size_t len)
+{
+	memset(p, 0, len);
+}
+
+static bool always(void)
+{
+	return true;
+}
+
+#if defined(__x86_64__)
+static void zero_rep_stosb(void *p, size_t len)
+{
+	__asm__ volatile("rep stosb" : "+D"(p), "+c"(len) : "a"(0) : "memory");
+}
+
+static bool has_erms(void)
+{
+	unsigned eax, ebx, ecx, edx;
+
+	if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx))
+		return false;
+	return (ebx & (1u << 9)) || (edx & (1u << 4)); /* ERMS or FSRM */
+}
+
+static bool has_avx2(void)
+{
+	return __builtin_cpu_supports("avx2");
+}
+
+static bool has_avx512(void)
+{
+	return __builtin_cpu_supports("avx512f");
+}
+
+/* Unaligned head and tail with memset, the 64-byte-aligned body with @body. */
+#define NT_WRAPPER(name, body_fn)                                                                                      \
+	static void name(void *p, size_t len)                                                                          \
+	{                                                                                                              \
+		char *c = p;                                                                                           \
+		size_t head = (size_t)(-(uintptr_t)c & 63);                                                            \
+		if (head > len)                                                                                        \
+			head = len;                                                                                    \
+		memset(c, 0, head);                                                                                    \
+		c += head;                                                                                             \
+		len -= head;                                                                                           \
+		body_fn(c, len & ~(size_t)63);                                                                         \
+		memset(c + (len & ~(size_t)63), 0, len & 63);                                                          \
+		_mm_sfence();                                                                                          \
+	}
+
+__attribute__((target("sse2"))) static void nt_body_sse2(char *c, size_t len)
+{
+	__m128i z = _mm_setzero_si128();
+
+	for (size_t i = 0; i < len; i += 64) {
+		_mm_stream_si128((__m128i *)(c + i), z);
+		_mm_stream_si128((__m128i *)(c + i + 16), z);
+		_mm_stream_si128((__m128i *)(c + i + 32), z);
+		_mm_stream_si128((__m128i *)(c + i + 48), z);
+	}
+}
+
+__attribute__((target("avx2"))) static void nt_body_avx2(char *c, size_t len)
+{
+	__m256i z = _mm256_setzero_si256();
+
+	for (size_t i = 0; i < len; i += 64) {
+		_mm256_stream_si256((__m256i *)(c + i), z);
+		_mm256_stream_si256((__m256i *)(c + i + 32), z);
+	}
+}
+
+__attribute__((target("avx512f"))) static void nt_body_avx512(char *c, size_t len)
+{
+	__m512i z = _mm512_setzero_si512();
+
+	for (size_t i = 0; i < len; i += 64)
+		_mm512_stream_si512((void *)(c + i), z);
+}
+
+NT_WRAPPER(zero_nt_sse2, nt_body_sse2)
+NT_WRAPPER(zero_nt_avx2, nt_body_avx2)
+NT_WRAPPER(zero_nt_avx512, nt_body_avx512)
+#endif
+
+/* Every primitive, for tests and benchmarks; the preferred of each kind first. */
+const struct zero_impl zero_impls[] = {
+#if defined(__x86_64__)
+	{"rep_stosb", zero_rep_stosb, false, has_erms},
+#endif
+	{"memset", zero_memset, false, always},
+#if defined(__x86_64__)
+	{"nt_avx512", zero_nt_avx512, true, has_avx512},
+	{"nt_avx2", zero_nt_avx2, true, has_avx2},
+	{"nt_sse2", zero_nt_sse2, true, always},
+#endif
+	{"memset_nt_fallback", zero_memset, true, always},
+};
+const size_t nr_zero_impls = sizeof(zero_impls) / sizeof(zero_impls[0]);
+
+static const struct zero_impl *cached_impl, *nt_impl;
+static pthread_once_t impl_once = PTHREAD_ONCE_INIT;
+
+static void choose_impls(void)
+{
+	for (size_t i = 0; i < nr_zero_impls; i++) {
+		const struct zero_impl *z = &zero_impls[i];
+
+		if (!z->available())
+			continue;
+		if (z->nt && !nt_impl)
+			nt_impl = z;
+		if (!z->nt && !cached_impl)
+			cached_impl = z;
+	}
+}
+
+void clear_init(struct zp_arena *a)
+{
+	pthread_once(&impl_once, choose_impls);
+	a->nt_min_bytes = (size_t)256 << 10;
+	a->hot_pages = 2;
+}
+
+void zero_cached(void *p, size_t len)
+{
+	cached_impl->fn(p, len);
+}
+
+void zero_nt(void *p, size_t len)
+{
+	nt_impl->fn(p, len);
+}
+
+const char *zero_cached_name(void)
+{
+	pthread_once(&impl_once, choose_impls);
+	return cached_impl->name;
+}
+
+const char *zero_nt_name(void)
+{
+	pthread_once(&impl_once, choose_impls);
+	return nt_impl->name;
+}
+
+/* ---- paths ---- */
+
+static void hook(struct zp_arena *a, size_t pfn, size_t n, bool nt, bool user, uintptr_t uaddr)
+{
+	if (a->clear_hook) {
+		struct clear_event ev = {pfn, n, nt, user, uaddr};
+
+		a->clear_hook(a->clear_hook_ctx, &ev);
+	}
+}
+
+/* Clear pages [pfn, pfn + n) through the arena's own mapping. */
+static void clear_range(struct zp_arena *a, size_t pfn, size_t n, bool nt)
+{
+	char *p = pfn_to_addr(a, pfn);
+
+	if (nt)
+		zero_nt(p, n << ZP_PAGE_SHIFT);
+	else
+		zero_cached(p, n << ZP_PAGE_SHIFT);
+	hook(a, pfn, n, nt, false, ZP_USER_ADDR_NONE);
+}
+
+/* Clear pages [pfn, pfn + n) for a user whose first page is at @uaddr. */
+static void clear_user_range(struct zp_arena *a, size_t pfn, size_t n, bool nt, uintptr_t uaddr)
+{
+	if (!a->aliasing) {
+		char *p = pfn_to_addr(a, pfn);
+
+		if (nt)
+			zero_nt(p, n << ZP_PAGE_SHIFT);
+		else
+			zero_cached(p, n << ZP_PAGE_SHIFT);
+		hook(a, pfn, n, nt, true, uaddr);
+		return;
+	}
+	/* aliasing data cache: one user-congruent clear per page */
+	for (size_t i = 0; i < n; i++) {
+		char *p = pfn_to_addr(a, pfn + i);
+
+		if (nt)
+			zero_nt(p, ZP_PAGE_SIZE);
+		else
+			zero_cached(p, ZP_PAGE_SIZE);
+		hook(a, pfn + i, 1, nt, true, uaddr + (i << ZP_PAGE_SHIFT));
+	}
+}
+
+struct clear_ctx {
+	struct zp_arena *a;
+	size_t pfn;	 /* block head */
+	uintptr_t ubase; /* user address of the head page, or ZP_USER_ADDR_NONE */
+	size_t cleared;
+};
+
+static void do_clear(struct clear_ctx *x, size_t off, size_t n, bool nt)
+{
+	if (x->ubase != ZP_USER_ADDR_NONE)
+		clear_user_range(x->a, x->pfn + off, n, nt, x->ubase + (off << ZP_PAGE_SHIFT));
+	else
+		clear_range(x->a, x->pfn + off, n, nt);
+	x->cleared += n;
+}
+
+/* Clear the dirty runs of block offsets [lo, hi), ascending, coalesced. */
+static void clear_runs(struct clear_ctx *x, size_t lo, size_t hi)
+{
+	size_t end = x->pfn + hi;
+
+	for (size_t p = x->pfn + lo; p < end;) {
+		size_t s = zs_next(x->a, p, end, false);
+		size_t e = zs_next(x->a, s, end, true);
+
+		if (s == end)
+			break;
+		do_clear(x, s - x->pfn, e - s, ((e - s) << ZP_PAGE_SHIFT) >= x->a->nt_min_bytes);
+		p = e;
+	}
+}
+
+static void clear_one_if_dirty(struct clear_ctx *x, size_t off)
+{
+	if (!zs_test_zero(x->a, x->pfn + off))
+		do_clear(x, off, 1, false);
+}
+
+/*
+ * Clear every dirty page of the block at @pfn, in the order described at the
+ * top of this file.  Returns the number of pages cleared.  Does not change
+ * the zero bits: the caller (post_alloc_hook) owns the block and resets them.
+ */
+size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr)
+{
+	size_t n = (size_t)1 << order;
+	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0};
+
+	if (user_addr == ZP_USER_ADDR_NONE) {
+		clear_runs(&x, 0, n);
+		return x.cleared;
+	}
+
+	size_t t = (user_addr >> ZP_PAGE_SHIFT) & (n - 1);
+	size_t h = a->hot_pages;
+	size_t wlo = t > h ? t - h : 0;
+	size_t whi = t + h + 1 < n ? t + h + 1 : n;
+
+	x.ubase = (user_addr & ~(uintptr_t)((ZP_PAGE_SIZE << order) - 1));
+	clear_runs(&x, whi, n);
+	clear_runs(&x, 0, wlo);
+	for (size_t d = h; d > 0; d--) {
+		if (t >= d)
+			clear_one_if_dirty(&x, t - d);
+		if (t + d < n)
+			clear_one_if_dirty(&x, t + d);
+	}
+	clear_one_if_dirty(&x, t);
+	return x.cleared;
+}
+
+/*
+ * Clear a whole free block nobody is about to read (init_on_free,
+ * pre-zeroing) with non-temporal stores, and mark it zeroed.
+ */
+void clear_free_block(struct zp_arena *a, size_t pfn, size_t n)
+{
+	clear_range(a, pfn, n, true);
+	zs_mark_zeroed(a, pfn, n);
+	stat_add(&a->pages_cleared, n);
+}
+
+void zp_test_set_clear_hook(struct zp_arena *a, clear_hook_fn fn, void *ctx)
+{
+	a->clear_hook = fn;
+	a->clear_hook_ctx = ctx;
+}
+
+void zp_test_set_aliasing(struct zp_arena *a, bool on)
+{
+	a->aliasing = on;
+}

@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zpage internals: the arena, its page descriptors and the prototypes of
+ * every source file, grouped under the name of the file that defines them.
+ *
+ * Memory layout of an arena
+ * -------------------------
+ *   base                                    base + nr_pages * ZP_PAGE_SIZE
+ *   |<- block of 2^max_order pages ->|<- ... ->|<- smaller tail blocks ->|
+ *
+ * base is aligned to the largest block (and to 2 MiB), so a block of order
+ * o starting at pfn p is aligned in memory iff p % 2^o == 0.  Metadata lives
+ * in a separate mapping: one struct page (12 bytes) per page and two bitmaps
+ * (1 bit per page each): 12.25 bytes of metadata per 4 KiB page.
+ *
+ * Ownership of a block, told by the info word of its first ("head") page:
+ *
+ *   PG_buddy  free, on a buddy free list            (arena->lock)
+ *   PG_pcp    free, in a per-CPU cache              (that pcp's lock)
+ *   PG_alloc  handed out to the caller              (the caller)
+ *   PG_busy   in flight: being allocated or freed, or isolated by a
+ *             reporting / pre-zeroing pass          (the thread holding it)
+ *
+ * Every page that is not a head has info == 0 ("tail").  Every page of the
+ * arena belongs to exactly one block, so walking heads by 2^order covers
+ * [0, nr_pages) exactly: this is the first thing zp_arena_check() proves.
+ *
+ * Zero state is per page, in two bitmaps:
+ *   zero_bm    page reads as zero (trusted by zeroing allocations)
+ *   report_bm  page was handed back to the OS (costly to touch again)
+ * Allocated pages have neither bit set: their content is the caller's.
+ * A free block is listed by the summary of its pages (zs_summary()).
+ */
+#ifndef ZPAGE_INTERNAL_H
+#define ZPAGE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "zpage.h"
+
+#define NIL	  UINT32_MAX
+#define NR_ORDERS (ZP_MAX_ORDER_LIMIT + 1)
+
+/* Orders served from the per-CPU caches. */
+#define PCP_MAX_ORDER 3u
+
+/* Free-list states, in the order a zeroing request prefers them. */
+enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
+
+/*
+ * info word of a page descriptor:
+ *   bits 0-4   order (meaningful in a head)
+ *   bits 8-11  PG_buddy / PG_pcp / PG_alloc / PG_busy (exactly one in a head)
+ *   bits 12-13 enum zstate of the list a free head is on
+ */
+#define PG_ORDER_MASK  0x1fu
+#define PG_BUDDY       0x100u
+#define PG_PCP	       0x200u
+#define PG_ALLOC       0x400u
+#define PG_BUSY	       0x800u
+#define PG_OWNER_MASK  (PG_BUDDY | PG_PCP | PG_ALLOC | PG_BUSY)
+#define PG_STATE_SHIFT 12
+
+struct page {
+	uint32_t next, prev;   /* free-list links (pfns), only in listed heads */
+	_Atomic uint32_t info; /* see above; atomic so that a bad free can be refused safely */
+};
+
+static inline uint32_t pg_info(const struct page *p)
+{
+	return atomic_load_explicit(&p->info, memory_order_acquire);
+}
+static inline void pg_set_info(struct page *p, uint32_t v)
+{
+	atomic_store_explicit(&p->info, v, memory_order_release);
+}
+static inline unsigned pg_order(uint32_t info)
+{
+	return info & PG_ORDER_MASK;
+}
+static inline enum zstate pg_state(uint32_t info)
+{
+	return (enum zstate)((info >> PG_STATE_SHIFT) & 3u);
+}
+static inline uint32_t mk_info(uint32_t owner, unsigned order, enum zstate st)
+{
+	return owner | order | ((uint32_t)st << PG_STATE_SHIFT);
+}
+
+/* A doubly linked list of free blocks, threaded through struct page by pfn. */
+struct free_list {
+	uint32_t head, tail;
+	size_t nr; /* blocks */
+};
+
+/* Page counts of a set of free blocks. */
+struct zcount {
+	size_t pages;	 /* all pages */
+	size_t zeroed;	 /* zero bit set and not reported: resident zero pages */
+	size_t reported; /* report bit set */
+	size_t dirty;	 /* zero bit clear: must be cleared before a zeroing use */
+};
+
+/* A per-CPU cache of free blocks of order 0..PCP_MAX_ORDER, by state. */
+struct pcp {
+	pthread_mutex_t lock;
+	struct free_list lists[PCP_MAX_ORDER + 1][NR_ZSTATES];
+	struct zcount cnt;
+} __attribute__((aligned(64)));
+
+/* One event of the clearing layer, seen by the test hook. */
+struct clear_event {
+	size_t pfn;	     /* first page cleared */
+	size_t nr_pages;     /* how many */
+	bool nt;	     /* non-temporal stores */
+	bool user_path;	     /* cleared through the user-congruent path */
+	uintptr_t user_addr; /* user address of the first page (user path), else ZP_USER_ADDR_NONE */
+};
+typedef void (*clear_hook_fn)(void *ctx, const struct clear_event *ev);
+
+struct zp_arena {
+	/* immutable after creation */
+	char *base; /* managed range, aligned to the largest block */
+	size_t nr_pages;
+	unsigned max_order;
+	unsigned flags; /* ZP_* arena flags */
+	unsigned report_order;
+	unsigned report_delay_ms;
+	size_t prezero_bytes;
+	struct page *pages;	     /* nr_pages descriptors */
+	_Atomic uint64_t *zero_bm;   /* one bit per page: reads as zero */
+	_Atomic uint64_t *report_bm; /* one bit per page: handed back to the OS */
+	struct pcp *pcp;
+	unsigned nr_pcp;
+	unsigned pcp_orders;	    /* orders below this use the caches (0 = none) */
+	void *map_addr, *meta_addr; /* what to munmap */
+	size_t map_len, meta_len;
+
+	/* clearing policy (clear.c) */
+	size_t nt_min_bytes; /* runs at least this long use non-temporal stores */
+	unsigned hot_pages;  /* neighbourhood half-width around the target page */
+	bool aliasing;	     /* test-only: simulate an aliasing data cache */
+	clear_hook_fn clear_hook;
+	void *clear_hook_ctx;
+
+	/* buddy allocator, under lock */
+	pthread_mutex_t lock;
+	struct free_list free[NR_ORDERS][NR_ZSTATES];
+	struct zcount cnt; /* pages on the buddy lists */
+	/* bit o set iff free[o][state] is not empty; written under lock, read
+	 * without it as a hint by the per-CPU caches */
+	_Atomic uint32_t nonempty[NR_ZSTATES];
+
+	/* statistics, updated without locks */
+	_Atomic uint64_t pages_cleared;
+	_Atomic uint64_t pages_clear_skipped;
+	_Atomic uint64_t pages_reported;
+	_Atomic uint64_t pages_refaulted;
+	_Atomic uint64_t verify_failures;
+};
+
+static inline char *pfn_to_addr(const struct zp_arena *a, size_t pfn)
+{
+	return a->base + (pfn << ZP_PAGE_SHIFT);
+}
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	if (v)
+		atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+/* lists (inline, shared by buddy.c and pcp.c) */
+static inline void list_init(struct free_list *l)
+{
+	l->head = l->tail = NIL;
+	l->nr = 0;
+}
+void list_add(struct zp_arena *a, struct free_list *l, uint32_t pfn, bool tail);
+void list_del(struct zp_arena *a, struct free_list *l, uint32_t pfn);
+
+/* zero_state.c: the per-page zeroed / reported bitmaps */
+void zs_count(const struct zp_arena *a, size_t pfn, size_t n, struct zcount *c);
+enum zstate zs_summary(const struct zcount *c);
+void zs_mark_zeroed(struct zp_arena *a, size_t pfn, size_t n);
+void zs_mark_reported(struct zp_arena *a, size_t pfn, size_t n, bool zeroed);
+void zs_clear(struct zp_arena *a, size_t pfn, size_t n); /* neither zeroed nor reported */
+void zs_unzero(struct zp_arena *a, size_t pfn);		 /* one page loses its zero bit */
+bool zs_test_zero(const struct zp_arena *a, size_t pfn);
+bool zs_test_reported(const struct zp_arena *a, size_t pfn);
+size_t zs_next(const struct zp_arena *a, size_t pfn, size_t end, bool zero); /* next page whose zero bit == zero */
+static inline void zcount_add(struct zcount *d, const struct zcount *s)
+{
+	d->pages += s->pages;
+	d->zeroed += s->zeroed;
+	d->reported += s->reported;
+	d->dirty += s->dirty;
+}
+static inline void zcount_sub(struct zcount *d, const struct zcount *s)
+{
+	d->pages -= s->pages;
+	d->zeroed -= s->zeroed;
+	d->reported -= s->reported;
+	d->dirty -= s->dirty;
+}
+
+/* buddy.c: free lists per order and state; callers hold a->lock */
+void buddy_init(struct zp_arena *a);
+#define ALL_STATES ((1u << NR_ZSTATES) - 1)
+uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states);
+bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstate st);
+enum zstate state_of_rank(int rank, bool want_zero);
+void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order);
+int state_rank(enum zstate st, bool want_zero);
+
+/* pcp.c: per-CPU caches of orders 0..PCP_MAX_ORDER */
+int pcp_init(struct zp_arena *a);
+void pcp_destroy(struct zp_arena *a);
+uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero);
+void free_pcp(struct zp_arena *a, uint32_t pfn, unsigned order);
+void drain_all_pages(struct zp_arena *a);
+bool pcp_serves(const struct zp_arena *a, unsigned order);
+void lock_all(struct zp_arena *a);
+void unlock_all(struct zp_arena *a);
+
+/* clear.c: the clearing engine */
+void clear_init(struct zp_arena *a);
+size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr);
+void clear_free_block(struct zp_arena *a, size_t pfn, size_t n);
+void zero_cached(void *p, size_t len);
+void zero_nt(void *p, size_t len);
+struct zero_impl {
+	const char *name;
+	void (*fn)(void *p, size_t len);
+	bool nt;
+	bool (*available)(void);
+};
+extern const struct zero_impl zero_impls[];
+extern const size_t nr_zero_impls;
+const char *zero_cached_name(void);
+const char *zero_nt_name(void);
+
+/* page_alloc.c: the allocation and free paths */
+bool page_reads_zero(const struct zp_arena *a, size_t pfn);
+
+/* check.c */
+void zp_arena_dump(struct zp_arena *a, void *file);
+
+/* test-only controls (tests link the static library) */
+void zp_test_set_clear_hook(struct zp_arena *a, clear_hook_fn fn, void *ctx);
+void zp_test_set_aliasing(struct zp_arena *a, bool on);
+size_t zp_test_nr_free_blocks(struct zp_arena *a, unsigned order, enum zstate st);
+void zp_test_set_pcp(struct zp_arena *a, bool on); /* only before the first allocation */
+void zp_test_drain_pcp(struct zp_arena *a);
+
+#endif /* ZPAGE_INTERNAL_H */

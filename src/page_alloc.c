@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * page_alloc.c - the allocation and free paths.
+ *
+ * Allocation, as in Linux, with the caller's address carried all the way
+ * down to the one place that initialises memory:
+ *
+ *   zp_alloc_pages(a, gfp, order, user_addr)
+ *     -> struct alloc_context ac     (the request, passed by const pointer)
+ *     -> get_page_from_freelist(&ac) per-CPU cache or buddy lists; on
+ *                                    failure drain the caches, retry once
+ *     -> prep_new_page(&ac, pfn)
+ *        -> post_alloc_hook(&ac, pfn) the only place memory is initialised
+ *
+ * post_alloc_hook's decision, per allocation:
+ *
+ *   wants zero (ZP_GFP_ZERO      pages' state           action
+ *   or ZP_INIT_ON_ALLOC)
+ *   no                           any                    nothing
+ *   yes                          all known zero         nothing (count skipped)
+ *   yes                          some dirty, user_addr  clear the dirty pages,
+ *                                                       target page last
+ *   yes                          some dirty, NONE       clear the dirty pages,
+ *                                                       fastest bulk order
+ *
+ * then it drops the zeroed/reported bits of the whole block: from now on its
+ * content is the caller's.
+ *
+ * Free mirrors it: zp_free_pages() validates the pointer by one atomic
+ * compare-and-swap of the head's info word (PG_alloc|order -> PG_busy|order),
+ * so a foreign, misaligned, tail, wrong-order or double free is refused
+ * with -EINVAL before anything changes, even when two threads race to free
+ * the same block; free_pages_prepare() applies init_on_free / poisoning;
+ * then the block goes to a per-CPU cache or the buddy lists.
+ *
+ * Invariant: a page handed out for a zeroing request reads as zero, and the
+ * library cleared it at most once since it was last dirtied; never when its
+ * zero bit said it was already zero.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define POISON_BYTE 0xaa
+
+/*
+ * The request.  None of its fields change on the slow path (drain the
+ * per-CPU caches, then retry).
+ */
+struct alloc_context {
+	struct zp_arena *arena;
+	zp_gfp_t gfp;
+	unsigned order;
+	uintptr_t user_addr; /* ZP_USER_ADDR_NONE: no address */
+	bool want_zero;	     /* ZP_GFP_ZERO, or the arena's init_on_alloc */
+};
+
+bool page_reads_zero(const struct zp_arena *a, size_t pfn)
+{
+	const uint64_t *w = (const uint64_t *)pfn_to_addr(a, pfn);
+	uint64_t acc = 0;
+
+	for (size_t i = 0; i < ZP_PAGE_SIZE / sizeof(*w); i++)
+		acc |= w[i];
+	return acc == 0;
+}
+
+/* ZP_VERIFY: a page marked zero that does not read zero is reported, counted
+ * and demoted to dirty, so the clear below fixes it. */
+static void verify_zero_pages(struct zp_arena *a, size_t pfn, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!zs_test_zero(a, pfn + i) || page_reads_zero(a, pfn + i))
+			continue;
+		fprintf(stderr, "zpage: verify: page %zu at %p is marked zero but is not (written after free?)\n",
+			pfn + i, (void *)pfn_to_addr(a, pfn + i));
+		zs_unzero(a, pfn + i);
+		stat_add(&a->verify_failures, 1);
+	}
+}
+
+static uint32_t get_page_from_freelist(const struct alloc_context *ac)
+{
+	struct zp_arena *a = ac->arena;
+	uint32_t pfn;
+
+	if (pcp_serves(a, ac->order))
+		return rmqueue_pcplist(a, ac->order, ac->want_zero);
+	pthread_mutex_lock(&a->lock);
+	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES);
+	pthread_mutex_unlock(&a->lock);
+	return pfn;
+}
+
+static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn)
+{
+	struct zp_arena *a = ac->arena;
+	size_t n = (size_t)1 << ac->order;
+	struct zcount c;
+
+	zs_count(a, pfn, n, &c);
+	stat_add(&a->pages_refaulted, c.reported);
+	if (ac->want_zero) {
+		size_t cleared;
+
+		if (a->flags & ZP_VERIFY)
+			verify_zero_pages(a, pfn, n);
+		cleared = clear_dirty_pages(a, pfn, ac->order, ac->user_addr);
+		stat_add(&a->pages_cleared, cleared);
+		stat_add(&a->pages_clear_skipped, n - cleared);
+	}
+	zs_clear(a, pfn, n);
+}
+
+static void prep_new_page(const struct alloc_context *ac, uint32_t pfn)
+{
+	post_alloc_hook(ac, pfn);
+	pg_set_info(&ac->arena->pages[pfn], mk_info(PG_ALLOC, ac->order, 0));
+}
+
+void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintptr_t user_addr)
+{
+	uint32_t pfn;
+
+	if (!a || (gfp & ~ZP_GFP_ZERO) || order > a->max_order) {
+		errno = EINVAL;
+		return NULL;
+	}
+
+	const struct alloc_context ac = {
+		.arena = a,
+		.gfp = gfp,
+		.order = order,
+		.user_addr = user_addr,
+		.want_zero = (gfp & ZP_GFP_ZERO) || (a->flags & ZP_INIT_ON_ALLOC),
+	};
+
+	pfn = get_page_from_freelist(&ac);
+	if (pfn == NIL) {
+		drain_all_pages(a);
+		pfn = get_page_from_freelist(&ac);
+	}
+	if (pfn == NIL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	prep_new_page(&ac, pfn);
+	return pfn_to_addr(a, pfn);
+}
+
+static void free_pages_prepare(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	size_t n = (size_t)1 << order;
+
+	if (a->flags & ZP_INIT_ON_FREE)
+		clear_free_block(a, pfn, n);
+	else if (a->flags & ZP_VERIFY)
+		memset(pfn_to_addr(a, pfn), POISON_BYTE, n << ZP_PAGE_SHIFT);
+}
+
+int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
+{
+	uintptr_t base, off;
+	uint32_t pfn, expect;
+
+	if (!a || !addr || order > a->max_order)
+		return -EINVAL;
+	base = (uintptr_t)a->base;
+	off = (uintptr_t)addr - base;
+	if ((uintptr_t)addr < base || off >= (a->nr_pages << ZP_PAGE_SHIFT))
+		return -EINVAL;
+	if (off & ((ZP_PAGE_SIZE << order) - 1))
+		return -EINVAL;
+	pfn = (uint32_t)(off >> ZP_PAGE_SHIFT);
+	if ((size_t)pfn + ((size_t)1 << order) > a->nr_pages)
+		return -EINVAL;
+
+	expect = mk_info(PG_ALLOC, order, 0);
+	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &expect, mk_info(PG_BUSY, order, 0),
+						     memory_order_acq_rel, memory_order_acquire))
+		return -EINVAL;
+
+	free_pages_prepare(a, pfn, order);
+	if (pcp_serves(a, order)) {
+		free_pcp(a, pfn, order);
+	} else {
+		pthread_mutex_lock(&a->lock);
+		free_one_page(a, pfn, order);
+		pthread_mutex_unlock(&a->lock);
+	}
+	return 0;
+}

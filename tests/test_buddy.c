@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Split, merge and state rules of the buddy lists.  The arenas here have
+ * 16 pages and max_order 3 (two order-3 blocks), with the per-CPU caches
+ * off so every block goes straight to the buddy lists.
+ *
+ * Legend for the diagrams:  R reported+zero,  Z zeroed (resident),
+ * D dirty,  A allocated,  [ ] one free block.
+ */
+#include "test.h"
+
+static struct zp_arena *small(unsigned flags)
+{
+	struct zp_arena *a = t_arena(16, 3, flags);
+
+	zp_test_set_pcp(a, false);
+	return a;
+}
+
+#define NFREE(a, o, s) zp_test_nr_free_blocks(a, o, s)
+
+/*
+ * fresh:  [R R R R R R R R][R R R R R R R R]
+ */
+static void fresh_arena_is_reported_and_zero(void)
+{
+	struct zp_arena *a = small(0);
+	struct zp_stats s = t_stats(a);
+
+	EXPECT_EQ(s.nr_pages, 16);
+	EXPECT_EQ(s.nr_free, 16);
+	EXPECT_EQ(s.nr_free_reported, 16);
+	EXPECT_EQ(s.nr_free_zeroed, 0); /* resident zero pages only */
+	EXPECT_EQ(NFREE(a, 3, ZS_REPORTED), 2);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/*
+ * alloc order 0:  A [R] [R R] [R R R R] [R R R R R R R R]
+ *                 0  1   2-3    4-7          8-15
+ */
+static void split_leaves_one_block_per_order(void)
+{
+	struct zp_arena *a = small(0);
+	char *p = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+
+	ASSERT(p);
+	EXPECT_EQ(t_pfn(a, p), 0);
+	EXPECT_EQ(NFREE(a, 0, ZS_REPORTED), 1);
+	EXPECT_EQ(NFREE(a, 1, ZS_REPORTED), 1);
+	EXPECT_EQ(NFREE(a, 2, ZS_REPORTED), 1);
+	EXPECT_EQ(NFREE(a, 3, ZS_REPORTED), 1);
+	EXPECT_EQ(t_stats(a).nr_free, 15);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/*
+ * write page 0 and free it:  [D R R R R R R R][R R R R R R R R]
+ * It merges all the way up; the merged block is partly dirty, listed as
+ * dirty, and pages 1..7 keep their zeroed+reported bits.
+ */
+static void merge_keeps_per_page_state(void)
+{
+	struct zp_arena *a = small(0);
+	char *p = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+
+	ASSERT(p);
+	memset(p, 0x11, ZP_PAGE_SIZE);
+	EXPECT_EQ(zp_free_pages(a, p, 0), 0);
+	EXPECT_EQ(NFREE(a, 3, ZS_DIRTY), 1);
+	EXPECT_EQ(NFREE(a, 3, ZS_REPORTED), 1);
+	EXPECT_EQ(NFREE(a, 0, ZS_REPORTED) + NFREE(a, 1, ZS_REPORTED) + NFREE(a, 2, ZS_REPORTED), 0);
+	EXPECT(!zs_test_zero(a, 0));
+	for (size_t i = 1; i < 8; i++)
+		EXPECT(zs_test_zero(a, i) && zs_test_reported(a, i));
+	EXPECT_EQ(t_stats(a).nr_free_reported, 15);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/*
+ * [D D R R R R R R][R ...]: a zeroing order-3 allocation of the partly
+ * dirty block clears exactly the 2 dirty pages and skips the 6 zero ones.
+ */
+static void zeroing_partly_dirty_clears_only_dirty(void)
+{
+	struct zp_arena *a = small(0);
+	char *p = zp_alloc_pages(a, 0, 1, ZP_USER_ADDR_NONE);
+	char *q;
+	struct zp_stats s;
+
+	ASSERT(p && t_pfn(a, p) == 0);
+	memset(p, 0x22, 2 * ZP_PAGE_SIZE);
+	ASSERT_EQ(zp_free_pages(a, p, 1), 0);
+	q = zp_alloc_pages(a, ZP_GFP_ZERO, 3, ZP_USER_ADDR_NONE);
+	ASSERT(q);
+	EXPECT_EQ(t_pfn(a, q), 0); /* dirty before reported */
+	EXPECT(t_all_zero(q, 8 * ZP_PAGE_SIZE));
+	s = t_stats(a);
+	EXPECT_EQ(s.pages_cleared, 2);
+	EXPECT_EQ(s.pages_clear_skipped, 6);
+	EXPECT_EQ(s.pages_refaulted, 2 + 6); /* the order-1 allocation's, then these */
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/*
+ * Preference.  After: [D D D D D D D D][R R R R R R R R]
+ *   non-zeroing order 3 -> the dirty block (pfn 0)
+ *   zeroing order 3     -> the dirty block too (clear it) before reported
+ * With init_on_free:  [Z Z Z Z Z Z Z Z][R ...]
+ *   zeroing order 0     -> splits the zeroed block, clears nothing
+ */
+static void state_preference(void)
+{
+	struct zp_arena *a = small(0);
+	char *p = zp_alloc_pages(a, 0, 3, ZP_USER_ADDR_NONE), *q;
+
+	ASSERT(p && t_pfn(a, p) == 0);
+	memset(p, 0x33, 8 * ZP_PAGE_SIZE);
+	ASSERT_EQ(zp_free_pages(a, p, 3), 0);
+	q = zp_alloc_pages(a, 0, 3, ZP_USER_ADDR_NONE);
+	EXPECT_EQ(t_pfn(a, q), 0);
+	ASSERT_EQ(zp_free_pages(a, q, 3), 0);
+	q = zp_alloc_pages(a, ZP_GFP_ZERO, 3, ZP_USER_ADDR_NONE);
+	EXPECT_EQ(t_pfn(a, q), 0);
+	EXPECT_EQ(t_stats(a).pages_cleared, 8);
+	EXPECT_EQ(t_stats(a).pages_refaulted, 8); /* the first allocation's */
+	zp_arena_destroy(a);
+
+	a = small(ZP_INIT_ON_FREE);
+	p = zp_alloc_pages(a, 0, 3, ZP_USER_ADDR_NONE);
+	ASSERT(p && t_pfn(a, p) == 0);
+	memset(p, 0x33, 8 * ZP_PAGE_SIZE);
+	ASSERT_EQ(zp_free_pages(a, p, 3), 0);
+	EXPECT_EQ(NFREE(a, 3, ZS_ZEROED), 1);
+	EXPECT_EQ(t_stats(a).nr_free_zeroed, 8);
+	q = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE);
+	EXPECT(q && t_pfn(a, q) < 8);
+	EXPECT_EQ(t_stats(a).pages_cleared, 8); /* only init_on_free's */
+	EXPECT_EQ(t_stats(a).pages_clear_skipped, 1);
+	EXPECT(t_all_zero(q, ZP_PAGE_SIZE));
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/*
+ * Split keeps the half that suits the request; reported stays last.
+ *   [D D D D R R R R]  (pages 0-3 written and freed, merged with 4-7)
+ *   zeroing order 0     -> a dirty page (0..3): clearing a resident page
+ *                          is cheaper than touching one given back to the OS
+ *   non-zeroing order 0 -> a dirty page (0..3)
+ * With init_on_free:
+ *   [Z Z Z Z R R R R]
+ *   zeroing and non-zeroing order 0 -> the resident zero half (0..3)
+ */
+static void split_keeps_better_half(void)
+{
+	struct zp_arena *a = small(0);
+	char *p = zp_alloc_pages(a, 0, 2, ZP_USER_ADDR_NONE), *z, *d;
+
+	ASSERT(p && t_pfn(a, p) == 0);
+	ASSERT_EQ(zp_free_pages(a, p, 2), 0);
+	ASSERT_EQ(NFREE(a, 3, ZS_DIRTY), 1);
+	z = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE);
+	d = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+	ASSERT(z && d);
+	EXPECT(t_pfn(a, z) < 4);
+	EXPECT(t_pfn(a, d) < 4);
+	EXPECT_EQ(t_stats(a).pages_cleared, 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+
+	a = small(ZP_INIT_ON_FREE);
+	p = zp_alloc_pages(a, 0, 2, ZP_USER_ADDR_NONE);
+	ASSERT(p && t_pfn(a, p) == 0);
+	ASSERT_EQ(zp_free_pages(a, p, 2), 0);
+	ASSERT_EQ(NFREE(a, 3, ZS_ZEROED), 1);
+	z = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE);
+	d = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+	ASSERT(z && d);
+	EXPECT(t_pfn(a, z) < 4);
+	EXPECT(t_pfn(a, d) < 4);
+	EXPECT_EQ(t_stats(a).pages_cleared, 4);	  /* init_on_free's only */
+	EXPECT_EQ(t_stats(a).pages_refaulted, 4); /* the first allocation's only */
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* An arena whose size is not a multiple of the largest block: 13 pages =
+ * [8][4][1], all usable, and merging never crosses the end. */
+static void odd_sized_arena(void)
+{
+	struct zp_arena *a = t_arena(13, 3, 0);
+	void *p[13];
+	size_t n = 0;
+
+	zp_test_set_pcp(a, false);
+	EXPECT_EQ(NFREE(a, 3, ZS_REPORTED), 1);
+	EXPECT_EQ(NFREE(a, 2, ZS_REPORTED), 1);
+	EXPECT_EQ(NFREE(a, 0, ZS_REPORTED), 1);
+	while (n < 13 && (p[n] = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE)))
+		n++;
+	EXPECT_EQ(n, 13);
+	EXPECT(!zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE) && errno == ENOMEM);
+	for (size_t i = 0; i < n; i++)
+		EXPECT_EQ(zp_free_pages(a, p[i], 0), 0);
+	EXPECT_EQ(NFREE(a, 3, ZS_DIRTY), 1);
+	EXPECT_EQ(NFREE(a, 2, ZS_DIRTY), 1);
+	EXPECT_EQ(NFREE(a, 0, ZS_DIRTY), 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* The caches keep zero state: a zeroed page freed to a cache is handed to
+ * the next zeroing request without a clear. */
+static void pcp_keeps_zero_state(void)
+{
+	struct zp_arena *a = t_arena(64, 5, ZP_INIT_ON_FREE);
+	char *p = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE);
+	uint64_t cleared;
+
+	ASSERT(p);
+	memset(p, 0x44, ZP_PAGE_SIZE);
+	ASSERT_EQ(zp_free_pages(a, p, 0), 0); /* cleared once, at free */
+	cleared = t_stats(a).pages_cleared;
+	EXPECT_EQ(cleared, 1);
+	EXPECT_EQ(t_stats(a).nr_free_zeroed, 1);
+	for (int i = 0; i < 4; i++) {
+		char *q = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE);
+
+		ASSERT(q);
+		EXPECT(t_all_zero(q, ZP_PAGE_SIZE));
+		ASSERT_EQ(zp_free_pages(a, q, 0), 0);
+	}
+	EXPECT_EQ(zp_arena_check(a), 0);
+	/* 4 frees cleared 4 pages; no allocation cleared anything */
+	EXPECT_EQ(t_stats(a).pages_cleared, cleared + 4);
+	zp_arena_destroy(a);
+}
+
+int main(void)
+{
+	RUN(fresh_arena_is_reported_and_zero);
+	RUN(split_leaves_one_block_per_order);
+	RUN(merge_keeps_per_page_state);
+	RUN(zeroing_partly_dirty_clears_only_dirty);
+	RUN(state_preference);
+	RUN(split_keeps_better_half);
+	RUN(odd_sized_arena);
+	RUN(pcp_keeps_zero_state);
+	return t_done("test_buddy");
+}
