@@ -71,6 +71,7 @@ check: all $(TEST_BINS) $(B)/tests/example_basic
 $(B)/zpage-bench: bench/zpage-bench.c $(HDRS) $(B)/libzpage.a
 	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -Isrc -pthread $< $(B)/libzpage.a -o $@ -lm -ldl
 
+BENCH_ARGS ?= all
 bench: $(B)/zpage-bench
 	$(B)/zpage-bench $(BENCH_ARGS)
 

@@ -57,6 +57,11 @@ struct zp_config {
 	unsigned report_order;	  /* smallest block handed back to the OS (default 9) */
 	unsigned report_delay_ms; /* how long memory stays free before reporting (default 2000) */
 	size_t prezero_bytes;	  /* zeroed resident memory to keep ready */
+	/* clearing engine (zpage additions; README "Clearing engine") */
+	size_t clear_hot_bytes; /* neighbourhood around user_addr cleared with cached
+				   stores, target page last (default 64 KiB) */
+	size_t clear_nt_min;    /* dirty runs at least this long are cleared with
+				   non-temporal stores (default 256 KiB) */
 };
 
 /* Counters of one arena.  Page counts are in pages of ZP_PAGE_SIZE. */

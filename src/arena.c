@@ -125,7 +125,7 @@ struct zp_arena *zp_arena_create(const struct zp_config *cfg)
 		goto fail;
 	}
 	pthread_mutex_init(&a->lock, NULL);
-	clear_init(a);
+	clear_init(a, c.clear_hot_bytes, c.clear_nt_min);
 	buddy_init(a);
 	return a;
 

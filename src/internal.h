@@ -227,7 +227,7 @@ void lock_all(struct zp_arena *a);
 void unlock_all(struct zp_arena *a);
 
 /* clear.c: the clearing engine */
-void clear_init(struct zp_arena *a);
+void clear_init(struct zp_arena *a, size_t hot_bytes, size_t nt_min);
 size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr);
 void clear_free_block(struct zp_arena *a, size_t pfn, size_t n);
 void zero_cached(void *p, size_t len);
