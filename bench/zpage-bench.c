@@ -114,8 +114,7 @@ static void bench_order9(void)
 		for (int s = 0; s < 3; s++)
 			order9_round((enum src)s, v[s] + r * NBLK);
 	printf("zeroing order-9 (2 MiB) allocation, %d allocations each\n", NBLK * ROUNDS);
-	printf("  %-30s %12s %12s %12s %10s %16s\n", "from", "median us", "p10 us", "p90 us", "GB/s",
-	       "pages cleared");
+	printf("  %-30s %12s %12s %12s %10s %16s\n", "from", "median us", "p10 us", "p90 us", "GB/s", "pages cleared");
 	for (int s = 0; s < 3; s++) {
 		double med = pct(v[s], NBLK * ROUNDS, 50);
 
@@ -195,7 +194,7 @@ static void bench_order0(void)
 
 enum clear_row { R_ZP_UA, R_ZP_NONE, R_LINUX, R_LINUX2017, R_CACHED, R_NT, NR_ROWS };
 static const char *row_names[NR_ROWS] = {
-	"zpage engine, user_addr", "zpage engine, no address", "linux folio_zero_user order",
+	"zpage engine, user_addr",	"zpage engine, no address",  "linux folio_zero_user order",
 	"linux 2017 target-last order", "cached clear, whole block", "non-temporal, whole block",
 };
 
@@ -268,7 +267,7 @@ static double read_window(const char *blk, size_t n, size_t t)
 static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 {
 	size_t n = (size_t)1 << order, bsz = n << ZP_PAGE_SHIFT, nblk = RING_BYTES / bsz;
-	struct zp_config cfg = { .size = RING_BYTES, .max_order = order < 10 ? 10 : order };
+	struct zp_config cfg = {.size = RING_BYTES, .max_order = order < 10 ? 10 : order};
 	struct zp_arena *a = zp_arena_create(&cfg);
 	static double tc[NR_ROWS][4096], tr[NR_ROWS][4096];
 	char **blk = calloc(nblk, sizeof(*blk));
@@ -301,12 +300,24 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 
 			next = (next + stride) % nblk;
 			switch (r) {
-			case R_ZP_UA: clear_dirty_pages(a, pfn, order, ua); break;
-			case R_ZP_NONE: clear_dirty_pages(a, pfn, order, ZP_USER_ADDR_NONE); break;
-			case R_LINUX: linux_current(b, n, t); break;
-			case R_LINUX2017: linux_2017(b, n, t); break;
-			case R_CACHED: zero_cached(b, bsz); break;
-			case R_NT: zero_nt(b, bsz); break;
+			case R_ZP_UA:
+				clear_dirty_pages(a, pfn, order, ua);
+				break;
+			case R_ZP_NONE:
+				clear_dirty_pages(a, pfn, order, ZP_USER_ADDR_NONE);
+				break;
+			case R_LINUX:
+				linux_current(b, n, t);
+				break;
+			case R_LINUX2017:
+				linux_2017(b, n, t);
+				break;
+			case R_CACHED:
+				zero_cached(b, bsz);
+				break;
+			case R_NT:
+				zero_nt(b, bsz);
+				break;
 			}
 			tc[r][s] = now_ns() - t0;
 			tr[r][s] = read_window(b, n, t);
@@ -323,8 +334,8 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 
 	printf("order %u (%zu KiB): %u cold dirty blocks per row; medians [p10-p90]; x = median of paired ratios\n",
 	       order, bsz >> 10, samples);
-	printf("  %-30s %22s %7s %6s %7s %22s %6s\n", "row", "clear us", "GB/s", "x NT", "x linux", "read 64K after, us",
-	       "x NT");
+	printf("  %-30s %22s %7s %6s %7s %22s %6s\n", "row", "clear us", "GB/s", "x NT", "x linux",
+	       "read 64K after, us", "x NT");
 	for (int r = 0; r < NR_ROWS; r++) {
 		double c = pct(tc[r], samples, 50), rd;
 		char cs[40], rs[40];
@@ -349,8 +360,8 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 
 static void bench_clear(void)
 {
-	static const unsigned orders[] = { 0, 4, 9, 10 };
-	static const unsigned samples[] = { 4000, 4000, 1000, 600 };
+	static const unsigned orders[] = {0, 4, 9, 10};
+	static const unsigned samples[] = {4000, 4000, 1000, 600};
 	uint64_t rng = 0x2545f4914f6cdd1dull;
 
 	printf("clearing engine: cached = %s, non-temporal = %s\n\n", zero_cached_name(), zero_nt_name());

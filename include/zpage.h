@@ -43,11 +43,12 @@ typedef unsigned int zp_gfp_t;
 #define ZP_GFP_ZERO 0x1u /* the caller needs zero-filled memory */
 
 /* arena flags (struct zp_config.flags) */
-#define ZP_INIT_ON_ALLOC 0x01u /* every allocation is zero-filled */
-#define ZP_INIT_ON_FREE	 0x02u /* pages are cleared when freed */
-#define ZP_VERIFY	 0x04u /* check zero pages read zero; poison freed pages */
-#define ZP_REPORT	 0x08u /* background reporting thread */
-#define ZP_PREZERO	 0x10u /* background pre-zeroing thread */
+#define ZP_INIT_ON_ALLOC    0x01u /* every allocation is zero-filled */
+#define ZP_INIT_ON_FREE	    0x02u /* pages are cleared when freed */
+#define ZP_VERIFY	    0x04u /* check zero pages read zero; poison freed pages */
+#define ZP_REPORT	    0x08u /* background reporting thread */
+#define ZP_PREZERO	    0x10u /* background pre-zeroing thread */
+#define ZP_REPORT_MADV_FREE 0x20u /* report with MADV_FREE: cheaper, pages do not come back zero */
 
 /* A zero-initialised field means "the default". */
 struct zp_config {
@@ -60,7 +61,7 @@ struct zp_config {
 	/* clearing engine (zpage additions; README "Clearing engine") */
 	size_t clear_hot_bytes; /* neighbourhood around user_addr cleared with cached
 				   stores, target page last (default 64 KiB) */
-	size_t clear_nt_min;    /* dirty runs at least this long are cleared with
+	size_t clear_nt_min;	/* dirty runs at least this long are cleared with
 				   non-temporal stores (default 256 KiB) */
 };
 
@@ -76,6 +77,9 @@ struct zp_stats {
 	/* zpage additions */
 	uint64_t pages_refaulted; /* pages allocated while in reported state */
 	uint64_t verify_failures; /* ZP_VERIFY: zero-marked pages found non-zero */
+	uint64_t pages_prezeroed; /* pages cleared ahead of demand (pre-zero passes) */
+	int report_zeroes;	  /* 1: reported pages are trusted to read zero (the backend
+				     promises it and the start-up self-test confirmed it) */
 };
 
 struct zp_arena;
@@ -92,8 +96,11 @@ struct zp_arena;
  * (size not a multiple of ZP_PAGE_SIZE or beyond 2^32 pages, max_order above
  * ZP_MAX_ORDER_LIMIT, report_order above max_order, unknown flags), ENOMEM
  * when the address space or metadata cannot be reserved, or the error of
- * pthread_create() when a background thread cannot start.  In this version
- * ZP_REPORT and ZP_PREZERO are refused with ENOSYS (not implemented yet).
+ * pthread_create() when a background thread cannot start.
+ *
+ * Environment (read once per arena, for fields left 0): ZPAGE_REPORT_DELAY_MS,
+ * ZPAGE_REPORT_ORDER, ZPAGE_PREZERO_BYTES, ZPAGE_PREZERO_RATE_MB (the
+ * background pre-zeroing rate cap in MiB/s, default 1024).
  */
 ZP_API struct zp_arena *zp_arena_create(const struct zp_config *cfg);
 
@@ -141,20 +148,33 @@ ZP_API int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order);
  * zp_arena_report() - hand free blocks of report_order or larger back to the OS now.
  * @a: the arena.
  *
+ * Every free block of report_order or larger that has a page not yet
+ * reported is isolated under the arena lock, handed to the OS with the lock
+ * dropped (madvise MADV_DONTNEED by default), and put back marked reported
+ * (and zeroed when the backend's zero-fill was confirmed at start-up).
+ * Allocation and free go on meanwhile.  Ignores report_delay_ms.
+ *
  * Context: any thread; makes system calls with no lock held.
- * Return: the number of pages reported by this pass, or -errno
- * (-ENOSYS in this version: reporting is not implemented yet).
+ * Return: the number of pages newly reported by this pass, or -errno of the
+ * first failed system call when none could be reported (those blocks are
+ * put back unchanged).
  */
 ZP_API long zp_arena_report(struct zp_arena *a);
 
 /**
  * zp_arena_prezero() - clear dirty free blocks ahead of demand.
  * @a: the arena.
- * @max_bytes: clear at most this many bytes (0 = up to prezero_bytes of zeroed memory).
+ * @max_bytes: clear about this many bytes (whole blocks, so up to one block
+ *             more); 0 = until the arena has prezero_bytes of zeroed
+ *             resident free memory.
+ *
+ * Dirty free blocks (largest first) are isolated under the lock, their
+ * dirty pages cleared with non-temporal stores with the lock dropped, and
+ * put back marked zeroed.  Not rate-capped (the ZP_PREZERO thread is).
  *
  * Context: any thread; clears with no lock held.
- * Return: the number of pages cleared by this pass, or -errno
- * (-ENOSYS in this version: pre-zeroing is not implemented yet).
+ * Return: the number of pages cleared by this pass (0 when nothing is
+ * dirty or the target is already met), or -EINVAL for a NULL arena.
  */
 ZP_API long zp_arena_prezero(struct zp_arena *a, size_t max_bytes);
 

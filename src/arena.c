@@ -17,6 +17,7 @@
  * zp_arena is immutable, except the test-only clearing controls.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -28,7 +29,26 @@
 #define DEFAULT_REPORT_DELAY_MS 2000u
 #define HUGE_ALIGN		((size_t)2 << 20)
 #define META_POPULATE_MAX	((size_t)64 << 20)
-#define ALL_FLAGS		(ZP_INIT_ON_ALLOC | ZP_INIT_ON_FREE | ZP_VERIFY | ZP_REPORT | ZP_PREZERO)
+#define ALL_FLAGS		(ZP_INIT_ON_ALLOC | ZP_INIT_ON_FREE | ZP_VERIFY | ZP_REPORT | ZP_PREZERO | ZP_REPORT_MADV_FREE)
+#define DEFAULT_PREZERO_RATE_MB 1024
+
+/* A default from the environment, read when the field is left 0. */
+static size_t env_size(const char *name, size_t dflt)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long long x;
+
+	if (!v || !*v)
+		return dflt;
+	errno = 0;
+	x = strtoull(v, &end, 0);
+	if (errno || *end || !x) {
+		fprintf(stderr, "zpage: ignoring %s=%s (not a positive number)\n", name, v);
+		return dflt;
+	}
+	return (size_t)x;
+}
 
 /* Fill in defaults and validate.  Returns 0 or an errno value. */
 static int config_resolve(const struct zp_config *in, struct zp_config *c)
@@ -49,8 +69,6 @@ static int config_resolve(const struct zp_config *in, struct zp_config *c)
 		return EINVAL;
 	if (c->max_order > ZP_MAX_ORDER_LIMIT || c->report_order > c->max_order)
 		return EINVAL;
-	if (c->flags & (ZP_REPORT | ZP_PREZERO))
-		return ENOSYS; /* background threads: not implemented yet */
 	return 0;
 }
 
@@ -126,8 +144,17 @@ struct zp_arena *zp_arena_create(const struct zp_config *cfg)
 	}
 	pthread_mutex_init(&a->lock, NULL);
 	clear_init(a, c.clear_hot_bytes, c.clear_nt_min);
-	buddy_init(a);
-	return a;
+	a->prezero_rate = env_size("ZPAGE_PREZERO_RATE_MB", DEFAULT_PREZERO_RATE_MB) << 20;
+	err = report_init(a, c.flags & ZP_REPORT_MADV_FREE);
+	if (!err) {
+		buddy_init(a);
+		err = daemon_start(a);
+		if (!err)
+			return a;
+		pthread_cond_destroy(&a->daemon_cond);
+	}
+	pthread_mutex_destroy(&a->lock);
+	pcp_destroy(a);
 
 fail:
 	if (a->meta_addr)
@@ -143,6 +170,8 @@ void zp_arena_destroy(struct zp_arena *a)
 {
 	if (!a)
 		return;
+	daemon_stop(a);
+	pthread_cond_destroy(&a->daemon_cond);
 	pcp_destroy(a);
 	pthread_mutex_destroy(&a->lock);
 	munmap(a->meta_addr, a->meta_len);
@@ -174,5 +203,7 @@ void zp_arena_stats(struct zp_arena *a, struct zp_stats *st)
 		.pages_reported = atomic_load(&a->pages_reported),
 		.pages_refaulted = atomic_load(&a->pages_refaulted),
 		.verify_failures = atomic_load(&a->verify_failures),
+		.pages_prezeroed = atomic_load(&a->pages_prezeroed),
+		.report_zeroes = a->report_zeroes,
 	};
 }

@@ -107,7 +107,7 @@ static void add_to_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, c
 	atomic_fetch_or_explicit(&a->nonempty[st], 1u << order, memory_order_relaxed);
 }
 
-static void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st)
+void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st)
 {
 	struct zcount c;
 
@@ -213,6 +213,7 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order)
 	}
 	zs_count(a, pfn, (size_t)1 << order, &c);
 	add_to_free_list(a, pfn, order, &c);
+	note_free_block(a, pfn, order);
 }
 
 size_t zp_test_nr_free_blocks(struct zp_arena *a, unsigned order, enum zstate st)

@@ -181,7 +181,7 @@ static void choose_impls(void)
 }
 
 #define DEFAULT_HOT_BYTES ((size_t)64 << 10)
-#define DEFAULT_NT_MIN ((size_t)256 << 10)
+#define DEFAULT_NT_MIN	  ((size_t)256 << 10)
 
 void clear_init(struct zp_arena *a, size_t hot_bytes, size_t nt_min)
 {
@@ -309,7 +309,7 @@ static void clear_runs(struct clear_ctx *x, size_t lo, size_t hi, bool may_nt, b
 size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr)
 {
 	size_t n = (size_t)1 << order;
-	struct clear_ctx x = { a, pfn, ZP_USER_ADDR_NONE, 0 };
+	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0};
 	/* one scan tells whether any page is known zero; usually none is */
 	bool all_dirty = zs_next(a, pfn, pfn + n, true) == pfn + n;
 

@@ -122,6 +122,18 @@ struct clear_event {
 };
 typedef void (*clear_hook_fn)(void *ctx, const struct clear_event *ev);
 
+/*
+ * The OS behind reporting, and the clock (report.c).  Tests swap in a fake
+ * that counts calls and a clock they move by hand.
+ */
+struct zp_backend {
+	const char *name;
+	int (*report)(void *ctx, void *addr, size_t len); /* 0 or -errno */
+	bool zeroes;					  /* reported ranges read back as zero */
+	uint64_t (*now_ms)(void *ctx);
+	void *ctx;
+};
+
 struct zp_arena {
 	/* immutable after creation */
 	char *base; /* managed range, aligned to the largest block */
@@ -155,7 +167,19 @@ struct zp_arena {
 	 * without it as a hint by the per-CPU caches */
 	_Atomic uint32_t nonempty[NR_ZSTATES];
 
+	/* reporting and pre-zeroing (report.c); state under lock */
+	struct zp_backend backend;
+	bool report_zeroes;  /* backend.zeroes, confirmed by the start-up self-test */
+	size_t prezero_rate; /* ZP_PREZERO thread cap, bytes per second */
+	pthread_t daemon;
+	bool daemon_running;
+	bool daemon_stop;	    /* under lock */
+	bool report_pending;	    /* under lock: a large block was freed since the last pass */
+	uint64_t report_due_ms;	    /* under lock: when the scheduled pass runs; 0 = none */
+	pthread_cond_t daemon_cond; /* with lock */
+
 	/* statistics, updated without locks */
+	_Atomic uint64_t pages_prezeroed;
 	_Atomic uint64_t pages_cleared;
 	_Atomic uint64_t pages_clear_skipped;
 	_Atomic uint64_t pages_reported;
@@ -214,6 +238,7 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstate st);
 enum zstate state_of_rank(int rank, bool want_zero);
 void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order);
+void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st); /* head info -> 0 */
 int state_rank(enum zstate st, bool want_zero);
 
 /* pcp.c: per-CPU caches of orders 0..PCP_MAX_ORDER */
@@ -242,6 +267,15 @@ extern const struct zero_impl zero_impls[];
 extern const size_t nr_zero_impls;
 const char *zero_cached_name(void);
 const char *zero_nt_name(void);
+
+/* report.c: returning memory to the OS, pre-zeroing, the background thread */
+int report_init(struct zp_arena *a, bool madv_free);
+int daemon_start(struct zp_arena *a);
+void daemon_stop(struct zp_arena *a);
+void note_free_block(struct zp_arena *a, uint32_t pfn, unsigned order); /* lock held */
+size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order);
+void zp_test_set_backend(struct zp_arena *a, const struct zp_backend *b);
+void zp_test_kick(struct zp_arena *a);
 
 /* page_alloc.c: the allocation and free paths */
 bool page_reads_zero(const struct zp_arena *a, size_t pfn);

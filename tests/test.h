@@ -122,4 +122,14 @@ static inline struct zp_stats t_stats(struct zp_arena *a)
 	return s;
 }
 
+/* Field by field: the struct has padding, whose bytes memcmp would compare. */
+static inline int t_stats_equal(const struct zp_stats *x, const struct zp_stats *y)
+{
+	return x->nr_pages == y->nr_pages && x->nr_free == y->nr_free && x->nr_free_zeroed == y->nr_free_zeroed &&
+	       x->nr_free_reported == y->nr_free_reported && x->pages_cleared == y->pages_cleared &&
+	       x->pages_clear_skipped == y->pages_clear_skipped && x->pages_reported == y->pages_reported &&
+	       x->pages_refaulted == y->pages_refaulted && x->verify_failures == y->verify_failures &&
+	       x->pages_prezeroed == y->pages_prezeroed && x->report_zeroes == y->report_zeroes;
+}
+
 #endif

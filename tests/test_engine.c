@@ -39,7 +39,7 @@ static void hook(void *ctx, const struct clear_event *e)
 	struct log *l = ctx;
 
 	if (l->nev < MAXN + 8)
-		l->ev[l->nev++] = (struct ev){ e->pfn - l->head, e->nr_pages, e->nt };
+		l->ev[l->nev++] = (struct ev){e->pfn - l->head, e->nr_pages, e->nt};
 }
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -56,11 +56,16 @@ enum pattern { ALL_DIRTY, RANDOM, ALTERNATE, ONE_DIRTY, NR_PATTERNS };
 static bool dirty_at(enum pattern p, size_t i, size_t n, uint64_t salt)
 {
 	switch (p) {
-	case ALL_DIRTY: return true;
-	case RANDOM: return ((salt >> (i % 61)) ^ (i * 0x9e37)) & 1;
-	case ALTERNATE: return i & 1;
-	case ONE_DIRTY: return i == (size_t)(salt % n);
-	default: return true;
+	case ALL_DIRTY:
+		return true;
+	case RANDOM:
+		return ((salt >> (i % 61)) ^ (i * 0x9e37)) & 1;
+	case ALTERNATE:
+		return i & 1;
+	case ONE_DIRTY:
+		return i == (size_t)(salt % n);
+	default:
+		return true;
 	}
 }
 
@@ -78,7 +83,7 @@ static void check_order(struct zp_arena *a, struct log *lg, char *blk, unsigned 
 {
 	size_t n = (size_t)1 << order, head = t_pfn(a, blk), h = a->hot_pages;
 	bool dirty[MAXN];
-	unsigned seen[MAXN] = { 0 };
+	unsigned seen[MAXN] = {0};
 	int last_phase = 0;
 	size_t last_page = SIZE_MAX;
 
@@ -140,8 +145,10 @@ static void check_order(struct zp_arena *a, struct log *lg, char *blk, unsigned 
 static void clear_order(void)
 {
 	/* a small nt_min so that far runs of several sizes cross it */
-	struct zp_config c = { .size = 2 * MAXN * ZP_PAGE_SIZE, .max_order = 10, .clear_nt_min = 16 * ZP_PAGE_SIZE,
-			       .clear_hot_bytes = 8 * ZP_PAGE_SIZE };
+	struct zp_config c = {.size = 2 * MAXN * ZP_PAGE_SIZE,
+			      .max_order = 10,
+			      .clear_nt_min = 16 * ZP_PAGE_SIZE,
+			      .clear_hot_bytes = 8 * ZP_PAGE_SIZE};
 	struct zp_arena *a = zp_arena_create(&c);
 	struct log *lg = calloc(1, sizeof(*lg));
 
@@ -154,7 +161,8 @@ static void clear_order(void)
 
 		ASSERT(blk);
 		for (int pat = 0; pat < NR_PATTERNS; pat++) {
-			size_t targets[] = { 0, n - 1, n / 2, 1 % n, (n - 2) % n, (size_t)(rnd() % n), (size_t)(rnd() % n) };
+			size_t targets[] = {
+				0, n - 1, n / 2, 1 % n, (n - 2) % n, (size_t)(rnd() % n), (size_t)(rnd() % n)};
 
 			for (size_t k = 0; k < sizeof(targets) / sizeof(targets[0]); k++) {
 				uint64_t salt = rnd();
