@@ -64,14 +64,15 @@ $(B)/tests/example_basic: examples/basic.c all zpage.pc.in | $(B)/tests
 	$(CC) $(CSTD) $(WARN) examples/basic.c -o $@ \
 		$$(PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig pkg-config --cflags --libs zpage) -Wl,-rpath,$(STAGE)/lib
 
-check: all $(TEST_BINS) $(B)/tests/example_basic
-	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic
+check: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench
+	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic tests/bench_smoke.sh
 
 # ---- benchmark ----
-$(B)/zpage-bench: bench/zpage-bench.c $(HDRS) $(B)/libzpage.a
-	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -Isrc -pthread $< $(B)/libzpage.a -o $@ -lm -ldl
+BENCH_SRCS := $(wildcard bench/*.c)
+$(B)/zpage-bench: $(BENCH_SRCS) bench/bench.h $(HDRS) $(B)/libzpage.a
+	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -Isrc -Ibench -pthread $(BENCH_SRCS) $(B)/libzpage.a -o $@ -lm -ldl
 
-BENCH_ARGS ?= all
+# `make bench` runs the default suite; BENCH_ARGS="all --plot bench-out" for everything
 bench: $(B)/zpage-bench
 	$(B)/zpage-bench $(BENCH_ARGS)
 

@@ -15,6 +15,13 @@ for lib in libasan.so libubsan.so libtsan.so; do
 	fi
 done
 
+# zpage-bench: the allocators it compares with (loaded with dlopen) and
+# gnuplot for its charts
+for lib in libjemalloc.so.2:libjemalloc2 libmimalloc.so.2:libmimalloc2.0 libtcmalloc.so.4:libgoogle-perftools4; do
+	ldconfig -p 2>/dev/null | grep -q "${lib%%:*}" || pkgs+=("${lib##*:}")
+done
+command -v gnuplot >/dev/null 2>&1 || pkgs+=(gnuplot-nox)
+
 if ((${#pkgs[@]})); then
 	if [[ $(id -u) -ne 0 ]]; then
 		echo "deps: missing ${pkgs[*]}; run as root or install them" >&2

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zpage-bench internals: timing, statistics, results, peers.
+ *
+ * A scenario measures samples and records each metric of each row with
+ * result(): the median with the 10th-90th percentile spread is kept, and the
+ * samples too (for plots).  main.c prints one table per scenario, writes
+ * CSV/JSON, and draws SVG charts through gnuplot.
+ */
+#ifndef ZPAGE_BENCH_H
+#define ZPAGE_BENCH_H
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "zpage.h"
+
+/* options (main.c) */
+extern unsigned opt_threads; /* default: online CPUs */
+extern double opt_scale;     /* multiplies sample counts and durations */
+
+double now_ns(void);
+double pct(const double *v, size_t n, double p); /* v is not reordered */
+uint64_t rnd64(uint64_t *s);
+void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void *xmalloc(size_t n);
+struct zp_arena *arena_or_die(const struct zp_config *cfg);
+
+/* Record a metric of a row: median and spread of @samples (copied).
+ * @lower_is_better: for the ratio column (ratio = this / reference row). */
+void result(const char *scenario, const char *row, const char *metric, const char *unit, const double *samples,
+	    size_t n);
+/* A note printed under the scenario's table. */
+void note(const char *scenario, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The row other rows' medians are divided by in the "x ref" columns. */
+void reference(const char *scenario, const char *row);
+/* A series for a line plot (rss over time): x, y pairs. */
+void series(const char *scenario, const char *name, const double *x, const double *y, size_t n, const char *xlabel,
+	    const char *ylabel);
+
+/* peers (peers.c): the allocators people use instead */
+struct peer {
+	const char *name;
+	bool available;
+	const char *why; /* when not available */
+	void *(*zalloc)(size_t size);  /* zero-filled, page-aligned at least */
+	void *(*alloc)(size_t size);   /* contents undefined, page-aligned at least */
+	void (*release)(void *p, size_t size);
+};
+enum { PEER_GLIBC, PEER_JEMALLOC, PEER_MIMALLOC, PEER_TCMALLOC, NR_PEERS };
+extern struct peer peers[NR_PEERS];
+void peers_load(void);
+
+/* scenarios */
+void sc_fault(void);
+void sc_anon(bool random);
+void sc_churn(void);
+void sc_clear(void);
+void sc_rss(void);
+void sc_prezero(void);
+
+#endif

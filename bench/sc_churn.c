@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * churn: a seeded mix of allocations and frees of orders 0..10 (P(order >=
+ * k) = 2^-k), half of them zero-filled, each thread keeping up to 64 blocks
+ * live and writing the first byte of each block it gets.  Operations per
+ * second (3 runs) and per-operation latency percentiles, 1 thread and
+ * --threads threads, for zpage and the peers (4 KiB << order, page-aligned).
+ * Latency is timed around each call with clock_gettime (~20 ns included).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+#define LIVE	64
+#define MAX_LAT ((size_t)1 << 20)
+
+struct cw {
+	struct zp_arena *a;
+	const struct peer *pe;
+	double seconds;
+	uint64_t rng;
+	unsigned long ops;
+	double *lat;
+	size_t nlat;
+	int failed;
+};
+
+static unsigned pick_order(uint64_t *rng)
+{
+	unsigned o = 0;
+
+	while (o < 10 && (rnd64(rng) & 1))
+		o++;
+	return o;
+}
+
+static void *churn(void *arg)
+{
+	struct cw *w = arg;
+	void *p[LIVE];
+	unsigned o[LIVE];
+	size_t n = 0;
+	double end = now_ns() + w->seconds * 1e9;
+
+	while (now_ns() < end) {
+		for (int k = 0; k < 64; k++) {
+			uint64_t r = rnd64(&w->rng);
+			double t0 = now_ns(), dt;
+
+			if (n < LIVE && (n == 0 || (r & 2))) {
+				unsigned ord = pick_order(&w->rng);
+				bool zero = r & 4;
+				size_t size = ZP_PAGE_SIZE << ord;
+				void *q;
+
+				if (w->a)
+					q = zp_alloc_pages(w->a, zero ? ZP_GFP_ZERO : 0, ord, ZP_USER_ADDR_NONE);
+				else
+					q = zero ? w->pe->zalloc(size) : w->pe->alloc(size);
+				dt = now_ns() - t0;
+				if (!q) {
+					w->failed++;
+					continue;
+				}
+				*(volatile char *)q = 1;
+				p[n] = q;
+				o[n++] = ord;
+			} else {
+				size_t i = (size_t)(r >> 8) % n;
+
+				if (w->a)
+					zp_free_pages(w->a, p[i], o[i]);
+				else
+					w->pe->release(p[i], ZP_PAGE_SIZE << o[i]);
+				dt = now_ns() - t0;
+				p[i] = p[--n];
+				o[i] = o[n];
+			}
+			w->ops++;
+			if (w->nlat < MAX_LAT)
+				w->lat[w->nlat++] = dt;
+		}
+	}
+	while (n--) {
+		if (w->a)
+			zp_free_pages(w->a, p[n], o[n]);
+		else
+			w->pe->release(p[n], ZP_PAGE_SIZE << o[n]);
+	}
+	return NULL;
+}
+
+static void one_row(const char *row, const struct peer *pe, unsigned nt)
+{
+	enum { RUNS = 3 };
+	double seconds = 0.4 * opt_scale, opsps[RUNS];
+	double *lat = xmalloc(RUNS * nt * MAX_LAT * sizeof(double) / 8);
+	size_t nlat = 0, cap = RUNS * nt * MAX_LAT / 8;
+	struct cw *w = xmalloc(nt * sizeof(*w));
+	pthread_t *t = xmalloc(nt * sizeof(*t));
+	long failed = 0;
+
+	if (seconds < 0.05)
+		seconds = 0.05;
+	for (int r = 0; r < RUNS; r++) {
+		struct zp_arena *a = pe ? NULL : arena_or_die(NULL);
+		double t0 = now_ns();
+		unsigned long ops = 0;
+
+		progress("churn: %s run %d/%d", row, r + 1, RUNS);
+		for (unsigned i = 0; i < nt; i++) {
+			w[i] = (struct cw){a,	    pe,
+					   seconds, 0x2545f4914f6cdd1dull * (i + 1) + (uint64_t)r,
+					   0,	    xmalloc(MAX_LAT * sizeof(double)),
+					   0,	    0};
+			pthread_create(&t[i], NULL, churn, &w[i]);
+		}
+		for (unsigned i = 0; i < nt; i++) {
+			pthread_join(t[i], NULL);
+			ops += w[i].ops;
+			failed += w[i].failed;
+			/* keep every 8th latency: enough for p99.9, bounded memory */
+			for (size_t k = 0; k < w[i].nlat && nlat < cap; k += 8)
+				lat[nlat++] = w[i].lat[k];
+			free(w[i].lat);
+		}
+		opsps[r] = ops / ((now_ns() - t0) / 1e9) / 1e6;
+		if (a)
+			zp_arena_destroy(a);
+	}
+	result("churn", row, "throughput", "M ops/s", opsps, RUNS);
+	result("churn", row, "latency", "ns", lat, nlat);
+	double p[3] = {pct(lat, nlat, 50), pct(lat, nlat, 99), pct(lat, nlat, 99.9)};
+	result("churn", row, "latency p99", "ns", &p[1], 1);
+	result("churn", row, "latency p99.9", "ns", &p[2], 1);
+	if (failed)
+		note("churn", "%s: %ld allocations failed (arena or memory exhausted)", row, failed);
+	free(lat);
+	free(w);
+	free(t);
+}
+
+void sc_churn(void)
+{
+	unsigned counts[2] = {1, opt_threads};
+
+	for (int c = 0; c < (opt_threads > 1 ? 2 : 1); c++) {
+		char row[64];
+
+		snprintf(row, sizeof(row), "zpage, %u thread%s", counts[c], counts[c] > 1 ? "s" : "");
+		one_row(row, NULL, counts[c]);
+		for (int i = 0; i < NR_PEERS; i++) {
+			if (!peers[i].available)
+				continue;
+			snprintf(row, sizeof(row), "%s, %u thread%s", peers[i].name, counts[c],
+				 counts[c] > 1 ? "s" : "");
+			one_row(row, &peers[i], counts[c]);
+		}
+	}
+	reference("churn", "glibc, 1 thread");
+	note("churn", "half the allocations zero-filled; orders 0..10, P(order >= k) = 2^-k; latency: every call, "
+		      "alloc and free");
+}

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * clear: the clearing engine against the alternatives.
+ *
+ * For orders 0, 4, 9 and 10: blocks of a 256 MiB ring (8x the L3), each
+ * prefaulted and dirty, are cleared in turn so every block is cache-cold
+ * when its clear starts.  Rows are interleaved per sample (same block size,
+ * same random target) so noise on a shared machine hits all alike; the
+ * ring is walked with a large odd stride so that no row gains from the
+ * prefetcher.  After each clear, the 64 KiB around the target page (clipped
+ * to the block) is read, one load per cache line: what the caller touches
+ * first.  Rows:
+ *   zpage engine, with user_addr and without (clear_dirty_pages())
+ *   Linux's current order: right of target+2, left of target-2, then
+ *     target +-2, each one ascending contiguous cached clear
+ *   Linux's 2017 order (c79b57e462b5): far pages first, one by one, then
+ *     converging on the target from both sides, target last
+ *   one cached clear of the whole block; one non-temporal clear (the limit)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "internal.h"
+
+#define RING_BYTES ((size_t)256 << 20)
+
+enum clear_row { R_ZP_UA, R_ZP_NONE, R_LINUX, R_LINUX2017, R_CACHED, R_NT, NR_ROWS };
+static const char *row_names[NR_ROWS] = {
+	"zpage engine, user_addr",	"zpage engine, no address",  "linux folio_zero_user order",
+	"linux 2017 target-last order", "cached clear, whole block", "non-temporal, whole block",
+};
+
+static void zero_pages_cached(char *blk, size_t first, size_t n)
+{
+	if (n)
+		zero_cached(blk + (first << ZP_PAGE_SHIFT), n << ZP_PAGE_SHIFT);
+}
+
+/* Linux today: right of target+2, left of target-2, then target +-2, each
+ * one ascending contiguous cached clear. */
+static void linux_current(char *blk, size_t n, size_t t)
+{
+	size_t lo = t >= 2 ? t - 2 : 0, hi = t + 3 < n ? t + 3 : n;
+
+	zero_pages_cached(blk, hi, n - hi);
+	zero_pages_cached(blk, 0, lo);
+	zero_pages_cached(blk, lo, hi - lo);
+}
+
+/* Linux 2017 (c79b57e462b5): pages far from the target first, one by one,
+ * then the rest converging on the target from both sides, target last. */
+static void linux_2017(char *blk, size_t n, size_t t)
+{
+	size_t base, l;
+
+	if (2 * t + 1 <= n) { /* target in the first half: far pages are at the end */
+		base = 0;
+		l = t + 1;
+		for (size_t i = n; i-- > 2 * l - 1;)
+			zero_pages_cached(blk, i, 1);
+		/* pages [0, 2l-1) converge on t = l - 1 */
+		for (size_t i = 0; i + 1 < l; i++) {
+			zero_pages_cached(blk, base + i, 1);
+			zero_pages_cached(blk, base + 2 * (l - 1) - i, 1);
+		}
+	} else {
+		l = n - t;
+		base = n - (2 * l - 1);
+		for (size_t i = 0; i < base; i++)
+			zero_pages_cached(blk, i, 1);
+		for (size_t i = 0; i + 1 < l; i++) {
+			zero_pages_cached(blk, base + i, 1);
+			zero_pages_cached(blk, n - 1 - i, 1);
+		}
+	}
+	zero_pages_cached(blk, t, 1);
+}
+
+static double read_window(const char *blk, size_t n, size_t t)
+{
+	size_t bytes = n << ZP_PAGE_SHIFT, c = (t << ZP_PAGE_SHIFT) + ZP_PAGE_SIZE / 2;
+	size_t lo = c > (32u << 10) ? c - (32u << 10) : 0, hi = lo + (64u << 10);
+	volatile uint64_t sink = 0;
+	uint64_t acc = 0;
+	double t0;
+
+	if (hi > bytes) {
+		hi = bytes;
+		lo = bytes > (64u << 10) ? bytes - (64u << 10) : 0;
+	}
+	t0 = now_ns();
+	for (size_t i = lo; i < hi; i += 64)
+		acc += *(const volatile uint64_t *)(blk + i);
+	sink = acc;
+	(void)sink;
+	return now_ns() - t0;
+}
+
+static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
+{
+	size_t n = (size_t)1 << order, bsz = n << ZP_PAGE_SHIFT, nblk = RING_BYTES / bsz;
+	struct zp_config cfg = {.size = RING_BYTES, .max_order = order < 10 ? 10 : order};
+	struct zp_arena *a = zp_arena_create(&cfg);
+	static double tc[NR_ROWS][4096], tr[NR_ROWS][4096];
+	char **blk = calloc(nblk, sizeof(*blk));
+	/* walk the ring with a large odd stride (nblk is a power of two, so
+	 * every block is visited once per lap) so that blocks cleared one after
+	 * the other are far apart and no row gains from the prefetcher */
+	size_t next = 0, stride = ((nblk * 5) / 8) | 1;
+
+	if (!a || !blk || samples > 4096) {
+		die("clear: setup failed");
+	}
+	for (size_t i = 0; i < nblk; i++) {
+		blk[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
+		if (!blk[i]) {
+			die("clear: allocation failed");
+		}
+		memset(blk[i], 0x5a, bsz); /* resident and dirty */
+	}
+	for (unsigned s = 0; s < samples; s++) {
+		*rng ^= *rng << 13, *rng ^= *rng >> 7, *rng ^= *rng << 17;
+		size_t t = (size_t)(*rng % n);
+		uintptr_t ua = (uintptr_t)0x7f0000000000ull + (t << ZP_PAGE_SHIFT) + 64;
+
+		for (int r = 0; r < NR_ROWS; r++) {
+			char *b = blk[next];
+			size_t pfn = (size_t)(b - a->base) >> ZP_PAGE_SHIFT;
+			double t0 = now_ns();
+
+			next = (next + stride) % nblk;
+			switch (r) {
+			case R_ZP_UA:
+				clear_dirty_pages(a, pfn, order, ua);
+				break;
+			case R_ZP_NONE:
+				clear_dirty_pages(a, pfn, order, ZP_USER_ADDR_NONE);
+				break;
+			case R_LINUX:
+				linux_current(b, n, t);
+				break;
+			case R_LINUX2017:
+				linux_2017(b, n, t);
+				break;
+			case R_CACHED:
+				zero_cached(b, bsz);
+				break;
+			case R_NT:
+				zero_nt(b, bsz);
+				break;
+			}
+			tc[r][s] = now_ns() - t0;
+			tr[r][s] = read_window(b, n, t);
+			if (b[(t << ZP_PAGE_SHIFT) + 64] || b[0] || b[bsz - 1]) {
+				die("clear: row '%s' left data behind", row_names[r]);
+			}
+		}
+	}
+
+	/* Ratios are per-sample: each sample's rows ran back to back on the
+	 * same target, so this machine's bandwidth drift cancels. */
+	char sc[48];
+	double *ratio = xmalloc(samples * sizeof(double)), *us = xmalloc(samples * sizeof(double));
+
+	snprintf(sc, sizeof(sc), "clear order %u (%zu KiB)", order, bsz >> 10);
+	for (int r = 0; r < NR_ROWS; r++) {
+		for (unsigned k = 0; k < samples; k++)
+			us[k] = tc[r][k] / 1e3;
+		result(sc, row_names[r], "clear", "us", us, samples);
+		for (unsigned k = 0; k < samples; k++)
+			ratio[k] = tc[r][k] / tc[R_NT][k];
+		result(sc, row_names[r], "clear x NT", "paired", ratio, samples);
+		for (unsigned k = 0; k < samples; k++)
+			ratio[k] = tc[r][k] / tc[R_LINUX][k];
+		result(sc, row_names[r], "clear x linux", "paired", ratio, samples);
+		for (unsigned k = 0; k < samples; k++)
+			us[k] = tr[r][k] / 1e3;
+		result(sc, row_names[r], "read 64K after", "us", us, samples);
+		for (unsigned k = 0; k < samples; k++)
+			ratio[k] = tr[r][k] / tr[R_NT][k];
+		result(sc, row_names[r], "read x NT", "paired", ratio, samples);
+	}
+	note(sc,
+	     "%u cache-cold dirty blocks per row from a 256 MiB ring; 'paired' = median of per-sample ratios; "
+	     "cached = %s, non-temporal = %s",
+	     samples, zero_cached_name(), zero_nt_name());
+	free(ratio);
+	free(us);
+	free(blk);
+	zp_arena_destroy(a);
+}
+
+void sc_clear(void)
+{
+	static const unsigned orders[] = {0, 4, 9, 10};
+	static const unsigned samples[] = {4000, 4000, 1000, 600};
+	uint64_t rng = 0x2545f4914f6cdd1dull;
+
+	for (int i = 0; i < 4; i++) {
+		unsigned n = (unsigned)(samples[i] * opt_scale);
+
+		progress("clear: order %u", orders[i]);
+		clear_one_order(orders[i], n < 8 ? 8 : n > 4096 ? 4096 : n, &rng);
+	}
+}

@@ -1,0 +1,57 @@
+#!/bin/sh
+# Smoke test of zpage-bench: every scenario at a tiny scale, the machine
+# outputs, charts when gnuplot is there, and the command-line errors.
+# Prints "bench_smoke: N passed, N failed, 0 skipped" like the C suites.
+bench=${1:-build/zpage-bench}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+
+for sc in fault anon-w-seq anon-w-rand churn clear rss prezero; do
+	if "$bench" --scale 0.02 "$sc" >"$out/$sc.txt" 2>&1 && grep -q "^== $sc" "$out/$sc.txt"; then
+		ok "scenario $sc"
+	else
+		bad "scenario $sc"; sed 's/^/    /' "$out/$sc.txt" | tail -n 5
+	fi
+done
+# peers: installed by scripts/deps.sh, so their rows must be there
+for p in glibc jemalloc mimalloc tcmalloc; do
+	if grep -q "^  $p calloc" "$out/fault.txt"; then ok "peer row $p"; else bad "peer row $p"; fi
+done
+grep -q "^  kernel, after MADV_DONTNEED" "$out/fault.txt" && ok "kernel row" || bad "kernel row"
+
+if "$bench" --scale 0.02 --threads 2 --csv "$out/r.csv" --json "$out/r.json" --plot "$out/plots" churn \
+	>"$out/machine.txt" 2>&1; then
+	[ "$(head -n 1 "$out/r.csv")" = "scenario,row,metric,unit,median,p10,p90,samples" ] &&
+		[ "$(wc -l <"$out/r.csv")" -gt 5 ] && ok "csv" || bad "csv"
+	if command -v python3 >/dev/null 2>&1; then
+		python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["results"]) > 4' \
+			"$out/r.json" && ok "json" || bad "json"
+	else
+		grep -q '"results"' "$out/r.json" && ok "json" || bad "json"
+	fi
+	if command -v gnuplot >/dev/null 2>&1; then
+		[ -s "$out/plots/churn.svg" ] && [ -s "$out/plots/churn_cdf.svg" ] && ok "plots" || bad "plots"
+	else
+		grep -q "gnuplot is not installed" "$out/machine.txt" && ok "plots say gnuplot is missing" ||
+			bad "plots without gnuplot"
+	fi
+else
+	bad "machine outputs"; tail -n 5 "$out/machine.txt"
+fi
+
+# bad input: one line on stderr, exit code 2
+for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--csv" "nosuchscenario"; do
+	# shellcheck disable=SC2086
+	"$bench" $args >/dev/null 2>"$out/err.txt"
+	rc=$?
+	if [ $rc -eq 2 ] && [ "$(wc -l <"$out/err.txt")" -eq 1 ]; then ok "rejects '$args'"; else
+		bad "rejects '$args' (exit $rc)"; cat "$out/err.txt"
+	fi
+done
+"$bench" --help | grep -q "anon-w-rand" && ok "--help" || bad "--help"
+
+echo "bench_smoke: $pass passed, $fail failed, 0 skipped"
+[ $fail -eq 0 ]
