@@ -68,8 +68,9 @@ struct zp_config {
 /* Counters of one arena.  Page counts are in pages of ZP_PAGE_SIZE. */
 struct zp_stats {
 	size_t nr_pages;	      /* pages managed */
-	size_t nr_free;		      /* free pages (buddy lists and per-CPU caches) */
-	size_t nr_free_zeroed;	      /* free, known zero, resident */
+	size_t nr_free;		      /* free pages: on the lists, in the per-CPU caches, or held
+					  by a report / pre-zero pass */
+	size_t nr_free_zeroed;	      /* free, known zero, resident (lists and caches) */
 	size_t nr_free_reported;      /* free, handed back to the OS */
 	uint64_t pages_cleared;	      /* pages zero-filled by the library */
 	uint64_t pages_clear_skipped; /* pages handed out zeroed without a clear */
@@ -149,7 +150,8 @@ ZP_API int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order);
  * @a: the arena.
  *
  * Every free block of report_order or larger that has a page not yet
- * reported is isolated under the arena lock, handed to the OS with the lock
+ * reported (except zeroed resident blocks while no more than prezero_bytes
+ * of zeroed resident memory would be left) is isolated under the arena lock, handed to the OS with the lock
  * dropped (madvise MADV_DONTNEED by default), and put back marked reported
  * (and zeroed when the backend's zero-fill was confirmed at start-up).
  * Allocation and free go on meanwhile.  Ignores report_delay_ms.

@@ -59,9 +59,13 @@ static int config_resolve(const struct zp_config *in, struct zp_config *c)
 	if (!c->max_order)
 		c->max_order = DEFAULT_MAX_ORDER;
 	if (!c->report_order)
-		c->report_order = c->max_order < DEFAULT_REPORT_ORDER ? c->max_order : DEFAULT_REPORT_ORDER;
+		c->report_order =
+			(unsigned)env_size("ZPAGE_REPORT_ORDER",
+					   c->max_order < DEFAULT_REPORT_ORDER ? c->max_order : DEFAULT_REPORT_ORDER);
 	if (!c->report_delay_ms)
-		c->report_delay_ms = DEFAULT_REPORT_DELAY_MS;
+		c->report_delay_ms = (unsigned)env_size("ZPAGE_REPORT_DELAY_MS", DEFAULT_REPORT_DELAY_MS);
+	if (!c->prezero_bytes)
+		c->prezero_bytes = env_size("ZPAGE_PREZERO_BYTES", 0);
 
 	if (c->flags & ~ALL_FLAGS)
 		return EINVAL;
@@ -182,6 +186,7 @@ void zp_arena_destroy(struct zp_arena *a)
 void zp_arena_stats(struct zp_arena *a, struct zp_stats *st)
 {
 	struct zcount c;
+	size_t isolated;
 
 	if (!a) {
 		*st = (struct zp_stats){0};
@@ -189,13 +194,14 @@ void zp_arena_stats(struct zp_arena *a, struct zp_stats *st)
 	}
 	lock_all(a);
 	c = a->cnt;
+	isolated = a->isolated_pages;
 	for (unsigned i = 0; i < a->nr_pcp; i++)
 		zcount_add(&c, &a->pcp[i].cnt);
 	unlock_all(a);
 
 	*st = (struct zp_stats){
 		.nr_pages = a->nr_pages,
-		.nr_free = c.pages,
+		.nr_free = c.pages + isolated,
 		.nr_free_zeroed = c.zeroed,
 		.nr_free_reported = c.reported,
 		.pages_cleared = atomic_load(&a->pages_cleared),

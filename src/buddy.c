@@ -180,6 +180,7 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 		}
 	}
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
+	note_alloc_block(a);
 	return pfn;
 }
 

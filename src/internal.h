@@ -177,6 +177,8 @@ struct zp_arena {
 	bool report_pending;	    /* under lock: a large block was freed since the last pass */
 	uint64_t report_due_ms;	    /* under lock: when the scheduled pass runs; 0 = none */
 	pthread_cond_t daemon_cond; /* with lock */
+	uint64_t daemon_sleeps;	    /* under lock: times the thread went to sleep */
+	size_t isolated_pages;	    /* under lock: free pages a report / pre-zero pass holds */
 
 	/* statistics, updated without locks */
 	_Atomic uint64_t pages_prezeroed;
@@ -273,6 +275,7 @@ int report_init(struct zp_arena *a, bool madv_free);
 int daemon_start(struct zp_arena *a);
 void daemon_stop(struct zp_arena *a);
 void note_free_block(struct zp_arena *a, uint32_t pfn, unsigned order); /* lock held */
+void note_alloc_block(struct zp_arena *a);				/* lock held */
 size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order);
 void zp_test_set_backend(struct zp_arena *a, const struct zp_backend *b);
 void zp_test_kick(struct zp_arena *a);

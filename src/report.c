@@ -30,9 +30,15 @@
  *     pages sets report_pending and wakes it; it schedules a pass at
  *     now + report_delay_ms and sleeps until then (like Linux, the delay
  *     runs from the first free after a pass, not per block);
- *   - with ZP_PREZERO it wakes every PREZERO_POLL_MS and clears dirty free
- *     memory until prezero_bytes of zeroed resident memory are free,
- *     at most prezero_rate bytes per second.
+ *   - with ZP_PREZERO, an allocation or free that leaves less than
+ *     prezero_bytes of zeroed resident memory on the lists while dirty free
+ *     memory exists wakes it; it clears dirty free memory until the target
+ *     is met, at most prezero_rate bytes per second.
+ * It never polls: with nothing to do it waits on the condition variable
+ * (daemon_sleeps counts those waits, for the tests).
+ *
+ * Reporting leaves prezero_bytes of zeroed resident memory unreported, so
+ * the two threads do not undo each other's work.
  * zp_arena_destroy() stops it and joins it.
  */
 #include <errno.h>
@@ -44,9 +50,8 @@
 
 #include "internal.h"
 
-#define BATCH		64
-#define PREZERO_POLL_MS 50
-#define PREZERO_CHUNK	((size_t)4 << 20)
+#define BATCH	      64
+#define PREZERO_CHUNK ((size_t)4 << 20)
 
 /* ---- backends ---- */
 
@@ -145,9 +150,14 @@ static size_t isolate(struct zp_arena *a, unsigned min_order, unsigned states, s
 					zs_count(a, pfn, (size_t)1 << o, &c);
 					if (c.reported == c.pages)
 						continue;
+					/* keep prezero_bytes of zeroed resident memory */
+					if (s == ZS_ZEROED &&
+					    a->cnt.zeroed < c.zeroed + (a->prezero_bytes >> ZP_PAGE_SHIFT))
+						continue;
 				}
 				del_from_free_list(a, pfn, o, (enum zstate)s);
 				pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, o, 0));
+				a->isolated_pages += (size_t)1 << o;
 				out[n++] = (struct isolated){pfn, o};
 			}
 		}
@@ -157,8 +167,10 @@ static size_t isolate(struct zp_arena *a, unsigned min_order, unsigned states, s
 
 static void put_back(struct zp_arena *a, const struct isolated *b, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		a->isolated_pages -= (size_t)1 << b[i].order;
 		free_one_page(a, b[i].pfn, b[i].order);
+	}
 }
 
 long zp_arena_report(struct zp_arena *a)
@@ -263,10 +275,29 @@ long zp_arena_prezero(struct zp_arena *a, size_t max_bytes)
 
 /* ---- the background thread ---- */
 
+/* Lock held: does the pre-zero thread have work (less zeroed memory than
+ * wanted, and dirty memory to clear)? */
+static bool prezero_wanted(struct zp_arena *a)
+{
+	return (a->flags & ZP_PREZERO) && a->cnt.zeroed < (a->prezero_bytes >> ZP_PAGE_SHIFT) &&
+	       atomic_load_explicit(&a->nonempty[ZS_DIRTY], memory_order_relaxed);
+}
+
+/* Lock held.  An allocation took a block off the buddy lists: wake the
+ * pre-zero thread if that left it work. */
+void note_alloc_block(struct zp_arena *a)
+{
+	if (a->daemon_running && prezero_wanted(a))
+		pthread_cond_signal(&a->daemon_cond);
+}
+
 /* Lock held.  A free left a block at @pfn of @order on the lists. */
 void note_free_block(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
-	(void)pfn;
+	if (!a->daemon_running)
+		return;
+	if (prezero_wanted(a))
+		pthread_cond_signal(&a->daemon_cond);
 	if (!(a->flags & ZP_REPORT) || order < a->report_order || a->report_pending)
 		return;
 	if (pg_state(pg_info(&a->pages[pfn])) == ZS_REPORTED)
@@ -307,7 +338,6 @@ static void wait_ms(struct zp_arena *a, uint64_t ms)
 static void *daemon_main(void *arg)
 {
 	struct zp_arena *a = arg;
-	bool prezero = a->flags & ZP_PREZERO && a->prezero_bytes;
 
 	pthread_mutex_lock(&a->lock);
 	while (!a->daemon_stop) {
@@ -324,12 +354,10 @@ static void *daemon_main(void *arg)
 			continue;
 		}
 		/* pre-zero while the buddy lists hold less zeroed resident memory
-		 * than wanted and some free memory is dirty (a hint under lock;
-		 * the per-CPU caches are small and not counted) */
-		size_t want = a->prezero_bytes >> ZP_PAGE_SHIFT;
-
-		if (prezero && a->cnt.zeroed < want && atomic_load(&a->nonempty[ZS_DIRTY])) {
-			size_t chunk = (want - a->cnt.zeroed) << ZP_PAGE_SHIFT;
+		 * than wanted and some free memory is dirty (the per-CPU caches
+		 * are small and not counted) */
+		if (prezero_wanted(a)) {
+			size_t chunk = ((a->prezero_bytes >> ZP_PAGE_SHIFT) - a->cnt.zeroed) << ZP_PAGE_SHIFT;
 			long done;
 
 			if (chunk > PREZERO_CHUNK)
@@ -345,10 +373,10 @@ static void *daemon_main(void *arg)
 		}
 		if (a->daemon_stop)
 			break;
+		/* nothing to do until a free, an allocation or the report time */
+		a->daemon_sleeps++;
 		if (a->report_due_ms)
 			wait_ms(a, a->report_due_ms > now ? a->report_due_ms - now : 1);
-		else if (prezero)
-			wait_ms(a, PREZERO_POLL_MS);
 		else
 			pthread_cond_wait(&a->daemon_cond, &a->lock);
 	}

@@ -301,6 +301,91 @@ static void concurrent_report_and_prezero(void)
 	zp_arena_destroy(shared);
 }
 
+static uint64_t sleeps(struct zp_arena *a)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&a->lock);
+	n = a->daemon_sleeps;
+	pthread_mutex_unlock(&a->lock);
+	return n;
+}
+
+/* The background thread sleeps when there is nothing to do (no polling),
+ * wakes when frees leave dirty memory below the pre-zero target, and fills
+ * the target. */
+static void background_prezero_without_polling(void)
+{
+	struct zp_config c = {.size = (size_t)64 << 20,
+			      .flags = ZP_REPORT | ZP_PREZERO,
+			      .report_delay_ms = 600000,
+			      .prezero_bytes = (size_t)8 << 20};
+	struct zp_arena *a = zp_arena_create(&c);
+	uint64_t s0;
+
+	ASSERT(a);
+	usleep(50 * 1000);
+	s0 = sleeps(a);
+	usleep(300 * 1000); /* idle: fresh memory, nothing dirty, nothing to report */
+	EXPECT(sleeps(a) - s0 <= 1);
+	dirty(a, 10, 4); /* 16 MiB dirty: below the 8 MiB zeroed target */
+	for (int i = 0; i < 300 && t_stats(a).nr_free_zeroed < 2048; i++)
+		usleep(10 * 1000);
+	EXPECT(t_stats(a).nr_free_zeroed >= 2048);
+	EXPECT(t_stats(a).pages_prezeroed >= 2048);
+	usleep(50 * 1000);
+	s0 = sleeps(a);
+	usleep(300 * 1000); /* target met: asleep again (waiting for the report time) */
+	EXPECT(sleeps(a) - s0 <= 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* Reporting leaves prezero_bytes of zeroed resident memory alone. */
+static void report_keeps_prezero_reserve(void)
+{
+	struct fake f = {0};
+	struct zp_config c = {.size = (size_t)64 << 20, .prezero_bytes = (size_t)4 << 20};
+	struct zp_arena *a = zp_arena_create(&c);
+	struct zp_backend b = {"fake", fake_report, true, fake_now, &f};
+
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	dirty(a, 10, 4);
+	EXPECT_EQ(zp_arena_prezero(a, (size_t)16 << 20), 4096);
+	EXPECT_EQ(t_stats(a).nr_free_zeroed, 4096);
+	EXPECT_EQ(zp_arena_report(a), 3072);
+	EXPECT_EQ(t_stats(a).nr_free_zeroed, 1024);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* Environment overrides of the defaults, read when a field is left 0. */
+static void environment_overrides(void)
+{
+	struct zp_arena *a;
+
+	setenv("ZPAGE_REPORT_DELAY_MS", "1234", 1);
+	setenv("ZPAGE_REPORT_ORDER", "8", 1);
+	setenv("ZPAGE_PREZERO_BYTES", "1048576", 1);
+	a = zp_arena_create(NULL);
+	ASSERT(a);
+	EXPECT_EQ(a->report_delay_ms, 1234);
+	EXPECT_EQ(a->report_order, 8);
+	EXPECT_EQ(a->prezero_bytes, 1 << 20);
+	zp_arena_destroy(a);
+	fprintf(stderr, "(a message about ignoring ZPAGE_REPORT_DELAY_MS=soon is expected here)\n");
+	setenv("ZPAGE_REPORT_DELAY_MS", "soon", 1);
+	a = zp_arena_create(&(struct zp_config){.report_order = 9});
+	ASSERT(a);
+	EXPECT_EQ(a->report_delay_ms, 2000); /* the bad value is ignored */
+	EXPECT_EQ(a->report_order, 9);	     /* an explicit field wins */
+	zp_arena_destroy(a);
+	unsetenv("ZPAGE_REPORT_DELAY_MS");
+	unsetenv("ZPAGE_REPORT_ORDER");
+	unsetenv("ZPAGE_PREZERO_BYTES");
+}
+
 int main(void)
 {
 	RUN(report_pass_with_fake_backend);
@@ -311,5 +396,8 @@ int main(void)
 	RUN(real_backend_returns_memory);
 	RUN(prezero_pass);
 	RUN(concurrent_report_and_prezero);
+	RUN(background_prezero_without_polling);
+	RUN(report_keeps_prezero_reserve);
+	RUN(environment_overrides);
 	return t_done("test_report");
 }
