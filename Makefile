@@ -73,7 +73,10 @@ $(B)/zpage-bench: $(BENCH_SRCS) bench/bench.h $(HDRS) $(B)/libzpage.a
 	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -Isrc -Ibench -pthread $(BENCH_SRCS) $(B)/libzpage.a -o $@ -lm -ldl
 
 # `make bench` runs the default suite; BENCH_ARGS="all --plot bench-out" for everything
+# The peers are installed first when missing (needs root; otherwise their
+# rows say "not installed" and the rest run).
 bench: $(B)/zpage-bench
+	@bash scripts/deps.sh || echo "make bench: could not install every peer; their rows will say so"
 	$(B)/zpage-bench $(BENCH_ARGS)
 
 # ---- install ----

@@ -325,6 +325,13 @@ size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr
 	size_t wlo = t > h ? t - h : 0;
 	size_t whi = t + h + 1 < n ? t + h + 1 : n;
 
+	/* a block too small for any non-temporal run is all neighbourhood:
+	 * two cached clears, (t, n) then [0, t], instead of up to four */
+	if ((n << ZP_PAGE_SHIFT) < a->nt_min_bytes) {
+		wlo = 0;
+		whi = n;
+	}
+
 	clear_runs(&x, whi, n, true, all_dirty);
 	clear_runs(&x, 0, wlo, true, all_dirty);
 	clear_runs(&x, t + 1, whi, false, all_dirty);

@@ -70,10 +70,14 @@ static bool dirty_at(enum pattern p, size_t i, size_t n, uint64_t salt)
 }
 
 /* phase of page i: 0 = far, 1 = near right of the target, 2 = near left
- * of it and the target itself */
+ * of it and the target itself; a block smaller than nt_min is all near */
+static size_t block_pages;
+static size_t nt_min_pages;
 static int phase_of(size_t i, size_t t, size_t h, bool ua)
 {
-	if (!ua || i + h < t || i > t + h)
+	bool small = block_pages < nt_min_pages;
+
+	if (!ua || (!small && (i + h < t || i > t + h)))
 		return 0;
 	return i > t ? 1 : 2;
 }
@@ -84,6 +88,9 @@ static void check_order(struct zp_arena *a, struct log *lg, char *blk, unsigned 
 	size_t n = (size_t)1 << order, head = t_pfn(a, blk), h = a->hot_pages;
 	bool dirty[MAXN];
 	unsigned seen[MAXN] = {0};
+
+	block_pages = n;
+	nt_min_pages = a->nt_min_bytes >> ZP_PAGE_SHIFT;
 	int last_phase = 0;
 	size_t last_page = SIZE_MAX;
 
