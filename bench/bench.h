@@ -20,6 +20,7 @@
 /* options (main.c) */
 extern unsigned opt_threads; /* default: online CPUs */
 extern double opt_scale;     /* multiplies sample counts and durations */
+extern double opt_idle;      /* fault: seconds to idle before the "after idle" rows (0 = skip) */
 
 double now_ns(void);
 double pct(const double *v, size_t n, double p); /* v is not reordered */

@@ -15,10 +15,13 @@
  *   kernel, new mapping        first touch of a fresh THP mapping
  *   kernel, after MADV_DONTNEED  madvise(MADV_DONTNEED) + touch: reuse
  *   glibc / jemalloc / mimalloc / tcmalloc   their calloc-like call
+ *   with --idle S (default 6): the kernel's and zpage's given-back memory
+ *   again after S seconds idle (see idle_rows())
  */
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "bench.h"
 
@@ -164,11 +167,62 @@ static void peer_round(const struct peer *pe, struct acc *x, uint64_t *rng)
 	free(p);
 }
 
+/*
+ * After idling: memory given back (kernel: MADV_DONTNEED; zpage: reported)
+ * sits idle for opt_idle seconds, past the guest kernel's free page
+ * reporting delay, so on a VM with a reporting balloon the hypervisor may
+ * have discarded it: touching it again costs a hypervisor fault on top of
+ * the guest's.  Both rows share one idle period.
+ */
+static void idle_rows(struct acc *kx, struct acc *zx, uint64_t *rng)
+{
+	size_t n = nblocks();
+	char *m = map_aligned(n * BLK);
+	struct zp_config cfg = {.size = (size_t)1 << 30};
+	struct zp_arena *a = arena_or_die(&cfg);
+	char **p = xmalloc(n * sizeof(*p));
+	struct timespec ts = {(time_t)opt_idle, (long)((opt_idle - (time_t)opt_idle) * 1e9)};
+
+	memset(m, 0x5a, n * BLK);
+	if (madvise(m, n * BLK, MADV_DONTNEED))
+		die("fault: madvise failed");
+	for (size_t i = 0; i < n; i++) {
+		p[i] = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+		if (!p[i])
+			die("fault: allocation failed");
+		memset(p[i], 0x5a, BLK);
+	}
+	for (size_t i = 0; i < n; i++)
+		zp_free_pages(a, p[i], 9);
+	if (zp_arena_report(a) <= 0)
+		die("fault: reporting failed");
+	progress("fault: idling %.1f s", opt_idle);
+	nanosleep(&ts, NULL);
+	for (size_t i = 0; i < n; i++) {
+		size_t t = rnd64(rng) % 512;
+		double t0 = now_ns();
+
+		sample(kx, m + i * BLK, t, t0);
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t t = rnd64(rng) % 512;
+		double t0 = now_ns();
+
+		p[i] = zp_alloc_pages(a, ZP_GFP_ZERO, 9, (uintptr_t)0x7f0000000000ull + (t << ZP_PAGE_SHIFT));
+		if (!p[i])
+			die("fault: allocation failed");
+		sample(zx, p[i], t, t0);
+	}
+	munmap(m, n * BLK);
+	zp_arena_destroy(a);
+	free(p);
+}
+
 void sc_fault(void)
 {
 	static const char *zrows[] = {"zpage, fresh (OS-zeroed)", "zpage, zeroed (pre-zeroed)",
 				      "zpage, reported (MADV_DONTNEED)", "zpage, dirty (zpage clears)"};
-	enum { ROUNDS = 3, NROWS = 4 + 2 + NR_PEERS };
+	enum { ROUNDS = 3, NROWS = 4 + 2 + NR_PEERS + 2 };
 	size_t cap = ROUNDS * nblocks();
 	struct acc x[NROWS];
 	uint64_t rng = 0x1234567;
@@ -191,6 +245,8 @@ void sc_fault(void)
 			peer_round(&peers[i], &x[6 + i], &rng);
 		}
 	}
+	if (opt_idle > 0)
+		idle_rows(&x[NROWS - 2], &x[NROWS - 1], &rng);
 	for (int s = 0; s < 4; s++)
 		record(zrows[s], &x[s]);
 	record("kernel, new THP mapping", &x[4]);
@@ -203,6 +259,14 @@ void sc_fault(void)
 			record(row, &x[6 + i]);
 		else
 			note(SC, "%s: not installed", peers[i].name);
+	}
+	if (opt_idle > 0) {
+		char row[48];
+
+		snprintf(row, sizeof(row), "kernel, MADV_DONTNEED + %gs idle", opt_idle);
+		record(row, &x[NROWS - 2]);
+		snprintf(row, sizeof(row), "zpage, reported + %gs idle", opt_idle);
+		record(row, &x[NROWS - 1]);
 	}
 	reference(SC, "kernel, after MADV_DONTNEED");
 	note(SC,

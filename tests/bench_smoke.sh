@@ -43,7 +43,7 @@ else
 fi
 
 # bad input: one line on stderr, exit code 2
-for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--csv" "nosuchscenario"; do
+for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "nosuchscenario"; do
 	# shellcheck disable=SC2086
 	"$bench" $args >/dev/null 2>"$out/err.txt"
 	rc=$?
