@@ -45,6 +45,7 @@ void sc_rss(void)
 	size_t nblk = (size_t)(256 * opt_scale);
 	double idle_s = opt_scale < 1 ? 1.5 : 3.0;
 	double at_end[2] = {0, 0};
+	double t_free = 0;
 
 	if (nblk < 8)
 		nblk = 8;
@@ -66,6 +67,7 @@ void sc_rss(void)
 				ys[n++] = rss_mib() - base;
 			}
 		}
+		t_free = (now_ns() - t0) / 1e9;
 		for (size_t i = 0; i < nblk; i++)
 			zp_free_pages(a, p[i], 9);
 		for (double t = 0; t < idle_s && n < 128; t += 0.1) {
@@ -83,8 +85,8 @@ void sc_rss(void)
 		zp_arena_destroy(a);
 		free(p);
 	}
-	note("rss", "grow to %zu MiB (written), free all at ~%.1f s, idle %.1f s; RSS relative to before the arena",
-	     nblk * 2, 0.0, idle_s);
+	note("rss", "grow to %zu MiB (written), free all (at ~%.1f s), idle %.1f s; RSS relative to before the arena",
+	     nblk * 2, t_free, idle_s);
 	(void)at_end;
 }
 
