@@ -25,6 +25,9 @@ extern double opt_idle;      /* fault: seconds to idle before the "after idle" r
 double now_ns(void);
 double pct(const double *v, size_t n, double p); /* v is not reordered */
 uint64_t rnd64(uint64_t *s);
+/* ns to read the 64 KiB around page @t of a block of @bytes (clipped to
+ * the block), one load per cache line: what a caller touches first */
+double read_window(const char *blk, size_t bytes, size_t t);
 void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void *xmalloc(size_t n);

@@ -58,6 +58,26 @@ uint64_t rnd64(uint64_t *s)
 	return *s;
 }
 
+double read_window(const char *blk, size_t bytes, size_t t)
+{
+	size_t c = (t << ZP_PAGE_SHIFT) + ZP_PAGE_SIZE / 2;
+	size_t lo = c > (32u << 10) ? c - (32u << 10) : 0, hi = lo + (64u << 10);
+	volatile uint64_t sink;
+	uint64_t acc = 0;
+	double t0;
+
+	if (hi > bytes) {
+		hi = bytes;
+		lo = bytes > (64u << 10) ? bytes - (64u << 10) : 0;
+	}
+	t0 = now_ns();
+	for (size_t i = lo; i < hi; i += 64)
+		acc += *(const volatile uint64_t *)(blk + i);
+	sink = acc;
+	(void)sink;
+	return now_ns() - t0;
+}
+
 void die(const char *fmt, ...)
 {
 	va_list ap;

@@ -78,26 +78,6 @@ static void linux_2017(char *blk, size_t n, size_t t)
 	zero_pages_cached(blk, t, 1);
 }
 
-static double read_window(const char *blk, size_t n, size_t t)
-{
-	size_t bytes = n << ZP_PAGE_SHIFT, c = (t << ZP_PAGE_SHIFT) + ZP_PAGE_SIZE / 2;
-	size_t lo = c > (32u << 10) ? c - (32u << 10) : 0, hi = lo + (64u << 10);
-	volatile uint64_t sink = 0;
-	uint64_t acc = 0;
-	double t0;
-
-	if (hi > bytes) {
-		hi = bytes;
-		lo = bytes > (64u << 10) ? bytes - (64u << 10) : 0;
-	}
-	t0 = now_ns();
-	for (size_t i = lo; i < hi; i += 64)
-		acc += *(const volatile uint64_t *)(blk + i);
-	sink = acc;
-	(void)sink;
-	return now_ns() - t0;
-}
-
 static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 {
 	size_t n = (size_t)1 << order, bsz = n << ZP_PAGE_SHIFT, nblk = RING_BYTES / bsz;
@@ -152,7 +132,7 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 				break;
 			}
 			tc[r][s] = now_ns() - t0;
-			tr[r][s] = read_window(b, n, t);
+			tr[r][s] = read_window(b, n << ZP_PAGE_SHIFT, t);
 			if (b[(t << ZP_PAGE_SHIFT) + 64] || b[0] || b[bsz - 1]) {
 				die("clear: row '%s' left data behind", row_names[r]);
 			}

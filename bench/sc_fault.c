@@ -35,26 +35,6 @@ static size_t nblocks(void)
 	return n < 4 ? 4 : n > 256 ? 256 : n;
 }
 
-static double read64k(const char *blk, size_t t)
-{
-	size_t c = (t << ZP_PAGE_SHIFT) + ZP_PAGE_SIZE / 2;
-	size_t lo = c > (32u << 10) ? c - (32u << 10) : 0, hi = lo + (64u << 10);
-	volatile uint64_t sink;
-	uint64_t acc = 0;
-	double t0;
-
-	if (hi > BLK) {
-		hi = BLK;
-		lo = BLK - (64u << 10);
-	}
-	t0 = now_ns();
-	for (size_t i = lo; i < hi; i += 64)
-		acc += *(const volatile uint64_t *)(blk + i);
-	sink = acc;
-	(void)sink;
-	return now_ns() - t0;
-}
-
 struct acc {
 	double *touch, *read;
 	size_t n;
@@ -64,7 +44,7 @@ static void sample(struct acc *x, char *blk, size_t t, double t0)
 {
 	blk[(t << ZP_PAGE_SHIFT) + 64] = 1;
 	x->touch[x->n] = (now_ns() - t0) / 1e3;
-	x->read[x->n++] = read64k(blk, t) / 1e3;
+	x->read[x->n++] = read_window(blk, BLK, t) / 1e3;
 }
 
 static void record(const char *row, struct acc *x)
@@ -75,6 +55,20 @@ static void record(const char *row, struct acc *x)
 
 enum zstate_src { FRESH, ZEROED, REPORTED, DIRTY };
 
+/* Take @n 2 MiB blocks, write them, give them all back: dirty free memory
+ * that is no longer in cache (@p is scratch space for n pointers). */
+static void dirty_blocks(struct zp_arena *a, char **p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		p[i] = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+		if (!p[i])
+			die("fault: allocation failed");
+		memset(p[i], 0x5a, BLK);
+	}
+	for (size_t i = 0; i < n; i++)
+		zp_free_pages(a, p[i], 9);
+}
+
 static void zpage_round(enum zstate_src src, struct acc *x, uint64_t *rng)
 {
 	size_t n = nblocks();
@@ -83,14 +77,7 @@ static void zpage_round(enum zstate_src src, struct acc *x, uint64_t *rng)
 	char **p = xmalloc(n * sizeof(*p));
 
 	if (src != FRESH) {
-		for (size_t i = 0; i < n; i++) {
-			p[i] = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
-			if (!p[i])
-				die("fault: allocation failed");
-			memset(p[i], 0x5a, BLK);
-		}
-		for (size_t i = 0; i < n; i++)
-			zp_free_pages(a, p[i], 9);
+		dirty_blocks(a, p, n);
 		if (src == ZEROED && zp_arena_prezero(a, n * BLK) <= 0)
 			die("fault: pre-zeroing failed");
 		if (src == REPORTED && zp_arena_report(a) <= 0)
@@ -186,14 +173,7 @@ static void idle_rows(struct acc *kx, struct acc *zx, uint64_t *rng)
 	memset(m, 0x5a, n * BLK);
 	if (madvise(m, n * BLK, MADV_DONTNEED))
 		die("fault: madvise failed");
-	for (size_t i = 0; i < n; i++) {
-		p[i] = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
-		if (!p[i])
-			die("fault: allocation failed");
-		memset(p[i], 0x5a, BLK);
-	}
-	for (size_t i = 0; i < n; i++)
-		zp_free_pages(a, p[i], 9);
+	dirty_blocks(a, p, n);
 	if (zp_arena_report(a) <= 0)
 		die("fault: reporting failed");
 	progress("fault: idling %.1f s", opt_idle);
