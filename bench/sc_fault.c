@@ -178,16 +178,16 @@ static void idle_rows(struct acc *kx, struct acc *zx, uint64_t *rng)
 		die("fault: reporting failed");
 	progress("fault: idling %.1f s", opt_idle);
 	nanosleep(&ts, NULL);
+	/* alternate the two rows block by block: the guest reports freed
+	 * memory in budgeted passes, so a row touched later would find more
+	 * of its memory discarded */
 	for (size_t i = 0; i < n; i++) {
 		size_t t = rnd64(rng) % 512;
 		double t0 = now_ns();
 
 		sample(kx, m + i * BLK, t, t0);
-	}
-	for (size_t i = 0; i < n; i++) {
-		size_t t = rnd64(rng) % 512;
-		double t0 = now_ns();
-
+		t = rnd64(rng) % 512;
+		t0 = now_ns();
 		p[i] = zp_alloc_pages(a, ZP_GFP_ZERO, 9, (uintptr_t)0x7f0000000000ull + (t << ZP_PAGE_SHIFT));
 		if (!p[i])
 			die("fault: allocation failed");

@@ -139,7 +139,7 @@ void sc_prezero(void)
 		result("prezero", row, "alloc latency", "us", lat, iters);
 		p99 = pct(lat, iters, 99);
 		result("prezero", row, "latency p99", "us", &p99, 1);
-		other *= 1e3;
+		other = other > 0 ? other * 1e3 : 0; /* rusage ticks can make it a hair negative */
 		result("prezero", row, "pre-zero thread CPU", "ms", &other, 1);
 		free(lat);
 	}
