@@ -150,10 +150,11 @@ ZP_API int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order);
  * @a: the arena.
  *
  * Every free block of report_order or larger that has a page not yet
- * reported (except zeroed resident blocks while no more than prezero_bytes
- * of zeroed resident memory would be left) is isolated under the arena lock, handed to the OS with the lock
+ * reported is isolated under the arena lock, handed to the OS with the lock
  * dropped (madvise MADV_DONTNEED by default), and put back marked reported
  * (and zeroed when the backend's zero-fill was confirmed at start-up).
+ * Zeroed resident blocks are skipped while reporting them would leave less
+ * than prezero_bytes of zeroed resident memory.
  * Allocation and free go on meanwhile.  Ignores report_delay_ms.
  *
  * Context: any thread; makes system calls with no lock held.

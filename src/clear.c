@@ -278,15 +278,35 @@ static void do_clear(struct clear_ctx *x, size_t off, size_t n, bool nt)
 	x->cleared += n;
 }
 
-/* Clear the dirty runs of block offsets [lo, hi), ascending, coalesced;
- * non-temporal for long runs if @may_nt.  @all_dirty: skip the bitmap. */
-static void clear_runs(struct clear_ctx *x, size_t lo, size_t hi, bool may_nt, bool all_dirty)
+/* One bitmap scan: no page of the block is known zero (the usual case). */
+static bool block_all_dirty(const struct zp_arena *a, size_t pfn, size_t n)
+{
+	return zs_next(a, pfn, pfn + n, true) == pfn + n;
+}
+
+/* Which stores a run is cleared with. */
+enum run_mode {
+	RUN_CACHED,  /* the neighbourhood of a target */
+	RUN_BY_SIZE, /* non-temporal when at least nt_min_bytes */
+	RUN_NT,	     /* nobody reads it soon: init_on_free, pre-zeroing */
+};
+
+static void clear_run(struct clear_ctx *x, size_t off, size_t n, enum run_mode mode)
+{
+	bool nt = mode == RUN_NT || (mode == RUN_BY_SIZE && (n << ZP_PAGE_SHIFT) >= x->a->nt_min_bytes);
+
+	do_clear(x, off, n, nt);
+}
+
+/* Clear the dirty runs of block offsets [lo, hi), ascending, coalesced.
+ * @all_dirty: every page is dirty, skip the bitmap. */
+static void clear_runs(struct clear_ctx *x, size_t lo, size_t hi, enum run_mode mode, bool all_dirty)
 {
 	size_t end = x->pfn + hi;
 
 	if (all_dirty) {
 		if (hi > lo)
-			do_clear(x, lo, hi - lo, may_nt && ((hi - lo) << ZP_PAGE_SHIFT) >= x->a->nt_min_bytes);
+			clear_run(x, lo, hi - lo, mode);
 		return;
 	}
 	for (size_t p = x->pfn + lo; p < end;) {
@@ -296,7 +316,7 @@ static void clear_runs(struct clear_ctx *x, size_t lo, size_t hi, bool may_nt, b
 		if (s == end)
 			break;
 		e = zs_next(x->a, s, end, true);
-		do_clear(x, s - x->pfn, e - s, may_nt && ((e - s) << ZP_PAGE_SHIFT) >= x->a->nt_min_bytes);
+		clear_run(x, s - x->pfn, e - s, mode);
 		p = e;
 	}
 }
@@ -310,13 +330,12 @@ size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr
 {
 	size_t n = (size_t)1 << order;
 	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0};
-	/* one scan tells whether any page is known zero; usually none is */
-	bool all_dirty = zs_next(a, pfn, pfn + n, true) == pfn + n;
+	bool all_dirty = block_all_dirty(a, pfn, n);
 
 	if (user_addr != ZP_USER_ADDR_NONE)
 		x.ubase = user_addr & ~(uintptr_t)((ZP_PAGE_SIZE << order) - 1);
 	if (user_addr == ZP_USER_ADDR_NONE || n == 1) {
-		clear_runs(&x, 0, n, true, all_dirty);
+		clear_runs(&x, 0, n, RUN_BY_SIZE, all_dirty);
 		return x.cleared;
 	}
 
@@ -332,22 +351,28 @@ size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr
 		whi = n;
 	}
 
-	clear_runs(&x, whi, n, true, all_dirty);
-	clear_runs(&x, 0, wlo, true, all_dirty);
-	clear_runs(&x, t + 1, whi, false, all_dirty);
-	clear_runs(&x, wlo, t + 1, false, all_dirty); /* ends with the target page */
+	clear_runs(&x, whi, n, RUN_BY_SIZE, all_dirty);
+	clear_runs(&x, 0, wlo, RUN_BY_SIZE, all_dirty);
+	clear_runs(&x, t + 1, whi, RUN_CACHED, all_dirty);
+	clear_runs(&x, wlo, t + 1, RUN_CACHED, all_dirty); /* ends with the target page */
 	return x.cleared;
 }
 
 /*
- * Clear a whole free block nobody is about to read (init_on_free,
- * pre-zeroing) with non-temporal stores, and mark it zeroed.
+ * Clear the dirty pages of a free block nobody is about to read
+ * (init_on_free, pre-zeroing) with non-temporal stores, coalesced into runs,
+ * and mark the whole block zeroed.  The caller owns the block (in flight or
+ * isolated).  Returns the pages cleared.
  */
-void clear_free_block(struct zp_arena *a, size_t pfn, size_t n)
+size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order)
 {
-	clear_range(a, pfn, n, true);
+	size_t n = (size_t)1 << order;
+	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0};
+
+	clear_runs(&x, 0, n, RUN_NT, block_all_dirty(a, pfn, n));
 	zs_mark_zeroed(a, pfn, n);
-	stat_add(&a->pages_cleared, n);
+	stat_add(&a->pages_cleared, x.cleared);
+	return x.cleared;
 }
 
 void zp_test_set_clear_hook(struct zp_arena *a, clear_hook_fn fn, void *ctx)

@@ -256,7 +256,7 @@ void unlock_all(struct zp_arena *a);
 /* clear.c: the clearing engine */
 void clear_init(struct zp_arena *a, size_t hot_bytes, size_t nt_min);
 size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr);
-void clear_free_block(struct zp_arena *a, size_t pfn, size_t n);
+size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order); /* NT, marks zeroed */
 void zero_cached(void *p, size_t len);
 void zero_nt(void *p, size_t len);
 struct zero_impl {
@@ -276,7 +276,6 @@ int daemon_start(struct zp_arena *a);
 void daemon_stop(struct zp_arena *a);
 void note_free_block(struct zp_arena *a, uint32_t pfn, unsigned order); /* lock held */
 void note_alloc_block(struct zp_arena *a);				/* lock held */
-size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order);
 void zp_test_set_backend(struct zp_arena *a, const struct zp_backend *b);
 void zp_test_kick(struct zp_arena *a);
 

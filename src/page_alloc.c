@@ -152,12 +152,10 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 
 static void free_pages_prepare(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
-	size_t n = (size_t)1 << order;
-
 	if (a->flags & ZP_INIT_ON_FREE)
-		clear_free_block(a, pfn, n);
+		clear_dirty_free_block(a, pfn, order); /* all of it: allocated pages are dirty */
 	else if (a->flags & ZP_VERIFY)
-		memset(pfn_to_addr(a, pfn), POISON_BYTE, n << ZP_PAGE_SHIFT);
+		memset(pfn_to_addr(a, pfn), POISON_BYTE, ZP_PAGE_SIZE << order);
 }
 
 int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)

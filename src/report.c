@@ -213,25 +213,6 @@ long zp_arena_report(struct zp_arena *a)
 	return reported ? reported : err;
 }
 
-/* Clear the dirty pages of an isolated free block with non-temporal stores
- * and mark them zeroed.  Returns the pages cleared. */
-size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order)
-{
-	size_t end = pfn + ((size_t)1 << order), cleared = 0;
-
-	for (size_t p = pfn; p < end;) {
-		size_t s = zs_next(a, p, end, false), e;
-
-		if (s == end)
-			break;
-		e = zs_next(a, s, end, true);
-		clear_free_block(a, s, e - s);
-		cleared += e - s;
-		p = e;
-	}
-	return cleared;
-}
-
 /* Zeroed resident free pages the arena has now (buddy lists and caches). */
 static size_t zeroed_resident(struct zp_arena *a)
 {
