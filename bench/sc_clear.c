@@ -79,6 +79,19 @@ static void linux_2017(char *blk, size_t n, size_t t)
 	zero_pages_cached(blk, t, 1);
 }
 
+/* Record a metric from per-sample values: ns[k] / den[k] (a paired ratio),
+ * or ns[k] in microseconds when @den is NULL. */
+static void per_sample(const char *sc, const char *row, const char *metric, const char *unit, const double *ns,
+		       const double *den, unsigned n)
+{
+	double *v = xmalloc(n * sizeof(double));
+
+	for (unsigned k = 0; k < n; k++)
+		v[k] = den ? ns[k] / den[k] : ns[k] / 1e3;
+	result(sc, row, metric, unit, v, n);
+	free(v);
+}
+
 static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 {
 	size_t n = (size_t)1 << order, bsz = n << ZP_PAGE_SHIFT, nblk = RING_BYTES / bsz;
@@ -147,32 +160,19 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 	/* Ratios are per-sample: each sample's rows ran back to back on the
 	 * same target, so this machine's bandwidth drift cancels. */
 	char sc[48];
-	double *ratio = xmalloc(samples * sizeof(double)), *us = xmalloc(samples * sizeof(double));
 
 	snprintf(sc, sizeof(sc), "clear order %u (%zu KiB)", order, bsz >> 10);
 	for (int r = 0; r < NR_ROWS; r++) {
-		for (unsigned k = 0; k < samples; k++)
-			us[k] = tc[r][k] / 1e3;
-		result(sc, row_names[r], "clear", "us", us, samples);
-		for (unsigned k = 0; k < samples; k++)
-			ratio[k] = tc[r][k] / tc[R_NT][k];
-		result(sc, row_names[r], "clear x NT", "paired", ratio, samples);
-		for (unsigned k = 0; k < samples; k++)
-			ratio[k] = tc[r][k] / tc[R_LINUX][k];
-		result(sc, row_names[r], "clear x linux", "paired", ratio, samples);
-		for (unsigned k = 0; k < samples; k++)
-			us[k] = tr[r][k] / 1e3;
-		result(sc, row_names[r], "read 64K after", "us", us, samples);
-		for (unsigned k = 0; k < samples; k++)
-			ratio[k] = tr[r][k] / tr[R_NT][k];
-		result(sc, row_names[r], "read x NT", "paired", ratio, samples);
+		per_sample(sc, row_names[r], "clear", "us", tc[r], NULL, samples);
+		per_sample(sc, row_names[r], "clear x NT", "paired", tc[r], tc[R_NT], samples);
+		per_sample(sc, row_names[r], "clear x linux", "paired", tc[r], tc[R_LINUX], samples);
+		per_sample(sc, row_names[r], "read 64K after", "us", tr[r], NULL, samples);
+		per_sample(sc, row_names[r], "read x NT", "paired", tr[r], tr[R_NT], samples);
 	}
 	note(sc,
 	     "%u cache-cold dirty blocks per row from a 256 MiB ring; 'paired' = median of per-sample ratios; "
 	     "cached = %s, non-temporal = %s",
 	     samples, zero_cached_name(), zero_nt_name());
-	free(ratio);
-	free(us);
 	free(blk);
 	zp_arena_destroy(a);
 }
