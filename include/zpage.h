@@ -15,6 +15,25 @@
  *
  * Thread safety: every function may be called from any thread, except that
  * zp_arena_destroy() must not race with any other call on the same arena.
+ *
+ * fork(): safe while other threads use the arena.  The child gets a working
+ * copy: every free page of the parent is free in the child (blocks that a
+ * reporting or pre-zeroing pass held at the fork included); blocks that
+ * parent threads held (allocated, or in the middle of an allocation or a
+ * free) stay allocated.  A child whose arena had a background thread
+ * (ZP_REPORT, ZP_PREZERO) starts its own at its first allocation, free or
+ * pass, and zp_arena_destroy() in the child never touches the parent's.
+ *
+ * Signals: the library's background thread blocks every signal, so a
+ * process-directed signal is never handled on it.
+ *
+ * Resident memory: the arena is reserved, not committed.  With transparent
+ * huge pages (the default; the system's THP mode must be "always" or
+ * "madvise"), the first write to a 2 MiB-aligned range may commit all 2 MiB
+ * of it: pass ZP_NOHUGEPAGE to commit 4 KiB at a time.  The metadata costs
+ * 12.25 bytes per page, and is faulted in at creation when it is at most
+ * 64 MiB (arenas up to about 20 GiB): a 16 GiB arena costs 49 MiB of RSS
+ * as soon as it is created.
  */
 #ifndef ZPAGE_H
 #define ZPAGE_H
@@ -49,6 +68,7 @@ typedef unsigned int zp_gfp_t;
 #define ZP_REPORT	    0x08u /* background reporting thread */
 #define ZP_PREZERO	    0x10u /* background pre-zeroing thread */
 #define ZP_REPORT_MADV_FREE 0x20u /* report with MADV_FREE: cheaper, pages do not come back zero */
+#define ZP_NOHUGEPAGE	    0x40u /* no transparent huge pages: commit 4 KiB at a time */
 
 /* A zero-initialised field means "the default". */
 struct zp_config {
@@ -58,7 +78,7 @@ struct zp_config {
 	unsigned report_order;	  /* smallest block handed back to the OS (default 9) */
 	unsigned report_delay_ms; /* how long memory stays free before reporting (default 2000) */
 	size_t prezero_bytes;	  /* zeroed resident memory to keep ready */
-	/* clearing engine (zpage additions; README "Clearing engine") */
+	/* the clearing engine (README "Clearing engine") */
 	size_t clear_hot_bytes; /* neighbourhood around user_addr cleared with cached
 				   stores, target page last (default 64 KiB) */
 	size_t clear_nt_min;	/* dirty runs at least this long are cleared with
@@ -75,7 +95,6 @@ struct zp_stats {
 	uint64_t pages_cleared;	      /* pages zero-filled by the library */
 	uint64_t pages_clear_skipped; /* pages handed out zeroed without a clear */
 	uint64_t pages_reported;      /* pages returned to the OS so far */
-	/* zpage additions */
 	uint64_t pages_refaulted; /* pages allocated while in reported state */
 	uint64_t verify_failures; /* ZP_VERIFY: zero-marked pages found non-zero */
 	uint64_t pages_prezeroed; /* pages cleared ahead of demand (pre-zero passes) */
@@ -94,14 +113,23 @@ struct zp_arena;
  *
  * Context: any thread.
  * Return: the arena, or NULL with errno set: EINVAL for a bad configuration
- * (size not a multiple of ZP_PAGE_SIZE or beyond 2^32 pages, max_order above
- * ZP_MAX_ORDER_LIMIT, report_order above max_order, unknown flags), ENOMEM
- * when the address space or metadata cannot be reserved, or the error of
- * pthread_create() when a background thread cannot start.
+ * (size not a multiple of ZP_PAGE_SIZE or of 2^32 - 1 pages or more,
+ * max_order above ZP_MAX_ORDER_LIMIT, report_order above max_order, unknown
+ * flags), ENOMEM when the address space or metadata cannot be reserved, or
+ * the error of pthread_create() when a background thread cannot start.
+ * Nothing is left behind on failure.
  *
- * Environment (read once per arena, for fields left 0): ZPAGE_REPORT_DELAY_MS,
- * ZPAGE_REPORT_ORDER, ZPAGE_PREZERO_BYTES, ZPAGE_PREZERO_RATE_MB (the
- * background pre-zeroing rate cap in MiB/s, default 1024).
+ * Environment, read at each creation for the fields left 0 (an unset or
+ * empty variable means the default).  Each takes a decimal number (no
+ * sign, no hex) within its range; anything else is ignored with one
+ * message on stderr naming the variable and the range (once per process):
+ *   ZPAGE_REPORT_DELAY_MS  0..86400000, default 2000
+ *   ZPAGE_REPORT_ORDER     0..20, default min(9, max_order); a value above
+ *                          max_order is clamped to it, with a message
+ *   ZPAGE_PREZERO_BYTES    0..2^46, a K, M or G suffix allowed; default 0
+ *   ZPAGE_PREZERO_RATE_MB  1..1048576: the background pre-zeroing rate cap
+ *                          in MiB/s, default 1024
+ * An environment value never makes a valid configuration invalid.
  */
 ZP_API struct zp_arena *zp_arena_create(const struct zp_config *cfg);
 
@@ -109,7 +137,9 @@ ZP_API struct zp_arena *zp_arena_create(const struct zp_config *cfg);
  * zp_arena_destroy() - stop background threads and unmap the arena.
  * @a: the arena, or NULL (no-op).
  *
- * Every pointer the arena handed out becomes invalid.
+ * Every pointer the arena handed out becomes invalid.  Returns within one
+ * system call or one block's clear of a background pass in flight (the
+ * thread never sleeps where destroy cannot wake it).
  * Context: must not race with any other call on @a.
  */
 ZP_API void zp_arena_destroy(struct zp_arena *a);
@@ -125,10 +155,14 @@ ZP_API void zp_arena_destroy(struct zp_arena *a);
  * A zeroing allocation clears only pages not already known to be zero, and
  * with a user_addr clears the page holding it last, so it is hot in cache.
  *
- * Context: any thread.  Never sleeps on I/O; may take the arena lock.
+ * Context: any thread.  Never sleeps on I/O; may take the arena lock.  When
+ * no free block is found it empties every per-CPU cache and retries with
+ * every lock held, and waits for a reporting or pre-zeroing pass in flight
+ * to put back the blocks it holds.
  * Return: the block, aligned to its own size, or NULL with errno EINVAL
- * (NULL arena, unknown gfp bits, order above max_order) or ENOMEM (no free
- * block that large; the arena stays fully usable).
+ * (NULL arena, unknown gfp bits, order above max_order) or ENOMEM (at one
+ * instant, no free block that large anywhere in the arena, whatever other
+ * threads do; the arena stays fully usable).
  */
 ZP_API void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintptr_t user_addr);
 
@@ -154,26 +188,32 @@ ZP_API int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order);
  * dropped (madvise MADV_DONTNEED by default), and put back marked reported
  * (and zeroed when the backend's zero-fill was confirmed at start-up).
  * Zeroed resident blocks are skipped while reporting them would leave less
- * than prezero_bytes of zeroed resident memory.
+ * than prezero_bytes of zeroed resident memory.  A block whose system call
+ * fails (a page of it is mlocked, say) is put back unchanged and the pass
+ * goes on with the others (after 64 failures it stops).
  * Allocation and free go on meanwhile.  Ignores report_delay_ms.
  *
  * Context: any thread; makes system calls with no lock held.
  * Return: the number of pages newly reported by this pass, or -errno of the
- * first failed system call when none could be reported (those blocks are
- * put back unchanged).
+ * first failed system call when none could be reported, or -EINVAL for a
+ * NULL arena.
  */
 ZP_API long zp_arena_report(struct zp_arena *a);
 
 /**
  * zp_arena_prezero() - clear dirty free blocks ahead of demand.
  * @a: the arena.
- * @max_bytes: clear about this many bytes (whole blocks, so up to one block
- *             more); 0 = until the arena has prezero_bytes of zeroed
- *             resident free memory.
+ * @max_bytes: clear at least this many bytes (rounded up to pages) when
+ *             that much is dirty; 0 = until the arena has prezero_bytes of
+ *             zeroed resident free memory.
  *
- * Dirty free blocks (largest first) are isolated under the lock, their
- * dirty pages cleared with non-temporal stores with the lock dropped, and
- * put back marked zeroed.  Not rate-capped (the ZP_PREZERO thread is).
+ * Dirty free blocks are isolated one at a time under the lock, each no
+ * larger than what is left to clear (a larger block is split), their
+ * resident dirty pages cleared with non-temporal stores with the lock
+ * dropped, and put back marked zeroed.  A page handed back to the OS is
+ * never written, even when it is not known zero (ZP_REPORT_MADV_FREE):
+ * that would take it back from the OS.  Not rate-capped (the ZP_PREZERO
+ * thread is, after every burst of at most 4 MiB).
  *
  * Context: any thread; clears with no lock held.
  * Return: the number of pages cleared by this pass (0 when nothing is
@@ -184,7 +224,11 @@ ZP_API long zp_arena_prezero(struct zp_arena *a, size_t max_bytes);
 /**
  * zp_arena_stats() - read the arena's counters.
  * @a: the arena.
- * @st: filled in; exact at one instant (all locks are taken).
+ * @st: filled in, with every lock held: the page counts are exact at one
+ *      instant, and the counters of reporting and pre-zeroing match them
+ *      (a pass counts its work as it puts its blocks back).  The clearing
+ *      counters of an allocation or free in flight at that instant may
+ *      be counted or not yet.
  *
  * Context: any thread.  Costs a walk of the per-CPU caches.
  */

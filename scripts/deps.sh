@@ -29,5 +29,5 @@ if ((${#pkgs[@]})); then
 	fi
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq "${pkgs[@]}"
+	apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
 fi

@@ -1,25 +1,36 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * arena.c - creating and destroying an arena, its configuration, stats.
+ * arena.c - creating and destroying an arena, its configuration, stats, and
+ * the registry of live arenas that the fork handlers walk.
  *
  * The managed range is one private anonymous mapping, reserved with
- * MAP_NORESERVE (nothing is committed until touched), trimmed so that its
- * base is aligned to the largest block and to 2 MiB, with transparent huge
- * pages requested (MADV_HUGEPAGE; ignored where the OS has none).  Fresh
- * memory has never been touched, so every page starts zeroed+reported.
+ * MAP_NORESERVE (nothing is committed until touched), aligned to the
+ * largest block and to 2 MiB (os_reserve()).  Transparent huge pages are
+ * requested unless ZP_NOHUGEPAGE: then the first write to a 2 MiB range may
+ * commit all of it.  Fresh memory has never been touched, so every page
+ * starts zeroed+reported.
  *
  * Metadata (descriptors and bitmaps, 12.25 bytes per page) is a second
  * mapping, outside the managed range, so no caller's stray write to its
- * blocks can corrupt it.  It is prefaulted when at most 64 MiB.
+ * blocks can corrupt it.  It is prefaulted when at most 64 MiB (arenas up
+ * to about 20 GiB), which costs its full size in RSS at creation.
+ *
+ * fork: the handlers (registered once, os_atfork_init()) take, in this
+ * order, the registry lock, then for each registered arena every pcp lock
+ * in index order and the arena lock: the documented lock order, so the
+ * child never inherits a lock held by a thread that does not exist there.
+ * Background passes stop at their next lock.  In the child the arena is
+ * repaired (report_fork_child()) before the locks are released.
  *
  * Invariants: base % max(block_size(max_order), 2 MiB) == 0; nr_pages < NIL;
  * after zp_arena_create() returns, every field above the lock in struct
- * zp_arena is immutable, except the test-only clearing controls.
+ * zp_arena is immutable, except the test-only clearing controls and
+ * daemon_restart; an arena is on the registry from the end of its creation
+ * to the start of its destruction.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -29,26 +40,9 @@
 #define DEFAULT_REPORT_DELAY_MS 2000u
 #define HUGE_ALIGN		((size_t)2 << 20)
 #define META_POPULATE_MAX	((size_t)64 << 20)
-#define ALL_FLAGS		(ZP_INIT_ON_ALLOC | ZP_INIT_ON_FREE | ZP_VERIFY | ZP_REPORT | ZP_PREZERO | ZP_REPORT_MADV_FREE)
+#define ALL_FLAGS                                                                                                      \
+	(ZP_INIT_ON_ALLOC | ZP_INIT_ON_FREE | ZP_VERIFY | ZP_REPORT | ZP_PREZERO | ZP_REPORT_MADV_FREE | ZP_NOHUGEPAGE)
 #define DEFAULT_PREZERO_RATE_MB 1024
-
-/* A default from the environment, read when the field is left 0. */
-static size_t env_size(const char *name, size_t dflt)
-{
-	const char *v = getenv(name);
-	char *end;
-	unsigned long long x;
-
-	if (!v || !*v)
-		return dflt;
-	errno = 0;
-	x = strtoull(v, &end, 0);
-	if (errno || *end || !x) {
-		fprintf(stderr, "zpage: ignoring %s=%s (not a positive number)\n", name, v);
-		return dflt;
-	}
-	return (size_t)x;
-}
 
 /*
  * The arena lock is held for short list operations only (no system call,
@@ -65,53 +59,43 @@ static void arena_lock_init(pthread_mutex_t *m)
 	pthread_mutexattr_destroy(&at);
 }
 
-/* Fill in defaults and validate.  Returns 0 or an errno value. */
-static int config_resolve(const struct zp_config *in, struct zp_config *c)
+/*
+ * Fill in defaults, from the environment for fields left 0, and validate
+ * what the caller gave.  An environment value never makes a valid
+ * configuration invalid: out of range it is ignored, above max_order it is
+ * clamped (env.c says so on stderr).  Returns 0 or an errno value.
+ */
+static int config_resolve(const struct zp_config *in, struct zp_config *c, size_t *prezero_rate)
 {
+	uint64_t v;
+
 	*c = in ? *in : (struct zp_config){0};
 	if (!c->size)
 		c->size = DEFAULT_SIZE;
 	if (!c->max_order)
 		c->max_order = DEFAULT_MAX_ORDER;
-	if (!c->report_order)
-		c->report_order =
-			(unsigned)env_size("ZPAGE_REPORT_ORDER",
-					   c->max_order < DEFAULT_REPORT_ORDER ? c->max_order : DEFAULT_REPORT_ORDER);
-	if (!c->report_delay_ms)
-		c->report_delay_ms = (unsigned)env_size("ZPAGE_REPORT_DELAY_MS", DEFAULT_REPORT_DELAY_MS);
-	if (!c->prezero_bytes)
-		c->prezero_bytes = env_size("ZPAGE_PREZERO_BYTES", 0);
-
 	if (c->flags & ~ALL_FLAGS)
 		return EINVAL;
 	if (c->size % ZP_PAGE_SIZE || c->size / ZP_PAGE_SIZE >= NIL)
 		return EINVAL;
 	if (c->max_order > ZP_MAX_ORDER_LIMIT || c->report_order > c->max_order)
 		return EINVAL;
-	return 0;
-}
 
-static int map_range(struct zp_arena *a)
-{
-	size_t align = ZP_PAGE_SIZE << a->max_order;
-	size_t len = a->nr_pages << ZP_PAGE_SHIFT;
-	uintptr_t start, aligned;
-	char *p;
-
-	if (align < HUGE_ALIGN)
-		align = HUGE_ALIGN;
-	p = mmap(NULL, len + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
-		return -1;
-	start = (uintptr_t)p;
-	aligned = (start + align - 1) & ~(uintptr_t)(align - 1);
-	if (aligned > start)
-		munmap(p, aligned - start);
-	if (aligned + len < start + len + align)
-		munmap((void *)(aligned + len), start + len + align - (aligned + len));
-	a->map_addr = a->base = (char *)aligned;
-	a->map_len = len;
-	madvise(a->base, len, MADV_HUGEPAGE);
+	if (!c->report_order) {
+		c->report_order = c->max_order < DEFAULT_REPORT_ORDER ? c->max_order : DEFAULT_REPORT_ORDER;
+		if (env_get(ENV_REPORT_ORDER, &v)) {
+			if (v > c->max_order) {
+				env_say_clamped(ENV_REPORT_ORDER, v, c->max_order, "the arena's max_order");
+				v = c->max_order;
+			}
+			c->report_order = (unsigned)v;
+		}
+	}
+	if (!c->report_delay_ms)
+		c->report_delay_ms = env_get(ENV_REPORT_DELAY_MS, &v) ? (unsigned)v : DEFAULT_REPORT_DELAY_MS;
+	if (!c->prezero_bytes && env_get(ENV_PREZERO_BYTES, &v))
+		c->prezero_bytes = (size_t)v;
+	*prezero_rate = (size_t)(env_get(ENV_PREZERO_RATE_MB, &v) ? v : DEFAULT_PREZERO_RATE_MB) << 20;
 	return 0;
 }
 
@@ -124,10 +108,8 @@ static int map_meta(struct zp_arena *a)
 	a->meta_len = desc + 2 * words * sizeof(uint64_t);
 	/* Prefault metadata up to META_POPULATE_MAX (that covers a 20 GiB
 	 * arena): otherwise the first allocations pay page faults on it. */
-	p = mmap(NULL, a->meta_len, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | (a->meta_len <= META_POPULATE_MAX ? MAP_POPULATE : MAP_NORESERVE), -1,
-		 0);
-	if (p == MAP_FAILED)
+	p = os_map_meta(a->meta_len, a->meta_len <= META_POPULATE_MAX);
+	if (!p)
 		return -1;
 	a->meta_addr = p;
 	a->pages = (struct page *)p;
@@ -136,11 +118,66 @@ static int map_meta(struct zp_arena *a)
 	return 0;
 }
 
+/* ---- the registry of live arenas, for fork ---- */
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct zp_arena *registry;
+
+static void registry_add(struct zp_arena *a)
+{
+	os_atfork_init();
+	pthread_mutex_lock(&registry_lock);
+	a->reg_prev = NULL;
+	a->reg_next = registry;
+	if (registry)
+		registry->reg_prev = a;
+	registry = a;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_del(struct zp_arena *a)
+{
+	pthread_mutex_lock(&registry_lock);
+	if (a->reg_prev)
+		a->reg_prev->reg_next = a->reg_next;
+	else
+		registry = a->reg_next;
+	if (a->reg_next)
+		a->reg_next->reg_prev = a->reg_prev;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void arenas_fork_prepare(void)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct zp_arena *a = registry; a; a = a->reg_next)
+		lock_all(a);
+}
+
+void arenas_fork_parent(void)
+{
+	for (struct zp_arena *a = registry; a; a = a->reg_next)
+		unlock_all(a);
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void arenas_fork_child(void)
+{
+	for (struct zp_arena *a = registry; a; a = a->reg_next) {
+		report_fork_child(a);
+		unlock_all(a);
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+/* ---- create, destroy ---- */
+
 struct zp_arena *zp_arena_create(const struct zp_config *cfg)
 {
 	struct zp_config c;
 	struct zp_arena *a;
-	int err = config_resolve(cfg, &c);
+	size_t align, rate;
+	int err = config_resolve(cfg, &c, &rate);
 
 	if (err) {
 		errno = err;
@@ -155,31 +192,39 @@ struct zp_arena *zp_arena_create(const struct zp_config *cfg)
 	a->report_order = c.report_order;
 	a->report_delay_ms = c.report_delay_ms;
 	a->prezero_bytes = c.prezero_bytes;
+	a->prezero_rate = rate;
 
+	align = ZP_PAGE_SIZE << a->max_order;
+	if (align < HUGE_ALIGN)
+		align = HUGE_ALIGN;
 	errno = 0;
-	if (map_range(a) || map_meta(a) || pcp_init(a)) {
+	a->base = os_reserve(a->nr_pages << ZP_PAGE_SHIFT, align, !(c.flags & ZP_NOHUGEPAGE));
+	if (a->base) {
+		a->map_addr = a->base;
+		a->map_len = a->nr_pages << ZP_PAGE_SHIFT;
+	}
+	if (!a->base || map_meta(a) || pcp_init(a)) {
 		err = errno ? errno : ENOMEM;
 		goto fail;
 	}
 	arena_lock_init(&a->lock);
 	clear_init(a, c.clear_hot_bytes, c.clear_nt_min);
-	a->prezero_rate = env_size("ZPAGE_PREZERO_RATE_MB", DEFAULT_PREZERO_RATE_MB) << 20;
 	err = report_init(a, c.flags & ZP_REPORT_MADV_FREE);
 	if (!err) {
 		buddy_init(a);
 		err = daemon_start(a);
-		if (!err)
+		if (!err) {
+			registry_add(a);
 			return a;
-		pthread_cond_destroy(&a->daemon_cond);
+		}
+		report_destroy(a);
 	}
 	pthread_mutex_destroy(&a->lock);
 	pcp_destroy(a);
 
 fail:
-	if (a->meta_addr)
-		munmap(a->meta_addr, a->meta_len);
-	if (a->map_addr)
-		munmap(a->map_addr, a->map_len);
+	os_unmap(a->meta_addr, a->meta_len);
+	os_unmap(a->map_addr, a->map_len);
 	free(a);
 	errno = err == EINVAL ? ENOMEM : err; /* mmap's EINVAL here means "too large" */
 	return NULL;
@@ -189,19 +234,19 @@ void zp_arena_destroy(struct zp_arena *a)
 {
 	if (!a)
 		return;
+	registry_del(a);
 	daemon_stop(a);
-	pthread_cond_destroy(&a->daemon_cond);
+	report_destroy(a);
 	pcp_destroy(a);
 	pthread_mutex_destroy(&a->lock);
-	munmap(a->meta_addr, a->meta_len);
-	munmap(a->map_addr, a->map_len);
+	os_unmap(a->meta_addr, a->meta_len);
+	os_unmap(a->map_addr, a->map_len);
 	free(a);
 }
 
 void zp_arena_stats(struct zp_arena *a, struct zp_stats *st)
 {
 	struct zcount c;
-	size_t isolated;
 
 	if (!a) {
 		*st = (struct zp_stats){0};
@@ -209,14 +254,13 @@ void zp_arena_stats(struct zp_arena *a, struct zp_stats *st)
 	}
 	lock_all(a);
 	c = a->cnt;
-	isolated = a->isolated_pages;
 	for (unsigned i = 0; i < a->nr_pcp; i++)
 		zcount_add(&c, &a->pcp[i].cnt);
-	unlock_all(a);
-
+	/* the counters too, with the locks held: a pass counts its work under
+	 * the arena lock as it puts its blocks back */
 	*st = (struct zp_stats){
 		.nr_pages = a->nr_pages,
-		.nr_free = c.pages + isolated,
+		.nr_free = c.pages + a->isolated_pages,
 		.nr_free_zeroed = c.zeroed,
 		.nr_free_reported = c.reported,
 		.pages_cleared = atomic_load(&a->pages_cleared),
@@ -227,4 +271,5 @@ void zp_arena_stats(struct zp_arena *a, struct zp_stats *st)
 		.pages_prezeroed = atomic_load(&a->pages_prezeroed),
 		.report_zeroes = a->report_zeroes,
 	};
+	unlock_all(a);
 }

@@ -141,6 +141,39 @@ void buddy_init(struct zp_arena *a)
 	}
 }
 
+/* Does the upper half @hi suit @keep better than the lower half @lo? */
+static bool keep_upper(enum expand_keep keep, const struct zcount *lo, const struct zcount *hi)
+{
+	if (keep == KEEP_CLEARABLE)
+		return hi->dirty - hi->lazy > lo->dirty - lo->lazy;
+	return state_rank(zs_summary(hi), keep == KEEP_FOR_ZERO) < state_rank(zs_summary(lo), keep == KEEP_FOR_ZERO);
+}
+
+/*
+ * expand - split the block at @pfn (off the lists) from order @high down to
+ * @low: at each halving keep the half that suits @keep (the lower one on a
+ * tie) and list the other.  Returns the kept block of order @low, still off
+ * the lists; nothing is copied since the zero state is per page.
+ */
+uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, enum expand_keep keep)
+{
+	while (high > low) {
+		size_t half = (size_t)1 << --high;
+		uint32_t lo = pfn, hi = (uint32_t)(pfn + half);
+		struct zcount clo, chi;
+
+		zs_count(a, lo, half, &clo);
+		zs_count(a, hi, half, &chi);
+		if (keep_upper(keep, &clo, &chi)) {
+			add_to_free_list(a, lo, high, &clo);
+			pfn = hi;
+		} else {
+			add_to_free_list(a, hi, high, &chi);
+		}
+	}
+	return pfn;
+}
+
 /*
  * Take the best block of @order for the request, splitting a larger one if
  * needed.  Returns its head pfn with PG_busy set, or NIL.
@@ -163,22 +196,7 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 	}
 	if (pfn == NIL)
 		return NIL;
-
-	/* expand: halve until @order, keeping the half that suits better */
-	while (o > order) {
-		size_t half = (size_t)1 << --o;
-		uint32_t lo = pfn, hi = (uint32_t)(pfn + half);
-		struct zcount clo, chi;
-
-		zs_count(a, lo, half, &clo);
-		zs_count(a, hi, half, &chi);
-		if (state_rank(zs_summary(&chi), want_zero) < state_rank(zs_summary(&clo), want_zero)) {
-			add_to_free_list(a, lo, o, &clo);
-			pfn = hi;
-		} else {
-			add_to_free_list(a, hi, o, &chi);
-		}
-	}
+	pfn = expand(a, pfn, o, order, want_zero ? KEEP_FOR_ZERO : KEEP_FOR_NONZERO);
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
 	note_alloc_block(a);
 	return pfn;

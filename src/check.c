@@ -15,7 +15,9 @@
  *     the owner, order and state of that list, and, per (order, state), the
  *     lists hold exactly the blocks found by the walk;
  *  5. counters: a->cnt and each cache's cnt equal zs_count() summed over
- *     their blocks; the nonempty hints match the buddy lists.
+ *     their blocks; the nonempty hints match the buddy lists;
+ *  6. isolation: a->isolated is a well-formed list of PG_busy heads whose
+ *     pages add up to isolated_pages.
  * Blocks in flight (PG_busy) are legitimate while another thread allocates,
  * frees or isolates them; they are counted but not otherwise judged.
  */
@@ -69,6 +71,32 @@ static int check_list(struct zp_arena *a, const struct free_list *l, uint32_t ow
 		return fail("%s list order %u state %d: tail %u, expected %u", what, order, st, l->tail, prev);
 	if (n != l->nr)
 		return fail("%s list order %u state %d: %zu blocks linked, count says %zu", what, order, st, n, l->nr);
+	return 0;
+}
+
+/* 6: the blocks reporting and pre-zeroing passes hold. */
+static int check_isolated(struct zp_arena *a)
+{
+	uint32_t prev = NIL;
+	size_t n = 0, pages = 0;
+
+	for (uint32_t pfn = a->isolated.head; pfn != NIL; prev = pfn, pfn = a->pages[pfn].next) {
+		uint32_t info;
+
+		if (pfn >= a->nr_pages || ++n > a->nr_pages)
+			return fail("isolated list: bad link or cycle at %u", pfn);
+		info = pg_info(&a->pages[pfn]);
+		if ((info & PG_OWNER_MASK) != PG_BUSY)
+			return fail("isolated block %u has info %#x", pfn, info);
+		if (a->pages[pfn].prev != prev)
+			return fail("isolated block %u prev %u, expected %u", pfn, a->pages[pfn].prev, prev);
+		pages += (size_t)1 << pg_order(info);
+	}
+	if (a->isolated.tail != prev || n != a->isolated.nr)
+		return fail("isolated list: tail %u / %zu blocks, expected %u / %zu", a->isolated.tail,
+			    a->isolated.nr, prev, n);
+	if (pages != a->isolated_pages)
+		return fail("isolated list holds %zu pages, isolated_pages says %zu", pages, a->isolated_pages);
 	return 0;
 }
 
@@ -175,7 +203,7 @@ static int check_locked(struct zp_arena *a)
 				if (listed[k][o][s] != walked[k][o][s])
 					return fail("%s order %u state %d: %zu blocks listed, %zu found by the walk",
 						    k ? "pcp" : "buddy", o, s, listed[k][o][s], walked[k][o][s]);
-	return 0;
+	return check_isolated(a);
 }
 
 int zp_arena_check(struct zp_arena *a)

@@ -267,6 +267,9 @@ struct clear_ctx {
 	size_t pfn;	 /* block head */
 	uintptr_t ubase; /* user address of the head page, or ZP_USER_ADDR_NONE */
 	size_t cleared;
+	bool free_block; /* a free block: clear only resident dirty pages (never
+			    write a page given back to the OS) and mark each run
+			    zeroed once cleared */
 };
 
 static void do_clear(struct clear_ctx *x, size_t off, size_t n, bool nt)
@@ -275,13 +278,21 @@ static void do_clear(struct clear_ctx *x, size_t off, size_t n, bool nt)
 		clear_user_range(x->a, x->pfn + off, n, nt, x->ubase + (off << ZP_PAGE_SHIFT));
 	else
 		clear_range(x->a, x->pfn + off, n, nt);
+	if (x->free_block)
+		zs_mark_zeroed(x->a, x->pfn + off, n);
 	x->cleared += n;
 }
 
-/* One bitmap scan: no page of the block is known zero (the usual case). */
-static bool block_all_dirty(const struct zp_arena *a, size_t pfn, size_t n)
+/* The next page in [p, end) that does (@dirty) or does not need a clear. */
+static size_t next_run_edge(const struct clear_ctx *x, size_t p, size_t end, bool dirty)
 {
-	return zs_next(a, pfn, pfn + n, true) == pfn + n;
+	return x->free_block ? zs_next_clearable(x->a, p, end, dirty) : zs_next(x->a, p, end, !dirty);
+}
+
+/* One bitmap scan: every page of the block needs a clear (the usual case). */
+static bool block_all_dirty(const struct clear_ctx *x, size_t n)
+{
+	return next_run_edge(x, x->pfn, x->pfn + n, false) == x->pfn + n;
 }
 
 /* Which stores a run is cleared with. */
@@ -310,12 +321,12 @@ static void clear_runs(struct clear_ctx *x, size_t lo, size_t hi, enum run_mode 
 		return;
 	}
 	for (size_t p = x->pfn + lo; p < end;) {
-		size_t s = zs_next(x->a, p, end, false);
+		size_t s = next_run_edge(x, p, end, true);
 		size_t e;
 
 		if (s == end)
 			break;
-		e = zs_next(x->a, s, end, true);
+		e = next_run_edge(x, s, end, false);
 		clear_run(x, s - x->pfn, e - s, mode);
 		p = e;
 	}
@@ -329,8 +340,8 @@ static void clear_runs(struct clear_ctx *x, size_t lo, size_t hi, enum run_mode 
 size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr)
 {
 	size_t n = (size_t)1 << order;
-	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0};
-	bool all_dirty = block_all_dirty(a, pfn, n);
+	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0, false};
+	bool all_dirty = block_all_dirty(&x, n);
 
 	if (user_addr != ZP_USER_ADDR_NONE)
 		x.ubase = user_addr & ~(uintptr_t)((ZP_PAGE_SIZE << order) - 1);
@@ -359,18 +370,19 @@ size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr
 }
 
 /*
- * Clear the dirty pages of a free block nobody is about to read
+ * Clear the resident dirty pages of a free block nobody is about to read
  * (init_on_free, pre-zeroing) with non-temporal stores, coalesced into runs,
- * and mark the whole block zeroed.  The caller owns the block (in flight or
- * isolated).  Returns the pages cleared.
+ * and mark each run zeroed once it is cleared.  Pages given back to the OS
+ * are left alone even when they are not known zero (MADV_FREE): writing
+ * them would take them back from the OS.  The caller owns the block (in
+ * flight or isolated).  Returns the pages cleared.
  */
 size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order)
 {
 	size_t n = (size_t)1 << order;
-	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0};
+	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0, true};
 
-	clear_runs(&x, 0, n, RUN_NT, block_all_dirty(a, pfn, n));
-	zs_mark_zeroed(a, pfn, n);
+	clear_runs(&x, 0, n, RUN_NT, block_all_dirty(&x, n));
 	stat_add(&a->pages_cleared, x.cleared);
 	return x.cleared;
 }

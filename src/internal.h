@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "os.h"
 #include "zpage.h"
 
 #define NIL	  UINT32_MAX
@@ -103,6 +104,8 @@ struct zcount {
 	size_t zeroed;	 /* zero bit set and not reported: resident zero pages */
 	size_t reported; /* report bit set */
 	size_t dirty;	 /* zero bit clear: must be cleared before a zeroing use */
+	size_t lazy;	 /* reported and dirty: given back to an OS that may keep the
+			    old contents (MADV_FREE); writing them would take them back */
 };
 
 /* A per-CPU cache of free blocks of order 0..PCP_MAX_ORDER, by state. */
@@ -122,18 +125,6 @@ struct clear_event {
 };
 typedef void (*clear_hook_fn)(void *ctx, const struct clear_event *ev);
 
-/*
- * The OS behind reporting, and the clock (report.c).  Tests swap in a fake
- * that counts calls and a clock they move by hand.
- */
-struct zp_backend {
-	const char *name;
-	int (*report)(void *ctx, void *addr, size_t len); /* 0 or -errno */
-	bool zeroes;					  /* reported ranges read back as zero */
-	uint64_t (*now_ms)(void *ctx);
-	void *ctx;
-};
-
 struct zp_arena {
 	/* immutable after creation */
 	char *base; /* managed range, aligned to the largest block */
@@ -151,6 +142,9 @@ struct zp_arena {
 	unsigned pcp_orders;	    /* orders below this use the caches (0 = none) */
 	void *map_addr, *meta_addr; /* what to munmap */
 	size_t map_len, meta_len;
+	/* set in a forked child whose arena wants a background thread: start
+	 * one at the next allocation, free or pass (daemon_ensure()) */
+	atomic_bool daemon_restart;
 
 	/* clearing policy (clear.c) */
 	size_t nt_min_bytes; /* runs at least this long use non-temporal stores */
@@ -172,13 +166,19 @@ struct zp_arena {
 	bool report_zeroes;  /* backend.zeroes, confirmed by the start-up self-test */
 	size_t prezero_rate; /* ZP_PREZERO thread cap, bytes per second */
 	pthread_t daemon;
-	bool daemon_running;
-	bool daemon_stop;	    /* under lock */
-	bool report_pending;	    /* under lock: a large block was freed since the last pass */
-	uint64_t report_due_ms;	    /* under lock: when the scheduled pass runs; 0 = none */
-	pthread_cond_t daemon_cond; /* with lock */
-	uint64_t daemon_sleeps;	    /* under lock: times the thread went to sleep */
-	size_t isolated_pages;	    /* under lock: free pages a report / pre-zero pass holds */
+	bool daemon_running;	     /* under lock: this process owns a running thread */
+	atomic_bool daemon_stop;     /* destroy asks the thread and its pass to stop */
+	bool report_pending;	     /* under lock: a large block was freed since the last pass */
+	uint64_t report_due_ms;	     /* under lock: when the scheduled pass runs; 0 = none */
+	uint64_t prezero_resume_ms;  /* under lock: rate cap, no pre-zero burst before this */
+	pthread_cond_t daemon_cond;  /* with lock */
+	uint64_t daemon_sleeps;	     /* under lock: times the thread went to sleep */
+	struct free_list isolated;   /* under lock: blocks a report / pre-zero pass holds */
+	size_t isolated_pages;	     /* under lock: their pages */
+	pthread_cond_t putback_cond; /* with lock: signalled when a pass puts blocks back */
+
+	/* the registry of live arenas, for the fork handlers (arena.c) */
+	struct zp_arena *reg_next, *reg_prev;
 
 	/* statistics, updated without locks */
 	_Atomic uint64_t pages_prezeroed;
@@ -212,18 +212,20 @@ void list_del(struct zp_arena *a, struct free_list *l, uint32_t pfn);
 void zs_count(const struct zp_arena *a, size_t pfn, size_t n, struct zcount *c);
 enum zstate zs_summary(const struct zcount *c);
 void zs_mark_zeroed(struct zp_arena *a, size_t pfn, size_t n);
-void zs_mark_reported(struct zp_arena *a, size_t pfn, size_t n, bool zeroed);
+void zs_mark_reported(struct zp_arena *a, size_t pfn, size_t n, bool zeroes); /* zeroes: backend zero-fills */
 void zs_clear(struct zp_arena *a, size_t pfn, size_t n); /* neither zeroed nor reported */
 void zs_unzero(struct zp_arena *a, size_t pfn);		 /* one page loses its zero bit */
 bool zs_test_zero(const struct zp_arena *a, size_t pfn);
 bool zs_test_reported(const struct zp_arena *a, size_t pfn);
 size_t zs_next(const struct zp_arena *a, size_t pfn, size_t end, bool zero); /* next page whose zero bit == zero */
+size_t zs_next_clearable(const struct zp_arena *a, size_t pfn, size_t end, bool clearable); /* dirty, not reported */
 static inline void zcount_add(struct zcount *d, const struct zcount *s)
 {
 	d->pages += s->pages;
 	d->zeroed += s->zeroed;
 	d->reported += s->reported;
 	d->dirty += s->dirty;
+	d->lazy += s->lazy;
 }
 static inline void zcount_sub(struct zcount *d, const struct zcount *s)
 {
@@ -231,6 +233,7 @@ static inline void zcount_sub(struct zcount *d, const struct zcount *s)
 	d->zeroed -= s->zeroed;
 	d->reported -= s->reported;
 	d->dirty -= s->dirty;
+	d->lazy -= s->lazy;
 }
 
 /* buddy.c: free lists per order and state; callers hold a->lock */
@@ -241,6 +244,12 @@ bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstate st);
 enum zstate state_of_rank(int rank, bool want_zero);
 void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order);
 void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st); /* head info -> 0 */
+enum expand_keep {
+	KEEP_FOR_ZERO,	  /* the half a zeroing request prefers */
+	KEEP_FOR_NONZERO, /* the half a non-zeroing request prefers */
+	KEEP_CLEARABLE,	  /* the half with more resident dirty pages (pre-zeroing) */
+};
+uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, enum expand_keep keep);
 int state_rank(enum zstate st, bool want_zero);
 
 /* pcp.c: per-CPU caches of orders 0..PCP_MAX_ORDER */
@@ -249,6 +258,7 @@ void pcp_destroy(struct zp_arena *a);
 uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero);
 void free_pcp(struct zp_arena *a, uint32_t pfn, unsigned order);
 void drain_all_pages(struct zp_arena *a);
+void drain_all_pages_locked(struct zp_arena *a); /* every pcp lock and the arena lock held */
 bool pcp_serves(const struct zp_arena *a, unsigned order);
 void lock_all(struct zp_arena *a);
 void unlock_all(struct zp_arena *a);
@@ -256,7 +266,7 @@ void unlock_all(struct zp_arena *a);
 /* clear.c: the clearing engine */
 void clear_init(struct zp_arena *a, size_t hot_bytes, size_t nt_min);
 size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr);
-size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order); /* NT, marks zeroed */
+size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order); /* NT, marks what it cleared zeroed */
 void zero_cached(void *p, size_t len);
 void zero_nt(void *p, size_t len);
 struct zero_impl {
@@ -272,8 +282,17 @@ const char *zero_nt_name(void);
 
 /* report.c: returning memory to the OS, pre-zeroing, the background thread */
 int report_init(struct zp_arena *a, bool madv_free);
+void report_destroy(struct zp_arena *a);
 int daemon_start(struct zp_arena *a);
 void daemon_stop(struct zp_arena *a);
+void daemon_start_after_fork(struct zp_arena *a);
+static inline void daemon_ensure(struct zp_arena *a)
+{
+	if (__builtin_expect(atomic_load_explicit(&a->daemon_restart, memory_order_relaxed), 0))
+		daemon_start_after_fork(a);
+}
+void report_fork_child(struct zp_arena *a); /* all locks held */
+void wait_for_isolated(struct zp_arena *a); /* lock held; returns when a pass put blocks back */
 void note_free_block(struct zp_arena *a, uint32_t pfn, unsigned order); /* lock held */
 void note_alloc_block(struct zp_arena *a);				/* lock held */
 void zp_test_set_backend(struct zp_arena *a, const struct zp_backend *b);
@@ -281,6 +300,11 @@ void zp_test_kick(struct zp_arena *a);
 
 /* page_alloc.c: the allocation and free paths */
 bool page_reads_zero(const struct zp_arena *a, size_t pfn);
+
+/* env.c: the ZPAGE_* variables */
+enum env_id { ENV_REPORT_DELAY_MS, ENV_REPORT_ORDER, ENV_PREZERO_BYTES, ENV_PREZERO_RATE_MB, NR_ENV };
+bool env_get(enum env_id id, uint64_t *out); /* true: set and valid */
+void env_say_clamped(enum env_id id, uint64_t value, uint64_t to, const char *why);
 
 /* check.c */
 void zp_arena_dump(struct zp_arena *a, void *file);

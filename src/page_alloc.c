@@ -8,7 +8,7 @@
  *   zp_alloc_pages(a, gfp, order, user_addr)
  *     -> struct alloc_context ac     (the request, passed by const pointer)
  *     -> get_page_from_freelist(&ac) per-CPU cache or buddy lists; on
- *                                    failure drain the caches, retry once
+ *                                    failure alloc_pages_slowpath(&ac)
  *     -> prep_new_page(&ac, pfn)
  *        -> post_alloc_hook(&ac, pfn) the only place memory is initialised
  *
@@ -94,6 +94,36 @@ static uint32_t get_page_from_freelist(const struct alloc_context *ac)
 	return pfn;
 }
 
+/*
+ * Nothing found on the fast path.  Take every lock (pcp locks in index
+ * order, then the arena lock), empty every cache into the buddy lists and
+ * retry with all of them still held, so that no CPU can refill its cache in
+ * between.  Blocks a report or pre-zero pass holds are free too: wait for
+ * the pass to put them back, then try again.  So ENOMEM means that at one
+ * instant no free block of the order existed anywhere in the arena.
+ */
+static uint32_t alloc_pages_slowpath(const struct alloc_context *ac)
+{
+	struct zp_arena *a = ac->arena;
+
+	for (;;) {
+		uint32_t pfn;
+		bool passes;
+
+		lock_all(a);
+		drain_all_pages_locked(a);
+		pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES);
+		passes = a->isolated_pages != 0;
+		unlock_all(a);
+		if (pfn != NIL || !passes)
+			return pfn;
+		pthread_mutex_lock(&a->lock);
+		if (a->isolated_pages)
+			wait_for_isolated(a);
+		pthread_mutex_unlock(&a->lock);
+	}
+}
+
 static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn)
 {
 	struct zp_arena *a = ac->arena;
@@ -137,11 +167,10 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 		.want_zero = (gfp & ZP_GFP_ZERO) || (a->flags & ZP_INIT_ON_ALLOC),
 	};
 
+	daemon_ensure(a);
 	pfn = get_page_from_freelist(&ac);
-	if (pfn == NIL) {
-		drain_all_pages(a);
-		pfn = get_page_from_freelist(&ac);
-	}
+	if (pfn == NIL)
+		pfn = alloc_pages_slowpath(&ac);
 	if (pfn == NIL) {
 		errno = ENOMEM;
 		return NULL;
@@ -180,6 +209,7 @@ int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 						     memory_order_acq_rel, memory_order_acquire))
 		return -EINVAL;
 
+	daemon_ensure(a);
 	free_pages_prepare(a, pfn, order);
 	if (pcp_serves(a, order)) {
 		free_pcp(a, pfn, order);

@@ -2,7 +2,7 @@
 /*
  * pcp.c - per-CPU caches of small free blocks (orders 0..PCP_MAX_ORDER).
  *
- * Each CPU (sched_getcpu(), modulo the number of caches) has a cache with
+ * Each CPU (os_cpu_current(), modulo the number of caches) has a cache with
  * its own lock and its own lists per (order, state), so small allocations
  * and frees mostly avoid the arena lock, and zero state is kept: a cache
  * never forgets which of its pages are known zero.
@@ -17,9 +17,15 @@
  *
  * A cache above PCP_HIGH_PAGES after a free gives its largest lists' oldest
  * blocks back to the buddy lists until it is PCP_BATCH_PAGES below the mark.
- * When an allocation finds nothing, drain_all_pages() empties every cache
- * into the buddy lists (merging) and the allocation is retried once, so
- * every page of the arena can be obtained, by any order.
+ * When an allocation finds nothing, the slow path (page_alloc.c) takes every
+ * cache's lock and the arena lock, empties every cache into the buddy lists
+ * (merging) and retries while still holding them all, so no other CPU can
+ * refill its cache in between: every page of the arena can be obtained, by
+ * any order, under any concurrency.
+ *
+ * The caches serve orders below min(PCP_MAX_ORDER + 1, max_order + 1,
+ * report_order): a block of report_order or larger must sit on the buddy
+ * lists, where a reporting pass can find it.
  *
  * Lock order: pcp locks in index order, then the arena lock.  Never take a
  * pcp lock while holding the arena lock.
@@ -28,9 +34,7 @@
  * and its list's state, which equals zs_summary() of its pages; each cache's
  * cnt equals the sum of zs_count() over its blocks.
  */
-#include <sched.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -38,18 +42,28 @@
 #define PCP_HIGH_PAGES	256
 #define PCP_MAX_CACHES	1024
 
+/* How many orders the caches serve: 0..pcp_nr_orders() - 1. */
+static unsigned pcp_nr_orders(const struct zp_arena *a)
+{
+	unsigned n = PCP_MAX_ORDER + 1;
+
+	if (n > a->max_order + 1)
+		n = a->max_order + 1;
+	if (n > a->report_order)
+		n = a->report_order;
+	return n;
+}
+
 int pcp_init(struct zp_arena *a)
 {
-	long n = sysconf(_SC_NPROCESSORS_CONF);
+	unsigned n = os_cpu_count();
 
-	if (n < 1)
-		n = 1;
 	if (n > PCP_MAX_CACHES)
 		n = PCP_MAX_CACHES;
 	if (posix_memalign((void **)&a->pcp, 64, (size_t)n * sizeof(*a->pcp)))
 		return -1;
-	a->nr_pcp = (unsigned)n;
-	a->pcp_orders = (a->max_order < PCP_MAX_ORDER ? a->max_order : PCP_MAX_ORDER) + 1;
+	a->nr_pcp = n;
+	a->pcp_orders = pcp_nr_orders(a);
 	for (unsigned i = 0; i < a->nr_pcp; i++) {
 		struct pcp *pcp = &a->pcp[i];
 
@@ -72,9 +86,7 @@ void pcp_destroy(struct zp_arena *a)
 
 static struct pcp *this_pcp(struct zp_arena *a)
 {
-	int cpu = sched_getcpu();
-
-	return &a->pcp[(cpu < 0 ? 0u : (unsigned)cpu) % a->nr_pcp];
+	return &a->pcp[os_cpu_current() % a->nr_pcp];
 }
 
 /* Put a free block (head PG_busy or fresh from the buddy) in @pcp. */
@@ -142,10 +154,10 @@ uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero)
 	return pfn;
 }
 
-/* Give blocks back to the buddy lists until @pcp holds at most @target pages. */
+/* Give blocks back to the buddy lists until @pcp holds at most @target
+ * pages.  pcp locked, arena lock held. */
 static void pcp_drain(struct zp_arena *a, struct pcp *pcp, size_t target)
 {
-	pthread_mutex_lock(&a->lock);
 	while (pcp->cnt.pages > target) {
 		struct free_list *best = NULL;
 		size_t best_pages = 0;
@@ -167,7 +179,6 @@ static void pcp_drain(struct zp_arena *a, struct pcp *pcp, size_t target)
 		pcp_del(a, pcp, pfn);
 		free_one_page(a, pfn, order);
 	}
-	pthread_mutex_unlock(&a->lock);
 }
 
 void free_pcp(struct zp_arena *a, uint32_t pfn, unsigned order)
@@ -176,8 +187,11 @@ void free_pcp(struct zp_arena *a, uint32_t pfn, unsigned order)
 
 	pthread_mutex_lock(&pcp->lock);
 	pcp_add(a, pcp, pfn, order);
-	if (pcp->cnt.pages > PCP_HIGH_PAGES)
+	if (pcp->cnt.pages > PCP_HIGH_PAGES) {
+		pthread_mutex_lock(&a->lock);
 		pcp_drain(a, pcp, PCP_HIGH_PAGES - PCP_BATCH_PAGES);
+		pthread_mutex_unlock(&a->lock);
+	}
 	pthread_mutex_unlock(&pcp->lock);
 }
 
@@ -187,10 +201,19 @@ void drain_all_pages(struct zp_arena *a)
 		struct pcp *pcp = &a->pcp[i];
 
 		pthread_mutex_lock(&pcp->lock);
-		if (pcp->cnt.pages)
+		if (pcp->cnt.pages) {
+			pthread_mutex_lock(&a->lock);
 			pcp_drain(a, pcp, 0);
+			pthread_mutex_unlock(&a->lock);
+		}
 		pthread_mutex_unlock(&pcp->lock);
 	}
+}
+
+void drain_all_pages_locked(struct zp_arena *a)
+{
+	for (unsigned i = 0; i < a->nr_pcp; i++)
+		pcp_drain(a, &a->pcp[i], 0);
 }
 
 bool pcp_serves(const struct zp_arena *a, unsigned order)
@@ -200,7 +223,7 @@ bool pcp_serves(const struct zp_arena *a, unsigned order)
 
 void zp_test_set_pcp(struct zp_arena *a, bool on)
 {
-	a->pcp_orders = on ? (a->max_order < PCP_MAX_ORDER ? a->max_order : PCP_MAX_ORDER) + 1 : 0;
+	a->pcp_orders = on ? pcp_nr_orders(a) : 0;
 }
 
 void zp_test_drain_pcp(struct zp_arena *a)

@@ -3,26 +3,39 @@
  * report.c - returning free memory to the OS ("page reporting"), pre-zeroing
  * and the background thread that runs both.
  *
- * Backend: a small hooks struct (internal.h) between policy and the OS.
+ * Backend: a small hooks struct (os.h) between policy and the OS.
  *   default   madvise(MADV_DONTNEED) on private anonymous memory: reads back
- *             as zero.  Trusted only if a self-test at arena creation sees a
+ *             as zero.  Trusted only if a self-test (once per process) sees a
  *             written page read zero after it (emulators may not zero-fill).
  *   MADV_FREE (ZP_REPORT_MADV_FREE) the kernel may keep the old contents:
- *             reported pages stay dirty.
+ *             reported pages keep their zero bits (a zero page stays zero
+ *             either way) and a dirty one stays dirty.
  *
  * Both passes follow one pattern, like Linux's page_reporting:
  *   1. under the arena lock, take a batch of candidate blocks off the free
- *      lists; their heads become PG_busy ("isolated"), so no allocation can
- *      take them and no free can merge with them;
- *   2. drop the lock; make the system calls / clear the pages;
- *   3. retake the lock; mark the pages (reported and/or zeroed) and put each
- *      block back with free_one_page(), which merges and relists it.
- * Allocation and free go on during step 2.
+ *      lists onto a->isolated; their heads become PG_busy, so no allocation
+ *      can take them and no free can merge with them;
+ *   2. drop the lock; make the system calls / clear the pages, marking each
+ *      page's new state once it is true (a page's bits never claim more
+ *      than its contents, so a fork at any point leaves a truthful child);
+ *   3. retake the lock; put each block back with free_one_page(), which
+ *      merges and relists it, count the work, wake allocations waiting for
+ *      isolated memory (putback_cond).
+ * Allocation and free go on during step 2.  An allocation that finds no
+ * free block while a pass holds some waits for the pass (page_alloc.c).
+ * A forked child puts back what its parent's passes held
+ * (report_fork_child()).
  *
  * Report candidates: blocks of report_order or larger on the zeroed or
- * dirty lists (a block on the reported list has every page reported).
- * Pre-zero candidates: blocks on the dirty lists, largest first; only their
- * dirty pages are cleared, with non-temporal stores (nobody reads them soon).
+ * dirty lists (a block on the reported list has every page reported).  A
+ * block whose system call fails (e.g. a page of it is mlocked) goes back
+ * unchanged and the pass goes on without it.
+ * Pre-zero candidates: blocks on the dirty lists with resident dirty pages;
+ * a block larger than the pass still needs is split (expand()) so that a
+ * pass clears about what it was asked, not a whole large block.  Only
+ * resident dirty pages are cleared, with non-temporal stores (nobody reads
+ * them soon): a page given back to the OS is never written, even when it
+ * is not known zero (MADV_FREE), since writing it would take it back.
  *
  * Background thread (ZP_REPORT, ZP_PREZERO), sleeping on a condition
  * variable under the arena lock when there is nothing to do:
@@ -31,83 +44,56 @@
  *     now + report_delay_ms and sleeps until then (like Linux, the delay
  *     runs from the first free after a pass, not per block);
  *   - with ZP_PREZERO, an allocation or free that leaves less than
- *     prezero_bytes of zeroed resident memory on the lists while dirty free
- *     memory exists wakes it; it clears dirty free memory until the target
- *     is met, at most prezero_rate bytes per second.
+ *     prezero_bytes of zeroed resident memory on the lists while resident
+ *     dirty free memory exists wakes it; it clears in bursts of at most
+ *     PREZERO_CHUNK and after each burst pauses as long as the burst may
+ *     take at prezero_rate bytes per second (prezero_resume_ms).
  * It never polls: with nothing to do it waits on the condition variable
- * (daemon_sleeps counts those waits, for the tests).
+ * (daemon_sleeps counts those waits, for the tests), with a deadline on
+ * the backend's clock when a report pass or the end of a pause is due.
+ * Every wait is on the condition variable, so zp_arena_destroy() wakes it
+ * at once; a pass in flight checks daemon_stop between blocks, so destroy
+ * returns within one system call or one block's clear.
  *
- * Reporting leaves prezero_bytes of zeroed resident memory unreported, so
- * the two threads do not undo each other's work.
- * zp_arena_destroy() stops it and joins it.
+ * Reporting and pre-zeroing do not undo each other: reporting leaves
+ * prezero_bytes of zeroed resident memory unreported, and pre-zeroing never
+ * writes a reported page.
+ *
+ * Invariants (zp_arena_check()): a->isolated lists exactly the blocks a pass
+ * holds, each head PG_busy with its order, and isolated_pages is their sum.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <time.h>
 
 #include "internal.h"
 
-#define BATCH	      64
-#define PREZERO_CHUNK ((size_t)4 << 20)
-
-/* ---- backends ---- */
-
-static int madv(void *addr, size_t len, int advice)
-{
-	return madvise(addr, len, advice) ? -errno : 0;
-}
-
-static int report_dontneed(void *ctx, void *addr, size_t len)
-{
-	(void)ctx;
-	return madv(addr, len, MADV_DONTNEED);
-}
-
-static int report_free(void *ctx, void *addr, size_t len)
-{
-	(void)ctx;
-	return madv(addr, len, MADV_FREE);
-}
-
-static uint64_t mono_ms(void *ctx)
-{
-	struct timespec ts;
-
-	(void)ctx;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Does MADV_DONTNEED really zero-fill private anonymous memory here? */
-static bool dontneed_zero_fills(void)
-{
-	static int verdict = -1; /* once per process */
-	volatile char *p;
-	bool ok;
-
-	if (verdict >= 0)
-		return verdict;
-	p = mmap(NULL, ZP_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return false;
-	memset((void *)p, 0x5a, ZP_PAGE_SIZE);
-	ok = !madvise((void *)p, ZP_PAGE_SIZE, MADV_DONTNEED) && p[0] == 0 && p[ZP_PAGE_SIZE - 1] == 0;
-	munmap((void *)p, ZP_PAGE_SIZE);
-	verdict = ok;
-	return ok;
-}
+#define BATCH	       64
+#define PREZERO_CHUNK  ((size_t)4 << 20)
+#define MAX_FAILED     64
+#define NO_DEADLINE    UINT64_MAX
 
 int report_init(struct zp_arena *a, bool madv_free)
 {
-	if (madv_free)
-		a->backend = (struct zp_backend){"madv_free", report_free, false, mono_ms, NULL};
-	else
-		a->backend = (struct zp_backend){"madv_dontneed", report_dontneed, true, mono_ms, NULL};
-	a->report_zeroes = a->backend.zeroes && dontneed_zero_fills();
-	return pthread_cond_init(&a->daemon_cond, NULL);
+	int err;
+
+	a->backend = madv_free ? os_backend_free : os_backend_dontneed;
+	a->report_zeroes = a->backend.zeroes && os_discard_zero_fills();
+	list_init(&a->isolated);
+	err = os_cond_init(&a->daemon_cond);
+	if (err)
+		return err;
+	err = os_cond_init(&a->putback_cond);
+	if (err)
+		pthread_cond_destroy(&a->daemon_cond);
+	return err;
+}
+
+void report_destroy(struct zp_arena *a)
+{
+	pthread_cond_destroy(&a->putback_cond);
+	pthread_cond_destroy(&a->daemon_cond);
 }
 
 void zp_test_set_backend(struct zp_arena *a, const struct zp_backend *b)
@@ -125,71 +111,145 @@ struct isolated {
 	unsigned order;
 };
 
+/* Lock held.  Take the listed block at @pfn off its list onto a->isolated. */
+static struct isolated isolate_block(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
+	list_add(a, &a->isolated, pfn, false);
+	a->isolated_pages += (size_t)1 << order;
+	return (struct isolated){pfn, order};
+}
+
+static bool in(const uint32_t *set, size_t n, uint32_t pfn)
+{
+	for (size_t i = 0; i < n; i++)
+		if (set[i] == pfn)
+			return true;
+	return false;
+}
+
 /*
- * Take up to @max blocks of order >= @min_order from the lists of @states
- * (a mask), largest first; lock held.  @unreported: only blocks with a page
- * not yet reported (a block reported through a backend that does not zero
- * is back on the dirty list, and must not be reported again and again).
+ * Lock held.  Take up to @max report candidates, largest first: blocks of
+ * report_order or larger with a page not yet reported (a block reported
+ * through a backend that does not zero stays dirty, and must not be
+ * reported again and again), except zeroed blocks while reporting them
+ * would leave less than prezero_bytes of zeroed resident memory, and
+ * except the @nskip blocks in @skip (their system call failed this pass).
  */
-static size_t isolate(struct zp_arena *a, unsigned min_order, unsigned states, struct isolated *out, size_t max,
-		      bool unreported)
+static size_t isolate_for_report(struct zp_arena *a, struct isolated *out, size_t max, const uint32_t *skip,
+				 size_t nskip)
 {
 	size_t n = 0;
 
-	for (unsigned o = a->max_order + 1; o-- > min_order && n < max;) {
-		for (int s = 0; s < NR_ZSTATES && n < max; s++) {
+	for (unsigned o = a->max_order + 1; o-- > a->report_order && n < max;) {
+		for (int s = ZS_ZEROED; s <= ZS_DIRTY && n < max; s++) {
 			uint32_t pfn, next;
 
-			if (!(states & (1u << s)))
-				continue;
 			for (pfn = a->free[o][s].head; pfn != NIL && n < max; pfn = next) {
-				next = a->pages[pfn].next;
-				if (unreported) {
-					struct zcount c;
+				struct zcount c;
 
-					zs_count(a, pfn, (size_t)1 << o, &c);
-					if (c.reported == c.pages)
-						continue;
-					/* keep prezero_bytes of zeroed resident memory */
-					if (s == ZS_ZEROED &&
-					    a->cnt.zeroed < c.zeroed + (a->prezero_bytes >> ZP_PAGE_SHIFT))
-						continue;
-				}
+				next = a->pages[pfn].next;
+				zs_count(a, pfn, (size_t)1 << o, &c);
+				if (c.reported == c.pages || in(skip, nskip, pfn))
+					continue;
+				if (s == ZS_ZEROED && a->cnt.zeroed < c.zeroed + (a->prezero_bytes >> ZP_PAGE_SHIFT))
+					continue;
 				del_from_free_list(a, pfn, o, (enum zstate)s);
-				pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, o, 0));
-				a->isolated_pages += (size_t)1 << o;
-				out[n++] = (struct isolated){pfn, o};
+				out[n++] = isolate_block(a, pfn, o);
 			}
 		}
 	}
 	return n;
 }
 
+/* Lock held.  The first block of @order on the dirty list with a resident
+ * dirty page, or NIL. */
+static uint32_t find_clearable(struct zp_arena *a, unsigned order)
+{
+	for (uint32_t pfn = a->free[order][ZS_DIRTY].head; pfn != NIL; pfn = a->pages[pfn].next) {
+		struct zcount c;
+
+		zs_count(a, pfn, (size_t)1 << order, &c);
+		if (c.dirty > c.lazy)
+			return pfn;
+	}
+	return NIL;
+}
+
+/*
+ * Lock held.  Isolate one block with resident dirty pages for the pre-zero
+ * pass, of at most 2^@want pages: the smallest such block of order @want or
+ * larger, split down to @want; else the largest smaller one.
+ */
+static size_t isolate_for_prezero(struct zp_arena *a, unsigned want, struct isolated *out)
+{
+	uint32_t pfn = NIL;
+	unsigned o;
+
+	for (o = want; o <= a->max_order && pfn == NIL; o++)
+		pfn = find_clearable(a, o);
+	if (pfn != NIL) {
+		o--;
+	} else {
+		for (o = want; o-- > 0 && pfn == NIL;)
+			pfn = find_clearable(a, o);
+		if (pfn == NIL)
+			return 0;
+		o++;
+	}
+	del_from_free_list(a, pfn, o, ZS_DIRTY);
+	if (o > want) {
+		pfn = expand(a, pfn, o, want, KEEP_CLEARABLE);
+		o = want;
+	}
+	*out = isolate_block(a, pfn, o);
+	return 1;
+}
+
+/* Lock held.  Put the blocks back on the free lists (merging) and wake
+ * allocations waiting for isolated memory. */
 static void put_back(struct zp_arena *a, const struct isolated *b, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
+		list_del(a, &a->isolated, b[i].pfn);
 		a->isolated_pages -= (size_t)1 << b[i].order;
 		free_one_page(a, b[i].pfn, b[i].order);
 	}
+	if (n)
+		pthread_cond_broadcast(&a->putback_cond);
+}
+
+void wait_for_isolated(struct zp_arena *a)
+{
+	pthread_cond_wait(&a->putback_cond, &a->lock);
+}
+
+static bool stopping(struct zp_arena *a)
+{
+	return atomic_load_explicit(&a->daemon_stop, memory_order_relaxed);
 }
 
 long zp_arena_report(struct zp_arena *a)
 {
 	struct isolated b[BATCH];
+	uint32_t failed[MAX_FAILED];
+	size_t nfailed = 0;
 	long reported = 0;
 	int err = 0;
 
 	if (!a)
 		return -EINVAL;
-	for (;;) {
+	daemon_ensure(a);
+	while (!stopping(a) && nfailed < MAX_FAILED) {
+		long batch_reported = 0;
 		size_t n;
 
 		pthread_mutex_lock(&a->lock);
-		n = isolate(a, a->report_order, (1u << ZS_ZEROED) | (1u << ZS_DIRTY), b, BATCH, true);
+		n = isolate_for_report(a, b, BATCH, failed, nfailed);
 		pthread_mutex_unlock(&a->lock);
 		if (!n)
 			break;
-		for (size_t i = 0; i < n; i++) {
+		for (size_t i = 0; i < n && !stopping(a); i++) {
 			size_t pages = (size_t)1 << b[i].order;
 			struct zcount c;
 			int rc = a->backend.report(a->backend.ctx, pfn_to_addr(a, b[i].pfn), pages << ZP_PAGE_SHIFT);
@@ -197,79 +257,100 @@ long zp_arena_report(struct zp_arena *a)
 			if (rc) {
 				if (!err)
 					err = rc;
+				if (nfailed < MAX_FAILED)
+					failed[nfailed++] = b[i].pfn;
 				continue;
 			}
 			zs_count(a, b[i].pfn, pages, &c);
 			zs_mark_reported(a, b[i].pfn, pages, a->report_zeroes);
-			reported += (long)(pages - c.reported);
+			batch_reported += (long)(pages - c.reported);
 		}
 		pthread_mutex_lock(&a->lock);
 		put_back(a, b, n);
+		stat_add(&a->pages_reported, (uint64_t)batch_reported); /* with the pages: stats stay exact */
 		pthread_mutex_unlock(&a->lock);
-		if (err)
-			break; /* the failed blocks are back on their lists; do not spin on them */
+		reported += batch_reported;
 	}
-	stat_add(&a->pages_reported, (uint64_t)reported);
 	return reported ? reported : err;
 }
 
 /* Zeroed resident free pages the arena has now (buddy lists and caches). */
 static size_t zeroed_resident(struct zp_arena *a)
 {
-	struct zp_stats st;
+	size_t z;
 
-	zp_arena_stats(a, &st);
-	return st.nr_free_zeroed;
+	lock_all(a);
+	z = a->cnt.zeroed;
+	for (unsigned i = 0; i < a->nr_pcp; i++)
+		z += a->pcp[i].cnt.zeroed;
+	unlock_all(a);
+	return z;
+}
+
+/* Largest order whose block is at most @pages pages (@pages >= 1). */
+static unsigned order_within(struct zp_arena *a, size_t pages)
+{
+	unsigned o = (unsigned)(63 - __builtin_clzll((unsigned long long)pages));
+
+	return o < a->max_order ? o : a->max_order;
 }
 
 long zp_arena_prezero(struct zp_arena *a, size_t max_bytes)
 {
-	struct isolated b[1];
 	size_t goal_pages, done = 0;
 
 	if (!a)
 		return -EINVAL;
+	daemon_ensure(a);
 	if (max_bytes) {
-		goal_pages = (max_bytes + ZP_PAGE_SIZE - 1) >> ZP_PAGE_SHIFT;
+		goal_pages = (max_bytes >> ZP_PAGE_SHIFT) + !!(max_bytes & (ZP_PAGE_SIZE - 1));
 	} else {
 		size_t have = zeroed_resident(a), want = a->prezero_bytes >> ZP_PAGE_SHIFT;
 
 		goal_pages = want > have ? want - have : 0;
 	}
-	while (done < goal_pages) {
-		size_t n;
+	/* one block at a time, no larger than what is left to do */
+	while (done < goal_pages && !stopping(a)) {
+		struct isolated b;
+		size_t n, cleared;
 
-		/* one block at a time, so the pass stops as soon as the goal is met */
 		pthread_mutex_lock(&a->lock);
-		n = isolate(a, 0, 1u << ZS_DIRTY, b, 1, false);
+		n = isolate_for_prezero(a, order_within(a, goal_pages - done), &b);
 		pthread_mutex_unlock(&a->lock);
 		if (!n)
 			break;
-		done += clear_dirty_free_block(a, b[0].pfn, b[0].order);
+		cleared = clear_dirty_free_block(a, b.pfn, b.order);
 		pthread_mutex_lock(&a->lock);
-		put_back(a, b, 1);
+		put_back(a, &b, 1);
+		stat_add(&a->pages_prezeroed, cleared);
 		pthread_mutex_unlock(&a->lock);
+		done += cleared;
 	}
-	stat_add(&a->pages_prezeroed, done);
 	return (long)done;
 }
 
 /* ---- the background thread ---- */
 
 /* Lock held: does the pre-zero thread have work (less zeroed memory than
- * wanted, and dirty memory to clear)? */
+ * wanted, and resident dirty memory to clear)? */
 static bool prezero_wanted(struct zp_arena *a)
 {
 	return (a->flags & ZP_PREZERO) && a->cnt.zeroed < (a->prezero_bytes >> ZP_PAGE_SHIFT) &&
-	       atomic_load_explicit(&a->nonempty[ZS_DIRTY], memory_order_relaxed);
+	       a->cnt.dirty > a->cnt.lazy;
 }
 
-/* Lock held.  An allocation took a block off the buddy lists: wake the
- * pre-zero thread if that left it work. */
+/* Lock held.  Wake the thread if pre-zeroing has work and is not pausing
+ * for its rate cap (it wakes itself at the end of the pause). */
+static void prezero_kick(struct zp_arena *a)
+{
+	if (a->daemon_running && !a->prezero_resume_ms && prezero_wanted(a))
+		pthread_cond_signal(&a->daemon_cond);
+}
+
+/* Lock held.  An allocation took a block off the buddy lists. */
 void note_alloc_block(struct zp_arena *a)
 {
-	if (a->daemon_running && prezero_wanted(a))
-		pthread_cond_signal(&a->daemon_cond);
+	prezero_kick(a);
 }
 
 /* Lock held.  A free left a block at @pfn of @order on the lists. */
@@ -277,8 +358,7 @@ void note_free_block(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
 	if (!a->daemon_running)
 		return;
-	if (prezero_wanted(a))
-		pthread_cond_signal(&a->daemon_cond);
+	prezero_kick(a);
 	if (!(a->flags & ZP_REPORT) || order < a->report_order || a->report_pending)
 		return;
 	if (pg_state(pg_info(&a->pages[pfn])) == ZS_REPORTED)
@@ -294,26 +374,21 @@ void zp_test_kick(struct zp_arena *a)
 	pthread_mutex_unlock(&a->lock);
 }
 
-static void sleep_ms(uint64_t ms)
+/* Lock held.  Sleep until @deadline on the backend's clock (NO_DEADLINE:
+ * until signalled). */
+static void daemon_wait(struct zp_arena *a, uint64_t deadline)
 {
-	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
+	a->daemon_sleeps++;
+	if (deadline == NO_DEADLINE || !a->backend.wait_until)
+		pthread_cond_wait(&a->daemon_cond, &a->lock);
+	else
+		a->backend.wait_until(a->backend.ctx, &a->daemon_cond, &a->lock, deadline);
 }
 
-/* Wait on the condition variable for at most @ms (real time); lock held. */
-static void wait_ms(struct zp_arena *a, uint64_t ms)
+/* How long a burst of @pages may take at the rate cap, in ms (rounded up). */
+static uint64_t burst_pause_ms(struct zp_arena *a, size_t pages)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += (time_t)(ms / 1000);
-	ts.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	pthread_cond_timedwait(&a->daemon_cond, &a->lock, &ts);
+	return (((uint64_t)pages << ZP_PAGE_SHIFT) * 1000 + a->prezero_rate - 1) / a->prezero_rate;
 }
 
 static void *daemon_main(void *arg)
@@ -321,8 +396,9 @@ static void *daemon_main(void *arg)
 	struct zp_arena *a = arg;
 
 	pthread_mutex_lock(&a->lock);
-	while (!a->daemon_stop) {
+	while (!stopping(a)) {
 		uint64_t now = a->backend.now_ms(a->backend.ctx);
+		uint64_t deadline = NO_DEADLINE;
 
 		if (a->report_pending && !a->report_due_ms)
 			a->report_due_ms = now + a->report_delay_ms;
@@ -334,32 +410,38 @@ static void *daemon_main(void *arg)
 			pthread_mutex_lock(&a->lock);
 			continue;
 		}
-		/* pre-zero while the buddy lists hold less zeroed resident memory
-		 * than wanted and some free memory is dirty (the per-CPU caches
-		 * are small and not counted) */
-		if (prezero_wanted(a)) {
-			size_t chunk = ((a->prezero_bytes >> ZP_PAGE_SHIFT) - a->cnt.zeroed) << ZP_PAGE_SHIFT;
-			long done;
-
-			if (chunk > PREZERO_CHUNK)
-				chunk = PREZERO_CHUNK;
-			pthread_mutex_unlock(&a->lock);
-			done = zp_arena_prezero(a, chunk);
-			/* rate cap: sleep as long as those bytes may take at prezero_rate */
-			if (done > 0)
-				sleep_ms(((uint64_t)done << ZP_PAGE_SHIFT) * 1000 / a->prezero_rate);
-			pthread_mutex_lock(&a->lock);
-			if (done > 0)
-				continue;
-		}
-		if (a->daemon_stop)
-			break;
-		/* nothing to do until a free, an allocation or the report time */
-		a->daemon_sleeps++;
 		if (a->report_due_ms)
-			wait_ms(a, a->report_due_ms > now ? a->report_due_ms - now : 1);
-		else
-			pthread_cond_wait(&a->daemon_cond, &a->lock);
+			deadline = a->report_due_ms;
+		if (a->prezero_resume_ms && now >= a->prezero_resume_ms)
+			a->prezero_resume_ms = 0;
+		/* pre-zero while the buddy lists hold less zeroed resident memory
+		 * than wanted and some resident free memory is dirty (the per-CPU
+		 * caches are small and not counted) */
+		if (prezero_wanted(a)) {
+			if (!a->prezero_resume_ms) {
+				size_t chunk = ((a->prezero_bytes >> ZP_PAGE_SHIFT) - a->cnt.zeroed) << ZP_PAGE_SHIFT;
+				long done;
+
+				if (chunk > PREZERO_CHUNK)
+					chunk = PREZERO_CHUNK;
+				pthread_mutex_unlock(&a->lock);
+				done = zp_arena_prezero(a, chunk);
+				pthread_mutex_lock(&a->lock);
+				if (done > 0) {
+					/* the rate cap, on every burst */
+					a->prezero_resume_ms = a->backend.now_ms(a->backend.ctx) +
+							       burst_pause_ms(a, (size_t)done);
+					continue;
+				}
+			} else if (a->prezero_resume_ms < deadline) {
+				deadline = a->prezero_resume_ms;
+			}
+		}
+		if (stopping(a))
+			break;
+		/* nothing to do until a free, an allocation, the report time or
+		 * the end of a pause */
+		daemon_wait(a, deadline);
 	}
 	pthread_mutex_unlock(&a->lock);
 	return NULL;
@@ -371,7 +453,7 @@ int daemon_start(struct zp_arena *a)
 
 	if (!(a->flags & (ZP_REPORT | ZP_PREZERO)))
 		return 0;
-	err = pthread_create(&a->daemon, NULL, daemon_main, a);
+	err = os_thread_start(&a->daemon, daemon_main, a);
 	if (!err)
 		a->daemon_running = true;
 	return err;
@@ -382,9 +464,54 @@ void daemon_stop(struct zp_arena *a)
 	if (!a->daemon_running)
 		return;
 	pthread_mutex_lock(&a->lock);
-	a->daemon_stop = true;
+	atomic_store(&a->daemon_stop, true);
 	pthread_cond_signal(&a->daemon_cond);
 	pthread_mutex_unlock(&a->lock);
 	pthread_join(a->daemon, NULL);
 	a->daemon_running = false;
+}
+
+/*
+ * In a forked child, at the first allocation, free or pass: start the
+ * thread its parent had (the child has none).  If it cannot start, the
+ * child goes on without background work; explicit passes still work.
+ */
+void daemon_start_after_fork(struct zp_arena *a)
+{
+	pthread_mutex_lock(&a->lock);
+	if (atomic_exchange(&a->daemon_restart, false) && !a->daemon_running)
+		daemon_start(a);
+	if (a->daemon_running && (a->report_pending || prezero_wanted(a)))
+		pthread_cond_signal(&a->daemon_cond);
+	pthread_mutex_unlock(&a->lock);
+}
+
+/*
+ * Every lock held, in a forked child: the parent's threads are gone.  Put
+ * back the blocks their passes held (their pages' bits are truthful: a pass
+ * marks a page only once its new state is true), forget the parent's
+ * background thread (never join it), and arrange for a thread of the
+ * child's own when it is needed.  The condition variables may have had
+ * waiters that no longer exist: initialise them afresh.
+ */
+void report_fork_child(struct zp_arena *a)
+{
+	bool put = a->isolated.nr != 0;
+
+	a->daemon_running = false;
+	atomic_store(&a->daemon_stop, false);
+	a->prezero_resume_ms = 0;
+	while (a->isolated.head != NIL) {
+		uint32_t pfn = a->isolated.head;
+		struct isolated b = {pfn, pg_order(pg_info(&a->pages[pfn]))};
+
+		list_del(a, &a->isolated, pfn);
+		a->isolated_pages -= (size_t)1 << b.order;
+		free_one_page(a, b.pfn, b.order);
+	}
+	if (put && (a->flags & ZP_REPORT))
+		a->report_pending = true; /* the pass did not finish: run it again */
+	os_cond_init(&a->daemon_cond);
+	os_cond_init(&a->putback_cond);
+	atomic_store(&a->daemon_restart, (a->flags & (ZP_REPORT | ZP_PREZERO)) != 0);
 }

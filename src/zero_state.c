@@ -7,7 +7,9 @@
  *   zero_bm    1 = the page reads as zero and may be handed to a zeroing
  *                  request without a clear
  *   report_bm  1 = the page was handed back to the OS; if the backend
- *                  promises zero-fill its zero bit is set too
+ *                  promises zero-fill its zero bit is set too; if not
+ *                  (MADV_FREE) its zero bit is left as it was, since such a
+ *                  backend either keeps the old contents or zero-fills
  *
  * Because the state is per page, not per block, splitting a block copies
  * nothing and merging a zeroed buddy with a dirty one loses nothing: the
@@ -42,7 +44,7 @@ void zs_count(const struct zp_arena *a, size_t pfn, size_t n, struct zcount *c)
 	uint64_t m;
 
 	c->pages = n;
-	c->zeroed = c->reported = c->dirty = 0;
+	c->zeroed = c->reported = c->dirty = c->lazy = 0;
 	for_each_word(pfn, n, w, m) {
 		uint64_t z = load(&a->zero_bm[w]) & m;
 		uint64_t r = load(&a->report_bm[w]) & m;
@@ -50,6 +52,7 @@ void zs_count(const struct zp_arena *a, size_t pfn, size_t n, struct zcount *c)
 		c->zeroed += (size_t)__builtin_popcountll(z & ~r);
 		c->reported += (size_t)__builtin_popcountll(r);
 		c->dirty += (size_t)__builtin_popcountll(~z & m);
+		c->lazy += (size_t)__builtin_popcountll(r & ~z);
 	}
 }
 
@@ -96,13 +99,11 @@ void zs_mark_zeroed(struct zp_arena *a, size_t pfn, size_t n)
 	set_bits(a->zero_bm, pfn, n);
 }
 
-void zs_mark_reported(struct zp_arena *a, size_t pfn, size_t n, bool zeroed)
+void zs_mark_reported(struct zp_arena *a, size_t pfn, size_t n, bool zeroes)
 {
 	set_bits(a->report_bm, pfn, n);
-	if (zeroed)
+	if (zeroes)
 		set_bits(a->zero_bm, pfn, n);
-	else
-		clear_bits(a->zero_bm, pfn, n);
 }
 
 void zs_clear(struct zp_arena *a, size_t pfn, size_t n)
@@ -124,6 +125,23 @@ bool zs_test_zero(const struct zp_arena *a, size_t pfn)
 bool zs_test_reported(const struct zp_arena *a, size_t pfn)
 {
 	return (load(&a->report_bm[pfn >> 6]) >> (pfn & 63)) & 1;
+}
+
+/* First page in [pfn, end) that is (@clearable) or is not (!@clearable)
+ * dirty and resident: neither zeroed nor reported.  The pre-zero pass and
+ * init_on_free clear exactly those pages. */
+size_t zs_next_clearable(const struct zp_arena *a, size_t pfn, size_t end, bool clearable)
+{
+	uint64_t m;
+
+	for_each_word(pfn, end - pfn, w, m) {
+		uint64_t c = ~(load(&a->zero_bm[w]) | load(&a->report_bm[w]));
+		uint64_t hit = (clearable ? c : ~c) & m;
+
+		if (hit)
+			return (w << 6) + (size_t)__builtin_ctzll(hit);
+	}
+	return end;
 }
 
 /* First page in [pfn, end) whose zero bit equals @zero, or end. */

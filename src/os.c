@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * os.c - the one file that talks to the operating system (see os.h).
+ *
+ * Mapping: the arena is one private anonymous MAP_NORESERVE mapping,
+ * over-reserved by @align and trimmed so that its base is aligned.  With
+ * huge pages (the default) the first write to a 2 MiB range may commit all
+ * 2 MiB of it; ZP_NOHUGEPAGE asks for 4 KiB pages instead.
+ *
+ * Reporting: madvise(MADV_DONTNEED) drops private anonymous pages, which
+ * read back as zero; a self-test (once per process, pthread_once) confirms
+ * that before reported pages are trusted as zero.  MADV_FREE lets the
+ * kernel reclaim the pages lazily: until it does they keep their contents,
+ * so they are never trusted as zero.
+ *
+ * Time: everything runs on CLOCK_MONOTONIC, including the condition
+ * variable's timed waits (pthread_condattr_setclock), so a change of the
+ * wall clock never stretches or cuts a wait.
+ *
+ * Threads: a library thread starts with every signal blocked (the mask is
+ * set around pthread_create and inherited by the new thread), so a signal
+ * the application blocks in its own threads is not delivered to ours.
+ *
+ * Invariants: every function here is thread-safe; none takes a lock of
+ * the library.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "os.h"
+
+/* ---- memory ---- */
+
+void *os_reserve(size_t len, size_t align, bool hugepages)
+{
+	uintptr_t start, aligned;
+	char *p;
+
+	if (len + align < len) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	p = mmap(NULL, len + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	start = (uintptr_t)p;
+	aligned = (start + align - 1) & ~(uintptr_t)(align - 1);
+	if (aligned > start)
+		munmap(p, aligned - start);
+	if (aligned + len < start + len + align)
+		munmap((void *)(aligned + len), start + len + align - (aligned + len));
+	/* advice only: an OS without transparent huge pages refuses it */
+	madvise((void *)aligned, len, hugepages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	return (void *)aligned;
+}
+
+void *os_map_meta(size_t len, bool populate)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : MAP_NORESERVE), -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void os_unmap(void *addr, size_t len)
+{
+	if (addr)
+		munmap(addr, len);
+}
+
+/* ---- reporting backends ---- */
+
+static int madv(void *addr, size_t len, int advice)
+{
+	return madvise(addr, len, advice) ? -errno : 0;
+}
+
+static int report_dontneed(void *ctx, void *addr, size_t len)
+{
+	(void)ctx;
+	return madv(addr, len, MADV_DONTNEED);
+}
+
+static int report_free(void *ctx, void *addr, size_t len)
+{
+	(void)ctx;
+	return madv(addr, len, MADV_FREE);
+}
+
+static uint64_t now_ms(void *ctx)
+{
+	(void)ctx;
+	return os_now_ms();
+}
+
+static void wait_until(void *ctx, pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t deadline_ms)
+{
+	(void)ctx;
+	os_cond_wait_until(cond, lock, deadline_ms);
+}
+
+const struct zp_backend os_backend_dontneed = {"madv_dontneed", report_dontneed, true, now_ms, NULL, wait_until};
+const struct zp_backend os_backend_free = {"madv_free", report_free, false, now_ms, NULL, wait_until};
+
+static bool zero_fill_verdict;
+static pthread_once_t zero_fill_once = PTHREAD_ONCE_INIT;
+
+static void zero_fill_test(void)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	volatile char *p = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return; /* verdict stays false: not trusted */
+	memset((void *)p, 0x5a, pg);
+	zero_fill_verdict = !madvise((void *)p, pg, MADV_DONTNEED) && p[0] == 0 && p[pg - 1] == 0;
+	munmap((void *)p, pg);
+}
+
+bool os_discard_zero_fills(void)
+{
+	pthread_once(&zero_fill_once, zero_fill_test);
+	return zero_fill_verdict;
+}
+
+/* ---- time ---- */
+
+uint64_t os_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int os_cond_init(pthread_cond_t *cond)
+{
+	pthread_condattr_t at;
+	int err = pthread_condattr_init(&at);
+
+	if (err)
+		return err;
+	err = pthread_condattr_setclock(&at, CLOCK_MONOTONIC);
+	if (!err)
+		err = pthread_cond_init(cond, &at);
+	pthread_condattr_destroy(&at);
+	return err;
+}
+
+void os_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t deadline_ms)
+{
+	struct timespec ts = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000};
+
+	pthread_cond_timedwait(cond, lock, &ts);
+}
+
+/* ---- CPUs ---- */
+
+unsigned os_cpu_count(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_CONF);
+
+	return n < 1 ? 1u : (unsigned)n;
+}
+
+unsigned os_cpu_current(void)
+{
+	int cpu = sched_getcpu();
+
+	return cpu < 0 ? 0u : (unsigned)cpu;
+}
+
+/* ---- threads ---- */
+
+static _Atomic int fail_starts, fail_err;
+
+void zp_test_fail_thread_start(int n, int err)
+{
+	fail_err = err;
+	fail_starts = n;
+}
+
+int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int err;
+
+	if (fail_starts > 0) {
+		fail_starts--;
+		return fail_err;
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return err;
+}
+
+/* ---- fork ---- */
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_register(void)
+{
+	pthread_atfork(arenas_fork_prepare, arenas_fork_parent, arenas_fork_child);
+}
+
+void os_atfork_init(void)
+{
+	pthread_once(&atfork_once, atfork_register);
+}

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * os.h - every contact zpage has with the operating system (os.c).
+ *
+ * Nothing else in src/ maps or unmaps memory, gives memory back, reads a
+ * clock, asks which CPU it runs on, sleeps or starts a thread: they call
+ * these.  Tests replace the reporting backend and the clock (struct
+ * zp_backend) with fakes, and the fake clock covers the background
+ * thread's sleeps too (wait_until).
+ */
+#ifndef ZPAGE_OS_H
+#define ZPAGE_OS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- memory ---- */
+
+/*
+ * Reserve @len bytes of private anonymous memory aligned to @align (a power
+ * of two, at least the page size), nothing committed (MAP_NORESERVE).
+ * @hugepages: MADV_HUGEPAGE (the first touch of a 2 MiB range may commit all
+ * of it); otherwise MADV_NOHUGEPAGE (4 KiB at a time, even when the system's
+ * THP mode is "always").  Returns the range or NULL with errno set.
+ */
+void *os_reserve(size_t len, size_t align, bool hugepages);
+
+/* Map @len bytes for metadata; @populate: fault it all in now.  NULL + errno. */
+void *os_map_meta(size_t len, bool populate);
+
+void os_unmap(void *addr, size_t len);
+
+/* ---- giving memory back: the reporting backends ---- */
+
+/*
+ * The OS behind reporting, and the clock the background thread runs on.
+ * A backend either zero-fills what it is given (zeroes) or may leave the old
+ * contents in place (MADV_FREE): never anything else.
+ */
+struct zp_backend {
+	const char *name;
+	int (*report)(void *ctx, void *addr, size_t len); /* 0 or -errno */
+	bool zeroes;					  /* reported ranges read back as zero */
+	uint64_t (*now_ms)(void *ctx);			  /* a monotonic clock */
+	void *ctx;
+	/*
+	 * Wait on @cond (with @lock held, as pthread_cond_wait) until now_ms()
+	 * reaches @deadline_ms or the condition is signalled.  NULL: a fake
+	 * clock that moves only when a test moves it; the wait lasts until the
+	 * condition is signalled (zp_test_kick()).
+	 */
+	void (*wait_until)(void *ctx, pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t deadline_ms);
+};
+
+/* madvise(MADV_DONTNEED): zero-fills, trusted only after os_discard_zero_fills() */
+extern const struct zp_backend os_backend_dontneed;
+/* madvise(MADV_FREE): the OS may keep the old contents */
+extern const struct zp_backend os_backend_free;
+
+/* Does MADV_DONTNEED really zero-fill private anonymous memory here?  A
+ * self-test, run once per process (emulators may not zero-fill). */
+bool os_discard_zero_fills(void);
+
+/* ---- time ---- */
+
+uint64_t os_now_ms(void); /* CLOCK_MONOTONIC */
+
+/* A condition variable whose timed waits use CLOCK_MONOTONIC. */
+int os_cond_init(pthread_cond_t *cond);
+
+/* Wait on @cond until os_now_ms() >= @deadline_ms or a signal; @lock held. */
+void os_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t deadline_ms);
+
+/* ---- CPUs ---- */
+
+unsigned os_cpu_count(void);   /* configured CPUs, at least 1 */
+unsigned os_cpu_current(void); /* the CPU this thread runs on now (0 if unknown) */
+
+/* ---- threads ---- */
+
+/*
+ * Start a library thread with every signal blocked, so that a signal the
+ * application blocks in its own threads is never delivered to ours.
+ * Returns 0 or an errno value.
+ */
+int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* ---- fork ---- */
+
+/*
+ * Register the fork handlers, once per process (pthread_atfork).  They are
+ * the arena registry's (arena.c): prepare takes every lock of every arena,
+ * parent releases them, child releases them and repairs what the threads
+ * that did not survive the fork left behind.
+ */
+void os_atfork_init(void);
+void arenas_fork_prepare(void);
+void arenas_fork_parent(void);
+void arenas_fork_child(void);
+
+/* ---- test hooks ---- */
+
+/* Make the next @n os_thread_start() calls fail with @err (0: none). */
+void zp_test_fail_thread_start(int n, int err);
+
+#endif /* ZPAGE_OS_H */
