@@ -202,6 +202,78 @@ static void caches_drained_before_failing(void)
 	zp_arena_destroy(a);
 }
 
+/*
+ * Every page can be obtained under concurrency: thread B, pinned to CPU 1,
+ * allocates and frees one page at a time (holding at most one, but
+ * refilling its CPU's cache from the buddy lists each time it is empty);
+ * the main thread, pinned to CPU 0, allocates every page it can.  It must
+ * get every page but B's one, every round.
+ */
+static _Atomic int churn_stop;
+
+static void pin(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static void *one_page_churn(void *arg)
+{
+	struct zp_arena *a = arg;
+
+	pin(1);
+	while (!churn_stop) {
+		void *p = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+
+		if (p && zp_free_pages(a, p, 0))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void every_page_under_concurrency(void)
+{
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+	const int rounds = 2000;
+#else
+	const int rounds = 20000;
+#endif
+	struct zp_arena *a = t_arena(256, 8, 0);
+	static void *p[256];
+	int short_rounds = 0, worst = 256;
+	pthread_t t;
+	void *ret;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		SKIP("needs 2 CPUs");
+	churn_stop = 0;
+	ASSERT_EQ(pthread_create(&t, NULL, one_page_churn, a), 0);
+	pin(0);
+	for (int r = 0; r < rounds; r++) {
+		int n = 0;
+
+		while (n < 256 && (p[n] = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE)))
+			n++;
+		if (n < 255)
+			short_rounds++;
+		if (n < worst)
+			worst = n;
+		for (int i = 0; i < n; i++)
+			zp_free_pages(a, p[i], 0);
+	}
+	churn_stop = 1;
+	pthread_join(t, &ret);
+	EXPECT(ret == NULL);
+	EXPECT_EQ(short_rounds, 0);
+	if (short_rounds)
+		fprintf(stderr, "%d of %d rounds got fewer than 255 pages (worst %d)\n", short_rounds, rounds, worst);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 int main(void)
 {
 	RUN(bad_configs);
@@ -209,5 +281,6 @@ int main(void)
 	RUN(bad_frees);
 	RUN(exhaustion);
 	RUN(caches_drained_before_failing);
+	RUN(every_page_under_concurrency);
 	return t_done("test_errors");
 }

@@ -5,22 +5,39 @@
  * allocating and freeing while both passes run.
  */
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test.h"
 
 struct fake {
 	_Atomic uint64_t now;
-	_Atomic size_t calls, bytes;
+	_Atomic size_t calls, bytes, attempts;
 	_Atomic size_t min_len;
-	int fail; /* -errno to return, or 0 */
+	int fail;		/* -errno to return, or 0 */
+	_Atomic uintptr_t bad;	/* fail (-EINVAL) for this address, as for an mlocked page */
+	bool fail_first;	/* the first address reported becomes bad */
+	unsigned delay_us;	/* each call takes this long */
+	_Atomic size_t hold_at; /* call number that blocks until released (0: none) */
+	_Atomic int held, release;
 };
 
 static int fake_report(void *ctx, void *addr, size_t len)
 {
 	struct fake *f = ctx;
+	size_t call = atomic_fetch_add(&f->attempts, 1) + 1;
 
-	(void)addr;
+	if (f->hold_at && call == f->hold_at) {
+		f->held = 1;
+		while (!f->release)
+			usleep(1000);
+	}
+	if (f->delay_us)
+		usleep(f->delay_us);
+	if (f->fail_first && !f->bad)
+		f->bad = (uintptr_t)addr;
+	if (f->bad == (uintptr_t)addr)
+		return -EINVAL;
 	if (f->fail)
 		return f->fail;
 	f->calls++;
@@ -51,7 +68,7 @@ static struct zp_arena *fake_arena(struct fake *f, unsigned flags, bool zeroes, 
 /* Allocate @n blocks of @order, write them, free them: dirty free memory. */
 static void dirty(struct zp_arena *a, unsigned order, int n)
 {
-	void *p[64];
+	void *p[128];
 
 	for (int i = 0; i < n; i++) {
 		p[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
@@ -386,6 +403,330 @@ static void environment_overrides(void)
 	unsetenv("ZPAGE_PREZERO_BYTES");
 }
 
+/* A real clock for a fake backend (wait_until given: timed waits). */
+static uint64_t real_now(void *ctx)
+{
+	(void)ctx;
+	return os_now_ms();
+}
+
+static void real_wait(void *ctx, pthread_cond_t *c, pthread_mutex_t *m, uint64_t deadline)
+{
+	(void)ctx;
+	os_cond_wait_until(c, m, deadline);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static bool wait_for(struct zp_arena *a, uint64_t (*get)(const struct zp_stats *), uint64_t want, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		struct zp_stats st = t_stats(a);
+
+		if (get(&st) >= want)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static uint64_t st_prezeroed(const struct zp_stats *s)
+{
+	return s->pages_prezeroed;
+}
+
+/*
+ * Item 3 of the OS-boundary issue: a backend that may keep old contents
+ * (MADV_FREE).  The pre-zero pass must not write reported pages (that would
+ * take them back from the OS while the stats still count them reported).
+ */
+static void prezero_leaves_lazily_freed_pages_alone(void)
+{
+	struct fake f = {0};
+	struct zp_config c = {.size = (size_t)64 << 20, .prezero_bytes = (size_t)64 << 20};
+	struct zp_arena *a = zp_arena_create(&c);
+	struct zp_backend b = {"fake-lazy", fake_report, false, fake_now, &f, NULL};
+	struct zp_stats s0, s1;
+	void *p;
+
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	dirty(a, 10, 4);
+	EXPECT_EQ(zp_arena_report(a), 4096);
+	s0 = t_stats(a);
+	EXPECT_EQ(s0.nr_free_reported, s0.nr_pages);
+	EXPECT_EQ(zp_arena_prezero(a, 0), 0); /* every dirty page is given back: nothing to clear */
+	s1 = t_stats(a);
+	EXPECT(t_stats_equal(&s0, &s1));
+	EXPECT_EQ(zp_arena_check(a), 0);
+	/* a resident dirty block is cleared; the lazily freed ones still not */
+	p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	ASSERT(p);
+	memset(p, 7, ZP_PAGE_SIZE << 9);
+	zp_free_pages(a, p, 9);
+	EXPECT_EQ(zp_arena_prezero(a, 0), 512);
+	EXPECT_EQ(t_stats(a).nr_free_reported, s0.nr_pages - 512);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+static long smaps_kib(const char *field)
+{
+	FILE *f = fopen("/proc/self/smaps_rollup", "r");
+	char line[256];
+	size_t n = strlen(field);
+	long kib = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, n) && line[n] == ':')
+			kib = strtol(line + n + 1, NULL, 10);
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* The same with the real MADV_FREE backend and the background thread: the
+ * kernel's LazyFree count stays where reporting left it. */
+static void prezero_thread_keeps_madv_free_lazy(void)
+{
+	struct zp_config c = {.size = (size_t)128 << 20,
+			      .flags = ZP_PREZERO | ZP_REPORT_MADV_FREE,
+			      .prezero_bytes = (size_t)128 << 20};
+	struct zp_arena *a;
+	long lazy0, lazy1;
+
+	if (smaps_kib("LazyFree") < 0)
+		SKIP("/proc/self/smaps_rollup has no LazyFree field");
+	a = zp_arena_create(&c);
+	ASSERT(a);
+	dirty(a, 10, 16); /* 64 MiB, resident and dirty */
+	/* the thread may pre-zero some of it before the pass: report the rest */
+	EXPECT(zp_arena_report(a) > 0);
+	lazy0 = smaps_kib("LazyFree");
+	usleep(200 * 1000); /* the thread, woken by frees, has had time to act */
+	zp_test_kick(a);
+	usleep(100 * 1000);
+	lazy1 = smaps_kib("LazyFree");
+	printf("MADV_FREE + ZP_PREZERO: LazyFree %ld -> %ld KiB\n", lazy0, lazy1);
+	EXPECT(lazy0 >= 32 * 1024);
+	EXPECT(lazy1 >= lazy0 - 1024);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* Item 4: pre-zeroing splits a large dirty block and clears about its
+ * target, not the whole block. */
+static void prezero_splits_to_its_target(void)
+{
+	struct zp_config c = {.size = (size_t)64 << 20, .max_order = 14, .prezero_bytes = (size_t)4 << 20};
+	struct zp_arena *a = zp_arena_create(&c);
+	long n;
+
+	ASSERT(a);
+	dirty(a, 14, 1); /* one 64 MiB block */
+	n = zp_arena_prezero(a, 0);
+	EXPECT(n >= 1024 && n <= 2048);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+
+	/* the background thread: at most its target plus one block of the size it needs */
+	c.flags = ZP_PREZERO;
+	a = zp_arena_create(&c);
+	ASSERT(a);
+	dirty(a, 14, 1);
+	EXPECT(wait_for(a, st_prezeroed, 1024, 2000));
+	usleep(100 * 1000);
+	EXPECT(t_stats(a).pages_prezeroed <= 2048);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* Item 4: the rate cap holds after every burst (fake clock: the pause ends
+ * only when the test moves the clock). */
+static void prezero_rate_cap_every_burst(void)
+{
+	struct fake f = {.now = 1000};
+	struct zp_config c = {.size = (size_t)64 << 20, .flags = ZP_PREZERO, .prezero_bytes = (size_t)16 << 20};
+	struct zp_backend b = {"fake", fake_report, true, fake_now, &f, NULL};
+	struct zp_arena *a;
+
+	setenv("ZPAGE_PREZERO_RATE_MB", "1", 1); /* 4 MiB bursts: 4 s pause each */
+	a = zp_arena_create(&c);
+	unsetenv("ZPAGE_PREZERO_RATE_MB");
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	dirty(a, 10, 8); /* 32 MiB dirty */
+	EXPECT(wait_for(a, st_prezeroed, 1024, 2000));
+	usleep(100 * 1000);
+	EXPECT_EQ(t_stats(a).pages_prezeroed, 1024); /* one burst, then the pause */
+	f.now = 1000 + 3900;
+	zp_test_kick(a);
+	usleep(100 * 1000);
+	EXPECT_EQ(t_stats(a).pages_prezeroed, 1024);
+	f.now = 1000 + 4100;
+	zp_test_kick(a);
+	EXPECT(wait_for(a, st_prezeroed, 2048, 2000));
+	usleep(50 * 1000);
+	EXPECT_EQ(t_stats(a).pages_prezeroed, 2048);
+	zp_arena_destroy(a);
+}
+
+/* Item 4: destroy returns promptly while the thread pauses for a slow rate
+ * cap after clearing part of a large dirty block. */
+static void destroy_during_slow_prezero(void)
+{
+	struct zp_config c = {.size = (size_t)128 << 20,
+			      .max_order = 14,
+			      .flags = ZP_PREZERO,
+			      .prezero_bytes = (size_t)64 << 20};
+	struct zp_arena *a;
+	double t0, ms;
+
+	setenv("ZPAGE_PREZERO_RATE_MB", "16", 1);
+	a = zp_arena_create(&c);
+	unsetenv("ZPAGE_PREZERO_RATE_MB");
+	ASSERT(a);
+	dirty(a, 14, 1); /* 64 MiB dirty block */
+	EXPECT(wait_for(a, st_prezeroed, 1, 2000));
+	EXPECT(t_stats(a).pages_prezeroed <= 1024); /* one 4 MiB burst at a time */
+	t0 = now_s();
+	zp_arena_destroy(a);
+	ms = (now_s() - t0) * 1e3;
+	printf("destroy during a 16 MiB/s pre-zero pause: %.2f ms\n", ms);
+	EXPECT(ms < 100);
+}
+
+/* Item 4: destroy interrupts a report pass between system calls. */
+static void destroy_during_slow_report(void)
+{
+	struct fake f = {.delay_us = 20000};
+	struct zp_config c = {.size = (size_t)64 << 20, .max_order = 9, .flags = ZP_REPORT, .report_delay_ms = 1};
+	struct zp_backend b = {"slow", fake_report, true, real_now, &f, real_wait};
+	struct zp_arena *a = zp_arena_create(&c);
+	double t0, ms;
+
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	dirty(a, 9, 32); /* 32 order-9 blocks: 640 ms of system calls */
+	for (int i = 0; i < 2000 && !f.attempts; i++)
+		usleep(1000);
+	EXPECT(f.attempts > 0);
+	t0 = now_s();
+	zp_arena_destroy(a);
+	ms = (now_s() - t0) * 1e3;
+	printf("destroy during a slow report pass: %.2f ms (%zu of 32 calls made)\n", ms, (size_t)f.attempts);
+	EXPECT(ms < 100);
+}
+
+/* Item 7: a block whose system call fails (mlocked) does not stop the pass,
+ * however many batches of blocks follow it. */
+static void report_goes_on_past_a_failed_block(void)
+{
+	struct fake f = {.fail_first = true};
+	struct zp_config c = {.size = (size_t)256 << 20, .max_order = 9, .flags = ZP_NOHUGEPAGE};
+	struct zp_backend b = {"fake", fake_report, true, fake_now, &f, NULL};
+	struct zp_arena *a = zp_arena_create(&c);
+
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	dirty(a, 9, 128); /* two batches of 64 blocks */
+	EXPECT_EQ(zp_arena_report(a), 127 * 512); /* all but the bad one */
+	EXPECT_EQ(zp_arena_report(a), -EINVAL);	  /* only the bad one is left */
+	EXPECT_EQ(t_stats(a).nr_free_reported, 128 * 512 - 512);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* Item 7: SIZE_MAX means "as much as there is", not 0. */
+static void prezero_size_max(void)
+{
+	struct zp_config c = {.size = (size_t)16 << 20};
+	struct zp_arena *a = zp_arena_create(&c);
+
+	ASSERT(a);
+	dirty(a, 10, 2);
+	EXPECT_EQ(zp_arena_prezero(a, SIZE_MAX), 2048);
+	EXPECT_EQ(zp_arena_prezero(a, SIZE_MAX), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* Item 7: with report_order <= 3, freed small blocks must be reportable,
+ * not parked in a per-CPU cache. */
+static void small_report_order_reports_cached_orders(void)
+{
+	struct fake f = {0};
+	struct zp_config c = {.size = (size_t)4 << 20, .max_order = 10, .report_order = 2};
+	struct zp_backend b = {"fake", fake_report, true, fake_now, &f, NULL};
+	struct zp_arena *a = zp_arena_create(&c);
+	void *p[8];
+
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	for (int i = 0; i < 8; i++) {
+		p[i] = zp_alloc_pages(a, 0, (unsigned)(2 + (i & 1)), ZP_USER_ADDR_NONE);
+		ASSERT(p[i]);
+		memset(p[i], 1, ZP_PAGE_SIZE << (2 + (i & 1)));
+	}
+	for (int i = 0; i < 8; i++)
+		zp_free_pages(a, p[i], (unsigned)(2 + (i & 1)));
+	EXPECT_EQ(zp_arena_report(a), 4 * 4 + 4 * 8);
+	EXPECT_EQ(t_stats(a).nr_free_reported, t_stats(a).nr_pages);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* Item 7: the stats snapshot is exact: a pass counts the pages it reported
+ * as it puts them back, so nr_free_reported and pages_reported agree even
+ * in the middle of a pass. */
+static struct zp_arena *exact_arena;
+static void *report_thread(void *arg)
+{
+	(void)arg;
+	zp_arena_report(exact_arena);
+	return NULL;
+}
+
+static void stats_exact_during_a_pass(void)
+{
+	struct fake f = {.hold_at = 65}; /* the first call of the second batch */
+	struct zp_config c = {.size = (size_t)256 << 20, .max_order = 9, .flags = ZP_NOHUGEPAGE};
+	struct zp_backend b = {"fake", fake_report, true, fake_now, &f, NULL};
+	void *p[128];
+	pthread_t t;
+	struct zp_stats st;
+
+	exact_arena = zp_arena_create(&c);
+	ASSERT(exact_arena);
+	zp_test_set_backend(exact_arena, &b);
+	for (int i = 0; i < 128; i++) {
+		p[i] = zp_alloc_pages(exact_arena, 0, 9, ZP_USER_ADDR_NONE);
+		ASSERT(p[i]);
+		memset(p[i], 1, 64);
+	}
+	for (int i = 0; i < 128; i++)
+		zp_free_pages(exact_arena, p[i], 9);
+	pthread_create(&t, NULL, report_thread, NULL);
+	for (int i = 0; i < 2000 && !f.held; i++)
+		usleep(1000);
+	EXPECT(f.held);
+	st = t_stats(exact_arena);
+	EXPECT_EQ(st.nr_free_reported, 64 * 512); /* the first batch is back */
+	EXPECT_EQ(st.pages_reported, st.nr_free_reported);
+	f.release = 1;
+	pthread_join(t, NULL);
+	st = t_stats(exact_arena);
+	EXPECT_EQ(st.pages_reported, 128 * 512);
+	EXPECT_EQ(st.nr_free_reported, 128 * 512);
+	zp_arena_destroy(exact_arena);
+}
+
 int main(void)
 {
 	RUN(report_pass_with_fake_backend);
@@ -399,5 +740,15 @@ int main(void)
 	RUN(background_prezero_without_polling);
 	RUN(report_keeps_prezero_reserve);
 	RUN(environment_overrides);
+	RUN(prezero_leaves_lazily_freed_pages_alone);
+	RUN(prezero_thread_keeps_madv_free_lazy);
+	RUN(prezero_splits_to_its_target);
+	RUN(prezero_rate_cap_every_burst);
+	RUN(destroy_during_slow_prezero);
+	RUN(destroy_during_slow_report);
+	RUN(report_goes_on_past_a_failed_block);
+	RUN(prezero_size_max);
+	RUN(small_report_order_reports_cached_orders);
+	RUN(stats_exact_during_a_pass);
 	return t_done("test_report");
 }
