@@ -417,26 +417,25 @@ static void *daemon_main(void *arg)
 		/* pre-zero while the buddy lists hold less zeroed resident memory
 		 * than wanted and some resident free memory is dirty (the per-CPU
 		 * caches are small and not counted) */
-		if (prezero_wanted(a)) {
-			if (!a->prezero_resume_ms) {
-				size_t chunk = ((a->prezero_bytes >> ZP_PAGE_SHIFT) - a->cnt.zeroed) << ZP_PAGE_SHIFT;
-				long done;
+		if (prezero_wanted(a) && !a->prezero_resume_ms) {
+			size_t chunk = ((a->prezero_bytes >> ZP_PAGE_SHIFT) - a->cnt.zeroed) << ZP_PAGE_SHIFT;
+			long done;
 
-				if (chunk > PREZERO_CHUNK)
-					chunk = PREZERO_CHUNK;
-				pthread_mutex_unlock(&a->lock);
-				done = zp_arena_prezero(a, chunk);
-				pthread_mutex_lock(&a->lock);
-				if (done > 0) {
-					/* the rate cap, on every burst */
-					a->prezero_resume_ms = a->backend.now_ms(a->backend.ctx) +
-							       burst_pause_ms(a, (size_t)done);
-					continue;
-				}
-			} else if (a->prezero_resume_ms < deadline) {
-				deadline = a->prezero_resume_ms;
+			if (chunk > PREZERO_CHUNK)
+				chunk = PREZERO_CHUNK;
+			pthread_mutex_unlock(&a->lock);
+			done = zp_arena_prezero(a, chunk);
+			pthread_mutex_lock(&a->lock);
+			if (done > 0) {
+				/* the rate cap, on every burst */
+				a->prezero_resume_ms = a->backend.now_ms(a->backend.ctx) + burst_pause_ms(a, (size_t)done);
+				continue;
 			}
 		}
+		/* a pause always ends with a wake-up: until then prezero_kick()
+		 * leaves the thread alone */
+		if (a->prezero_resume_ms && a->prezero_resume_ms < deadline)
+			deadline = a->prezero_resume_ms;
 		if (stopping(a))
 			break;
 		/* nothing to do until a free, an allocation, the report time or

@@ -577,6 +577,30 @@ static void prezero_rate_cap_every_burst(void)
 	zp_arena_destroy(a);
 }
 
+/* After a burst's pause has ended and the target was met, memory used up
+ * again wakes the thread again (a stale pause must not silence it). */
+static void prezero_refills_after_a_pause(void)
+{
+	struct zp_config c = {.size = (size_t)64 << 20, .flags = ZP_PREZERO, .prezero_bytes = (size_t)8 << 20};
+	struct zp_arena *a = zp_arena_create(&c);
+	void *p[4];
+
+	ASSERT(a);
+	dirty(a, 10, 4);
+	EXPECT(wait_for(a, st_prezeroed, 2048, 2000));
+	usleep(50 * 1000); /* the last pause (~8 ms at 1 GiB/s) is over */
+	for (int i = 0; i < 4; i++) {
+		p[i] = zp_alloc_pages(a, ZP_GFP_ZERO, 9, ZP_USER_ADDR_NONE);
+		ASSERT(p[i]);
+		memset(p[i], 5, ZP_PAGE_SIZE << 9);
+	}
+	for (int i = 0; i < 4; i++)
+		zp_free_pages(a, p[i], 9);
+	EXPECT(wait_for(a, st_prezeroed, 4096, 2000));
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 /* Item 4: destroy returns promptly while the thread pauses for a slow rate
  * cap after clearing part of a large dirty block. */
 static void destroy_during_slow_prezero(void)
@@ -744,6 +768,7 @@ int main(void)
 	RUN(prezero_thread_keeps_madv_free_lazy);
 	RUN(prezero_splits_to_its_target);
 	RUN(prezero_rate_cap_every_burst);
+	RUN(prezero_refills_after_a_pause);
 	RUN(destroy_during_slow_prezero);
 	RUN(destroy_during_slow_report);
 	RUN(report_goes_on_past_a_failed_block);
