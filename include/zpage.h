@@ -24,7 +24,8 @@
  * (ZP_REPORT, ZP_PREZERO) starts its own at its first allocation, free or
  * pass, and zp_arena_destroy() in the child never touches the parent's.
  *
- * Signals: the library's background thread blocks every signal, so a
+ * Signals: the library's background thread blocks every signal but the
+ * fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), so a
  * process-directed signal is never handled on it.
  *
  * Resident memory: the arena is reserved, not committed.  With transparent
@@ -123,13 +124,14 @@ struct zp_arena;
  * empty variable means the default).  Each takes a decimal number (no
  * sign, no hex) within its range; anything else is ignored with one
  * message on stderr naming the variable and the range (once per process):
- *   ZPAGE_REPORT_DELAY_MS  0..86400000, default 2000
- *   ZPAGE_REPORT_ORDER     0..20, default min(9, max_order); a value above
+ *   ZPAGE_REPORT_DELAY_MS  1..86400000, default 2000
+ *   ZPAGE_REPORT_ORDER     1..20, default min(9, max_order); a value above
  *                          max_order is clamped to it, with a message
  *   ZPAGE_PREZERO_BYTES    0..2^46, a K, M or G suffix allowed; default 0
  *   ZPAGE_PREZERO_RATE_MB  1..1048576: the background pre-zeroing rate cap
  *                          in MiB/s, default 1024
- * An environment value never makes a valid configuration invalid.
+ * As in struct zp_config, 0 is not a delay or an order (it means the
+ * default).  An environment value never makes a valid configuration invalid.
  */
 ZP_API struct zp_arena *zp_arena_create(const struct zp_config *cfg);
 

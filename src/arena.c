@@ -204,7 +204,8 @@ struct zp_arena *zp_arena_create(const struct zp_config *cfg)
 		a->map_len = a->nr_pages << ZP_PAGE_SHIFT;
 	}
 	if (!a->base || map_meta(a) || pcp_init(a)) {
-		err = errno ? errno : ENOMEM;
+		/* mmap's EINVAL here means "too large" */
+		err = !errno || errno == EINVAL ? ENOMEM : errno;
 		goto fail;
 	}
 	arena_lock_init(&a->lock);
@@ -226,7 +227,7 @@ fail:
 	os_unmap(a->meta_addr, a->meta_len);
 	os_unmap(a->map_addr, a->map_len);
 	free(a);
-	errno = err == EINVAL ? ENOMEM : err; /* mmap's EINVAL here means "too large" */
+	errno = err;
 	return NULL;
 }
 

@@ -25,8 +25,8 @@ static const struct env_var {
 	bool bytes; /* K/M/G suffixes allowed */
 	const char *unit;
 } vars[NR_ENV] = {
-	[ENV_REPORT_DELAY_MS] = {"ZPAGE_REPORT_DELAY_MS", 0, 86400000, false, "milliseconds"},
-	[ENV_REPORT_ORDER] = {"ZPAGE_REPORT_ORDER", 0, ZP_MAX_ORDER_LIMIT, false, "a block order"},
+	[ENV_REPORT_DELAY_MS] = {"ZPAGE_REPORT_DELAY_MS", 1, 86400000, false, "milliseconds"},
+	[ENV_REPORT_ORDER] = {"ZPAGE_REPORT_ORDER", 1, ZP_MAX_ORDER_LIMIT, false, "a block order"},
 	[ENV_PREZERO_BYTES] = {"ZPAGE_PREZERO_BYTES", 0, (uint64_t)1 << 46, true, "bytes, K/M/G suffix allowed"},
 	[ENV_PREZERO_RATE_MB] = {"ZPAGE_PREZERO_RATE_MB", 1, 1048576, false, "MiB per second"},
 };

@@ -19,13 +19,17 @@
  *
  * Threads: a library thread starts with every signal blocked (the mask is
  * set around pthread_create and inherited by the new thread), so a signal
- * the application blocks in its own threads is not delivered to ours.
+ * the application blocks in its own threads is not delivered to ours.  The
+ * signals a fault raises in the faulting thread (SIGSEGV, SIGBUS, SIGFPE,
+ * SIGILL, SIGTRAP, SIGSYS) stay unblocked: blocked, the kernel would kill
+ * the process instead of running the application's handler.
  *
  * Invariants: every function here is thread-safe; none takes a lock of
  * the library.
  */
 #include <errno.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -185,16 +189,33 @@ void zp_test_fail_thread_start(int n, int err)
 	fail_starts = n;
 }
 
+/* Test hook: consume one injected failure, if any is left. */
+static bool injected_failure(void)
+{
+	int n = atomic_load(&fail_starts);
+
+	while (n > 0)
+		if (atomic_compare_exchange_weak(&fail_starts, &n, n - 1))
+			return true;
+	return false;
+}
+
 int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
 	sigset_t all, old;
 	int err;
 
-	if (fail_starts > 0) {
-		fail_starts--;
+	if (injected_failure())
 		return fail_err;
-	}
+	/* every signal but those a fault raises in this very thread: blocked,
+	 * they would kill the process instead of reaching its handler */
 	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGTRAP);
+	sigdelset(&all, SIGSYS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(t, NULL, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -81,8 +81,10 @@ unsigned os_cpu_current(void); /* the CPU this thread runs on now (0 if unknown)
 /* ---- threads ---- */
 
 /*
- * Start a library thread with every signal blocked, so that a signal the
- * application blocks in its own threads is never delivered to ours.
+ * Start a library thread with every signal blocked (but the synchronous
+ * fault signals SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), so that a
+ * signal the application blocks in its own threads is never delivered to
+ * ours.
  * Returns 0 or an errno value.
  */
 int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
