@@ -23,6 +23,10 @@
  * free) stay allocated.  A child whose arena had a background thread
  * (ZP_REPORT, ZP_PREZERO) starts its own at its first allocation, free or
  * pass, and zp_arena_destroy() in the child never touches the parent's.
+ * The library's fork handlers are registered at the first
+ * zp_arena_create(); an application pthread_atfork() prepare handler
+ * registered before that runs while the library holds its locks (prepare
+ * handlers run in reverse order of registration) and must not call zpage.
  *
  * Signals: the library's background thread blocks every signal but the
  * fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), so a

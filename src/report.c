@@ -495,8 +495,6 @@ void daemon_start_after_fork(struct zp_arena *a)
  */
 void report_fork_child(struct zp_arena *a)
 {
-	bool put = a->isolated.nr != 0;
-
 	a->daemon_running = false;
 	atomic_store(&a->daemon_stop, false);
 	a->prezero_resume_ms = 0;
@@ -508,8 +506,10 @@ void report_fork_child(struct zp_arena *a)
 		a->isolated_pages -= (size_t)1 << b.order;
 		free_one_page(a, b.pfn, b.order);
 	}
-	if (put && (a->flags & ZP_REPORT))
-		a->report_pending = true; /* the pass did not finish: run it again */
+	/* a pass may have been in flight (between batches, or about to start
+	 * after clearing report_pending): owe the child one */
+	if (a->flags & ZP_REPORT)
+		a->report_pending = true;
 	os_cond_init(&a->daemon_cond);
 	os_cond_init(&a->putback_cond);
 	atomic_store(&a->daemon_restart, (a->flags & (ZP_REPORT | ZP_PREZERO)) != 0);
