@@ -30,8 +30,9 @@ $(B)/libzpage.so: $(OBJS)
 $(B)/obj $(B)/asan/obj $(B)/tsan/obj $(B)/tests:
 	mkdir -p $@
 
-# ---- tests: each variant links its own static library ----
-ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# ---- tests: each variant links its own static library; the ASan+UBSan one
+# also checks the lock rules (ZPAGE_LOCKDEP, src/lock.h) ----
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -DZPAGE_LOCKDEP
 TSAN_FLAGS := -O1 -g -fsanitize=thread
 TCFLAGS = $(CSTD) $(WARN) -Iinclude -Isrc -Itests -pthread
 

@@ -45,6 +45,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -251,6 +252,23 @@ ZP_API void zp_arena_stats(struct zp_arena *a, struct zp_stats *st);
  * Return: 0, or -EUCLEAN with the first broken invariant printed on stderr.
  */
 ZP_API int zp_arena_check(struct zp_arena *a);
+
+/**
+ * zp_arena_dump() - print the arena's state, for people.
+ * @a: the arena (NULL: nothing is printed).
+ * @f: where to print (NULL: nothing is printed).
+ *
+ * In the manner of /proc/buddyinfo and malloc_stats_print(): the free
+ * blocks per order and state (zeroed, dirty, reported) on the buddy lists,
+ * the same for the per-CPU caches (summed over CPUs), the blocks a
+ * reporting or pre-zeroing pass holds, the page totals (equal to those of
+ * zp_arena_stats() at the same instant: the free pages split into zeroed,
+ * reported and dirty) and the counters.  Everything is copied at one
+ * instant with every lock held, then printed with none held.
+ *
+ * Context: any thread.  O(max_order + CPUs); allocates a few KiB.
+ */
+ZP_API void zp_arena_dump(struct zp_arena *a, FILE *f);
 
 #ifdef __cplusplus
 }

@@ -49,13 +49,13 @@
  * no bulk clear), so a waiter spins briefly before sleeping (glibc's
  * adaptive mutex) rather than paying a futex sleep and wake-up.
  */
-static void arena_lock_init(pthread_mutex_t *m)
+static void arena_lock_init(struct zlock *l)
 {
 	pthread_mutexattr_t at;
 
 	pthread_mutexattr_init(&at);
 	pthread_mutexattr_settype(&at, PTHREAD_MUTEX_ADAPTIVE_NP);
-	pthread_mutex_init(m, &at);
+	zlock_init(l, &at);
 	pthread_mutexattr_destroy(&at);
 }
 
@@ -120,36 +120,36 @@ static int map_meta(struct zp_arena *a)
 
 /* ---- the registry of live arenas, for fork ---- */
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct zlock registry_lock = {PTHREAD_MUTEX_INITIALIZER, 0};
 static struct zp_arena *registry;
 
 static void registry_add(struct zp_arena *a)
 {
 	os_atfork_init();
-	pthread_mutex_lock(&registry_lock);
+	zlock_lock(&registry_lock);
 	a->reg_prev = NULL;
 	a->reg_next = registry;
 	if (registry)
 		registry->reg_prev = a;
 	registry = a;
-	pthread_mutex_unlock(&registry_lock);
+	zlock_unlock(&registry_lock);
 }
 
 static void registry_del(struct zp_arena *a)
 {
-	pthread_mutex_lock(&registry_lock);
+	zlock_lock(&registry_lock);
 	if (a->reg_prev)
 		a->reg_prev->reg_next = a->reg_next;
 	else
 		registry = a->reg_next;
 	if (a->reg_next)
 		a->reg_next->reg_prev = a->reg_prev;
-	pthread_mutex_unlock(&registry_lock);
+	zlock_unlock(&registry_lock);
 }
 
 void arenas_fork_prepare(void)
 {
-	pthread_mutex_lock(&registry_lock);
+	zlock_lock(&registry_lock);
 	for (struct zp_arena *a = registry; a; a = a->reg_next)
 		lock_all(a);
 }
@@ -158,7 +158,7 @@ void arenas_fork_parent(void)
 {
 	for (struct zp_arena *a = registry; a; a = a->reg_next)
 		unlock_all(a);
-	pthread_mutex_unlock(&registry_lock);
+	zlock_unlock(&registry_lock);
 }
 
 void arenas_fork_child(void)
@@ -167,7 +167,7 @@ void arenas_fork_child(void)
 		report_fork_child(a);
 		unlock_all(a);
 	}
-	pthread_mutex_unlock(&registry_lock);
+	zlock_unlock(&registry_lock);
 }
 
 /* ---- create, destroy ---- */
@@ -212,7 +212,9 @@ struct zp_arena *zp_arena_create(const struct zp_config *cfg)
 	clear_init(a, c.clear_hot_bytes, c.clear_nt_min);
 	err = report_init(a, c.flags & ZP_REPORT_MADV_FREE);
 	if (!err) {
+		zlock_lock(&a->lock);
 		buddy_init(a);
+		zlock_unlock(&a->lock);
 		err = daemon_start(a);
 		if (!err) {
 			registry_add(a);
@@ -220,7 +222,7 @@ struct zp_arena *zp_arena_create(const struct zp_config *cfg)
 		}
 		report_destroy(a);
 	}
-	pthread_mutex_destroy(&a->lock);
+	zlock_destroy(&a->lock);
 	pcp_destroy(a);
 
 fail:
@@ -239,7 +241,7 @@ void zp_arena_destroy(struct zp_arena *a)
 	daemon_stop(a);
 	report_destroy(a);
 	pcp_destroy(a);
-	pthread_mutex_destroy(&a->lock);
+	zlock_destroy(&a->lock);
 	os_unmap(a->meta_addr, a->meta_len);
 	os_unmap(a->map_addr, a->map_len);
 	free(a);
@@ -247,18 +249,27 @@ void zp_arena_destroy(struct zp_arena *a)
 
 void zp_arena_stats(struct zp_arena *a, struct zp_stats *st)
 {
-	struct zcount c;
-
 	if (!a) {
 		*st = (struct zp_stats){0};
 		return;
 	}
 	lock_all(a);
+	stats_locked(a, st);
+	unlock_all(a);
+}
+
+/* Every lock held.  The counters too: a pass counts its work under the
+ * arena lock as it puts its blocks back. */
+void stats_locked(struct zp_arena *a, struct zp_stats *st)
+{
+	struct zcount c;
+
+	for (unsigned i = 0; i < a->nr_pcp; i++)
+		lock_assert_held(&a->pcp[i].lock);
+	lock_assert_held(&a->lock);
 	c = a->cnt;
 	for (unsigned i = 0; i < a->nr_pcp; i++)
 		zcount_add(&c, &a->pcp[i].cnt);
-	/* the counters too, with the locks held: a pass counts its work under
-	 * the arena lock as it puts its blocks back */
 	*st = (struct zp_stats){
 		.nr_pages = a->nr_pages,
 		.nr_free = c.pages + a->isolated_pages,
@@ -272,5 +283,4 @@ void zp_arena_stats(struct zp_arena *a, struct zp_stats *st)
 		.pages_prezeroed = atomic_load(&a->pages_prezeroed),
 		.report_zeroes = a->report_zeroes,
 	};
-	unlock_all(a);
 }

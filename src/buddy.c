@@ -31,9 +31,10 @@
  *  - no two free buddies of the same order are both on the lists;
  *  - a->cnt equals the sum of zs_count() over every listed block.
  *
- * Every function here expects a->lock held, except buddy_may_have() (an
- * unlocked hint) and list_add / list_del, which pcp.c also uses under the
- * pcp's own lock.
+ * Every function here expects a->lock held, and says so with
+ * lock_assert_held() (checked in the ZPAGE_LOCKDEP build), except
+ * buddy_may_have() (an unlocked hint) and list_add / list_del, which run
+ * under whichever lock owns the list (the arena's, or a pcp's).
  */
 #include "internal.h"
 
@@ -100,6 +101,7 @@ static void add_to_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, c
 {
 	enum zstate st = zs_summary(c);
 
+	lock_assert_held(&a->lock);
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUDDY, order, st));
 	/* reported blocks go to the tail: the last choice even within a list */
 	list_add(a, &a->free[order][st], pfn, st == ZS_REPORTED);
@@ -111,6 +113,7 @@ void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum z
 {
 	struct zcount c;
 
+	lock_assert_held(&a->lock);
 	zs_count(a, pfn, (size_t)1 << order, &c);
 	list_del(a, &a->free[order][st], pfn);
 	zcount_sub(&a->cnt, &c);
@@ -125,6 +128,8 @@ void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum z
  */
 void buddy_init(struct zp_arena *a)
 {
+	lock_assert_held(&a->lock);
+
 	for (unsigned o = 0; o < NR_ORDERS; o++)
 		for (int s = 0; s < NR_ZSTATES; s++)
 			list_init(&a->free[o][s]);
@@ -157,6 +162,8 @@ static bool keep_upper(enum expand_keep keep, const struct zcount *lo, const str
  */
 uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, enum expand_keep keep)
 {
+	lock_assert_held(&a->lock);
+
 	while (high > low) {
 		size_t half = (size_t)1 << --high;
 		uint32_t lo = pfn, hi = (uint32_t)(pfn + half);
@@ -183,6 +190,7 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 	uint32_t pfn = NIL;
 	unsigned o = order;
 
+	lock_assert_held(&a->lock);
 	for (int r = 0; r < NR_ZSTATES; r++) {
 		enum zstate st = state_of_rank(r, want_zero);
 		uint32_t m = atomic_load_explicit(&a->nonempty[st], memory_order_relaxed) >> order;
@@ -216,6 +224,7 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
 	struct zcount c;
 
+	lock_assert_held(&a->lock);
 	while (order < a->max_order) {
 		uint32_t buddy = pfn ^ ((uint32_t)1 << order);
 		uint32_t bi;
@@ -239,8 +248,8 @@ size_t zp_test_nr_free_blocks(struct zp_arena *a, unsigned order, enum zstate st
 {
 	size_t n;
 
-	pthread_mutex_lock(&a->lock);
+	zlock_lock(&a->lock);
 	n = a->free[order][st].nr;
-	pthread_mutex_unlock(&a->lock);
+	zlock_unlock(&a->lock);
 	return n;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * check.c - the invariant checker and a dump of the free lists.
+ * check.c - the invariant checker, the lock-rule checker's report, and
+ * zp_arena_dump().
  *
  * zp_arena_check() takes every lock and proves, in this order:
  *  1. coverage: walking block heads by 2^order covers [0, nr_pages) exactly;
@@ -18,12 +19,18 @@
  *     their blocks; the nonempty hints match the buddy lists;
  *  6. isolation: a->isolated is a well-formed list of PG_busy heads whose
  *     pages add up to isolated_pages.
- * Blocks in flight (PG_busy) are legitimate while another thread allocates,
- * frees or isolates them; they are counted but not otherwise judged.
+ * Each step is its own function below (check_blocks() does 1-3 in one walk
+ * of the descriptors).  Blocks in flight (PG_busy) are legitimate while
+ * another thread allocates, frees or isolates them; they are counted but
+ * not otherwise judged.
+ *
+ * zp_arena_dump() copies what it prints under every lock and prints it
+ * with none held, so its totals are one instant's, like zp_arena_stats().
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -40,10 +47,25 @@ static int fail(const char *fmt, ...)
 	return -EUCLEAN;
 }
 
+#ifdef ZPAGE_LOCKDEP
+void lockdep_fail(const char *what, const char *file, int line, const char *func)
+{
+	fprintf(stderr, "zpage: lockdep: %s() at %s:%d runs without holding %s\n", func, file, line, what);
+	abort();
+}
+#endif
+
 static bool zc_equal(const struct zcount *x, const struct zcount *y)
 {
-	return x->pages == y->pages && x->zeroed == y->zeroed && x->reported == y->reported && x->dirty == y->dirty;
+	return x->pages == y->pages && x->zeroed == y->zeroed && x->reported == y->reported && x->dirty == y->dirty &&
+	       x->lazy == y->lazy;
 }
+
+/* What the walk of the descriptors found, to hold the lists against. */
+struct walk {
+	size_t blocks[2][NR_ORDERS][NR_ZSTATES]; /* [buddy, pcp] free blocks */
+	struct zcount pages[2];			 /* their pages, by zs_count() */
+};
 
 /* Walk one list; add its blocks' counts to @sum.  Returns 0 or -EUCLEAN. */
 static int check_list(struct zp_arena *a, const struct free_list *l, uint32_t owner, unsigned order, enum zstate st,
@@ -71,6 +93,155 @@ static int check_list(struct zp_arena *a, const struct free_list *l, uint32_t ow
 		return fail("%s list order %u state %d: tail %u, expected %u", what, order, st, l->tail, prev);
 	if (n != l->nr)
 		return fail("%s list order %u state %d: %zu blocks linked, count says %zu", what, order, st, n, l->nr);
+	return 0;
+}
+
+/* 1: the block at @pfn has a well-formed head and clean tail pages. */
+static int check_coverage(struct zp_arena *a, size_t pfn, uint32_t info)
+{
+	unsigned o = pg_order(info);
+	size_t n = (size_t)1 << o;
+
+	if (__builtin_popcount(info & PG_OWNER_MASK) != 1)
+		return fail("page %zu: expected a block head, info %#x", pfn, info);
+	if (o > a->max_order || (pfn & (n - 1)) || pfn + n > a->nr_pages)
+		return fail("block %zu: order %u misaligned or out of range", pfn, o);
+	for (size_t i = 1; i < n; i++)
+		if (pg_info(&a->pages[pfn + i]))
+			return fail("block %zu order %u: page %zu has info %#x", pfn, o, pfn + i,
+				    pg_info(&a->pages[pfn + i]));
+	return 0;
+}
+
+/* 2: the block's recorded state agrees with its pages' bits (@c). */
+static int check_zero_state(struct zp_arena *a, size_t pfn, uint32_t info, const struct zcount *c)
+{
+	uint32_t owner = info & PG_OWNER_MASK;
+	unsigned o = pg_order(info);
+
+	(void)a;
+	if ((owner == PG_BUDDY || owner == PG_PCP) && zs_summary(c) != pg_state(info))
+		return fail("free block %zu order %u: listed as state %d, pages say %d", pfn, o, pg_state(info),
+			    zs_summary(c));
+	if (owner == PG_PCP && o > PCP_MAX_ORDER)
+		return fail("cached block %zu has order %u", pfn, o);
+	if (owner == PG_ALLOC && (c->dirty != c->pages || c->reported))
+		return fail("allocated block %zu order %u has zeroed or reported pages", pfn, o);
+	return 0;
+}
+
+/* 3: a free buddy-list block's buddy is not a free buddy-list block of
+ * the same order. */
+static int check_buddy_rule(struct zp_arena *a, size_t pfn, uint32_t info)
+{
+	unsigned o = pg_order(info);
+	size_t n = (size_t)1 << o, b = pfn ^ n;
+	uint32_t bi;
+
+	if ((info & PG_OWNER_MASK) != PG_BUDDY || o >= a->max_order || b + n > a->nr_pages)
+		return 0;
+	bi = pg_info(&a->pages[b]);
+	if ((bi & PG_OWNER_MASK) == PG_BUDDY && pg_order(bi) == o)
+		return fail("buddies %zu and %zu of order %u are both free", pfn, b, o);
+	return 0;
+}
+
+/* 1-3, in one walk of the descriptors; fills @w for steps 4 and 5. */
+static int check_blocks(struct zp_arena *a, struct walk *w)
+{
+	size_t words = (a->nr_pages + 63) / 64;
+	int ret;
+
+	for (size_t pfn = 0; pfn < a->nr_pages;) {
+		uint32_t info = pg_info(&a->pages[pfn]);
+		uint32_t owner = info & PG_OWNER_MASK;
+		struct zcount c;
+
+		ret = check_coverage(a, pfn, info);
+		if (ret)
+			return ret;
+		zs_count(a, pfn, (size_t)1 << pg_order(info), &c);
+		ret = check_zero_state(a, pfn, info, &c);
+		if (!ret)
+			ret = check_buddy_rule(a, pfn, info);
+		if (ret)
+			return ret;
+		if (owner == PG_BUDDY || owner == PG_PCP) {
+			int k = owner == PG_PCP;
+
+			w->blocks[k][pg_order(info)][pg_state(info)]++;
+			zcount_add(&w->pages[k], &c);
+		}
+		pfn += c.pages;
+	}
+	if (a->nr_pages & 63) {
+		uint64_t beyond = ~0ull << (a->nr_pages & 63);
+
+		if ((atomic_load(&a->zero_bm[words - 1]) | atomic_load(&a->report_bm[words - 1])) & beyond)
+			return fail("zero or report bits set beyond the last page");
+	}
+	return 0;
+}
+
+/* 4: every list is well formed and, per (order, state), the lists hold
+ * exactly the blocks the walk found.  Sums the lists' pages into @lists. */
+static int check_lists(struct zp_arena *a, const struct walk *w, struct zcount lists[2])
+{
+	size_t listed[2][NR_ORDERS][NR_ZSTATES] = {{{0}}};
+	int ret;
+
+	for (unsigned o = 0; o <= a->max_order; o++) {
+		for (int s = 0; s < NR_ZSTATES; s++) {
+			ret = check_list(a, &a->free[o][s], PG_BUDDY, o, s, &lists[0], "buddy");
+			if (ret)
+				return ret;
+			listed[0][o][s] = a->free[o][s].nr;
+		}
+	}
+	for (unsigned i = 0; i < a->nr_pcp; i++) {
+		struct zcount mine = {0};
+
+		for (unsigned o = 0; o <= PCP_MAX_ORDER; o++) {
+			for (int s = 0; s < NR_ZSTATES; s++) {
+				ret = check_list(a, &a->pcp[i].lists[o][s], PG_PCP, o, s, &mine, "pcp");
+				if (ret)
+					return ret;
+				listed[1][o][s] += a->pcp[i].lists[o][s].nr;
+			}
+		}
+		if (!zc_equal(&mine, &a->pcp[i].cnt))
+			return fail("cache %u counters: %zu pages, its blocks hold %zu", i, a->pcp[i].cnt.pages,
+				    mine.pages);
+		zcount_add(&lists[1], &mine);
+	}
+	for (int k = 0; k < 2; k++)
+		for (unsigned o = 0; o <= a->max_order; o++)
+			for (int s = 0; s < NR_ZSTATES; s++)
+				if (listed[k][o][s] != w->blocks[k][o][s])
+					return fail("%s order %u state %d: %zu blocks listed, %zu found by the walk",
+						    k ? "pcp" : "buddy", o, s, listed[k][o][s], w->blocks[k][o][s]);
+	return 0;
+}
+
+/* 5: the counters and hints agree with the blocks. */
+static int check_counters(struct zp_arena *a, const struct walk *w, const struct zcount lists[2])
+{
+	const struct zcount *b = &w->pages[0];
+
+	for (unsigned o = 0; o <= a->max_order; o++) {
+		for (int s = 0; s < NR_ZSTATES; s++) {
+			bool hint = (atomic_load(&a->nonempty[s]) >> o) & 1;
+
+			if (hint != (a->free[o][s].nr != 0))
+				return fail("nonempty hint for order %u state %d is %d", o, s, hint);
+		}
+	}
+	if (!zc_equal(&lists[0], b) || !zc_equal(&a->cnt, b))
+		return fail("buddy counters: %zu/%zu/%zu/%zu pages/zeroed/reported/dirty, blocks say %zu/%zu/%zu/%zu",
+			    a->cnt.pages, a->cnt.zeroed, a->cnt.reported, a->cnt.dirty, b->pages, b->zeroed,
+			    b->reported, b->dirty);
+	if (!zc_equal(&lists[1], &w->pages[1]))
+		return fail("caches list %zu pages, the walk found %zu cached", lists[1].pages, w->pages[1].pages);
 	return 0;
 }
 
@@ -102,108 +273,24 @@ static int check_isolated(struct zp_arena *a)
 
 static int check_locked(struct zp_arena *a)
 {
-	size_t walked[2][NR_ORDERS][NR_ZSTATES]; /* [buddy, pcp] */
-	size_t listed[2][NR_ORDERS][NR_ZSTATES];
-	struct zcount sum_buddy = {0}, sum_pcp = {0}, lists = {0};
-	size_t words = (a->nr_pages + 63) / 64;
+	struct walk *w = calloc(1, sizeof(*w));
+	struct zcount lists[2] = {{0}};
 	int ret;
 
-	memset(walked, 0, sizeof(walked));
-	memset(listed, 0, sizeof(listed));
-
-	/* 1-3 */
-	for (size_t pfn = 0; pfn < a->nr_pages;) {
-		uint32_t info = pg_info(&a->pages[pfn]);
-		uint32_t owner = info & PG_OWNER_MASK;
-		unsigned o = pg_order(info);
-		size_t n = (size_t)1 << o;
-		struct zcount c;
-
-		if (__builtin_popcount(owner) != 1)
-			return fail("page %zu: expected a block head, info %#x", pfn, info);
-		if (o > a->max_order || (pfn & (n - 1)) || pfn + n > a->nr_pages)
-			return fail("block %zu: order %u misaligned or out of range", pfn, o);
-		for (size_t i = 1; i < n; i++)
-			if (pg_info(&a->pages[pfn + i]))
-				return fail("block %zu order %u: page %zu has info %#x", pfn, o, pfn + i,
-					    pg_info(&a->pages[pfn + i]));
-		zs_count(a, pfn, n, &c);
-		if (owner == PG_BUDDY || owner == PG_PCP) {
-			int k = owner == PG_PCP;
-
-			if (zs_summary(&c) != pg_state(info))
-				return fail("free block %zu order %u: listed as state %d, pages say %d", pfn, o,
-					    pg_state(info), zs_summary(&c));
-			if (k && o > PCP_MAX_ORDER)
-				return fail("cached block %zu has order %u", pfn, o);
-			walked[k][o][pg_state(info)]++;
-			zcount_add(k ? &sum_pcp : &sum_buddy, &c);
-		}
-		if (owner == PG_BUDDY && o < a->max_order) {
-			size_t b = pfn ^ n;
-
-			if (b + n <= a->nr_pages) {
-				uint32_t bi = pg_info(&a->pages[b]);
-
-				if ((bi & PG_OWNER_MASK) == PG_BUDDY && pg_order(bi) == o)
-					return fail("buddies %zu and %zu of order %u are both free", pfn, b, o);
-			}
-		}
-		if (owner == PG_ALLOC && (c.dirty != n || c.reported))
-			return fail("allocated block %zu order %u has zeroed or reported pages", pfn, o);
-		pfn += n;
-	}
-	if (a->nr_pages & 63) {
-		uint64_t beyond = ~0ull << (a->nr_pages & 63);
-
-		if ((atomic_load(&a->zero_bm[words - 1]) | atomic_load(&a->report_bm[words - 1])) & beyond)
-			return fail("zero or report bits set beyond the last page");
-	}
-
-	/* 4 */
-	for (unsigned o = 0; o <= a->max_order; o++) {
-		for (int s = 0; s < NR_ZSTATES; s++) {
-			const struct free_list *l = &a->free[o][s];
-			bool hint = (atomic_load(&a->nonempty[s]) >> o) & 1;
-
-			ret = check_list(a, l, PG_BUDDY, o, s, &lists, "buddy");
-			if (ret)
-				return ret;
-			listed[0][o][s] = l->nr;
-			if (hint != (l->nr != 0))
-				return fail("nonempty hint for order %u state %d is %d", o, s, hint);
-		}
-	}
-	if (!zc_equal(&lists, &sum_buddy) || !zc_equal(&a->cnt, &sum_buddy))
-		return fail("buddy counters: %zu/%zu/%zu/%zu pages/zeroed/reported/dirty, blocks say %zu/%zu/%zu/%zu",
-			    a->cnt.pages, a->cnt.zeroed, a->cnt.reported, a->cnt.dirty, sum_buddy.pages,
-			    sum_buddy.zeroed, sum_buddy.reported, sum_buddy.dirty);
-	lists = (struct zcount){0};
-	for (unsigned i = 0; i < a->nr_pcp; i++) {
-		struct zcount mine = {0};
-
-		for (unsigned o = 0; o <= PCP_MAX_ORDER; o++) {
-			for (int s = 0; s < NR_ZSTATES; s++) {
-				ret = check_list(a, &a->pcp[i].lists[o][s], PG_PCP, o, s, &mine, "pcp");
-				if (ret)
-					return ret;
-				listed[1][o][s] += a->pcp[i].lists[o][s].nr;
-			}
-		}
-		if (!zc_equal(&mine, &a->pcp[i].cnt))
-			return fail("cache %u counters: %zu pages, its blocks hold %zu", i, a->pcp[i].cnt.pages,
-				    mine.pages);
-		zcount_add(&lists, &mine);
-	}
-	if (!zc_equal(&lists, &sum_pcp))
-		return fail("caches list %zu pages, the walk found %zu cached", lists.pages, sum_pcp.pages);
-	for (int k = 0; k < 2; k++)
-		for (unsigned o = 0; o <= a->max_order; o++)
-			for (int s = 0; s < NR_ZSTATES; s++)
-				if (listed[k][o][s] != walked[k][o][s])
-					return fail("%s order %u state %d: %zu blocks listed, %zu found by the walk",
-						    k ? "pcp" : "buddy", o, s, listed[k][o][s], walked[k][o][s]);
-	return check_isolated(a);
+	for (unsigned i = 0; i < a->nr_pcp; i++)
+		lock_assert_held(&a->pcp[i].lock);
+	lock_assert_held(&a->lock);
+	if (!w)
+		return -ENOMEM;
+	ret = check_blocks(a, w);
+	if (!ret)
+		ret = check_lists(a, w, lists);
+	if (!ret)
+		ret = check_counters(a, w, lists);
+	if (!ret)
+		ret = check_isolated(a);
+	free(w);
+	return ret;
 }
 
 int zp_arena_check(struct zp_arena *a)
@@ -218,19 +305,81 @@ int zp_arena_check(struct zp_arena *a)
 	return ret;
 }
 
-void zp_arena_dump(struct zp_arena *a, void *file)
-{
-	static const char *names[NR_ZSTATES] = {"zeroed", "dirty", "reported"};
-	FILE *f = file;
+/* ---- zp_arena_dump() ---- */
 
-	lock_all(a);
-	fprintf(f, "zpage arena %p: %zu pages, %zu free on the buddy lists\n", (void *)a->base, a->nr_pages,
-		a->cnt.pages);
-	for (unsigned o = 0; o <= a->max_order; o++) {
-		fprintf(f, "  order %2u:", o);
-		for (int s = 0; s < NR_ZSTATES; s++)
-			fprintf(f, " %s %zu", names[s], a->free[o][s].nr);
+static const char *const state_names[NR_ZSTATES] = {"zeroed", "dirty", "reported"};
+
+struct dump {
+	size_t buddy[NR_ORDERS][NR_ZSTATES]; /* free blocks on the buddy lists */
+	size_t cached[PCP_MAX_ORDER + 1][NR_ZSTATES];
+	size_t isolated_blocks, isolated_pages;
+	struct zcount cnt_buddy, cnt_pcp;
+	struct zp_stats st;
+};
+
+/* Print one table: a row per state, a column per order 0..@max. */
+static void dump_table(FILE *f, const size_t (*t)[NR_ZSTATES], unsigned max)
+{
+	fprintf(f, "  %-9s", "order");
+	for (unsigned o = 0; o <= max; o++)
+		fprintf(f, " %6u", o);
+	fputc('\n', f);
+	for (int s = 0; s < NR_ZSTATES; s++) {
+		fprintf(f, "  %-9s", state_names[s]);
+		for (unsigned o = 0; o <= max; o++)
+			fprintf(f, " %6zu", t[o][s]);
 		fputc('\n', f);
 	}
+}
+
+void zp_arena_dump(struct zp_arena *a, FILE *f)
+{
+	struct dump *d;
+	struct zp_stats *st;
+
+	if (!a || !f)
+		return;
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		fprintf(f, "zpage arena %p: no memory for a dump\n", (void *)a->base);
+		return;
+	}
+	st = &d->st;
+	lock_all(a);
+	stats_locked(a, st);
+	for (unsigned o = 0; o <= a->max_order; o++)
+		for (int s = 0; s < NR_ZSTATES; s++)
+			d->buddy[o][s] = a->free[o][s].nr;
+	for (unsigned i = 0; i < a->nr_pcp; i++) {
+		for (unsigned o = 0; o <= PCP_MAX_ORDER; o++)
+			for (int s = 0; s < NR_ZSTATES; s++)
+				d->cached[o][s] += a->pcp[i].lists[o][s].nr;
+		zcount_add(&d->cnt_pcp, &a->pcp[i].cnt);
+	}
+	d->cnt_buddy = a->cnt;
+	d->isolated_blocks = a->isolated.nr;
+	d->isolated_pages = a->isolated_pages;
 	unlock_all(a);
+
+	fprintf(f, "zpage arena %p: %zu pages (%zu MiB), max_order %u, report_order %u, %u per-CPU caches\n",
+		(void *)a->base, a->nr_pages, a->nr_pages >> (20 - ZP_PAGE_SHIFT), a->max_order, a->report_order,
+		a->nr_pcp);
+	fprintf(f, "free blocks on the buddy lists, per order and state (%zu pages):\n", d->cnt_buddy.pages);
+	dump_table(f, (const size_t(*)[NR_ZSTATES])d->buddy, a->max_order);
+	fprintf(f, "free blocks in the per-CPU caches, all CPUs (%zu pages):\n", d->cnt_pcp.pages);
+	dump_table(f, (const size_t(*)[NR_ZSTATES])d->cached, PCP_MAX_ORDER);
+	fprintf(f, "held by a report / pre-zero pass: %zu blocks, %zu pages\n", d->isolated_blocks, d->isolated_pages);
+	fprintf(f,
+		"pages: %zu free (%zu zeroed, %zu reported, %zu dirty, %zu held by a pass), %zu allocated or in "
+		"flight\n",
+		st->nr_free, st->nr_free_zeroed, st->nr_free_reported,
+		(d->cnt_buddy.dirty - d->cnt_buddy.lazy) + (d->cnt_pcp.dirty - d->cnt_pcp.lazy), d->isolated_pages,
+		a->nr_pages - st->nr_free);
+	fprintf(f,
+		"counters: cleared %llu, clear_skipped %llu, reported %llu, refaulted %llu, prezeroed %llu, "
+		"verify_failures %llu, report_zeroes %d\n",
+		(unsigned long long)st->pages_cleared, (unsigned long long)st->pages_clear_skipped,
+		(unsigned long long)st->pages_reported, (unsigned long long)st->pages_refaulted,
+		(unsigned long long)st->pages_prezeroed, (unsigned long long)st->verify_failures, st->report_zeroes);
+	free(d);
 }

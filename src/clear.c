@@ -225,15 +225,16 @@ static void hook(struct zp_arena *a, size_t pfn, size_t n, bool nt, bool user, u
 	}
 }
 
+/* The one place that picks the stores: clear pages [pfn, pfn + n). */
+static void zero_pages(struct zp_arena *a, size_t pfn, size_t n, bool nt)
+{
+	(nt ? zero_nt : zero_cached)(pfn_to_addr(a, pfn), n << ZP_PAGE_SHIFT);
+}
+
 /* Clear pages [pfn, pfn + n) through the arena's own mapping. */
 static void clear_range(struct zp_arena *a, size_t pfn, size_t n, bool nt)
 {
-	char *p = pfn_to_addr(a, pfn);
-
-	if (nt)
-		zero_nt(p, n << ZP_PAGE_SHIFT);
-	else
-		zero_cached(p, n << ZP_PAGE_SHIFT);
+	zero_pages(a, pfn, n, nt);
 	hook(a, pfn, n, nt, false, ZP_USER_ADDR_NONE);
 }
 
@@ -241,23 +242,13 @@ static void clear_range(struct zp_arena *a, size_t pfn, size_t n, bool nt)
 static void clear_user_range(struct zp_arena *a, size_t pfn, size_t n, bool nt, uintptr_t uaddr)
 {
 	if (!a->aliasing) {
-		char *p = pfn_to_addr(a, pfn);
-
-		if (nt)
-			zero_nt(p, n << ZP_PAGE_SHIFT);
-		else
-			zero_cached(p, n << ZP_PAGE_SHIFT);
+		zero_pages(a, pfn, n, nt);
 		hook(a, pfn, n, nt, true, uaddr);
 		return;
 	}
 	/* aliasing data cache: one user-congruent clear per page */
 	for (size_t i = 0; i < n; i++) {
-		char *p = pfn_to_addr(a, pfn + i);
-
-		if (nt)
-			zero_nt(p, ZP_PAGE_SIZE);
-		else
-			zero_cached(p, ZP_PAGE_SIZE);
+		zero_pages(a, pfn + i, 1, nt);
 		hook(a, pfn + i, 1, nt, true, uaddr + (i << ZP_PAGE_SHIFT));
 	}
 }

@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lock.h"
 #include "os.h"
 #include "zpage.h"
 
@@ -110,7 +111,7 @@ struct zcount {
 
 /* A per-CPU cache of free blocks of order 0..PCP_MAX_ORDER, by state. */
 struct pcp {
-	pthread_mutex_t lock;
+	struct zlock lock;
 	struct free_list lists[PCP_MAX_ORDER + 1][NR_ZSTATES];
 	struct zcount cnt;
 } __attribute__((aligned(64)));
@@ -154,7 +155,7 @@ struct zp_arena {
 	void *clear_hook_ctx;
 
 	/* buddy allocator, under lock */
-	pthread_mutex_t lock;
+	struct zlock lock;
 	struct free_list free[NR_ORDERS][NR_ZSTATES];
 	struct zcount cnt; /* pages on the buddy lists */
 	/* bit o set iff free[o][state] is not empty; written under lock, read
@@ -199,7 +200,8 @@ static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
 		atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
 
-/* lists (inline, shared by buddy.c and pcp.c) */
+/* lists (buddy.c; list_init inline), shared by buddy.c, pcp.c and report.c,
+ * under the lock of whoever owns the list */
 static inline void list_init(struct free_list *l)
 {
 	l->head = l->tail = NIL;
@@ -306,8 +308,8 @@ enum env_id { ENV_REPORT_DELAY_MS, ENV_REPORT_ORDER, ENV_PREZERO_BYTES, ENV_PREZ
 bool env_get(enum env_id id, uint64_t *out); /* true: set and valid */
 void env_say_clamped(enum env_id id, uint64_t value, uint64_t to, const char *why);
 
-/* check.c */
-void zp_arena_dump(struct zp_arena *a, void *file);
+/* arena.c */
+void stats_locked(struct zp_arena *a, struct zp_stats *st); /* every lock held */
 
 /* test-only controls (tests link the static library) */
 void zp_test_set_clear_hook(struct zp_arena *a, clear_hook_fn fn, void *ctx);

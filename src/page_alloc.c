@@ -51,7 +51,6 @@
  */
 struct alloc_context {
 	struct zp_arena *arena;
-	zp_gfp_t gfp;
 	unsigned order;
 	uintptr_t user_addr; /* ZP_USER_ADDR_NONE: no address */
 	bool want_zero;	     /* ZP_GFP_ZERO, or the arena's init_on_alloc */
@@ -88,9 +87,9 @@ static uint32_t get_page_from_freelist(const struct alloc_context *ac)
 
 	if (pcp_serves(a, ac->order))
 		return rmqueue_pcplist(a, ac->order, ac->want_zero);
-	pthread_mutex_lock(&a->lock);
+	zlock_lock(&a->lock);
 	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES);
-	pthread_mutex_unlock(&a->lock);
+	zlock_unlock(&a->lock);
 	return pfn;
 }
 
@@ -117,10 +116,10 @@ static uint32_t alloc_pages_slowpath(const struct alloc_context *ac)
 		unlock_all(a);
 		if (pfn != NIL || !passes)
 			return pfn;
-		pthread_mutex_lock(&a->lock);
+		zlock_lock(&a->lock);
 		if (a->isolated_pages)
 			wait_for_isolated(a);
-		pthread_mutex_unlock(&a->lock);
+		zlock_unlock(&a->lock);
 	}
 }
 
@@ -161,7 +160,6 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 
 	const struct alloc_context ac = {
 		.arena = a,
-		.gfp = gfp,
 		.order = order,
 		.user_addr = user_addr,
 		.want_zero = (gfp & ZP_GFP_ZERO) || (a->flags & ZP_INIT_ON_ALLOC),
@@ -214,9 +212,9 @@ int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 	if (pcp_serves(a, order)) {
 		free_pcp(a, pfn, order);
 	} else {
-		pthread_mutex_lock(&a->lock);
+		zlock_lock(&a->lock);
 		free_one_page(a, pfn, order);
-		pthread_mutex_unlock(&a->lock);
+		zlock_unlock(&a->lock);
 	}
 	return 0;
 }

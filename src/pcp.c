@@ -67,7 +67,7 @@ int pcp_init(struct zp_arena *a)
 	for (unsigned i = 0; i < a->nr_pcp; i++) {
 		struct pcp *pcp = &a->pcp[i];
 
-		pthread_mutex_init(&pcp->lock, NULL);
+		zlock_init(&pcp->lock, NULL);
 		for (unsigned o = 0; o <= PCP_MAX_ORDER; o++)
 			for (int s = 0; s < NR_ZSTATES; s++)
 				list_init(&pcp->lists[o][s]);
@@ -79,7 +79,7 @@ int pcp_init(struct zp_arena *a)
 void pcp_destroy(struct zp_arena *a)
 {
 	for (unsigned i = 0; i < a->nr_pcp; i++)
-		pthread_mutex_destroy(&a->pcp[i].lock);
+		zlock_destroy(&a->pcp[i].lock);
 	free(a->pcp);
 	a->pcp = NULL;
 }
@@ -95,6 +95,7 @@ static void pcp_add(struct zp_arena *a, struct pcp *pcp, uint32_t pfn, unsigned 
 	struct zcount c;
 	enum zstate st;
 
+	lock_assert_held(&pcp->lock);
 	zs_count(a, pfn, (size_t)1 << order, &c);
 	st = zs_summary(&c);
 	pg_set_info(&a->pages[pfn], mk_info(PG_PCP, order, st));
@@ -109,6 +110,7 @@ static void pcp_del(struct zp_arena *a, struct pcp *pcp, uint32_t pfn)
 	unsigned order = pg_order(info);
 	struct zcount c;
 
+	lock_assert_held(&pcp->lock);
 	zs_count(a, pfn, (size_t)1 << order, &c);
 	list_del(a, &pcp->lists[order][pg_state(info)], pfn);
 	zcount_sub(&pcp->cnt, &c);
@@ -116,21 +118,20 @@ static void pcp_del(struct zp_arena *a, struct pcp *pcp, uint32_t pfn)
 }
 
 /* Refill @pcp with up to a batch of @order blocks in state @st.  pcp locked. */
-static bool pcp_refill(struct zp_arena *a, struct pcp *pcp, unsigned order, enum zstate st, bool want_zero)
+static void pcp_refill(struct zp_arena *a, struct pcp *pcp, unsigned order, enum zstate st, bool want_zero)
 {
 	unsigned batch = PCP_BATCH_PAGES >> order;
-	unsigned got = 0;
 
-	pthread_mutex_lock(&a->lock);
-	for (; got < (batch ? batch : 1); got++) {
+	lock_assert_held(&pcp->lock);
+	zlock_lock(&a->lock);
+	for (unsigned got = 0; got < (batch ? batch : 1); got++) {
 		uint32_t pfn = rmqueue_smallest(a, order, want_zero, 1u << st);
 
 		if (pfn == NIL)
 			break;
 		pcp_add(a, pcp, pfn, order);
 	}
-	pthread_mutex_unlock(&a->lock);
-	return got;
+	zlock_unlock(&a->lock);
 }
 
 uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero)
@@ -138,7 +139,7 @@ uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero)
 	struct pcp *pcp = this_pcp(a);
 	uint32_t pfn = NIL;
 
-	pthread_mutex_lock(&pcp->lock);
+	zlock_lock(&pcp->lock);
 	for (int r = 0; r < NR_ZSTATES && pfn == NIL; r++) {
 		enum zstate st = state_of_rank(r, want_zero);
 		struct free_list *l = &pcp->lists[order][st];
@@ -150,7 +151,7 @@ uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero)
 			pcp_del(a, pcp, pfn);
 		}
 	}
-	pthread_mutex_unlock(&pcp->lock);
+	zlock_unlock(&pcp->lock);
 	return pfn;
 }
 
@@ -158,6 +159,9 @@ uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero)
  * pages.  pcp locked, arena lock held. */
 static void pcp_drain(struct zp_arena *a, struct pcp *pcp, size_t target)
 {
+	lock_assert_held(&pcp->lock);
+	lock_assert_held(&a->lock);
+
 	while (pcp->cnt.pages > target) {
 		struct free_list *best = NULL;
 		size_t best_pages = 0;
@@ -185,14 +189,14 @@ void free_pcp(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
 	struct pcp *pcp = this_pcp(a);
 
-	pthread_mutex_lock(&pcp->lock);
+	zlock_lock(&pcp->lock);
 	pcp_add(a, pcp, pfn, order);
 	if (pcp->cnt.pages > PCP_HIGH_PAGES) {
-		pthread_mutex_lock(&a->lock);
+		zlock_lock(&a->lock);
 		pcp_drain(a, pcp, PCP_HIGH_PAGES - PCP_BATCH_PAGES);
-		pthread_mutex_unlock(&a->lock);
+		zlock_unlock(&a->lock);
 	}
-	pthread_mutex_unlock(&pcp->lock);
+	zlock_unlock(&pcp->lock);
 }
 
 void drain_all_pages(struct zp_arena *a)
@@ -200,13 +204,13 @@ void drain_all_pages(struct zp_arena *a)
 	for (unsigned i = 0; i < a->nr_pcp; i++) {
 		struct pcp *pcp = &a->pcp[i];
 
-		pthread_mutex_lock(&pcp->lock);
+		zlock_lock(&pcp->lock);
 		if (pcp->cnt.pages) {
-			pthread_mutex_lock(&a->lock);
+			zlock_lock(&a->lock);
 			pcp_drain(a, pcp, 0);
-			pthread_mutex_unlock(&a->lock);
+			zlock_unlock(&a->lock);
 		}
-		pthread_mutex_unlock(&pcp->lock);
+		zlock_unlock(&pcp->lock);
 	}
 }
 
@@ -234,13 +238,13 @@ void zp_test_drain_pcp(struct zp_arena *a)
 void lock_all(struct zp_arena *a)
 {
 	for (unsigned i = 0; i < a->nr_pcp; i++)
-		pthread_mutex_lock(&a->pcp[i].lock);
-	pthread_mutex_lock(&a->lock);
+		zlock_lock(&a->pcp[i].lock);
+	zlock_lock(&a->lock);
 }
 
 void unlock_all(struct zp_arena *a)
 {
-	pthread_mutex_unlock(&a->lock);
+	zlock_unlock(&a->lock);
 	for (unsigned i = a->nr_pcp; i-- > 0;)
-		pthread_mutex_unlock(&a->pcp[i].lock);
+		zlock_unlock(&a->pcp[i].lock);
 }

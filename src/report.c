@@ -98,10 +98,10 @@ void report_destroy(struct zp_arena *a)
 
 void zp_test_set_backend(struct zp_arena *a, const struct zp_backend *b)
 {
-	pthread_mutex_lock(&a->lock);
+	zlock_lock(&a->lock);
 	a->backend = *b;
 	a->report_zeroes = b->zeroes;
-	pthread_mutex_unlock(&a->lock);
+	zlock_unlock(&a->lock);
 }
 
 /* ---- isolate / work unlocked / put back ---- */
@@ -114,6 +114,8 @@ struct isolated {
 /* Lock held.  Take the listed block at @pfn off its list onto a->isolated. */
 static struct isolated isolate_block(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
+	lock_assert_held(&a->lock);
+
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
 	list_add(a, &a->isolated, pfn, false);
 	a->isolated_pages += (size_t)1 << order;
@@ -141,6 +143,7 @@ static size_t isolate_for_report(struct zp_arena *a, struct isolated *out, size_
 {
 	size_t n = 0;
 
+	lock_assert_held(&a->lock);
 	for (unsigned o = a->max_order + 1; o-- > a->report_order && n < max;) {
 		for (int s = ZS_ZEROED; s <= ZS_DIRTY && n < max; s++) {
 			uint32_t pfn, next;
@@ -166,6 +169,8 @@ static size_t isolate_for_report(struct zp_arena *a, struct isolated *out, size_
  * dirty page, or NIL. */
 static uint32_t find_clearable(struct zp_arena *a, unsigned order)
 {
+	lock_assert_held(&a->lock);
+
 	for (uint32_t pfn = a->free[order][ZS_DIRTY].head; pfn != NIL; pfn = a->pages[pfn].next) {
 		struct zcount c;
 
@@ -186,6 +191,7 @@ static size_t isolate_for_prezero(struct zp_arena *a, unsigned want, struct isol
 	uint32_t pfn = NIL;
 	unsigned o;
 
+	lock_assert_held(&a->lock);
 	for (o = want; o <= a->max_order && pfn == NIL; o++)
 		pfn = find_clearable(a, o);
 	if (pfn != NIL) {
@@ -210,6 +216,8 @@ static size_t isolate_for_prezero(struct zp_arena *a, unsigned want, struct isol
  * allocations waiting for isolated memory. */
 static void put_back(struct zp_arena *a, const struct isolated *b, size_t n)
 {
+	lock_assert_held(&a->lock);
+
 	for (size_t i = 0; i < n; i++) {
 		list_del(a, &a->isolated, b[i].pfn);
 		a->isolated_pages -= (size_t)1 << b[i].order;
@@ -221,7 +229,8 @@ static void put_back(struct zp_arena *a, const struct isolated *b, size_t n)
 
 void wait_for_isolated(struct zp_arena *a)
 {
-	pthread_cond_wait(&a->putback_cond, &a->lock);
+	lock_assert_held(&a->lock);
+	zlock_cond_wait(&a->lock, &a->putback_cond);
 }
 
 static bool stopping(struct zp_arena *a)
@@ -244,9 +253,9 @@ long zp_arena_report(struct zp_arena *a)
 		long batch_reported = 0;
 		size_t n;
 
-		pthread_mutex_lock(&a->lock);
+		zlock_lock(&a->lock);
 		n = isolate_for_report(a, b, BATCH, failed, nfailed);
-		pthread_mutex_unlock(&a->lock);
+		zlock_unlock(&a->lock);
 		if (!n)
 			break;
 		for (size_t i = 0; i < n && !stopping(a); i++) {
@@ -265,10 +274,10 @@ long zp_arena_report(struct zp_arena *a)
 			zs_mark_reported(a, b[i].pfn, pages, a->report_zeroes);
 			batch_reported += (long)(pages - c.reported);
 		}
-		pthread_mutex_lock(&a->lock);
+		zlock_lock(&a->lock);
 		put_back(a, b, n);
 		stat_add(&a->pages_reported, (uint64_t)batch_reported); /* with the pages: stats stay exact */
-		pthread_mutex_unlock(&a->lock);
+		zlock_unlock(&a->lock);
 		reported += batch_reported;
 	}
 	return reported ? reported : err;
@@ -314,16 +323,16 @@ long zp_arena_prezero(struct zp_arena *a, size_t max_bytes)
 		struct isolated b;
 		size_t n, cleared;
 
-		pthread_mutex_lock(&a->lock);
+		zlock_lock(&a->lock);
 		n = isolate_for_prezero(a, order_within(a, goal_pages - done), &b);
-		pthread_mutex_unlock(&a->lock);
+		zlock_unlock(&a->lock);
 		if (!n)
 			break;
 		cleared = clear_dirty_free_block(a, b.pfn, b.order);
-		pthread_mutex_lock(&a->lock);
+		zlock_lock(&a->lock);
 		put_back(a, &b, 1);
 		stat_add(&a->pages_prezeroed, cleared);
-		pthread_mutex_unlock(&a->lock);
+		zlock_unlock(&a->lock);
 		done += cleared;
 	}
 	return (long)done;
@@ -335,6 +344,8 @@ long zp_arena_prezero(struct zp_arena *a, size_t max_bytes)
  * wanted, and resident dirty memory to clear)? */
 static bool prezero_wanted(struct zp_arena *a)
 {
+	lock_assert_held(&a->lock);
+
 	return (a->flags & ZP_PREZERO) && a->cnt.zeroed < (a->prezero_bytes >> ZP_PAGE_SHIFT) &&
 	       a->cnt.dirty > a->cnt.lazy;
 }
@@ -356,6 +367,8 @@ void note_alloc_block(struct zp_arena *a)
 /* Lock held.  A free left a block at @pfn of @order on the lists. */
 void note_free_block(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
+	lock_assert_held(&a->lock);
+
 	if (!a->daemon_running)
 		return;
 	prezero_kick(a);
@@ -369,20 +382,25 @@ void note_free_block(struct zp_arena *a, uint32_t pfn, unsigned order)
 
 void zp_test_kick(struct zp_arena *a)
 {
-	pthread_mutex_lock(&a->lock);
+	zlock_lock(&a->lock);
 	pthread_cond_signal(&a->daemon_cond);
-	pthread_mutex_unlock(&a->lock);
+	zlock_unlock(&a->lock);
 }
 
 /* Lock held.  Sleep until @deadline on the backend's clock (NO_DEADLINE:
  * until signalled). */
 static void daemon_wait(struct zp_arena *a, uint64_t deadline)
 {
+	lock_assert_held(&a->lock);
+
 	a->daemon_sleeps++;
-	if (deadline == NO_DEADLINE || !a->backend.wait_until)
-		pthread_cond_wait(&a->daemon_cond, &a->lock);
-	else
-		a->backend.wait_until(a->backend.ctx, &a->daemon_cond, &a->lock, deadline);
+	if (deadline == NO_DEADLINE || !a->backend.wait_until) {
+		zlock_cond_wait(&a->lock, &a->daemon_cond);
+	} else {
+		lockdep_release(&a->lock);
+		a->backend.wait_until(a->backend.ctx, &a->daemon_cond, &a->lock.mu, deadline);
+		lockdep_acquire(&a->lock);
+	}
 }
 
 /* How long a burst of @pages may take at the rate cap, in ms (rounded up). */
@@ -395,7 +413,7 @@ static void *daemon_main(void *arg)
 {
 	struct zp_arena *a = arg;
 
-	pthread_mutex_lock(&a->lock);
+	zlock_lock(&a->lock);
 	while (!stopping(a)) {
 		uint64_t now = a->backend.now_ms(a->backend.ctx);
 		uint64_t deadline = NO_DEADLINE;
@@ -405,9 +423,9 @@ static void *daemon_main(void *arg)
 		if (a->report_due_ms && now >= a->report_due_ms) {
 			a->report_pending = false;
 			a->report_due_ms = 0;
-			pthread_mutex_unlock(&a->lock);
+			zlock_unlock(&a->lock);
 			zp_arena_report(a);
-			pthread_mutex_lock(&a->lock);
+			zlock_lock(&a->lock);
 			continue;
 		}
 		if (a->report_due_ms)
@@ -423,9 +441,9 @@ static void *daemon_main(void *arg)
 
 			if (chunk > PREZERO_CHUNK)
 				chunk = PREZERO_CHUNK;
-			pthread_mutex_unlock(&a->lock);
+			zlock_unlock(&a->lock);
 			done = zp_arena_prezero(a, chunk);
-			pthread_mutex_lock(&a->lock);
+			zlock_lock(&a->lock);
 			if (done > 0) {
 				/* the rate cap, on every burst */
 				a->prezero_resume_ms = a->backend.now_ms(a->backend.ctx) + burst_pause_ms(a, (size_t)done);
@@ -442,7 +460,7 @@ static void *daemon_main(void *arg)
 		 * the end of a pause */
 		daemon_wait(a, deadline);
 	}
-	pthread_mutex_unlock(&a->lock);
+	zlock_unlock(&a->lock);
 	return NULL;
 }
 
@@ -462,10 +480,10 @@ void daemon_stop(struct zp_arena *a)
 {
 	if (!a->daemon_running)
 		return;
-	pthread_mutex_lock(&a->lock);
+	zlock_lock(&a->lock);
 	atomic_store(&a->daemon_stop, true);
 	pthread_cond_signal(&a->daemon_cond);
-	pthread_mutex_unlock(&a->lock);
+	zlock_unlock(&a->lock);
 	pthread_join(a->daemon, NULL);
 	a->daemon_running = false;
 }
@@ -477,12 +495,12 @@ void daemon_stop(struct zp_arena *a)
  */
 void daemon_start_after_fork(struct zp_arena *a)
 {
-	pthread_mutex_lock(&a->lock);
+	zlock_lock(&a->lock);
 	if (atomic_exchange(&a->daemon_restart, false) && !a->daemon_running)
 		daemon_start(a);
 	if (a->daemon_running && (a->report_pending || prezero_wanted(a)))
 		pthread_cond_signal(&a->daemon_cond);
-	pthread_mutex_unlock(&a->lock);
+	zlock_unlock(&a->lock);
 }
 
 /*
@@ -495,6 +513,8 @@ void daemon_start_after_fork(struct zp_arena *a)
  */
 void report_fork_child(struct zp_arena *a)
 {
+	lock_assert_held(&a->lock);
+
 	a->daemon_running = false;
 	atomic_store(&a->daemon_stop, false);
 	a->prezero_resume_ms = 0;

@@ -204,9 +204,9 @@ static size_t isolated_pages(struct zp_arena *a)
 {
 	size_t n;
 
-	pthread_mutex_lock(&a->lock);
+	pthread_mutex_lock(&a->lock.mu);
 	n = a->isolated_pages;
-	pthread_mutex_unlock(&a->lock);
+	pthread_mutex_unlock(&a->lock.mu);
 	return n;
 }
 

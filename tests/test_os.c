@@ -552,9 +552,9 @@ static uint64_t daemon_sleeps(struct zp_arena *a)
 {
 	uint64_t n;
 
-	pthread_mutex_lock(&a->lock);
+	pthread_mutex_lock(&a->lock.mu);
 	n = a->daemon_sleeps;
-	pthread_mutex_unlock(&a->lock);
+	pthread_mutex_unlock(&a->lock.mu);
 	return n;
 }
 

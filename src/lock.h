@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lock.h - the library's locks and the lock rules the code checks.
+ *
+ * Lock order, always:
+ *   1. the registry lock (arena.c: create, destroy, the fork handlers);
+ *   2. the per-CPU caches' locks, in index order (pcp.c);
+ *   3. the arena lock.
+ * Never take a pcp lock while holding the arena lock.  No system call and
+ * no bulk clear is made under the arena lock (pthread_create() in a forked
+ * child restarting its background thread is the one exception, once).
+ *
+ * Every function that needs a lock held says so at its top with
+ * lock_assert_held(), like Linux's lockdep_assert_held() and SQLite's
+ * assert(sqlite3_mutex_held()).  Built with ZPAGE_LOCKDEP (the ASan+UBSan
+ * build of `make check`), each lock records the thread that holds it and a
+ * function called without its lock aborts with the lock's name and the
+ * caller's location; without it the checks compile to nothing.
+ *
+ * Invariant (ZPAGE_LOCKDEP): a lock's owner is the thread between its
+ * lock and unlock, 0 otherwise; a condition wait gives the lock up and
+ * takes it back, and so does the owner.
+ */
+#ifndef ZPAGE_LOCK_H
+#define ZPAGE_LOCK_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct zlock {
+	pthread_mutex_t mu;
+	_Atomic unsigned long owner; /* ZPAGE_LOCKDEP: pthread_self() of the holder, else 0 */
+};
+
+#ifdef ZPAGE_LOCKDEP
+void lockdep_fail(const char *what, const char *file, int line, const char *func);
+static inline void lockdep_acquire(struct zlock *l)
+{
+	atomic_store_explicit(&l->owner, (unsigned long)pthread_self(), memory_order_relaxed);
+}
+static inline void lockdep_release(struct zlock *l)
+{
+	atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
+}
+#define lock_assert_held(l)                                                                                            \
+	do {                                                                                                           \
+		if (atomic_load_explicit(&(l)->owner, memory_order_relaxed) != (unsigned long)pthread_self())          \
+			lockdep_fail(#l, __FILE__, __LINE__, __func__);                                                \
+	} while (0)
+#else
+static inline void lockdep_acquire(struct zlock *l)
+{
+	(void)l;
+}
+static inline void lockdep_release(struct zlock *l)
+{
+	(void)l;
+}
+#define lock_assert_held(l) ((void)(l))
+#endif
+
+static inline void zlock_init(struct zlock *l, const pthread_mutexattr_t *attr)
+{
+	pthread_mutex_init(&l->mu, attr);
+	atomic_init(&l->owner, 0);
+}
+static inline void zlock_destroy(struct zlock *l)
+{
+	pthread_mutex_destroy(&l->mu);
+}
+static inline void zlock_lock(struct zlock *l)
+{
+	pthread_mutex_lock(&l->mu);
+	lockdep_acquire(l);
+}
+static inline void zlock_unlock(struct zlock *l)
+{
+	lockdep_release(l);
+	pthread_mutex_unlock(&l->mu);
+}
+/* pthread_cond_wait() on a held zlock. */
+static inline void zlock_cond_wait(struct zlock *l, pthread_cond_t *c)
+{
+	lockdep_release(l);
+	pthread_cond_wait(c, &l->mu);
+	lockdep_acquire(l);
+}
+
+#endif /* ZPAGE_LOCK_H */
