@@ -269,13 +269,14 @@ static void every_page_under_concurrency(void)
 	EXPECT(ret == NULL);
 	EXPECT_EQ(short_rounds, 0);
 	if (short_rounds)
-		fprintf(stderr, "%d of %d rounds got fewer than 255 pages (worst %d)\n", short_rounds, rounds, worst);
+		T_DIAG("%d of %d rounds got fewer than 255 pages (worst %d)", short_rounds, rounds, worst);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	t_init(argc, argv);
 	RUN(bad_configs);
 	RUN(bad_allocations);
 	RUN(bad_frees);

@@ -117,13 +117,13 @@ static void child_start(void)
 /* In a child: say why on stderr and exit with @code. */
 __attribute__((noreturn, format(printf, 2, 3))) static void child_fail(int code, const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
 
-	fprintf(stderr, "child %d: ", (int)getpid());
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, " (exit %d)\n", code);
+	T_DIAG("child %d: %s (exit %d)", (int)getpid(), msg, code);
 	_exit(code);
 }
 
@@ -511,13 +511,12 @@ static void fork_stress(void)
 		if (st != 0) {
 			int step = rec->step;
 
-			fprintf(stderr,
-				"  fork %d: child was at step \"%s\"; parent threads held %ld + %ld in flight, a pass "
-				"held %zu, %ld pages allocated\n",
-				i, step >= 0 && step <= FS_DONE ? fs_step_name[step] : "?", rec->held, rec->inflight,
-				rec->isolated, rec->got);
+			T_DIAG("  fork %d: child was at step \"%s\"; parent threads held %ld + %ld in flight, a pass "
+			       "held %zu, %ld pages allocated",
+			       i, step >= 0 && step <= FS_DONE ? fs_step_name[step] : "?", rec->held, rec->inflight,
+			       rec->isolated, rec->got);
 			if (++failed >= FS_MAX_FAILED) {
-				fprintf(stderr, "  stopping after %d failed children\n", failed);
+				T_DIAG("  stopping after %d failed children", failed);
 				break;
 			}
 			continue;
@@ -534,8 +533,8 @@ static void fork_stress(void)
 	for (int i = 0; i <= FS_WORKERS; i++)
 		pthread_join(t[i], NULL);
 
-	printf("fork_stress: %d forks in %.1f s (%ld allocations, %ld ENOMEM, %ld pass pairs); at the fork a pass "
-	       "held blocks %d times, a worker was mid-call %d times; children got %ld..%ld of %d pages\n",
+	T_NOTE("fork_stress: %d forks in %.1f s (%ld allocations, %ld ENOMEM, %ld pass pairs); at the fork a pass "
+	       "held blocks %d times, a worker was mid-call %d times; children got %ld..%ld of %d pages",
 	       forks, (double)(now_ms() - t0) / 1000, (long)fs.allocs, (long)fs.enomem, (long)fs.passes, with_isolated,
 	       with_inflight, gmin, gmax, FS_PAGES);
 	EXPECT(forks >= (T_SANITIZED ? FS_FORKS_MIN : FS_FORKS) || failed);
@@ -1070,11 +1069,11 @@ static void fork_while_arenas_come_and_go(void)
 	EXPECT(cd_cycles > 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	t_init(argc, argv);
 	/* before any arena: our prepare handler runs after the library's */
 	pthread_atfork(watch_prepare, NULL, NULL);
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	RUN(fork_stress);
 	RUN(child_gets_isolated_blocks_back);
 	RUN(fork_while_allocation_waits_for_a_pass);

@@ -217,7 +217,7 @@ static void real_backend_returns_memory(void)
 	reported = zp_arena_report(a);
 	after = rss_kib();
 	EXPECT_EQ(reported, 24 * 1024);
-	printf("real backend: VmRSS %ld -> %ld KiB after reporting %ld KiB\n", before, after, reported * 4);
+	T_NOTE("real backend: VmRSS %ld -> %ld KiB after reporting %ld KiB", before, after, reported * 4);
 	EXPECT(before - after >= reported * 4 * 9 / 10);
 	p = zp_alloc_pages(a, ZP_GFP_ZERO, 10, ZP_USER_ADDR_NONE);
 	ASSERT(p);
@@ -391,7 +391,7 @@ static void environment_overrides(void)
 	EXPECT_EQ(a->report_order, 8);
 	EXPECT_EQ(a->prezero_bytes, 1 << 20);
 	zp_arena_destroy(a);
-	fprintf(stderr, "(a message about ignoring ZPAGE_REPORT_DELAY_MS=soon is expected here)\n");
+	T_DIAG("(a message about ignoring ZPAGE_REPORT_DELAY_MS=soon is expected here)");
 	setenv("ZPAGE_REPORT_DELAY_MS", "soon", 1);
 	a = zp_arena_create(&(struct zp_config){.report_order = 9});
 	ASSERT(a);
@@ -513,7 +513,7 @@ static void prezero_thread_keeps_madv_free_lazy(void)
 	zp_test_kick(a);
 	usleep(100 * 1000);
 	lazy1 = smaps_kib("LazyFree");
-	printf("MADV_FREE + ZP_PREZERO: LazyFree %ld -> %ld KiB\n", lazy0, lazy1);
+	T_NOTE("MADV_FREE + ZP_PREZERO: LazyFree %ld -> %ld KiB", lazy0, lazy1);
 	EXPECT(lazy0 >= 32 * 1024);
 	EXPECT(lazy1 >= lazy0 - 1024);
 	EXPECT_EQ(zp_arena_check(a), 0);
@@ -622,7 +622,7 @@ static void destroy_during_slow_prezero(void)
 	t0 = now_s();
 	zp_arena_destroy(a);
 	ms = (now_s() - t0) * 1e3;
-	printf("destroy during a 16 MiB/s pre-zero pause: %.2f ms\n", ms);
+	T_NOTE("destroy during a 16 MiB/s pre-zero pause: %.2f ms", ms);
 	EXPECT(ms < 100);
 }
 
@@ -644,7 +644,7 @@ static void destroy_during_slow_report(void)
 	t0 = now_s();
 	zp_arena_destroy(a);
 	ms = (now_s() - t0) * 1e3;
-	printf("destroy during a slow report pass: %.2f ms (%zu of 32 calls made)\n", ms, (size_t)f.attempts);
+	T_NOTE("destroy during a slow report pass: %.2f ms (%zu of 32 calls made)", ms, (size_t)f.attempts);
 	EXPECT(ms < 100);
 }
 
@@ -751,8 +751,9 @@ static void stats_exact_during_a_pass(void)
 	zp_arena_destroy(exact_arena);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	t_init(argc, argv);
 	RUN(report_pass_with_fake_backend);
 	RUN(small_blocks_never_reported);
 	RUN(madv_free_style_backend_leaves_pages_dirty);
