@@ -70,7 +70,7 @@ check: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench
 
 # ---- benchmark ----
 BENCH_SRCS := $(wildcard bench/*.c)
-$(B)/zpage-bench: $(BENCH_SRCS) bench/bench.h $(HDRS) $(B)/libzpage.a
+$(B)/zpage-bench: $(BENCH_SRCS) $(wildcard bench/*.h) $(HDRS) $(B)/libzpage.a
 	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -Isrc -Ibench -pthread $(BENCH_SRCS) $(B)/libzpage.a -o $@ -lm -ldl
 
 # `make bench` runs the default suite; BENCH_ARGS="all --plot bench-out" for everything

@@ -1,15 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * zpage-bench internals: timing, statistics, results, peers.
+ * zpage-bench: what a scenario sees.
  *
  * A scenario measures samples and records each metric of each row with
  * result(): the median with the 10th-90th percentile spread is kept, and the
- * samples too (for plots).  main.c prints one table per scenario, writes
- * CSV/JSON, and draws SVG charts through gnuplot.
+ * samples too (for plots).  The files:
+ *   main.c     the command line and the scenario table
+ *   util.c     timing, percentiles, random numbers, allocation, messages
+ *   results.c  the store of results, the text tables, CSV and JSON
+ *   plot.c     one gnuplot script per chart, run as `gnuplot NAME.gp`
+ *   peers.c    the allocators zpage is compared with
+ *   sc_*.c     the scenarios
+ * results.h has what main.c and plot.c read back from the store.
  */
 #ifndef ZPAGE_BENCH_H
 #define ZPAGE_BENCH_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <stddef.h>
@@ -20,21 +27,33 @@
 /* options (main.c) */
 extern unsigned opt_threads; /* default: online CPUs */
 extern double opt_scale;     /* multiplies sample counts and durations */
-extern double opt_idle;      /* fault: seconds to idle before the "after idle" rows (0 = skip) */
+extern double opt_idle;	     /* fault: seconds to idle before the "after idle" rows (0 = skip) */
 
+/* util.c */
 double now_ns(void);
 double pct(const double *v, size_t n, double p); /* v is not reordered */
+void sort_doubles(double *v, size_t n);
 uint64_t rnd64(uint64_t *s);
 /* ns to read the 64 KiB around page @t of a block of @bytes (clipped to
  * the block), one load per cache line: what a caller touches first */
 double read_window(const char *blk, size_t bytes, size_t t);
+extern bool progress_on; /* set by main.c: stderr is a terminal */
 void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void *xmalloc(size_t n);
+void *xmemdup(const void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+/* @p (of *@cap elements of @size bytes) grown to hold at least @need:
+ * GROW(arr, cap, need) */
+void *grow_array(void *p, size_t *cap, size_t need, size_t size);
+#define GROW(arr, cap, need) ((arr) = grow_array((arr), &(cap), (need), sizeof(*(arr))))
 struct zp_arena *arena_or_die(const struct zp_config *cfg);
 
-/* Record a metric of a row: median and spread of @samples (copied).
- * @lower_is_better: for the ratio column (ratio = this / reference row). */
+/* results.c.  Record a metric of a row: median and spread of @samples
+ * (copied).  A unit that is a rate ("GB/s", "M ops/s") means higher is
+ * better; any other (time, memory, a ratio of times) lower is better. */
 void result(const char *scenario, const char *row, const char *metric, const char *unit, const double *samples,
 	    size_t n);
 /* A note printed under the scenario's table. */
@@ -49,9 +68,9 @@ void series(const char *scenario, const char *name, const double *x, const doubl
 struct peer {
 	const char *name;
 	bool available;
-	const char *why; /* when not available */
-	void *(*zalloc)(size_t size);  /* zero-filled, page-aligned at least */
-	void *(*alloc)(size_t size);   /* contents undefined, page-aligned at least */
+	const char *why;	      /* when not available */
+	void *(*zalloc)(size_t size); /* zero-filled, page-aligned at least */
+	void *(*alloc)(size_t size);  /* contents undefined, page-aligned at least */
 	void (*release)(void *p, size_t size);
 };
 enum { PEER_GLIBC, PEER_JEMALLOC, PEER_MIMALLOC, PEER_TCMALLOC, NR_PEERS };
@@ -60,7 +79,8 @@ void peers_load(void);
 
 /* scenarios */
 void sc_fault(void);
-void sc_anon(bool random);
+void sc_anon_seq(void);
+void sc_anon_rand(void);
 void sc_churn(void);
 void sc_clear(void);
 void sc_rss(void);

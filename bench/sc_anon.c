@@ -148,7 +148,7 @@ static void one_row(const char *sc, const char *row, enum kind kind, const struc
 	free(gbs);
 }
 
-void sc_anon(bool random)
+static void sc_anon(bool random)
 {
 	const char *sc = random ? "anon-w-rand" : "anon-w-seq";
 
@@ -168,4 +168,14 @@ void sc_anon(bool random)
 	     "%u threads, each %zu MiB per round in 2 MiB blocks; round 1 of zpage is fresh memory, later rounds "
 	     "reuse what it freed",
 	     opt_threads, (size_t)(64 * opt_scale < 2 ? 2 : 64 * opt_scale) * 2);
+}
+
+void sc_anon_seq(void)
+{
+	sc_anon(false);
+}
+
+void sc_anon_rand(void)
+{
+	sc_anon(true);
 }

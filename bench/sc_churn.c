@@ -6,6 +6,9 @@
  * second (3 runs) and per-operation latency percentiles, 1 thread and
  * --threads threads, for zpage and the peers (4 KiB << order, page-aligned).
  * Latency is timed around each call with clock_gettime (~20 ns included).
+ * A thread keeps at most MAX_LAT latencies: those of every stride-th call,
+ * the stride doubling (and every other kept one dropped) when the buffer is
+ * full, so that what is kept samples the whole run evenly.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -24,6 +27,7 @@ struct cw {
 	unsigned long ops;
 	double *lat;
 	size_t nlat;
+	unsigned long stride; /* a power of two: the latency of every stride-th call is kept */
 	int failed;
 };
 
@@ -34,6 +38,17 @@ static unsigned pick_order(uint64_t *rng)
 	while (o < 10 && (rnd64(rng) & 1))
 		o++;
 	return o;
+}
+
+static void keep_latency(struct cw *w, double dt)
+{
+	if (w->nlat == MAX_LAT) {
+		for (size_t i = 0; i < MAX_LAT / 2; i++)
+			w->lat[i] = w->lat[2 * i];
+		w->nlat = MAX_LAT / 2;
+		w->stride *= 2;
+	}
+	w->lat[w->nlat++] = dt;
 }
 
 static void *churn(void *arg)
@@ -78,9 +93,8 @@ static void *churn(void *arg)
 				p[i] = p[--n];
 				o[i] = o[n];
 			}
-			w->ops++;
-			if (w->nlat < MAX_LAT)
-				w->lat[w->nlat++] = dt;
+			if (!(w->ops++ & (w->stride - 1)))
+				keep_latency(w, dt);
 		}
 	}
 	while (n--) {
@@ -96,8 +110,8 @@ static void one_row(const char *row, const struct peer *pe, unsigned nt)
 {
 	enum { RUNS = 3 };
 	double seconds = 0.4 * opt_scale, opsps[RUNS];
-	double *lat = xmalloc(RUNS * nt * MAX_LAT * sizeof(double) / 8);
-	size_t nlat = 0, cap = RUNS * nt * MAX_LAT / 8;
+	double *lat = xmalloc(RUNS * nt * (MAX_LAT / 8) * sizeof(double));
+	size_t nlat = 0;
 	struct cw *w = xmalloc(nt * sizeof(*w));
 	pthread_t *t = xmalloc(nt * sizeof(*t));
 	long failed = 0;
@@ -111,18 +125,21 @@ static void one_row(const char *row, const struct peer *pe, unsigned nt)
 
 		progress("churn: %s run %d/%d", row, r + 1, RUNS);
 		for (unsigned i = 0; i < nt; i++) {
-			w[i] = (struct cw){a,	    pe,
-					   seconds, 0x2545f4914f6cdd1dull * (i + 1) + (uint64_t)r,
-					   0,	    xmalloc(MAX_LAT * sizeof(double)),
-					   0,	    0};
+			w[i] = (struct cw){.a = a,
+					   .pe = pe,
+					   .seconds = seconds,
+					   .rng = 0x2545f4914f6cdd1dull * (i + 1) + (uint64_t)r,
+					   .lat = xmalloc(MAX_LAT * sizeof(double)),
+					   .stride = 1};
 			pthread_create(&t[i], NULL, churn, &w[i]);
 		}
 		for (unsigned i = 0; i < nt; i++) {
 			pthread_join(t[i], NULL);
 			ops += w[i].ops;
 			failed += w[i].failed;
-			/* keep every 8th latency: enough for p99.9, bounded memory */
-			for (size_t k = 0; k < w[i].nlat && nlat < cap; k += 8)
+			/* keep every 8th latency: enough for p99.9, bounded memory
+			 * (at most MAX_LAT / 8 a thread and run: lat has room) */
+			for (size_t k = 0; k < w[i].nlat; k += 8)
 				lat[nlat++] = w[i].lat[k];
 			free(w[i].lat);
 		}

@@ -97,15 +97,19 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 	size_t n = (size_t)1 << order, bsz = n << ZP_PAGE_SHIFT, nblk = RING_BYTES / bsz;
 	struct zp_config cfg = {.size = RING_BYTES, .max_order = order < 10 ? 10 : order};
 	struct zp_arena *a = zp_arena_create(&cfg);
-	static double tc[NR_ROWS][4096], tr[NR_ROWS][4096];
+	double *tc[NR_ROWS], *tr[NR_ROWS]; /* clear and read times, per row and sample */
 	char **blk = calloc(nblk, sizeof(*blk));
 	/* walk the ring with a large odd stride (nblk is a power of two, so
 	 * every block is visited once per lap) so that blocks cleared one after
 	 * the other are far apart and no row gains from the prefetcher */
 	size_t next = 0, stride = ((nblk * 5) / 8) | 1;
 
-	if (!a || !blk || samples > 4096) {
+	if (!a || !blk) {
 		die("clear: setup failed");
+	}
+	for (int r = 0; r < NR_ROWS; r++) {
+		tc[r] = xmalloc(samples * sizeof(double));
+		tr[r] = xmalloc(samples * sizeof(double));
 	}
 	for (size_t i = 0; i < nblk; i++) {
 		blk[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
@@ -169,6 +173,10 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 		per_sample(sc, row_names[r], "read 64K after", "us", tr[r], NULL, samples);
 		per_sample(sc, row_names[r], "read x NT", "paired", tr[r], tr[R_NT], samples);
 	}
+	for (int r = 0; r < NR_ROWS; r++) {
+		free(tc[r]);
+		free(tr[r]);
+	}
 	note(sc,
 	     "%u cache-cold dirty blocks per row from a 256 MiB ring; 'paired' = median of per-sample ratios; "
 	     "cached = %s, non-temporal = %s",
@@ -187,6 +195,6 @@ void sc_clear(void)
 		unsigned n = (unsigned)(samples[i] * opt_scale);
 
 		progress("clear: order %u", orders[i]);
-		clear_one_order(orders[i], n < 8 ? 8 : n > 4096 ? 4096 : n, &rng);
+		clear_one_order(orders[i], n < 8 ? 8 : n, &rng);
 	}
 }

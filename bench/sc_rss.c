@@ -40,11 +40,24 @@ static void sleep_ms(double ms)
 	nanosleep(&ts, NULL);
 }
 
+struct points {
+	double *x, *y;
+	size_t n, capx, capy;
+};
+
+/* one more point: seconds since @t0, MiB resident above @base */
+static void sample_rss(struct points *s, double t0, double base)
+{
+	GROW(s->x, s->capx, s->n + 1);
+	GROW(s->y, s->capy, s->n + 1);
+	s->x[s->n] = (now_ns() - t0) / 1e9;
+	s->y[s->n++] = rss_mib() - base;
+}
+
 void sc_rss(void)
 {
 	size_t nblk = (size_t)(256 * opt_scale);
 	double idle_s = opt_scale < 1 ? 1.5 : 3.0;
-	double at_end[2] = {0, 0};
 	double t_free = 0;
 
 	if (nblk < 8)
@@ -53,8 +66,9 @@ void sc_rss(void)
 		struct zp_config cfg = {.size = (size_t)1 << 30, .flags = on ? ZP_REPORT : 0, .report_delay_ms = 1000};
 		struct zp_arena *a = arena_or_die(&cfg);
 		char **p = xmalloc(nblk * sizeof(*p));
-		double base = rss_mib(), t0 = now_ns(), xs[128], ys[128];
-		size_t n = 0;
+		double base = rss_mib(), t0 = now_ns();
+		struct points s = {0};
+		const char *row = on ? "ZP_REPORT (delay 1 s)" : "no reporting";
 
 		progress("rss: reporting %s", on ? "on" : "off");
 		for (size_t i = 0; i < nblk; i++) {
@@ -62,32 +76,27 @@ void sc_rss(void)
 			if (!p[i])
 				die("rss: allocation failed");
 			memset(p[i], 0x5a, BLK);
-			if (i % (nblk / 8) == 0 && n < 128) {
-				xs[n] = (now_ns() - t0) / 1e9;
-				ys[n++] = rss_mib() - base;
-			}
+			if (i % (nblk / 8) == 0)
+				sample_rss(&s, t0, base);
 		}
 		t_free = (now_ns() - t0) / 1e9;
 		for (size_t i = 0; i < nblk; i++)
 			zp_free_pages(a, p[i], 9);
-		for (double t = 0; t < idle_s && n < 128; t += 0.1) {
-			xs[n] = (now_ns() - t0) / 1e9;
-			ys[n++] = rss_mib() - base;
+		for (double t = 0; t < idle_s; t += 0.1) {
+			sample_rss(&s, t0, base);
 			sleep_ms(100);
 		}
-		series("rss", on ? "ZP_REPORT (delay 1 s)" : "no reporting", xs, ys, n, "seconds",
-		       "MiB resident (VmRSS)");
-		result("rss", on ? "ZP_REPORT (delay 1 s)" : "no reporting", "RSS at the end", "MiB", &ys[n - 1], 1);
-		at_end[on] = ys[n - 1];
-		for (size_t i = 0; i < n; i += n / 8 ? n / 8 : 1)
-			note("rss", "t=%5.2fs  %-22s %7.1f MiB", xs[i], on ? "ZP_REPORT (delay 1 s)" : "no reporting",
-			     ys[i]);
+		series("rss", row, s.x, s.y, s.n, "time (s)", "resident memory (MiB, VmRSS)");
+		result("rss", row, "RSS at the end", "MiB", &s.y[s.n - 1], 1);
+		for (size_t i = 0; i < s.n; i += s.n / 8 ? s.n / 8 : 1)
+			note("rss", "t=%5.2fs  %-22s %7.1f MiB", s.x[i], row, s.y[i]);
 		zp_arena_destroy(a);
 		free(p);
+		free(s.x);
+		free(s.y);
 	}
 	note("rss", "grow to %zu MiB (written), free all (at ~%.1f s), idle %.1f s; RSS relative to before the arena",
 	     nblk * 2, t_free, idle_s);
-	(void)at_end;
 }
 
 static double cpu_s(int who)

@@ -18,19 +18,22 @@
  *
  * fork(): safe while other threads use the arena.  The child gets a working
  * copy: every free page of the parent is free in the child (blocks that a
- * reporting or pre-zeroing pass held at the fork included); blocks that
- * parent threads held (allocated, or in the middle of an allocation or a
- * free) stay allocated.  A child whose arena had a background thread
- * (ZP_REPORT, ZP_PREZERO) starts its own at its first allocation, free or
- * pass, and zp_arena_destroy() in the child never touches the parent's.
- * The library's fork handlers are registered at the first
- * zp_arena_create(); an application pthread_atfork() prepare handler
- * registered before that runs while the library holds its locks (prepare
- * handlers run in reverse order of registration) and must not call zpage.
+ * reporting or pre-zeroing pass held at the fork included); blocks the
+ * parent had allocated stay allocated (the child may free them); a block
+ * that a parent thread was in the middle of allocating or freeing is lost
+ * to the child (neither free nor freeable).  A child whose arena had a
+ * background thread (ZP_REPORT, ZP_PREZERO) starts its own at its first
+ * allocation, free or pass, and zp_arena_destroy() in the child never
+ * touches the parent's.  The library's fork handlers are registered when
+ * it is loaded, so an application's own pthread_atfork() handlers run
+ * while zpage holds none of its locks, and may call it.
  *
  * Signals: the library's background thread blocks every signal but the
  * fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), so a
- * process-directed signal is never handled on it.
+ * signal sent to the process is never handled on it, unless it is one of
+ * those sent with kill() while every application thread blocks it.
+ *
+ * Cancellation: no function is a cancellation point while it holds a lock.
  *
  * Resident memory: the arena is reserved, not committed.  With transparent
  * huge pages (the default; the system's THP mode must be "always" or
@@ -194,8 +197,9 @@ ZP_API int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order);
  * reported is isolated under the arena lock, handed to the OS with the lock
  * dropped (madvise MADV_DONTNEED by default), and put back marked reported
  * (and zeroed when the backend's zero-fill was confirmed at start-up).
- * Zeroed resident blocks are skipped while reporting them would leave less
- * than prezero_bytes of zeroed resident memory.  A block whose system call
+ * Zeroed resident pages are kept (only the block's other pages are handed
+ * back) while reporting them would leave less than prezero_bytes of zeroed
+ * resident memory.  A block whose system call
  * fails (a page of it is mlocked, say) is put back unchanged and the pass
  * goes on with the others (after 64 failures it stops).
  * Allocation and free go on meanwhile.  Ignores report_delay_ms.

@@ -6,8 +6,8 @@
  * The managed range is one private anonymous mapping, reserved with
  * MAP_NORESERVE (nothing is committed until touched), aligned to the
  * largest block and to 2 MiB (os_reserve()).  Transparent huge pages are
- * requested unless ZP_NOHUGEPAGE: then the first write to a 2 MiB range may
- * commit all of it.  Fresh memory has never been touched, so every page
+ * requested (the first write to a 2 MiB range may then commit all of it)
+ * unless ZP_NOHUGEPAGE.  Fresh memory has never been touched, so every page
  * starts zeroed+reported.
  *
  * Metadata (descriptors and bitmaps, 12.25 bytes per page) is a second
@@ -15,7 +15,7 @@
  * blocks can corrupt it.  It is prefaulted when at most 64 MiB (arenas up
  * to about 20 GiB), which costs its full size in RSS at creation.
  *
- * fork: the handlers (registered once, os_atfork_init()) take, in this
+ * fork: the handlers (registered at load, os.c) take, in this
  * order, the registry lock, then for each registered arena every pcp lock
  * in index order and the arena lock: the documented lock order, so the
  * child never inherits a lock held by a thread that does not exist there.

@@ -295,13 +295,16 @@ static int check_locked(struct zp_arena *a)
 
 int zp_arena_check(struct zp_arena *a)
 {
-	int ret;
+	int ret, old;
 
 	if (!a)
 		return -EINVAL;
+	/* fprintf() under every lock may be a cancellation point */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 	lock_all(a);
 	ret = check_locked(a);
 	unlock_all(a);
+	pthread_setcancelstate(old, NULL);
 	return ret;
 }
 

@@ -374,7 +374,6 @@ size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order)
 	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0, true};
 
 	clear_runs(&x, 0, n, RUN_NT, block_all_dirty(&x, n));
-	stat_add(&a->pages_cleared, x.cleared);
 	return x.cleared;
 }
 

@@ -176,6 +176,7 @@ struct zp_arena {
 	uint64_t daemon_sleeps;	     /* under lock: times the thread went to sleep */
 	struct free_list isolated;   /* under lock: blocks a report / pre-zero pass holds */
 	size_t isolated_pages;	     /* under lock: their pages */
+	size_t fork_putback_pages;   /* in a forked child: what passes held at the fork */
 	pthread_cond_t putback_cond; /* with lock: signalled when a pass puts blocks back */
 
 	/* the registry of live arenas, for the fork handlers (arena.c) */

@@ -235,3 +235,14 @@ void os_atfork_init(void)
 {
 	pthread_once(&atfork_once, atfork_register);
 }
+
+/*
+ * Register at load time, before main() registers anything: prepare
+ * handlers run in reverse order of registration, parent and child handlers
+ * in order, so an application's own handlers then run while zpage holds
+ * none of its locks (and may call zpage).
+ */
+__attribute__((constructor)) static void atfork_at_load(void)
+{
+	os_atfork_init();
+}

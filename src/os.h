@@ -92,7 +92,8 @@ int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 /* ---- fork ---- */
 
 /*
- * Register the fork handlers, once per process (pthread_atfork).  They are
+ * Register the fork handlers, once per process (pthread_atfork); done when
+ * the library is loaded, and again (a no-op) at each arena creation.  They are
  * the arena registry's (arena.c): prepare takes every lock of every arena,
  * parent releases them, child releases them and repairs what the threads
  * that did not survive the fork left behind.

@@ -179,8 +179,8 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 
 static void free_pages_prepare(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
-	if (a->flags & ZP_INIT_ON_FREE)
-		clear_dirty_free_block(a, pfn, order); /* all of it: allocated pages are dirty */
+	if (a->flags & ZP_INIT_ON_FREE) /* all of it: allocated pages are dirty */
+		stat_add(&a->pages_cleared, clear_dirty_free_block(a, pfn, order));
 	else if (a->flags & ZP_VERIFY)
 		memset(pfn_to_addr(a, pfn), POISON_BYTE, ZP_PAGE_SIZE << order);
 }

@@ -56,8 +56,11 @@
  * returns within one system call or one block's clear.
  *
  * Reporting and pre-zeroing do not undo each other: reporting leaves
- * prezero_bytes of zeroed resident memory unreported, and pre-zeroing never
- * writes a reported page.
+ * prezero_bytes of zeroed resident memory unreported, even inside a block
+ * it reports (keep_zeroed: only the block's resident dirty runs go back),
+ * and pre-zeroing never writes a reported page.  Putting blocks back never
+ * schedules a report pass, so a block whose system call keeps failing does
+ * not bring the thread back again and again.
  *
  * Invariants (zp_arena_check()): a->isolated lists exactly the blocks a pass
  * holds, each head PG_busy with its order, and isolated_pages is their sum.
@@ -109,6 +112,8 @@ void zp_test_set_backend(struct zp_arena *a, const struct zp_backend *b)
 struct isolated {
 	uint32_t pfn;
 	unsigned order;
+	bool keep_zeroed; /* report: its zeroed pages are part of the pre-zero
+			     reserve; hand back only its resident dirty runs */
 };
 
 /* Lock held.  Take the listed block at @pfn off its list onto a->isolated. */
@@ -119,7 +124,7 @@ static struct isolated isolate_block(struct zp_arena *a, uint32_t pfn, unsigned 
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
 	list_add(a, &a->isolated, pfn, false);
 	a->isolated_pages += (size_t)1 << order;
-	return (struct isolated){pfn, order};
+	return (struct isolated){pfn, order, false};
 }
 
 static bool in(const uint32_t *set, size_t n, uint32_t pfn)
@@ -134,13 +139,17 @@ static bool in(const uint32_t *set, size_t n, uint32_t pfn)
  * Lock held.  Take up to @max report candidates, largest first: blocks of
  * report_order or larger with a page not yet reported (a block reported
  * through a backend that does not zero stays dirty, and must not be
- * reported again and again), except zeroed blocks while reporting them
- * would leave less than prezero_bytes of zeroed resident memory, and
- * except the @nskip blocks in @skip (their system call failed this pass).
+ * reported again and again), except the @nskip blocks in @skip (their
+ * system call failed this pass).  Reporting keeps prezero_bytes of zeroed
+ * resident memory: a block whose zeroed pages the reserve needs is either
+ * skipped (nothing else to report in it) or isolated with keep_zeroed, and
+ * only its resident dirty runs are handed back.
  */
 static size_t isolate_for_report(struct zp_arena *a, struct isolated *out, size_t max, const uint32_t *skip,
 				 size_t nskip)
 {
+	size_t reserve = a->prezero_bytes >> ZP_PAGE_SHIFT;
+	size_t kept = 0; /* zeroed pages isolated with keep_zeroed: still the reserve's */
 	size_t n = 0;
 
 	lock_assert_held(&a->lock);
@@ -150,19 +159,48 @@ static size_t isolate_for_report(struct zp_arena *a, struct isolated *out, size_
 
 			for (pfn = a->free[o][s].head; pfn != NIL && n < max; pfn = next) {
 				struct zcount c;
+				bool keep;
 
 				next = a->pages[pfn].next;
 				zs_count(a, pfn, (size_t)1 << o, &c);
 				if (c.reported == c.pages || in(skip, nskip, pfn))
 					continue;
-				if (s == ZS_ZEROED && a->cnt.zeroed < c.zeroed + (a->prezero_bytes >> ZP_PAGE_SHIFT))
-					continue;
+				keep = c.zeroed && a->cnt.zeroed + kept < c.zeroed + reserve;
+				if (keep && c.dirty == c.lazy)
+					continue; /* only reserve pages to report */
 				del_from_free_list(a, pfn, o, (enum zstate)s);
-				out[n++] = isolate_block(a, pfn, o);
+				out[n] = isolate_block(a, pfn, o);
+				out[n++].keep_zeroed = keep;
+				if (keep)
+					kept += c.zeroed;
 			}
 		}
 	}
 	return n;
+}
+
+/* Hand back the resident dirty runs of an isolated block (keep_zeroed).
+ * Returns the pages reported, or -errno of the first failed call. */
+static long report_dirty_runs(struct zp_arena *a, const struct isolated *b)
+{
+	size_t end = b->pfn + ((size_t)1 << b->order);
+	long done = 0;
+
+	for (size_t p = b->pfn; p < end;) {
+		size_t s = zs_next_clearable(a, p, end, true), e;
+		int rc;
+
+		if (s == end)
+			break;
+		e = zs_next_clearable(a, s, end, false);
+		rc = a->backend.report(a->backend.ctx, pfn_to_addr(a, s), (e - s) << ZP_PAGE_SHIFT);
+		if (rc)
+			return done ? done : rc;
+		zs_mark_reported(a, s, e - s, a->report_zeroes);
+		done += (long)(e - s);
+		p = e;
+	}
+	return done;
 }
 
 /* Lock held.  The first block of @order on the dirty list with a resident
@@ -212,10 +250,16 @@ static size_t isolate_for_prezero(struct zp_arena *a, unsigned want, struct isol
 	return 1;
 }
 
-/* Lock held.  Put the blocks back on the free lists (merging) and wake
- * allocations waiting for isolated memory. */
+/*
+ * Lock held.  Put the blocks back on the free lists (merging) and wake
+ * allocations waiting for isolated memory.  Putting back does not schedule
+ * a report pass (a block whose system call failed would otherwise bring
+ * the thread back every report_delay_ms, for ever): frees do.
+ */
 static void put_back(struct zp_arena *a, const struct isolated *b, size_t n)
 {
+	bool pending = a->report_pending;
+
 	lock_assert_held(&a->lock);
 
 	for (size_t i = 0; i < n; i++) {
@@ -223,14 +267,21 @@ static void put_back(struct zp_arena *a, const struct isolated *b, size_t n)
 		a->isolated_pages -= (size_t)1 << b[i].order;
 		free_one_page(a, b[i].pfn, b[i].order);
 	}
+	a->report_pending = pending;
 	if (n)
 		pthread_cond_broadcast(&a->putback_cond);
 }
 
+/* Lock held.  Not a cancellation point: a thread cancelled here would
+ * leave holding the arena lock (pthread_cond_wait() retakes it). */
 void wait_for_isolated(struct zp_arena *a)
 {
+	int old;
+
 	lock_assert_held(&a->lock);
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 	zlock_cond_wait(&a->lock, &a->putback_cond);
+	pthread_setcancelstate(old, NULL);
 }
 
 static bool stopping(struct zp_arena *a)
@@ -261,8 +312,20 @@ long zp_arena_report(struct zp_arena *a)
 		for (size_t i = 0; i < n && !stopping(a); i++) {
 			size_t pages = (size_t)1 << b[i].order;
 			struct zcount c;
-			int rc = a->backend.report(a->backend.ctx, pfn_to_addr(a, b[i].pfn), pages << ZP_PAGE_SHIFT);
+			int rc;
 
+			if (b[i].keep_zeroed) {
+				long r = report_dirty_runs(a, &b[i]);
+
+				if (r > 0)
+					batch_reported += r;
+				else if (r < 0 && !err)
+					err = (int)r;
+				if (r < 0 && nfailed < MAX_FAILED)
+					failed[nfailed++] = b[i].pfn;
+				continue;
+			}
+			rc = a->backend.report(a->backend.ctx, pfn_to_addr(a, b[i].pfn), pages << ZP_PAGE_SHIFT);
 			if (rc) {
 				if (!err)
 					err = rc;
@@ -331,6 +394,7 @@ long zp_arena_prezero(struct zp_arena *a, size_t max_bytes)
 		cleared = clear_dirty_free_block(a, b.pfn, b.order);
 		zlock_lock(&a->lock);
 		put_back(a, &b, 1);
+		stat_add(&a->pages_cleared, cleared); /* with the pages: stats stay exact */
 		stat_add(&a->pages_prezeroed, cleared);
 		zlock_unlock(&a->lock);
 		done += cleared;
@@ -490,16 +554,23 @@ void daemon_stop(struct zp_arena *a)
 
 /*
  * In a forked child, at the first allocation, free or pass: start the
- * thread its parent had (the child has none).  If it cannot start, the
- * child goes on without background work; explicit passes still work.
+ * thread its parent had (the child has none).  One caller claims the
+ * restart; the thread is created with no lock held (pthread_create()
+ * allocates, and may map memory).  If it cannot start, the child goes on
+ * without background work; explicit passes still work.
  */
 void daemon_start_after_fork(struct zp_arena *a)
 {
+	pthread_t t;
+
+	if (!atomic_exchange(&a->daemon_restart, false))
+		return;
+	if (os_thread_start(&t, daemon_main, a))
+		return;
 	zlock_lock(&a->lock);
-	if (atomic_exchange(&a->daemon_restart, false) && !a->daemon_running)
-		daemon_start(a);
-	if (a->daemon_running && (a->report_pending || prezero_wanted(a)))
-		pthread_cond_signal(&a->daemon_cond);
+	a->daemon = t;
+	a->daemon_running = true;
+	pthread_cond_signal(&a->daemon_cond); /* work the parent left */
 	zlock_unlock(&a->lock);
 }
 
@@ -518,6 +589,7 @@ void report_fork_child(struct zp_arena *a)
 	a->daemon_running = false;
 	atomic_store(&a->daemon_stop, false);
 	a->prezero_resume_ms = 0;
+	a->fork_putback_pages = a->isolated_pages;
 	while (a->isolated.head != NIL) {
 		uint32_t pfn = a->isolated.head;
 		struct isolated b = {pfn, pg_order(pg_info(&a->pages[pfn]))};

@@ -57,16 +57,19 @@ void zs_count(const struct zp_arena *a, size_t pfn, size_t n, struct zcount *c)
 }
 
 /*
- * Which list a free block goes on.  Partly dirty counts as dirty (a zeroing
- * request must clear it); "reported" only when every page was given back,
- * so that a block with resident zero pages is still a first choice.
+ * Which list a free block goes on.  "Reported" when every page was given
+ * back, whether or not the OS promised zeros (MADV_FREE): touching it costs
+ * a fault, so it is every request's last choice, and a zeroing request
+ * still clears its pages not known zero.  Otherwise partly dirty counts as
+ * dirty (a zeroing request must clear it), and a block with resident zero
+ * pages and no dirty one is zeroed.
  */
 enum zstate zs_summary(const struct zcount *c)
 {
-	if (c->dirty)
-		return ZS_DIRTY;
 	if (c->reported == c->pages)
 		return ZS_REPORTED;
+	if (c->dirty)
+		return ZS_DIRTY;
 	return ZS_ZEROED;
 }
 

@@ -1,20 +1,23 @@
 #!/bin/sh
 # Smoke test of zpage-bench: every scenario at a tiny scale, the machine
 # outputs, charts when gnuplot is there, and the command-line errors.
-# Prints "bench_smoke: N passed, N failed, N skipped" like the C suites.
+# Prints TAP like the C suites (ok N - name, not ok N - name,
+# ok N - name # SKIP reason, "# " diagnostics, the plan 1..N last).
 bench=${1:-build/zpage-bench}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-pass=0 fail=0 skip=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-skipped() { skip=$((skip + 1)); echo "skip $1 # SKIP $2"; }
+n=0 pass=0 fail=0 skip=0
+ok() { n=$((n + 1)) pass=$((pass + 1)); echo "ok $n - $1"; }
+bad() { n=$((n + 1)) fail=$((fail + 1)); echo "not ok $n - $1"; }
+skipped() { n=$((n + 1)) skip=$((skip + 1)); echo "ok $n - $1 # SKIP $2"; }
+diag() { sed 's/^/# /'; } # stdin as TAP diagnostics
+echo "TAP version 13"
 
 for sc in fault anon-w-seq anon-w-rand churn clear rss prezero; do
 	if "$bench" --scale 0.02 "$sc" >"$out/$sc.txt" 2>&1 && grep -q "^== $sc" "$out/$sc.txt"; then
 		ok "scenario $sc"
 	else
-		bad "scenario $sc"; sed 's/^/    /' "$out/$sc.txt" | tail -n 5
+		bad "scenario $sc"; tail -n 5 "$out/$sc.txt" | diag
 	fi
 done
 # peers: `make bench` installs them (scripts/deps.sh); `make check` does
@@ -49,7 +52,7 @@ if "$bench" --scale 0.02 --threads 2 --csv "$out/r.csv" --json "$out/r.json" --p
 			bad "plots without gnuplot"
 	fi
 else
-	bad "machine outputs"; tail -n 5 "$out/machine.txt"
+	bad "machine outputs"; tail -n 5 "$out/machine.txt" | diag
 fi
 
 # bad input: one line on stderr, exit code 2
@@ -58,10 +61,11 @@ for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv
 	"$bench" $args >/dev/null 2>"$out/err.txt"
 	rc=$?
 	if [ $rc -eq 2 ] && [ "$(wc -l <"$out/err.txt")" -eq 1 ]; then ok "rejects '$args'"; else
-		bad "rejects '$args' (exit $rc)"; cat "$out/err.txt"
+		bad "rejects '$args' (exit $rc)"; diag <"$out/err.txt"
 	fi
 done
 "$bench" --help | grep -q "anon-w-rand" && ok "--help" || bad "--help"
 
-echo "bench_smoke: $pass passed, $fail failed, $skip skipped"
+echo "# bench_smoke: $pass passed, $fail failed, $skip skipped"
+echo "1..$n"
 [ $fail -eq 0 ]

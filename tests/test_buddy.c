@@ -241,8 +241,9 @@ static void pcp_keeps_zero_state(void)
 	zp_arena_destroy(a);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	t_init(argc, argv);
 	RUN(fresh_arena_is_reported_and_zero);
 	RUN(split_leaves_one_block_per_order);
 	RUN(merge_keeps_per_page_state);

@@ -162,8 +162,8 @@ static void one_case(int aliasing, unsigned flags, zp_gfp_t gfp, int with_ua, en
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 	if (t_cur_failed != fails_before)
-		fprintf(stderr, "  in case: aliasing=%d flags=%#x gfp=%#x user_addr=%d %s order=%u\n", aliasing, flags,
-			gfp, with_ua, setup_names[st], order);
+		T_DIAG("  in case: aliasing=%d flags=%#x gfp=%#x user_addr=%d %s order=%u", aliasing, flags, gfp,
+		       with_ua, setup_names[st], order);
 }
 
 static void exactly_once_matrix(void)
@@ -232,8 +232,9 @@ static void user_addr_zero_is_an_address(void)
 	zp_arena_destroy(a);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	t_init(argc, argv);
 	RUN(exactly_once_matrix);
 	RUN(aliasing_init_on_alloc_no_double_clear);
 	RUN(user_addr_zero_is_an_address);

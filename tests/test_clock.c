@@ -93,7 +93,7 @@ static uint64_t report_after_jump(long shift, unsigned delay_ms, uint64_t *nslee
 	char *p;
 
 	if (!a) {
-		perror("zp_arena_create");
+		T_DIAG("zp_arena_create: %s", strerror(errno));
 		abort();
 	}
 	p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
@@ -153,8 +153,9 @@ static void timed_wait_not_cut_short_by_backward_jump(void)
 			 (unsigned long long)n, (unsigned long long)t);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	t_init(argc, argv);
 	RUN(timed_wait_survives_wall_clock_jump);
 	RUN(timed_wait_not_cut_short_by_backward_jump);
 	return t_done("test_clock");

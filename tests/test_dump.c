@@ -128,8 +128,9 @@ static void dump_null_is_harmless(void)
 	zp_arena_destroy(a);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	t_init(argc, argv);
 	RUN(dump_matches_stats);
 	RUN(dump_null_is_harmless);
 	return t_done("test_dump");

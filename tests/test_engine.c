@@ -198,7 +198,7 @@ static void primitives_match_memset(void)
 		const struct zero_impl *z = &zero_impls[i];
 
 		if (!z->available()) {
-			printf("skip primitive %s: this CPU lacks it\n", z->name);
+			T_NOTE("skip primitive %s: this CPU lacks it", z->name);
 			continue;
 		}
 		tested++;
@@ -216,7 +216,7 @@ static void primitives_match_memset(void)
 		}
 	}
 	EXPECT(tested >= 2); /* at least one cached and one non-temporal */
-	printf("primitives tested: %d of %zu; chosen: cached %s, non-temporal %s\n", tested, nr_zero_impls,
+	T_NOTE("primitives tested: %d of %zu; chosen: cached %s, non-temporal %s", tested, nr_zero_impls,
 	       zero_cached_name(), zero_nt_name());
 	free(buf);
 	free(ref);
@@ -232,8 +232,9 @@ static void thresholds_configurable(void)
 	zp_arena_destroy(a);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	t_init(argc, argv);
 	RUN(clear_order);
 	RUN(primitives_match_memset);
 	RUN(thresholds_configurable);

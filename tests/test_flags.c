@@ -57,7 +57,7 @@ static void verify_poisons_and_catches_writes_after_free(void)
 	ASSERT(p);
 	ASSERT_EQ(zp_free_pages(a, p, 4), 0);
 	p[5 * ZP_PAGE_SIZE + 100] = 1; /* the use-after-free */
-	fprintf(stderr, "(a verify message about page 5 is expected here)\n");
+	T_DIAG("(a verify message about page 5 is expected here)");
 	char *q = zp_alloc_pages(a, ZP_GFP_ZERO, 4, ZP_USER_ADDR_NONE);
 	ASSERT(q == p);
 	EXPECT_EQ(t_stats(a).verify_failures, 1);
@@ -80,7 +80,7 @@ static void checker_catches_corruption(void)
 	ASSERT_EQ(zp_free_pages(a, c, 0), 0); /* now in a per-CPU cache */
 	cp = t_pfn(a, c);
 	ASSERT_EQ(zp_arena_check(a), 0);
-	fprintf(stderr, "(five check failures are expected here)\n");
+	T_DIAG("(five check failures are expected here)");
 
 	/* a tail page claims to be a head */
 	saved = pg_info(&a->pages[ap + 1]);
@@ -117,8 +117,9 @@ static void checker_catches_corruption(void)
 	zp_arena_destroy(a);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	t_init(argc, argv);
 	RUN(init_on_alloc_zeroes_plain_requests);
 	RUN(init_on_free_clears_once_at_free);
 	RUN(verify_poisons_and_catches_writes_after_free);

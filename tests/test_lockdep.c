@@ -88,8 +88,9 @@ static void unlocked_call_aborts(void)
 #endif
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	t_init(argc, argv);
 	RUN(unlocked_call_aborts);
 	return t_done("test_lockdep");
 }

@@ -148,12 +148,12 @@ static void show_child_err(const struct child *c, int max)
 	while (*p && n < max) {
 		size_t len = strcspn(p, "\n");
 
-		fprintf(stderr, "    | %.*s%s\n", (int)(len > 200 ? 200 : len), p, len > 200 ? "..." : "");
+		T_DIAG("    | %.*s%s", (int)(len > 200 ? 200 : len), p, len > 200 ? "..." : "");
 		p += len + (p[len] == '\n');
 		n++;
 	}
 	if (*p)
-		fprintf(stderr, "    | (more)\n");
+		T_DIAG("    | (more)");
 }
 
 static void *shared_page(size_t len)
@@ -161,7 +161,7 @@ static void *shared_page(size_t len)
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED) {
-		perror("mmap");
+		T_DIAG("mmap: %s", strerror(errno));
 		abort();
 	}
 	return p;
@@ -778,7 +778,7 @@ static void nohugepage_commits_4k(void)
 	n = resident_pages((void *)p, 2 * MiB);
 	EXPECT(n >= 1 && n <= 16);
 	if (n > 16)
-		fprintf(stderr, "    one byte written made %d pages of the 2 MiB block resident\n", n);
+		T_DIAG("    one byte written made %d pages of the 2 MiB block resident", n);
 	zp_free_pages(a, (void *)p, 9);
 	zp_arena_destroy(a);
 }
@@ -931,8 +931,9 @@ static void thread_start_failure_leaves_nothing(void)
 	zp_arena_destroy(a);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	t_init(argc, argv);
 	for (int v = 0; v < NR_VARS; v++)
 		unsetenv(vars[v].name);
 	RUN(concurrent_creation_self_test); /* first: no arena created in this process yet */

@@ -5,6 +5,8 @@
  * allocating and freeing while both passes run.
  */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,13 +133,18 @@ static void small_blocks_never_reported(void)
 static void madv_free_style_backend_leaves_pages_dirty(void)
 {
 	struct fake f = {0};
-	struct zp_arena *a = fake_arena(&f, 0, false, 0);
+	struct zp_config c = {.size = 1024 * ZP_PAGE_SIZE, .max_order = 10}; /* one block */
+	struct zp_backend b = {"fake-lazy", fake_report, false, fake_now, &f, NULL};
+	struct zp_arena *a = zp_arena_create(&c);
 	char *p;
 
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
 	dirty(a, 10, 1);
 	EXPECT_EQ(zp_arena_report(a), 1024);
 	EXPECT_EQ(t_stats(a).report_zeroes, 0);
-	EXPECT_EQ(t_stats(a).nr_free_reported, 64 * 512);
+	EXPECT_EQ(t_stats(a).nr_free_reported, 1024);
+	EXPECT_EQ(zp_test_nr_free_blocks(a, 10, ZS_REPORTED), 1); /* the last choice, though not zero */
 	p = zp_alloc_pages(a, ZP_GFP_ZERO, 10, ZP_USER_ADDR_NONE);
 	ASSERT(p);
 	EXPECT_EQ(t_stats(a).pages_cleared, 1024);
@@ -217,7 +224,7 @@ static void real_backend_returns_memory(void)
 	reported = zp_arena_report(a);
 	after = rss_kib();
 	EXPECT_EQ(reported, 24 * 1024);
-	printf("real backend: VmRSS %ld -> %ld KiB after reporting %ld KiB\n", before, after, reported * 4);
+	T_NOTE("real backend: VmRSS %ld -> %ld KiB after reporting %ld KiB", before, after, reported * 4);
 	EXPECT(before - after >= reported * 4 * 9 / 10);
 	p = zp_alloc_pages(a, ZP_GFP_ZERO, 10, ZP_USER_ADDR_NONE);
 	ASSERT(p);
@@ -391,7 +398,7 @@ static void environment_overrides(void)
 	EXPECT_EQ(a->report_order, 8);
 	EXPECT_EQ(a->prezero_bytes, 1 << 20);
 	zp_arena_destroy(a);
-	fprintf(stderr, "(a message about ignoring ZPAGE_REPORT_DELAY_MS=soon is expected here)\n");
+	T_DIAG("(a message about ignoring ZPAGE_REPORT_DELAY_MS=soon is expected here)");
 	setenv("ZPAGE_REPORT_DELAY_MS", "soon", 1);
 	a = zp_arena_create(&(struct zp_config){.report_order = 9});
 	ASSERT(a);
@@ -513,7 +520,7 @@ static void prezero_thread_keeps_madv_free_lazy(void)
 	zp_test_kick(a);
 	usleep(100 * 1000);
 	lazy1 = smaps_kib("LazyFree");
-	printf("MADV_FREE + ZP_PREZERO: LazyFree %ld -> %ld KiB\n", lazy0, lazy1);
+	T_NOTE("MADV_FREE + ZP_PREZERO: LazyFree %ld -> %ld KiB", lazy0, lazy1);
 	EXPECT(lazy0 >= 32 * 1024);
 	EXPECT(lazy1 >= lazy0 - 1024);
 	EXPECT_EQ(zp_arena_check(a), 0);
@@ -622,7 +629,7 @@ static void destroy_during_slow_prezero(void)
 	t0 = now_s();
 	zp_arena_destroy(a);
 	ms = (now_s() - t0) * 1e3;
-	printf("destroy during a 16 MiB/s pre-zero pause: %.2f ms\n", ms);
+	T_NOTE("destroy during a 16 MiB/s pre-zero pause: %.2f ms", ms);
 	EXPECT(ms < 100);
 }
 
@@ -644,7 +651,7 @@ static void destroy_during_slow_report(void)
 	t0 = now_s();
 	zp_arena_destroy(a);
 	ms = (now_s() - t0) * 1e3;
-	printf("destroy during a slow report pass: %.2f ms (%zu of 32 calls made)\n", ms, (size_t)f.attempts);
+	T_NOTE("destroy during a slow report pass: %.2f ms (%zu of 32 calls made)", ms, (size_t)f.attempts);
 	EXPECT(ms < 100);
 }
 
@@ -751,8 +758,117 @@ static void stats_exact_during_a_pass(void)
 	zp_arena_destroy(exact_arena);
 }
 
-int main(void)
+/* The reserve holds when its zeroed pages sit inside a larger dirty block:
+ * pre-zeroing split a block and cleared part of it, and put back it merged
+ * with its dirty buddy.  Reporting hands back only the dirty runs. */
+static void report_keeps_reserve_inside_a_block(void)
 {
+	struct fake f = {0};
+	struct zp_config c = {.size = (size_t)16 << 20, .max_order = 10, .prezero_bytes = (size_t)2 << 20};
+	struct zp_backend b = {"fake", fake_report, true, fake_now, &f, NULL};
+	struct zp_arena *a = zp_arena_create(&c);
+
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	dirty(a, 10, 4);
+	EXPECT_EQ(zp_arena_prezero(a, 0), 512);
+	EXPECT_EQ(t_stats(a).nr_free_zeroed, 512);
+	EXPECT_EQ(zp_arena_report(a), 4096 - 512);
+	EXPECT_EQ(t_stats(a).nr_free_zeroed, 512);
+	EXPECT_EQ(t_stats(a).nr_free_reported, 4096 - 512);
+	EXPECT_EQ(zp_arena_report(a), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* A block whose system call keeps failing (mlocked) does not bring the
+ * background thread back every report_delay_ms. */
+static void failing_block_does_not_make_the_thread_poll(void)
+{
+	struct fake f = {.fail_first = true};
+	struct zp_config c = {.size = (size_t)16 << 20, .max_order = 10, .flags = ZP_REPORT, .report_delay_ms = 10};
+	struct zp_backend b = {"fake", fake_report, true, real_now, &f, real_wait};
+	struct zp_arena *a = zp_arena_create(&c);
+	size_t calls;
+
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	dirty(a, 10, 2);
+	for (int i = 0; i < 2000 && t_stats(a).pages_reported < 1024; i++)
+		usleep(1000);
+	EXPECT_EQ(t_stats(a).pages_reported, 1024); /* the other block */
+	calls = f.attempts;
+	usleep(300 * 1000); /* 30 report delays */
+	T_NOTE("failing block: %zu report calls in the 300 ms after the pass", (size_t)f.attempts - calls);
+	EXPECT_LE(f.attempts - calls, 1);
+	zp_arena_destroy(a);
+}
+
+/* A thread cancelled while it waits in zp_alloc_pages() for a pass to put
+ * blocks back must not take the arena lock with it.  In a child, so that a
+ * hang is a failure, not the end of the test run. */
+static struct zp_arena *cancel_arena;
+static struct fake cancel_fake = {.hold_at = 1};
+
+static void *cancel_report(void *arg)
+{
+	(void)arg;
+	zp_arena_report(cancel_arena);
+	return NULL;
+}
+
+static void *cancel_waiter(void *arg)
+{
+	void *p;
+
+	(void)arg;
+	p = zp_alloc_pages(cancel_arena, 0, 0, ZP_USER_ADDR_NONE); /* waits: the pass holds every page */
+	pthread_testcancel();
+	return p;
+}
+
+static void cancelled_waiter_leaves_no_lock(void)
+{
+	struct zp_config c = {.size = 1024 * ZP_PAGE_SIZE, .max_order = 10};
+	struct zp_backend b = {"fake", fake_report, true, fake_now, &cancel_fake, NULL};
+	int st = 0;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		pthread_t r, w;
+		void *p;
+
+		alarm(10);
+		cancel_arena = zp_arena_create(&c);
+		if (!cancel_arena)
+			_exit(2);
+		zp_test_set_backend(cancel_arena, &b);
+		dirty(cancel_arena, 10, 1);
+		pthread_create(&r, NULL, cancel_report, NULL);
+		while (!cancel_fake.held)
+			usleep(1000);
+		pthread_create(&w, NULL, cancel_waiter, NULL);
+		usleep(50 * 1000); /* the waiter is in the slow path, waiting */
+		pthread_cancel(w);
+		usleep(20 * 1000);
+		cancel_fake.release = 1;
+		pthread_join(r, NULL); /* the pass can put its block back */
+		pthread_join(w, NULL);
+		p = zp_alloc_pages(cancel_arena, 0, 0, ZP_USER_ADDR_NONE);
+		if (!p || zp_arena_check(cancel_arena))
+			_exit(3);
+		_exit(0);
+	}
+	ASSERT(pid > 0);
+	waitpid(pid, &st, 0);
+	if (WIFSIGNALED(st))
+		T_DIAG("child killed by signal %d%s", WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (a hang)" : "");
+	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+int main(int argc, char **argv)
+{
+	t_init(argc, argv);
 	RUN(report_pass_with_fake_backend);
 	RUN(small_blocks_never_reported);
 	RUN(madv_free_style_backend_leaves_pages_dirty);
@@ -764,6 +880,9 @@ int main(void)
 	RUN(background_prezero_without_polling);
 	RUN(report_keeps_prezero_reserve);
 	RUN(environment_overrides);
+	RUN(report_keeps_reserve_inside_a_block);
+	RUN(failing_block_does_not_make_the_thread_poll);
+	RUN(cancelled_waiter_leaves_no_lock);
 	RUN(prezero_leaves_lazily_freed_pages_alone);
 	RUN(prezero_thread_keeps_madv_free_lazy);
 	RUN(prezero_splits_to_its_target);

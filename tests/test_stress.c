@@ -57,7 +57,7 @@ static int claim(const struct blk *b, int id)
 		int expect = 0;
 
 		if (!atomic_compare_exchange_strong(&owner[pfn + i], &expect, id)) {
-			fprintf(stderr, "overlap: page %zu owned by %d, handed to %d\n", pfn + i, expect, id);
+			T_DIAG("overlap: page %zu owned by %d, handed to %d", pfn + i, expect, id);
 			return -1;
 		}
 	}
@@ -113,16 +113,16 @@ static size_t npool;
 static int do_free(struct worker *w, struct blk b)
 {
 	if (!tags_intact(&b)) {
-		fprintf(stderr, "worker %d: block %p order %u was overwritten\n", w->id, (void *)b.p, b.order);
+		T_DIAG("worker %d: block %p order %u was overwritten", w->id, (void *)b.p, b.order);
 		return -1;
 	}
 	release(&b);
 	if (zp_free_pages(A, b.p, b.order)) {
-		fprintf(stderr, "worker %d: free of %p order %u refused\n", w->id, (void *)b.p, b.order);
+		T_DIAG("worker %d: free of %p order %u refused", w->id, (void *)b.p, b.order);
 		return -1;
 	}
 	if (w->double_frees && (rnd(&w->rng) & 7) == 0 && zp_free_pages(A, b.p, b.order) != -EINVAL) {
-		fprintf(stderr, "double free of %p accepted\n", (void *)b.p);
+		T_DIAG("double free of %p accepted", (void *)b.p);
 		return -1;
 	}
 	return 0;
@@ -148,13 +148,13 @@ static void *run_worker(void *arg)
 				continue;
 			}
 			if ((uintptr_t)(b.p - A->base) & ((ZP_PAGE_SIZE << b.order) - 1)) {
-				fprintf(stderr, "misaligned block %p order %u\n", (void *)b.p, b.order);
+				T_DIAG("misaligned block %p order %u", (void *)b.p, b.order);
 				w->errors++;
 			}
 			if (claim(&b, w->id))
 				w->errors++;
 			if (gfp && !t_all_zero(b.p, ZP_PAGE_SIZE << b.order)) {
-				fprintf(stderr, "zeroing allocation %p order %u is not zero\n", (void *)b.p, b.order);
+				T_DIAG("zeroing allocation %p order %u is not zero", (void *)b.p, b.order);
 				w->errors++;
 			}
 			tag(&b);
@@ -323,13 +323,14 @@ static void racing_double_free(void)
 	all_back();
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const char *s = getenv("ZPAGE_TEST_SEED");
 
+	t_init(argc, argv);
 	if (s)
 		seed = strtoull(s, NULL, 0);
-	printf("test_stress: seed %#llx (set ZPAGE_TEST_SEED to replay)\n", seed);
+	T_NOTE("test_stress: seed %#llx (to replay a failure: ZPAGE_TEST_SEED=%#llx %s NAME)", seed, seed, argv[0]);
 	RUN(single_threaded);
 	RUN(multi_threaded);
 	RUN(racing_double_free);

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zpage-bench: the store of results as main.c and plot.c read it back, and
+ * the writers of tables, CSV, JSON (results.c) and charts (plot.c).
+ */
+#ifndef ZPAGE_BENCH_RESULTS_H
+#define ZPAGE_BENCH_RESULTS_H
+
+#include <stdio.h>
+
+#include "bench.h"
+
+/* One metric of one row, in the order result() recorded them. */
+struct res {
+	const char *scenario, *row, *metric, *unit;
+	double median, p10, p90;
+	const double *samples;
+	size_t n;
+};
+/* One line of a line chart, in the order series() recorded them. */
+struct ser {
+	const char *scenario, *name, *xlabel, *ylabel;
+	const double *x, *y;
+	size_t n;
+};
+
+size_t results_count(void);
+const struct res *result_at(size_t i);
+size_t series_count(void);
+const struct ser *series_at(size_t i);
+/* The first result from index @from on of @sc with @row and @metric (NULL:
+ * any); NULL if none. */
+const struct res *find_result(size_t from, const char *sc, const char *row, const char *metric);
+const char *reference_of(const char *sc); /* NULL: none set */
+bool higher_is_better(const char *unit);
+/* A median as the tables print it: 3 significant digits or the integer. */
+void fmt_val(char *buf, size_t len, double v);
+
+/* A list of distinct strings in the order first added (not copied). */
+struct strlist {
+	const char **v;
+	size_t n, cap;
+};
+void strlist_add(struct strlist *l, const char *s);
+void strlist_free(struct strlist *l);
+/* The distinct scenarios of the results from index @from on. */
+void result_scenarios(size_t from, struct strlist *out);
+
+/* The scenario tables of the results from index @from on. */
+void print_tables(FILE *f, size_t from);
+void write_csv(const char *path);
+void write_json(const char *path);
+/* plot.c: the charts; returns how many were written. */
+int plot(const char *dir);
+
+#endif
