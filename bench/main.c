@@ -19,6 +19,7 @@
 unsigned opt_threads;
 double opt_scale = 1.0;
 double opt_idle = -1; /* -1: 6 s, or none at --scale below 1 */
+bool opt_dump;
 
 static const struct scenario {
 	const char *name;
@@ -58,6 +59,7 @@ static void usage(FILE *f)
 		   "  --idle S        fault: also measure after S seconds of idle, past the OS's (and a\n"
 		   "                  hypervisor's) free page reporting delay (default 6; 0 = skip;\n"
 		   "                  skipped by default when --scale is below 1)\n"
+		   "  --dump          print zp_arena_dump() of the first zpage arena of each row as it ends\n"
 		   "  -h, --help      this text\n\n"
 		   "Rows are medians over repeated samples, with the 10th-90th percentile spread;\n"
 		   "every ratio compares rows measured in the same run. Peers (jemalloc, mimalloc,\n"
@@ -85,7 +87,8 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 		{"csv", required_argument, NULL, 'c'},	 {"json", required_argument, NULL, 'j'},
 		{"plot", required_argument, NULL, 'p'},	 {"threads", required_argument, NULL, 't'},
 		{"scale", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
-		{"idle", required_argument, NULL, 'i'},	 {NULL, 0, NULL, 0},
+		{"idle", required_argument, NULL, 'i'},	 {"dump", no_argument, NULL, 'd'},
+		{NULL, 0, NULL, 0},
 	};
 	int c;
 	double v;
@@ -95,6 +98,9 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 		switch (c) {
 		case 'c':
 			*csv = optarg;
+			break;
+		case 'd':
+			opt_dump = true;
 			break;
 		case 'j':
 			*json = optarg;

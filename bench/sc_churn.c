@@ -145,7 +145,7 @@ static void one_row(const char *row, const struct peer *pe, unsigned nt)
 		}
 		opsps[r] = ops / ((now_ns() - t0) / 1e9) / 1e6;
 		if (a)
-			zp_arena_destroy(a);
+			arena_done(a, row);
 	}
 	result("churn", row, "throughput", "M ops/s", opsps, RUNS);
 	result("churn", row, "latency", "ns", lat, nlat);

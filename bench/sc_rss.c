@@ -90,7 +90,7 @@ void sc_rss(void)
 		result("rss", row, "RSS at the end", "MiB", &s.y[s.n - 1], 1);
 		for (size_t i = 0; i < s.n; i += s.n / 8 ? s.n / 8 : 1)
 			note("rss", "t=%5.2fs  %-22s %7.1f MiB", s.x[i], row, s.y[i]);
-		zp_arena_destroy(a);
+		arena_done(a, row);
 		free(p);
 		free(s.x);
 		free(s.y);
@@ -144,7 +144,7 @@ void sc_prezero(void)
 			sleep_ms(2);
 		}
 		double other = (cpu_s(RUSAGE_SELF) - proc0) - (cpu_s(RUSAGE_THREAD) - thr0);
-		zp_arena_destroy(a);
+		arena_done(a, row);
 		result("prezero", row, "alloc latency", "us", lat, iters);
 		p99 = pct(lat, iters, 99);
 		result("prezero", row, "latency p99", "us", &p99, 1);

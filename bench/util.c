@@ -165,3 +165,25 @@ struct zp_arena *arena_or_die(const struct zp_config *cfg)
 		die("zp_arena_create: %s", strerror(errno));
 	return a;
 }
+
+/* --dump: the state of the first arena of each @what, as it ends. */
+void arena_done(struct zp_arena *a, const char *what)
+{
+	static char **seen;
+	static size_t nseen, cap;
+
+	if (opt_dump) {
+		size_t i = 0;
+
+		while (i < nseen && strcmp(seen[i], what))
+			i++;
+		if (i == nseen) {
+			GROW(seen, cap, nseen + 1);
+			seen[nseen++] = xstrdup(what);
+			printf("-- zp_arena_dump at the end of %s\n", what);
+			zp_arena_dump(a, stdout);
+			fflush(stdout);
+		}
+	}
+	zp_arena_destroy(a);
+}

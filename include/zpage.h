@@ -73,7 +73,7 @@ typedef unsigned int zp_gfp_t;
 /* arena flags (struct zp_config.flags) */
 #define ZP_INIT_ON_ALLOC    0x01u /* every allocation is zero-filled */
 #define ZP_INIT_ON_FREE	    0x02u /* pages are cleared when freed */
-#define ZP_VERIFY	    0x04u /* check zero pages read zero; poison freed pages */
+#define ZP_VERIFY	    0x04u /* check zero pages read zero; poison freed pages (unless ZP_INIT_ON_FREE) */
 #define ZP_REPORT	    0x08u /* background reporting thread */
 #define ZP_PREZERO	    0x10u /* background pre-zeroing thread */
 #define ZP_REPORT_MADV_FREE 0x20u /* report with MADV_FREE: cheaper, pages do not come back zero */
@@ -87,9 +87,11 @@ struct zp_config {
 	unsigned report_order;	  /* smallest block handed back to the OS (default 9) */
 	unsigned report_delay_ms; /* how long memory stays free before reporting (default 2000) */
 	size_t prezero_bytes;	  /* zeroed resident memory to keep ready */
-	/* the clearing engine (README "Clearing engine") */
+	/* the clearing engine (docs/DESIGN.md, section 6) */
 	size_t clear_hot_bytes; /* neighbourhood around user_addr cleared with cached
-				   stores, target page last (default 64 KiB) */
+				   stores, target page last: the target and
+				   clear_hot_bytes / 8 KiB pages on each side
+				   (default 64 KiB: 17 pages) */
 	size_t clear_nt_min;	/* dirty runs at least this long are cleared with
 				   non-temporal stores (default 256 KiB) */
 };
@@ -253,7 +255,8 @@ ZP_API void zp_arena_stats(struct zp_arena *a, struct zp_stats *st);
  * list membership matches page state, counters match.  Takes all locks.
  *
  * Context: any thread.  O(pages).
- * Return: 0, or -EUCLEAN with the first broken invariant printed on stderr.
+ * Return: 0, -EUCLEAN with the first broken invariant printed on stderr,
+ * -EINVAL for a NULL arena, or -ENOMEM when its walk cannot allocate.
  */
 ZP_API int zp_arena_check(struct zp_arena *a);
 

@@ -4,7 +4,7 @@
  *
  * Free blocks are kept on a list per (order, state); state is the summary
  * of the block's pages (zero_state.c): ZEROED, DIRTY (any page dirty) or
- * REPORTED (every page handed back to the OS).  Choosing a block is
+ * REPORTED (every page handed back to the OS, known zero or not).  Choosing a block is
  * therefore O(orders x states) = O(1):
  *
  *   zeroing request:      ZEROED, then DIRTY (clear it), REPORTED last

@@ -13,10 +13,11 @@
  *  3. buddy rule: no free buddy-list block has a free buddy-list buddy of
  *     the same order (they would have merged);
  *  4. lists: every list is a well-formed doubly linked list of heads with
- *     the owner, order and state of that list, and, per (order, state), the
- *     lists hold exactly the blocks found by the walk;
- *  5. counters: a->cnt and each cache's cnt equal zs_count() summed over
- *     their blocks; the nonempty hints match the buddy lists;
+ *     the owner, order and state of that list; per (order, state), the
+ *     lists hold exactly the blocks found by the walk; each cache's cnt
+ *     equals zs_count() summed over its blocks;
+ *  5. counters: a->cnt equals zs_count() summed over the buddy blocks; the
+ *     nonempty hints match the buddy lists;
  *  6. isolation: a->isolated is a well-formed list of PG_busy heads whose
  *     pages add up to isolated_pages.
  * Each step is its own function below (check_blocks() does 1-3 in one walk

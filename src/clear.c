@@ -24,7 +24,8 @@
  *        measured ~9% faster on 64 KiB blocks: each clear pays a start-up
  *        on cold memory)
  *
- *   example, n = 16, t = 9, h = 2, all dirty:
+ *   example, n = 16, t = 9, h = 2, all dirty, clear_nt_min <= 64 KiB (with
+ *   the default 256 KiB this small a block is all neighbourhood, below):
  *     pages  0 1 2 3 4 5 6 | 7 8 [9] | 10 11 | 12 13 14 15
  *     step   2 (one run)   | 4 (one run) | 3 | 1 (one run)
  *

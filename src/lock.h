@@ -6,9 +6,9 @@
  *   1. the registry lock (arena.c: create, destroy, the fork handlers);
  *   2. the per-CPU caches' locks, in index order (pcp.c);
  *   3. the arena lock.
- * Never take a pcp lock while holding the arena lock.  No system call and
- * no bulk clear is made under the arena lock (pthread_create() in a forked
- * child restarting its background thread is the one exception, once).
+ * Never take a pcp lock while holding the arena lock.  No bulk clear and no
+ * system call but the futex wake-up of a condition variable is made under
+ * the arena lock.
  *
  * Every function that needs a lock held says so at its top with
  * lock_assert_held(), like Linux's lockdep_assert_held() and SQLite's

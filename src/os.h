@@ -3,8 +3,9 @@
  * os.h - every contact zpage has with the operating system (os.c).
  *
  * Nothing else in src/ maps or unmaps memory, gives memory back, reads a
- * clock, asks which CPU it runs on, sleeps or starts a thread: they call
- * these.  Tests replace the reporting backend and the clock (struct
+ * clock, waits with a deadline, asks which CPU it runs on, starts a thread
+ * or registers fork handlers: they call these.  (Elsewhere, src/ only waits
+ * on condition variables without a deadline and joins its thread.)  Tests replace the reporting backend and the clock (struct
  * zp_backend) with fakes, and the fake clock covers the background
  * thread's sleeps too (wait_until).
  */

@@ -3,14 +3,19 @@
  * page_alloc.c - the allocation and free paths.
  *
  * Allocation, as in Linux, with the caller's address carried all the way
- * down to the one place that initialises memory:
+ * down to the place that initialises memory at allocation time:
  *
  *   zp_alloc_pages(a, gfp, order, user_addr)
  *     -> struct alloc_context ac     (the request, passed by const pointer)
  *     -> get_page_from_freelist(&ac) per-CPU cache or buddy lists; on
  *                                    failure alloc_pages_slowpath(&ac)
  *     -> prep_new_page(&ac, pfn)
- *        -> post_alloc_hook(&ac, pfn) the only place memory is initialised
+ *        -> post_alloc_hook(&ac, pfn) initialises memory for a zeroing request
+ *
+ * Memory is also cleared, always through clear.c, at free time with
+ * ZP_INIT_ON_FREE (free_pages_prepare()) and ahead of demand by
+ * pre-zeroing (report.c); those pages are then known zero, and
+ * post_alloc_hook skips them.
  *
  * post_alloc_hook's decision, per allocation:
  *

@@ -34,6 +34,14 @@ for p in glibc:libc.so.6 jemalloc:libjemalloc.so.2 mimalloc:libmimalloc.so.2 tcm
 	fi
 done
 grep -q "^  kernel, after MADV_DONTNEED" "$out/fault.txt" && ok "kernel row" || bad "kernel row"
+# --dump: a buddyinfo-style dump of each kind of arena as it ends
+if "$bench" --scale 0.02 --dump rss >"$out/dump.txt" 2>&1 &&
+	[ "$(grep -c '^-- zp_arena_dump at the end of' "$out/dump.txt")" -eq 2 ] &&
+	grep -q '^free blocks on the buddy lists' "$out/dump.txt" && grep -q '^counters: cleared' "$out/dump.txt"; then
+	ok "--dump"
+else
+	bad "--dump"; sed 's/^/# /' "$out/dump.txt" | tail -n 5
+fi
 
 if "$bench" --scale 0.02 --threads 2 --csv "$out/r.csv" --json "$out/r.json" --plot "$out/plots" churn \
 	>"$out/machine.txt" 2>&1; then
