@@ -177,9 +177,10 @@ static bool choose_scenarios(int argc, char **argv, const struct scenario **run,
 			return false;
 		}
 	}
-	for (size_t k = 0; k < NR_SCENARIOS && !*nrun; k++)
-		if (scenarios[k].by_default)
-			choose(run, nrun, &scenarios[k]);
+	if (optind == argc) /* none named: the default suite */
+		for (size_t k = 0; k < NR_SCENARIOS; k++)
+			if (scenarios[k].by_default)
+				choose(run, nrun, &scenarios[k]);
 	return true;
 }
 

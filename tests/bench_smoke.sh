@@ -34,6 +34,14 @@ for p in glibc:libc.so.6 jemalloc:libjemalloc.so.2 mimalloc:libmimalloc.so.2 tcm
 	fi
 done
 grep -q "^  kernel, after MADV_DONTNEED" "$out/fault.txt" && ok "kernel row" || bad "kernel row"
+# no scenario named: the default suite, fault, anon-w-seq and churn
+if "$bench" --scale 0.02 >"$out/default.txt" 2>&1 && grep -q "^== fault" "$out/default.txt" &&
+	grep -q "^== anon-w-seq" "$out/default.txt" && grep -q "^== churn" "$out/default.txt" &&
+	[ "$(grep -c '^== ' "$out/default.txt")" -eq 3 ]; then
+	ok "default suite"
+else
+	bad "default suite"; grep '^== ' "$out/default.txt" | sed 's/^/# /'
+fi
 # --dump: a buddyinfo-style dump of each kind of arena as it ends
 if "$bench" --scale 0.02 --dump rss >"$out/dump.txt" 2>&1 &&
 	[ "$(grep -c '^-- zp_arena_dump at the end of' "$out/dump.txt")" -eq 2 ] &&
