@@ -300,6 +300,8 @@ void note_free_block(struct zp_arena *a, uint32_t pfn, unsigned order); /* lock 
 void note_alloc_block(struct zp_arena *a);				/* lock held */
 void zp_test_set_backend(struct zp_arena *a, const struct zp_backend *b);
 void zp_test_kick(struct zp_arena *a);
+uint64_t zp_test_daemon_sleeps(struct zp_arena *a); /* times the thread went to sleep */
+size_t zp_test_isolated_pages(struct zp_arena *a);  /* pages passes hold now */
 
 /* page_alloc.c: the allocation and free paths */
 bool page_reads_zero(const struct zp_arena *a, size_t pfn);

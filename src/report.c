@@ -444,6 +444,26 @@ void note_free_block(struct zp_arena *a, uint32_t pfn, unsigned order)
 	pthread_cond_signal(&a->daemon_cond);
 }
 
+uint64_t zp_test_daemon_sleeps(struct zp_arena *a)
+{
+	uint64_t n;
+
+	zlock_lock(&a->lock);
+	n = a->daemon_sleeps;
+	zlock_unlock(&a->lock);
+	return n;
+}
+
+size_t zp_test_isolated_pages(struct zp_arena *a)
+{
+	size_t n;
+
+	zlock_lock(&a->lock);
+	n = a->isolated_pages;
+	zlock_unlock(&a->lock);
+	return n;
+}
+
 void zp_test_kick(struct zp_arena *a)
 {
 	zlock_lock(&a->lock);

@@ -494,6 +494,24 @@ static inline size_t t_pfn(struct zp_arena *a, const void *p)
 	return (size_t)((const char *)p - a->base) >> ZP_PAGE_SHIFT;
 }
 
+/* Allocate @n (at most 128) blocks of @order, write them, free them: dirty
+ * free memory.  Aborts if an allocation fails. */
+static inline void t_dirty(struct zp_arena *a, unsigned order, int n)
+{
+	void *p[128];
+
+	if (n > 128)
+		abort();
+	for (int i = 0; i < n; i++) {
+		p[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
+		if (!p[i])
+			abort();
+		memset(p[i], 0x3c, ZP_PAGE_SIZE << order);
+	}
+	for (int i = 0; i < n; i++)
+		zp_free_pages(a, p[i], order);
+}
+
 static inline int t_all_zero(const void *p, size_t len)
 {
 	const unsigned char *c = p;

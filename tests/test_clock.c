@@ -55,16 +55,6 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
-static uint64_t sleeps(struct zp_arena *a)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&a->lock.mu);
-	n = a->daemon_sleeps;
-	pthread_mutex_unlock(&a->lock.mu);
-	return n;
-}
-
 /* Is this binary's clock_gettime() the one that answers?  (The shift shows.) */
 static bool interposed(void)
 {
@@ -103,7 +93,7 @@ static uint64_t report_after_jump(long shift, unsigned delay_ms, uint64_t *nslee
 	sleep_ms(10); /* the thread is asleep, waiting for work */
 	/* the wall clock jumps; then the free schedules a pass delay_ms later */
 	atomic_store(&wall_shift_s, shift);
-	s0 = sleeps(a);
+	s0 = zp_test_daemon_sleeps(a);
 	t0 = mono_ms();
 	zp_free_pages(a, p, 9);
 	while (mono_ms() - t0 < 2000) {
@@ -113,7 +103,7 @@ static uint64_t report_after_jump(long shift, unsigned delay_ms, uint64_t *nslee
 		}
 		sleep_ms(2);
 	}
-	*nsleeps = sleeps(a) - s0;
+	*nsleeps = zp_test_daemon_sleeps(a) - s0;
 	atomic_store(&wall_shift_s, 0);
 	zp_arena_destroy(a);
 	return t;

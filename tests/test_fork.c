@@ -138,21 +138,6 @@ static int wait_child(pid_t pid, const char *what)
 	return st;
 }
 
-/* Allocate @n blocks of @order, write them, free them: dirty free memory. */
-static void dirty(struct zp_arena *a, unsigned order, int n)
-{
-	void *p[64];
-
-	for (int i = 0; i < n; i++) {
-		p[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
-		if (!p[i])
-			abort();
-		memset(p[i], 0x3c, ZP_PAGE_SIZE << order);
-	}
-	for (int i = 0; i < n; i++)
-		zp_free_pages(a, p[i], order);
-}
-
 static bool wait_reported(struct zp_arena *a, uint64_t at_least, unsigned ms)
 {
 	uint64_t end = now_ms() + ms;
@@ -188,16 +173,6 @@ static bool give_all(struct zp_arena *a, void **p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		ok &= zp_free_pages(a, p[i], 0) == 0;
 	return ok;
-}
-
-static size_t isolated_pages(struct zp_arena *a)
-{
-	size_t n;
-
-	pthread_mutex_lock(&a->lock.mu);
-	n = a->isolated_pages;
-	pthread_mutex_unlock(&a->lock.mu);
-	return n;
 }
 
 /*
@@ -332,7 +307,7 @@ static void fs_aim_at_a_pass(void)
 {
 	uint64_t end = now_ms() + 20;
 
-	while (!isolated_pages(fs.a) && now_ms() < end)
+	while (!zp_test_isolated_pages(fs.a) && now_ms() < end)
 		;
 }
 
@@ -554,7 +529,7 @@ static struct zp_arena *gated_arena(void)
 	struct zp_arena *a = t_arena(2048, 10, 0);
 	struct zp_backend b = {.name = "gate", .report = gate_report, .zeroes = true, .now_ms = gate_now, .ctx = &gate};
 
-	dirty(a, 10, 2);
+	t_dirty(a, 10, 2);
 	zp_test_set_backend(a, &b);
 	gate.entered = gate.open = 0;
 	gate.calls = 0;
@@ -629,21 +604,30 @@ __attribute__((noreturn)) static void isolated_child(struct zp_arena *a, bool on
 	_exit(0);
 }
 
+/* Start a gated report pass on @a in *@t and wait until it holds its
+ * blocks; false (pass finished, arena destroyed, failure recorded) if it
+ * never reached the backend. */
+static bool start_gated_pass(struct zp_arena *a, pthread_t *t)
+{
+	pthread_create(t, NULL, gated_report, a);
+	if (wait_entered(5000))
+		return true;
+	gate.open = 1;
+	pthread_join(*t, NULL);
+	T_REPORT("the report pass never reached the backend");
+	zp_arena_destroy(a);
+	return false;
+}
+
 static void child_gets_isolated_blocks_back(void)
 {
 	struct zp_arena *a = gated_arena();
 	pthread_t t;
 	pid_t pid;
 
-	pthread_create(&t, NULL, gated_report, a);
-	if (!wait_entered(5000)) {
-		gate.open = 1;
-		pthread_join(t, NULL);
-		T_REPORT("the report pass never reached the backend");
-		zp_arena_destroy(a);
+	if (!start_gated_pass(a, &t))
 		return;
-	}
-	EXPECT_EQ(isolated_pages(a), 2048); /* the pass holds every page, outside any lock */
+	EXPECT_EQ(zp_test_isolated_pages(a), 2048); /* the pass holds every page, outside any lock */
 	EXPECT_EQ(t_stats(a).nr_free, 2048);
 	pid = fork();
 	if (pid == 0)
@@ -683,14 +667,8 @@ static void fork_while_allocation_waits_for_a_pass(void)
 	pthread_t t, w;
 	pid_t pid;
 
-	pthread_create(&t, NULL, gated_report, a);
-	if (!wait_entered(5000)) {
-		gate.open = 1;
-		pthread_join(t, NULL);
-		T_REPORT("the report pass never reached the backend");
-		zp_arena_destroy(a);
+	if (!start_gated_pass(a, &t))
 		return;
-	}
 	waiter_done = 0;
 	waiter_page = NULL;
 	pthread_create(&w, NULL, gated_waiter, a);
@@ -730,7 +708,7 @@ static void child_restarts_background_thread(void)
 	pid_t pid;
 
 	ASSERT(a);
-	dirty(a, 9, 1);
+	t_dirty(a, 9, 1);
 	EXPECT(wait_reported(a, 512, 2000)); /* the parent's thread works */
 	pid = fork();
 	if (pid == 0) {
@@ -754,7 +732,7 @@ static void child_restarts_background_thread(void)
 	}
 	ASSERT(pid > 0);
 	r0 = t_stats(a).pages_reported;
-	dirty(a, 9, 1);
+	t_dirty(a, 9, 1);
 	EXPECT(wait_reported(a, r0 + 512, 2000)); /* the parent's thread still works */
 	wait_child(pid, "child with a background thread");
 	EXPECT_EQ(zp_arena_check(a), 0);
@@ -822,7 +800,7 @@ static void child_destroys_without_using(void)
 	pid_t pid;
 
 	ASSERT(a);
-	dirty(a, 9, 2);
+	t_dirty(a, 9, 2);
 	usleep(50 * 1000); /* the parent's thread has worked and sleeps */
 	pid = fork();
 	if (pid == 0) {
@@ -840,7 +818,7 @@ static void child_destroys_without_using(void)
 	ASSERT(pid > 0);
 	wait_child(pid, "child that only destroys");
 	r0 = t_stats(a).pages_reported;
-	dirty(a, 9, 1);
+	t_dirty(a, 9, 1);
 	EXPECT(wait_reported(a, r0 + 1, 2000)); /* the parent's thread still works */
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
@@ -1066,7 +1044,7 @@ static void fork_while_arenas_come_and_go(void)
 			a = zp_arena_create(&cfg);
 			if (!a)
 				child_fail(2, "zp_arena_create: %s", strerror(errno));
-			dirty(a, 10, 1);
+			t_dirty(a, 10, 1);
 			got = take_all(a, 0, child_pages, 1024);
 			if (got != 1024)
 				child_fail(3, "%zu of 1024 pages could be allocated", got);

@@ -548,16 +548,6 @@ static bool task_sigblk(pid_t tid, uint64_t *mask)
 	return found;
 }
 
-static uint64_t daemon_sleeps(struct zp_arena *a)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&a->lock.mu);
-	n = a->daemon_sleeps;
-	pthread_mutex_unlock(&a->lock.mu);
-	return n;
-}
-
 static bool sig_in(uint64_t mask, int sig)
 {
 	return (mask >> (sig - 1)) & 1;
@@ -598,9 +588,9 @@ static void background_thread_blocks_signals(void)
 	 * thread at its start): read SigBlk once it has gone to sleep.
 	 */
 	t0 = mono_ms();
-	while (!daemon_sleeps(a) && mono_ms() - t0 < 2000)
+	while (!zp_test_daemon_sleeps(a) && mono_ms() - t0 < 2000)
 		sleep_ms(1);
-	EXPECT(daemon_sleeps(a) >= 1);
+	EXPECT(zp_test_daemon_sleeps(a) >= 1);
 	na = list_tasks(after, 256);
 	ASSERT(nb > 0 && na > nb);
 

@@ -67,21 +67,6 @@ static struct zp_arena *fake_arena(struct fake *f, unsigned flags, bool zeroes, 
 	return a;
 }
 
-/* Allocate @n blocks of @order, write them, free them: dirty free memory. */
-static void dirty(struct zp_arena *a, unsigned order, int n)
-{
-	void *p[128];
-
-	for (int i = 0; i < n; i++) {
-		p[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
-		if (!p[i])
-			abort();
-		memset(p[i], 0x3c, ZP_PAGE_SIZE << order);
-	}
-	for (int i = 0; i < n; i++)
-		zp_free_pages(a, p[i], order);
-}
-
 static void report_pass_with_fake_backend(void)
 {
 	struct fake f = {0};
@@ -90,7 +75,7 @@ static void report_pass_with_fake_backend(void)
 
 	EXPECT_EQ(zp_arena_report(a), 0); /* fresh memory is reported already */
 	EXPECT_EQ(f.calls, 0);
-	dirty(a, 9, 4); /* 2048 dirty pages, merged into order-10 blocks */
+	t_dirty(a, 9, 4); /* 2048 dirty pages, merged into order-10 blocks */
 	EXPECT_EQ(zp_arena_report(a), 4 * 512);
 	EXPECT(f.calls >= 2 && f.min_len >= (ZP_PAGE_SIZE << 9));
 	EXPECT_EQ(t_stats(a).pages_reported, 4 * 512);
@@ -140,7 +125,7 @@ static void madv_free_style_backend_leaves_pages_dirty(void)
 
 	ASSERT(a);
 	zp_test_set_backend(a, &b);
-	dirty(a, 10, 1);
+	t_dirty(a, 10, 1);
 	EXPECT_EQ(zp_arena_report(a), 1024);
 	EXPECT_EQ(t_stats(a).report_zeroes, 0);
 	EXPECT_EQ(t_stats(a).nr_free_reported, 1024);
@@ -160,7 +145,7 @@ static void failing_backend(void)
 	struct zp_arena *a = fake_arena(&f, 0, true, 0);
 	struct zp_stats s0, s1;
 
-	dirty(a, 10, 2);
+	t_dirty(a, 10, 2);
 	s0 = t_stats(a);
 	EXPECT_EQ(zp_arena_report(a), -EIO);
 	s1 = t_stats(a);
@@ -177,7 +162,7 @@ static void background_waits_for_the_delay(void)
 	struct fake f = {.now = 1000};
 	struct zp_arena *a = fake_arena(&f, ZP_REPORT, true, 500);
 
-	dirty(a, 10, 3);
+	t_dirty(a, 10, 3);
 	zp_test_kick(a);
 	usleep(100 * 1000);
 	EXPECT_EQ(t_stats(a).pages_reported, 0);
@@ -219,7 +204,7 @@ static void real_backend_returns_memory(void)
 	ASSERT(a);
 	if (!t_stats(a).report_zeroes)
 		SKIP("MADV_DONTNEED does not zero-fill here (emulator?)");
-	dirty(a, 10, 24); /* 96 MiB resident */
+	t_dirty(a, 10, 24); /* 96 MiB resident */
 	before = rss_kib();
 	reported = zp_arena_report(a);
 	after = rss_kib();
@@ -241,7 +226,7 @@ static void prezero_pass(void)
 	char *p;
 
 	ASSERT(a);
-	dirty(a, 10, 4); /* 16 MiB dirty */
+	t_dirty(a, 10, 4); /* 16 MiB dirty */
 	n = zp_arena_prezero(a, 0);
 	EXPECT(n >= 1024 && n <= 2048); /* 4 MiB, whole blocks */
 	EXPECT(t_stats(a).nr_free_zeroed >= 1024);
@@ -325,16 +310,6 @@ static void concurrent_report_and_prezero(void)
 	zp_arena_destroy(shared);
 }
 
-static uint64_t sleeps(struct zp_arena *a)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&a->lock.mu);
-	n = a->daemon_sleeps;
-	pthread_mutex_unlock(&a->lock.mu);
-	return n;
-}
-
 /* The background thread sleeps when there is nothing to do (no polling),
  * wakes when frees leave dirty memory below the pre-zero target, and fills
  * the target. */
@@ -349,18 +324,18 @@ static void background_prezero_without_polling(void)
 
 	ASSERT(a);
 	usleep(50 * 1000);
-	s0 = sleeps(a);
+	s0 = zp_test_daemon_sleeps(a);
 	usleep(300 * 1000); /* idle: fresh memory, nothing dirty, nothing to report */
-	EXPECT(sleeps(a) - s0 <= 1);
-	dirty(a, 10, 4); /* 16 MiB dirty: below the 8 MiB zeroed target */
+	EXPECT(zp_test_daemon_sleeps(a) - s0 <= 1);
+	t_dirty(a, 10, 4); /* 16 MiB dirty: below the 8 MiB zeroed target */
 	for (int i = 0; i < 300 && t_stats(a).nr_free_zeroed < 2048; i++)
 		usleep(10 * 1000);
 	EXPECT(t_stats(a).nr_free_zeroed >= 2048);
 	EXPECT(t_stats(a).pages_prezeroed >= 2048);
 	usleep(50 * 1000);
-	s0 = sleeps(a);
+	s0 = zp_test_daemon_sleeps(a);
 	usleep(300 * 1000); /* target met: asleep again (waiting for the report time) */
-	EXPECT(sleeps(a) - s0 <= 1);
+	EXPECT(zp_test_daemon_sleeps(a) - s0 <= 1);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 }
@@ -375,7 +350,7 @@ static void report_keeps_prezero_reserve(void)
 
 	ASSERT(a);
 	zp_test_set_backend(a, &b);
-	dirty(a, 10, 4);
+	t_dirty(a, 10, 4);
 	EXPECT_EQ(zp_arena_prezero(a, (size_t)16 << 20), 4096);
 	EXPECT_EQ(t_stats(a).nr_free_zeroed, 4096);
 	EXPECT_EQ(zp_arena_report(a), 3072);
@@ -464,7 +439,7 @@ static void prezero_leaves_lazily_freed_pages_alone(void)
 
 	ASSERT(a);
 	zp_test_set_backend(a, &b);
-	dirty(a, 10, 4);
+	t_dirty(a, 10, 4);
 	EXPECT_EQ(zp_arena_report(a), 4096);
 	s0 = t_stats(a);
 	EXPECT_EQ(s0.nr_free_reported, s0.nr_pages);
@@ -512,7 +487,7 @@ static void prezero_thread_keeps_madv_free_lazy(void)
 		SKIP("/proc/self/smaps_rollup has no LazyFree field");
 	a = zp_arena_create(&c);
 	ASSERT(a);
-	dirty(a, 10, 16); /* 64 MiB, resident and dirty */
+	t_dirty(a, 10, 16); /* 64 MiB, resident and dirty */
 	/* the thread may pre-zero some of it before the pass: report the rest */
 	EXPECT(zp_arena_report(a) > 0);
 	lazy0 = smaps_kib("LazyFree");
@@ -536,7 +511,7 @@ static void prezero_splits_to_its_target(void)
 	long n;
 
 	ASSERT(a);
-	dirty(a, 14, 1); /* one 64 MiB block */
+	t_dirty(a, 14, 1); /* one 64 MiB block */
 	n = zp_arena_prezero(a, 0);
 	EXPECT(n >= 1024 && n <= 2048);
 	EXPECT_EQ(zp_arena_check(a), 0);
@@ -546,7 +521,7 @@ static void prezero_splits_to_its_target(void)
 	c.flags = ZP_PREZERO;
 	a = zp_arena_create(&c);
 	ASSERT(a);
-	dirty(a, 14, 1);
+	t_dirty(a, 14, 1);
 	EXPECT(wait_for(a, st_prezeroed, 1024, 2000));
 	usleep(100 * 1000);
 	EXPECT(t_stats(a).pages_prezeroed <= 2048);
@@ -568,7 +543,7 @@ static void prezero_rate_cap_every_burst(void)
 	unsetenv("ZPAGE_PREZERO_RATE_MB");
 	ASSERT(a);
 	zp_test_set_backend(a, &b);
-	dirty(a, 10, 8); /* 32 MiB dirty */
+	t_dirty(a, 10, 8); /* 32 MiB dirty */
 	EXPECT(wait_for(a, st_prezeroed, 1024, 2000));
 	usleep(100 * 1000);
 	EXPECT_EQ(t_stats(a).pages_prezeroed, 1024); /* one burst, then the pause */
@@ -593,7 +568,7 @@ static void prezero_refills_after_a_pause(void)
 	void *p[4];
 
 	ASSERT(a);
-	dirty(a, 10, 4);
+	t_dirty(a, 10, 4);
 	EXPECT(wait_for(a, st_prezeroed, 2048, 2000));
 	usleep(50 * 1000); /* the last pause (~8 ms at 1 GiB/s) is over */
 	for (int i = 0; i < 4; i++) {
@@ -623,7 +598,7 @@ static void destroy_during_slow_prezero(void)
 	a = zp_arena_create(&c);
 	unsetenv("ZPAGE_PREZERO_RATE_MB");
 	ASSERT(a);
-	dirty(a, 14, 1); /* 64 MiB dirty block */
+	t_dirty(a, 14, 1); /* 64 MiB dirty block */
 	EXPECT(wait_for(a, st_prezeroed, 1, 2000));
 	EXPECT(t_stats(a).pages_prezeroed <= 1024); /* one 4 MiB burst at a time */
 	t0 = now_s();
@@ -644,7 +619,7 @@ static void destroy_during_slow_report(void)
 
 	ASSERT(a);
 	zp_test_set_backend(a, &b);
-	dirty(a, 9, 32); /* 32 order-9 blocks: 640 ms of system calls */
+	t_dirty(a, 9, 32); /* 32 order-9 blocks: 640 ms of system calls */
 	for (int i = 0; i < 2000 && !f.attempts; i++)
 		usleep(1000);
 	EXPECT(f.attempts > 0);
@@ -666,7 +641,7 @@ static void report_goes_on_past_a_failed_block(void)
 
 	ASSERT(a);
 	zp_test_set_backend(a, &b);
-	dirty(a, 9, 128); /* two batches of 64 blocks */
+	t_dirty(a, 9, 128); /* two batches of 64 blocks */
 	EXPECT_EQ(zp_arena_report(a), 127 * 512); /* all but the bad one */
 	EXPECT_EQ(zp_arena_report(a), -EINVAL);	  /* only the bad one is left */
 	EXPECT_EQ(t_stats(a).nr_free_reported, 128 * 512 - 512);
@@ -681,7 +656,7 @@ static void prezero_size_max(void)
 	struct zp_arena *a = zp_arena_create(&c);
 
 	ASSERT(a);
-	dirty(a, 10, 2);
+	t_dirty(a, 10, 2);
 	EXPECT_EQ(zp_arena_prezero(a, SIZE_MAX), 2048);
 	EXPECT_EQ(zp_arena_prezero(a, SIZE_MAX), 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
@@ -770,7 +745,7 @@ static void report_keeps_reserve_inside_a_block(void)
 
 	ASSERT(a);
 	zp_test_set_backend(a, &b);
-	dirty(a, 10, 4);
+	t_dirty(a, 10, 4);
 	EXPECT_EQ(zp_arena_prezero(a, 0), 512);
 	EXPECT_EQ(t_stats(a).nr_free_zeroed, 512);
 	EXPECT_EQ(zp_arena_report(a), 4096 - 512);
@@ -793,7 +768,7 @@ static void failing_block_does_not_make_the_thread_poll(void)
 
 	ASSERT(a);
 	zp_test_set_backend(a, &b);
-	dirty(a, 10, 2);
+	t_dirty(a, 10, 2);
 	for (int i = 0; i < 2000 && t_stats(a).pages_reported < 1024; i++)
 		usleep(1000);
 	EXPECT_EQ(t_stats(a).pages_reported, 1024); /* the other block */
@@ -843,7 +818,7 @@ static void cancelled_waiter_leaves_no_lock(void)
 		if (!cancel_arena)
 			_exit(2);
 		zp_test_set_backend(cancel_arena, &b);
-		dirty(cancel_arena, 10, 1);
+		t_dirty(cancel_arena, 10, 1);
 		pthread_create(&r, NULL, cancel_report, NULL);
 		while (!cancel_fake.held)
 			usleep(1000);
