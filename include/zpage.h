@@ -39,9 +39,8 @@
  * huge pages (the default; the system's THP mode must be "always" or
  * "madvise"), the first write to a 2 MiB-aligned range may commit all 2 MiB
  * of it: pass ZP_NOHUGEPAGE to commit 4 KiB at a time.  The metadata costs
- * 12.25 bytes per page, and is faulted in at creation when it is at most
- * 64 MiB (arenas up to about 20 GiB): a 16 GiB arena costs 49 MiB of RSS
- * as soon as it is created.
+ * at most 12.25 bytes per page, reserved too and faulted in as pages are
+ * used: creating an arena, even of 1 TiB, writes a few descriptors.
  */
 #ifndef ZPAGE_H
 #define ZPAGE_H

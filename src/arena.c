@@ -12,8 +12,10 @@
  *
  * Metadata (descriptors and bitmaps, 12.25 bytes per page) is a second
  * mapping, outside the managed range, so no caller's stray write to its
- * blocks can corrupt it.  It is prefaulted when at most 64 MiB (arenas up
- * to about 20 GiB), which costs its full size in RSS at creation.
+ * blocks can corrupt it.  It is reserved like the range: fresh memory's
+ * state is all-zero metadata (zero_state.c), and creation writes only the
+ * heads of the largest blocks, so metadata costs memory where pages are
+ * used (a 1 TiB arena is created with a few hundred KiB of RSS).
  *
  * fork: the handlers (registered at load, os.c) take, in this
  * order, the registry lock, then for each registered arena every pcp lock
@@ -39,7 +41,6 @@
 #define DEFAULT_REPORT_ORDER	9u
 #define DEFAULT_REPORT_DELAY_MS 2000u
 #define HUGE_ALIGN		((size_t)2 << 20)
-#define META_POPULATE_MAX	((size_t)64 << 20)
 #define ALL_FLAGS                                                                                                      \
 	(ZP_INIT_ON_ALLOC | ZP_INIT_ON_FREE | ZP_VERIFY | ZP_REPORT | ZP_PREZERO | ZP_REPORT_MADV_FREE | ZP_NOHUGEPAGE)
 #define DEFAULT_PREZERO_RATE_MB 1024
@@ -106,15 +107,13 @@ static int map_meta(struct zp_arena *a)
 	char *p;
 
 	a->meta_len = desc + 2 * words * sizeof(uint64_t);
-	/* Prefault metadata up to META_POPULATE_MAX (that covers a 20 GiB
-	 * arena): otherwise the first allocations pay page faults on it. */
-	p = os_map_meta(a->meta_len, a->meta_len <= META_POPULATE_MAX);
+	p = os_map_meta(a->meta_len); /* faulted in as pages are used */
 	if (!p)
 		return -1;
 	a->meta_addr = p;
 	a->pages = (struct page *)p;
-	a->zero_bm = (_Atomic uint64_t *)(p + desc);
-	a->report_bm = a->zero_bm + words;
+	a->dirty_bm = (_Atomic uint64_t *)(p + desc);
+	a->resident_bm = a->dirty_bm + words;
 	return 0;
 }
 
@@ -270,6 +269,8 @@ void stats_locked(struct zp_arena *a, struct zp_stats *st)
 	c = a->cnt;
 	for (unsigned i = 0; i < a->nr_pcp; i++)
 		zcount_add(&c, &a->pcp[i].cnt);
+	c.pages += frontier_pages(a); /* never used: zeroed and reported */
+	c.reported += frontier_pages(a);
 	*st = (struct zp_stats){
 		.nr_pages = a->nr_pages,
 		.nr_free = c.pages + a->isolated_pages,

@@ -25,11 +25,27 @@
  * (lower half on a tie) and lists the other; nothing is copied because the
  * zero state is per page.
  *
+ * Cost independent of block size: a listed block's zcount is kept in the
+ * descriptors of its second and third pages (tails, whose links are
+ * otherwise unused; orders 0 and 1 are counted from their bits), so
+ * listing, unlisting and merging never scan a block.  A split of a block
+ * whose pages are all in one state halves its counts; only a mixed block
+ * has one half counted (the other is the difference).
+ *
+ * Never-used memory is not listed at creation: pages at or above
+ * a->frontier are zeroed and reported and belong to no block yet.  When a
+ * request finds no block, the next largest aligned block at the frontier
+ * is listed (carve_frontier()), so creating even a 1 TiB arena writes a
+ * handful of descriptors.
+ *
  * Invariants (zp_arena_check()):
  *  - a listed block's head has PG_buddy, its order and its list's state,
  *    and the state equals zs_summary() of its pages;
+ *  - a listed block's stored counts equal zs_count() of its pages;
  *  - no two free buddies of the same order are both on the lists;
- *  - a->cnt equals the sum of zs_count() over every listed block.
+ *  - a->cnt equals the sum of zs_count() over every listed block;
+ *  - every page at or above a->frontier has info 0 and the zero state of
+ *    fresh memory.
  *
  * Every function here expects a->lock held, and says so with
  * lock_assert_held() (checked in the ZPAGE_LOCKDEP build), except
@@ -96,12 +112,37 @@ enum zstate state_of_rank(int r, bool want_zero)
 	return by_rank[want_zero][r];
 }
 
+/* Store a listed block's counts in its tail descriptors (order >= 2). */
+static void store_count(struct zp_arena *a, uint32_t pfn, unsigned order, const struct zcount *c)
+{
+	if (order < 2)
+		return;
+	a->pages[pfn + 1].next = (uint32_t)c->zeroed;
+	a->pages[pfn + 1].prev = (uint32_t)c->reported;
+	a->pages[pfn + 2].next = (uint32_t)c->dirty;
+	a->pages[pfn + 2].prev = (uint32_t)c->lazy;
+}
+
+void block_count(const struct zp_arena *a, uint32_t pfn, unsigned order, struct zcount *c)
+{
+	if (order < 2) {
+		zs_count(a, pfn, (size_t)1 << order, c);
+		return;
+	}
+	c->pages = (size_t)1 << order;
+	c->zeroed = a->pages[pfn + 1].next;
+	c->reported = a->pages[pfn + 1].prev;
+	c->dirty = a->pages[pfn + 2].next;
+	c->lazy = a->pages[pfn + 2].prev;
+}
+
 /* List a free block by the summary of its pages; @c is its zs_count(). */
 static void add_to_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, const struct zcount *c)
 {
 	enum zstate st = zs_summary(c);
 
 	lock_assert_held(&a->lock);
+	store_count(a, pfn, order, c);
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUDDY, order, st));
 	/* reported blocks go to the tail: the last choice even within a list */
 	list_add(a, &a->free[order][st], pfn, st == ZS_REPORTED);
@@ -109,41 +150,57 @@ static void add_to_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, c
 	atomic_fetch_or_explicit(&a->nonempty[st], 1u << order, memory_order_relaxed);
 }
 
-void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st)
+void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st, struct zcount *out)
 {
 	struct zcount c;
 
 	lock_assert_held(&a->lock);
-	zs_count(a, pfn, (size_t)1 << order, &c);
+	block_count(a, pfn, order, &c);
 	list_del(a, &a->free[order][st], pfn);
 	zcount_sub(&a->cnt, &c);
+	if (out)
+		*out = c;
 	if (!a->free[order][st].nr)
 		atomic_fetch_and_explicit(&a->nonempty[st], ~(1u << order), memory_order_relaxed);
 	pg_set_info(&a->pages[pfn], 0);
 }
 
-/*
- * Populate a fresh arena: the largest aligned blocks that fit, all zeroed
- * and reported (the OS zero-fills untouched anonymous memory).
- */
+/* A fresh arena: empty lists, every page beyond the frontier (at 0). */
 void buddy_init(struct zp_arena *a)
 {
 	lock_assert_held(&a->lock);
-
 	for (unsigned o = 0; o < NR_ORDERS; o++)
 		for (int s = 0; s < NR_ZSTATES; s++)
 			list_init(&a->free[o][s]);
-	zs_mark_reported(a, 0, a->nr_pages, true);
-	for (size_t pfn = 0; pfn < a->nr_pages;) {
-		unsigned o = a->max_order;
-		struct zcount c;
+	atomic_store_explicit(&a->frontier, 0, memory_order_relaxed);
+}
 
-		while (o && ((pfn & (((size_t)1 << o) - 1)) || pfn + ((size_t)1 << o) > a->nr_pages))
-			o--;
-		zs_count(a, pfn, (size_t)1 << o, &c);
-		add_to_free_list(a, (uint32_t)pfn, o, &c);
-		pfn += (size_t)1 << o;
-	}
+/*
+ * List the next block of never-used memory: the largest aligned block that
+ * fits at the frontier, zeroed and reported (the OS zero-fills untouched
+ * anonymous memory; its metadata is all zero).  False when none is left.
+ */
+static bool carve_frontier(struct zp_arena *a)
+{
+	size_t pfn = atomic_load_explicit(&a->frontier, memory_order_relaxed);
+	unsigned o = a->max_order;
+	struct zcount c = {0};
+
+	lock_assert_held(&a->lock);
+	if (pfn >= a->nr_pages)
+		return false;
+	while (o && ((pfn & (((size_t)1 << o) - 1)) || pfn + ((size_t)1 << o) > a->nr_pages))
+		o--;
+	c.pages = c.reported = (size_t)1 << o;
+	atomic_store_explicit(&a->frontier, pfn + c.pages, memory_order_relaxed);
+	add_to_free_list(a, (uint32_t)pfn, o, &c);
+	return true;
+}
+
+/* Pages beyond the frontier: free, zeroed and reported, on no list. */
+size_t frontier_pages(const struct zp_arena *a)
+{
+	return a->nr_pages - atomic_load_explicit(&a->frontier, memory_order_relaxed);
 }
 
 /* Does the upper half @hi suit @keep better than the lower half @lo? */
@@ -154,28 +211,55 @@ static bool keep_upper(enum expand_keep keep, const struct zcount *lo, const str
 	return state_rank(zs_summary(hi), keep == KEEP_FOR_ZERO) < state_rank(zs_summary(lo), keep == KEEP_FOR_ZERO);
 }
 
+/* Are all the pages counted in @c in one state (so either half has half
+ * of each count)? */
+static bool uniform(const struct zcount *c)
+{
+	return c->zeroed == c->pages || c->dirty - c->lazy == c->pages || c->reported - c->lazy == c->pages ||
+	       c->lazy == c->pages;
+}
+
+static void halve(struct zcount *c)
+{
+	c->pages /= 2;
+	c->zeroed /= 2;
+	c->reported /= 2;
+	c->dirty /= 2;
+	c->lazy /= 2;
+}
+
 /*
- * expand - split the block at @pfn (off the lists) from order @high down to
- * @low: at each halving keep the half that suits @keep (the lower one on a
- * tie) and list the other.  Returns the kept block of order @low, still off
- * the lists; nothing is copied since the zero state is per page.
+ * expand - split the block at @pfn (off the lists, its counts in @c) from
+ * order @high down to @low: at each halving keep the half that suits @keep
+ * (the lower one on a tie) and list the other.  Returns the kept block of
+ * order @low, still off the lists, and its counts in @c; nothing is copied
+ * since the zero state is per page.  A block in one state halves its counts;
+ * a mixed one has its lower half counted and the upper is the difference.
  */
-uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, enum expand_keep keep)
+uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, enum expand_keep keep,
+		struct zcount *c)
 {
 	lock_assert_held(&a->lock);
-
 	while (high > low) {
 		size_t half = (size_t)1 << --high;
 		uint32_t lo = pfn, hi = (uint32_t)(pfn + half);
-		struct zcount clo, chi;
+		struct zcount clo = *c, chi;
 
-		zs_count(a, lo, half, &clo);
-		zs_count(a, hi, half, &chi);
+		if (uniform(c)) {
+			halve(&clo);
+			chi = clo;
+		} else {
+			zs_count(a, lo, half, &clo);
+			chi = *c;
+			zcount_sub(&chi, &clo);
+		}
 		if (keep_upper(keep, &clo, &chi)) {
 			add_to_free_list(a, lo, high, &clo);
 			pfn = hi;
+			*c = chi;
 		} else {
 			add_to_free_list(a, hi, high, &chi);
+			*c = clo;
 		}
 	}
 	return pfn;
@@ -190,21 +274,29 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 	uint32_t pfn = NIL;
 	unsigned o = order;
 
+	struct zcount c;
+
 	lock_assert_held(&a->lock);
 	for (int r = 0; r < NR_ZSTATES; r++) {
 		enum zstate st = state_of_rank(r, want_zero);
-		uint32_t m = atomic_load_explicit(&a->nonempty[st], memory_order_relaxed) >> order;
+		uint32_t m;
 
-		if (!(states & (1u << st)) || !m)
+		if (!(states & (1u << st)))
+			continue;
+		m = atomic_load_explicit(&a->nonempty[st], memory_order_relaxed) >> order;
+		/* never-used memory is reported memory: list some when none is */
+		while (!m && st == ZS_REPORTED && carve_frontier(a))
+			m = atomic_load_explicit(&a->nonempty[st], memory_order_relaxed) >> order;
+		if (!m)
 			continue;
 		o = order + (unsigned)__builtin_ctz(m);
 		pfn = a->free[o][st].head;
-		del_from_free_list(a, pfn, o, st);
+		del_from_free_list(a, pfn, o, st, &c);
 		break;
 	}
 	if (pfn == NIL)
 		return NIL;
-	pfn = expand(a, pfn, o, order, want_zero ? KEEP_FOR_ZERO : KEEP_FOR_NONZERO);
+	pfn = expand(a, pfn, o, order, want_zero ? KEEP_FOR_ZERO : KEEP_FOR_NONZERO, &c);
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
 	note_alloc_block(a);
 	return pfn;
@@ -213,7 +305,8 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 /* Unlocked hint: is there probably a block of @order or larger in state @st? */
 bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstate st)
 {
-	return atomic_load_explicit(&a->nonempty[st], memory_order_relaxed) >> order;
+	return (atomic_load_explicit(&a->nonempty[st], memory_order_relaxed) >> order) ||
+	       (st == ZS_REPORTED && frontier_pages(a));
 }
 
 /*
@@ -225,8 +318,10 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order)
 	struct zcount c;
 
 	lock_assert_held(&a->lock);
+	zs_count(a, pfn, (size_t)1 << order, &c); /* this block only: its buddies' counts are stored */
 	while (order < a->max_order) {
 		uint32_t buddy = pfn ^ ((uint32_t)1 << order);
+		struct zcount cb;
 		uint32_t bi;
 
 		if ((size_t)buddy + ((size_t)1 << order) > a->nr_pages)
@@ -234,12 +329,12 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order)
 		bi = pg_info(&a->pages[buddy]);
 		if ((bi & PG_OWNER_MASK) != PG_BUDDY || pg_order(bi) != order)
 			break;
-		del_from_free_list(a, buddy, order, pg_state(bi));
+		del_from_free_list(a, buddy, order, pg_state(bi), &cb);
+		zcount_add(&c, &cb);
 		pg_set_info(&a->pages[pfn], 0);
 		pfn &= buddy;
 		order++;
 	}
-	zs_count(a, pfn, (size_t)1 << order, &c);
 	add_to_free_list(a, pfn, order, &c);
 	note_free_block(a, pfn, order);
 }

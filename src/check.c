@@ -4,18 +4,21 @@
  * zp_arena_dump().
  *
  * zp_arena_check() takes every lock and proves, in this order:
- *  1. coverage: walking block heads by 2^order covers [0, nr_pages) exactly;
+ *  1. coverage: walking block heads by 2^order covers [0, frontier) exactly;
  *     each head has exactly one owner flag, an order <= max_order, is
- *     aligned to its order and fits; every other page has info == 0;
+ *     aligned to its order and fits; every other page has info == 0, and
+ *     so has every page at or above the frontier, whose zero state is that
+ *     of fresh memory (no bit set);
  *  2. zero state: a free block's recorded state equals zs_summary() of its
  *     pages; allocated pages have neither the zeroed nor the reported bit;
  *     no bit is set at or beyond nr_pages;
  *  3. buddy rule: no free buddy-list block has a free buddy-list buddy of
  *     the same order (they would have merged);
  *  4. lists: every list is a well-formed doubly linked list of heads with
- *     the owner, order and state of that list; per (order, state), the
- *     lists hold exactly the blocks found by the walk; each cache's cnt
- *     equals zs_count() summed over its blocks;
+ *     the owner, order and state of that list; a buddy-list block's stored
+ *     counts equal zs_count() of its pages; per (order, state), the lists
+ *     hold exactly the blocks found by the walk; each cache's cnt equals
+ *     zs_count() summed over its blocks;
  *  5. counters: a->cnt equals zs_count() summed over the buddy blocks; the
  *     nonempty hints match the buddy lists;
  *  6. isolation: a->isolated is a well-formed list of PG_busy heads whose
@@ -88,6 +91,16 @@ static int check_list(struct zp_arena *a, const struct free_list *l, uint32_t ow
 			return fail("%s list order %u state %d: block %u prev %u, expected %u", what, order, st, pfn,
 				    a->pages[pfn].prev, prev);
 		zs_count(a, pfn, (size_t)1 << order, &c);
+		if (owner == PG_BUDDY) {
+			struct zcount stored;
+
+			block_count(a, pfn, order, &stored);
+			if (!zc_equal(&stored, &c))
+				return fail("buddy block %u order %u: stored counts %zu/%zu/%zu/%zu zeroed/reported/"
+					    "dirty/lazy, its pages say %zu/%zu/%zu/%zu",
+					    pfn, order, stored.zeroed, stored.reported, stored.dirty, stored.lazy,
+					    c.zeroed, c.reported, c.dirty, c.lazy);
+		}
 		zcount_add(sum, &c);
 	}
 	if (l->tail != prev)
@@ -147,13 +160,30 @@ static int check_buddy_rule(struct zp_arena *a, size_t pfn, uint32_t info)
 	return 0;
 }
 
+/* 1: never-used memory has no head and no zero-state bit. */
+static int check_frontier(struct zp_arena *a, size_t frontier)
+{
+	uint64_t m;
+
+	for (size_t pfn = frontier; pfn < a->nr_pages; pfn++)
+		if (pg_info(&a->pages[pfn]))
+			return fail("page %zu beyond the frontier %zu has info %#x", pfn, frontier,
+				    pg_info(&a->pages[pfn]));
+	for (size_t w = frontier / 64; w < (a->nr_pages + 63) / 64; w++) {
+		m = w == frontier / 64 ? ~0ull << (frontier & 63) : ~0ull;
+		if ((atomic_load(&a->dirty_bm[w]) | atomic_load(&a->resident_bm[w])) & m)
+			return fail("zero-state bits set at or beyond the frontier %zu (word %zu)", frontier, w);
+	}
+	return 0;
+}
+
 /* 1-3, in one walk of the descriptors; fills @w for steps 4 and 5. */
 static int check_blocks(struct zp_arena *a, struct walk *w)
 {
-	size_t words = (a->nr_pages + 63) / 64;
+	size_t frontier = a->nr_pages - frontier_pages(a);
 	int ret;
 
-	for (size_t pfn = 0; pfn < a->nr_pages;) {
+	for (size_t pfn = 0; pfn < frontier;) {
 		uint32_t info = pg_info(&a->pages[pfn]);
 		uint32_t owner = info & PG_OWNER_MASK;
 		struct zcount c;
@@ -161,6 +191,9 @@ static int check_blocks(struct zp_arena *a, struct walk *w)
 		ret = check_coverage(a, pfn, info);
 		if (ret)
 			return ret;
+		if (pfn + ((size_t)1 << pg_order(info)) > frontier)
+			return fail("block %zu order %u reaches beyond the frontier %zu", pfn, pg_order(info),
+				    frontier);
 		zs_count(a, pfn, (size_t)1 << pg_order(info), &c);
 		ret = check_zero_state(a, pfn, info, &c);
 		if (!ret)
@@ -175,13 +208,7 @@ static int check_blocks(struct zp_arena *a, struct walk *w)
 		}
 		pfn += c.pages;
 	}
-	if (a->nr_pages & 63) {
-		uint64_t beyond = ~0ull << (a->nr_pages & 63);
-
-		if ((atomic_load(&a->zero_bm[words - 1]) | atomic_load(&a->report_bm[words - 1])) & beyond)
-			return fail("zero or report bits set beyond the last page");
-	}
-	return 0;
+	return check_frontier(a, frontier);
 }
 
 /* 4: every list is well formed and, per (order, state), the lists hold
@@ -316,7 +343,7 @@ static const char *const state_names[NR_ZSTATES] = {"zeroed", "dirty", "reported
 struct dump {
 	size_t buddy[NR_ORDERS][NR_ZSTATES]; /* free blocks on the buddy lists */
 	size_t cached[PCP_MAX_ORDER + 1][NR_ZSTATES];
-	size_t isolated_blocks, isolated_pages;
+	size_t isolated_blocks, isolated_pages, never_used;
 	struct zcount cnt_buddy, cnt_pcp;
 	struct zp_stats st;
 };
@@ -361,6 +388,7 @@ void zp_arena_dump(struct zp_arena *a, FILE *f)
 		zcount_add(&d->cnt_pcp, &a->pcp[i].cnt);
 	}
 	d->cnt_buddy = a->cnt;
+	d->never_used = frontier_pages(a);
 	d->isolated_blocks = a->isolated.nr;
 	d->isolated_pages = a->isolated_pages;
 	unlock_all(a);
@@ -373,6 +401,7 @@ void zp_arena_dump(struct zp_arena *a, FILE *f)
 	fprintf(f, "free blocks in the per-CPU caches, all CPUs (%zu pages):\n", d->cnt_pcp.pages);
 	dump_table(f, (const size_t(*)[NR_ZSTATES])d->cached, PCP_MAX_ORDER);
 	fprintf(f, "held by a report / pre-zero pass: %zu blocks, %zu pages\n", d->isolated_blocks, d->isolated_pages);
+	fprintf(f, "never used (zeroed and reported, on no list yet): %zu pages\n", d->never_used);
 	fprintf(f,
 		"pages: %zu free (%zu zeroed, %zu reported, %zu dirty, %zu held by a pass), %zu allocated or in "
 		"flight\n",

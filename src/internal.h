@@ -25,9 +25,10 @@
  * arena belongs to exactly one block, so walking heads by 2^order covers
  * [0, nr_pages) exactly: this is the first thing zp_arena_check() proves.
  *
- * Zero state is per page, in two bitmaps:
- *   zero_bm    page reads as zero (trusted by zeroing allocations)
- *   report_bm  page was handed back to the OS (costly to touch again)
+ * Zero state is per page, in two bitmaps stored inverted (zero_state.c), so
+ * that fresh memory's state is untouched, all-zero metadata:
+ *   dirty_bm     page not known to read as zero (zeroing requests clear it)
+ *   resident_bm  page not handed back to the OS (reported ones cost a fault)
  * Allocated pages have neither bit set: their content is the caller's.
  * A free block is listed by the summary of its pages (zs_summary()).
  */
@@ -136,8 +137,8 @@ struct zp_arena {
 	unsigned report_delay_ms;
 	size_t prezero_bytes;
 	struct page *pages;	     /* nr_pages descriptors */
-	_Atomic uint64_t *zero_bm;   /* one bit per page: reads as zero */
-	_Atomic uint64_t *report_bm; /* one bit per page: handed back to the OS */
+	_Atomic uint64_t *dirty_bm;    /* one bit per page: not known zero */
+	_Atomic uint64_t *resident_bm; /* one bit per page: not handed back to the OS */
 	struct pcp *pcp;
 	unsigned nr_pcp;
 	unsigned pcp_orders;	    /* orders below this use the caches (0 = none) */
@@ -158,6 +159,9 @@ struct zp_arena {
 	struct zlock lock;
 	struct free_list free[NR_ORDERS][NR_ZSTATES];
 	struct zcount cnt; /* pages on the buddy lists */
+	/* pages at and above it were never used and are on no list (written
+	 * under lock, read without it as a hint) */
+	_Atomic size_t frontier;
 	/* bit o set iff free[o][state] is not empty; written under lock, read
 	 * without it as a hint by the per-CPU caches */
 	_Atomic uint32_t nonempty[NR_ZSTATES];
@@ -246,13 +250,17 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstate st);
 enum zstate state_of_rank(int rank, bool want_zero);
 void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order);
-void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st); /* head info -> 0 */
+void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st,
+			struct zcount *out); /* head info -> 0; its counts into @out (may be NULL) */
+void block_count(const struct zp_arena *a, uint32_t pfn, unsigned order, struct zcount *c); /* listed block */
+size_t frontier_pages(const struct zp_arena *a); /* never used: free, zeroed, reported, unlisted */
 enum expand_keep {
 	KEEP_FOR_ZERO,	  /* the half a zeroing request prefers */
 	KEEP_FOR_NONZERO, /* the half a non-zeroing request prefers */
 	KEEP_CLEARABLE,	  /* the half with more resident dirty pages (pre-zeroing) */
 };
-uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, enum expand_keep keep);
+uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, enum expand_keep keep,
+		struct zcount *c);
 int state_rank(enum zstate st, bool want_zero);
 
 /* pcp.c: per-CPU caches of orders 0..PCP_MAX_ORDER */

@@ -63,10 +63,9 @@ void *os_reserve(size_t len, size_t align, bool hugepages)
 	return (void *)aligned;
 }
 
-void *os_map_meta(size_t len, bool populate)
+void *os_map_meta(size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : MAP_NORESERVE), -1, 0);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	return p == MAP_FAILED ? NULL : p;
 }

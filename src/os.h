@@ -28,8 +28,8 @@
  */
 void *os_reserve(size_t len, size_t align, bool hugepages);
 
-/* Map @len bytes for metadata; @populate: fault it all in now.  NULL + errno. */
-void *os_map_meta(size_t len, bool populate);
+/* Reserve @len bytes of zero-filled metadata (MAP_NORESERVE).  NULL + errno. */
+void *os_map_meta(size_t len);
 
 void os_unmap(void *addr, size_t len);
 

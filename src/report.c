@@ -162,13 +162,13 @@ static size_t isolate_for_report(struct zp_arena *a, struct isolated *out, size_
 				bool keep;
 
 				next = a->pages[pfn].next;
-				zs_count(a, pfn, (size_t)1 << o, &c);
+				block_count(a, pfn, o, &c);
 				if (c.reported == c.pages || in(skip, nskip, pfn))
 					continue;
 				keep = c.zeroed && a->cnt.zeroed + kept < c.zeroed + reserve;
 				if (keep && c.dirty == c.lazy)
 					continue; /* only reserve pages to report */
-				del_from_free_list(a, pfn, o, (enum zstate)s);
+				del_from_free_list(a, pfn, o, (enum zstate)s, NULL);
 				out[n] = isolate_block(a, pfn, o);
 				out[n++].keep_zeroed = keep;
 				if (keep)
@@ -212,7 +212,7 @@ static uint32_t find_clearable(struct zp_arena *a, unsigned order)
 	for (uint32_t pfn = a->free[order][ZS_DIRTY].head; pfn != NIL; pfn = a->pages[pfn].next) {
 		struct zcount c;
 
-		zs_count(a, pfn, (size_t)1 << order, &c);
+		block_count(a, pfn, order, &c);
 		if (c.dirty > c.lazy)
 			return pfn;
 	}
@@ -227,6 +227,7 @@ static uint32_t find_clearable(struct zp_arena *a, unsigned order)
 static size_t isolate_for_prezero(struct zp_arena *a, unsigned want, struct isolated *out)
 {
 	uint32_t pfn = NIL;
+	struct zcount c;
 	unsigned o;
 
 	lock_assert_held(&a->lock);
@@ -241,9 +242,9 @@ static size_t isolate_for_prezero(struct zp_arena *a, unsigned want, struct isol
 			return 0;
 		o++;
 	}
-	del_from_free_list(a, pfn, o, ZS_DIRTY);
+	del_from_free_list(a, pfn, o, ZS_DIRTY, &c);
 	if (o > want) {
-		pfn = expand(a, pfn, o, want, KEEP_CLEARABLE);
+		pfn = expand(a, pfn, o, want, KEEP_CLEARABLE, &c);
 		o = want;
 	}
 	*out = isolate_block(a, pfn, o);

@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * zero_state.c - the per-page "zeroed" and "reported" bits.
+ * zero_state.c - the per-page "zeroed" and "reported" state.
  *
- * Two bitmaps, one bit per pfn, bits at or beyond nr_pages always 0:
+ * Two bitmaps, one bit per pfn, stored inverted so that the state of fresh
+ * memory (zeroed and reported: the OS zero-fills what was never touched)
+ * is all-zero metadata, which costs nothing until it is written:
  *
- *   zero_bm    1 = the page reads as zero and may be handed to a zeroing
- *                  request without a clear
- *   report_bm  1 = the page was handed back to the OS; if the backend
- *                  promises zero-fill its zero bit is set too; if not
- *                  (MADV_FREE) its zero bit is left as it was, since such a
- *                  backend either keeps the old contents or zero-fills
+ *   dirty_bm     1 = the page is not known to read as zero: a zeroing
+ *                    request must clear it          ("zeroed" = bit clear)
+ *   resident_bm  1 = the page has not been handed back to the OS since it
+ *                    was last used                  ("reported" = bit clear)
+ *
+ * A page handed back to a backend that promises zero-fill is zeroed too; to
+ * one that does not (MADV_FREE) its zero state is left as it was, since
+ * such a backend either keeps the old contents or zero-fills.  Bits at or
+ * beyond nr_pages are never set.
  *
  * Because the state is per page, not per block, splitting a block copies
  * nothing and merging a zeroed buddy with a dirty one loses nothing: the
@@ -17,7 +22,8 @@
  * clears only the dirty pages.
  *
  * Invariants (proved by zp_arena_check()):
- *  - allocated pages have neither bit set (their content is the caller's);
+ *  - allocated pages are neither zeroed nor reported (both bits set: their
+ *    content is the caller's);
  *  - a free block sits on the list of zs_summary() of its pages.
  *
  * Concurrency: a word holds the bits of 64 neighbouring pages, which may
@@ -46,13 +52,13 @@ void zs_count(const struct zp_arena *a, size_t pfn, size_t n, struct zcount *c)
 	c->pages = n;
 	c->zeroed = c->reported = c->dirty = c->lazy = 0;
 	for_each_word(pfn, n, w, m) {
-		uint64_t z = load(&a->zero_bm[w]) & m;
-		uint64_t r = load(&a->report_bm[w]) & m;
+		uint64_t d = load(&a->dirty_bm[w]) & m;
+		uint64_t res = load(&a->resident_bm[w]) & m;
 
-		c->zeroed += (size_t)__builtin_popcountll(z & ~r);
-		c->reported += (size_t)__builtin_popcountll(r);
-		c->dirty += (size_t)__builtin_popcountll(~z & m);
-		c->lazy += (size_t)__builtin_popcountll(r & ~z);
+		c->zeroed += (size_t)__builtin_popcountll(~d & res & m);
+		c->reported += (size_t)__builtin_popcountll(~res & m);
+		c->dirty += (size_t)__builtin_popcountll(d);
+		c->lazy += (size_t)__builtin_popcountll(d & ~res);
 	}
 }
 
@@ -99,35 +105,35 @@ static void clear_bits(_Atomic uint64_t *bm, size_t pfn, size_t n)
 
 void zs_mark_zeroed(struct zp_arena *a, size_t pfn, size_t n)
 {
-	set_bits(a->zero_bm, pfn, n);
+	clear_bits(a->dirty_bm, pfn, n);
 }
 
 void zs_mark_reported(struct zp_arena *a, size_t pfn, size_t n, bool zeroes)
 {
-	set_bits(a->report_bm, pfn, n);
+	clear_bits(a->resident_bm, pfn, n);
 	if (zeroes)
-		set_bits(a->zero_bm, pfn, n);
+		clear_bits(a->dirty_bm, pfn, n);
 }
 
 void zs_clear(struct zp_arena *a, size_t pfn, size_t n)
 {
-	clear_bits(a->zero_bm, pfn, n);
-	clear_bits(a->report_bm, pfn, n);
+	set_bits(a->dirty_bm, pfn, n);
+	set_bits(a->resident_bm, pfn, n);
 }
 
 void zs_unzero(struct zp_arena *a, size_t pfn)
 {
-	clear_bits(a->zero_bm, pfn, 1);
+	set_bits(a->dirty_bm, pfn, 1);
 }
 
 bool zs_test_zero(const struct zp_arena *a, size_t pfn)
 {
-	return (load(&a->zero_bm[pfn >> 6]) >> (pfn & 63)) & 1;
+	return !((load(&a->dirty_bm[pfn >> 6]) >> (pfn & 63)) & 1);
 }
 
 bool zs_test_reported(const struct zp_arena *a, size_t pfn)
 {
-	return (load(&a->report_bm[pfn >> 6]) >> (pfn & 63)) & 1;
+	return !((load(&a->resident_bm[pfn >> 6]) >> (pfn & 63)) & 1);
 }
 
 /* First page in [pfn, end) that is (@clearable) or is not (!@clearable)
@@ -138,7 +144,7 @@ size_t zs_next_clearable(const struct zp_arena *a, size_t pfn, size_t end, bool 
 	uint64_t m;
 
 	for_each_word(pfn, end - pfn, w, m) {
-		uint64_t c = ~(load(&a->zero_bm[w]) | load(&a->report_bm[w]));
+		uint64_t c = load(&a->dirty_bm[w]) & load(&a->resident_bm[w]);
 		uint64_t hit = (clearable ? c : ~c) & m;
 
 		if (hit)
@@ -147,14 +153,14 @@ size_t zs_next_clearable(const struct zp_arena *a, size_t pfn, size_t end, bool 
 	return end;
 }
 
-/* First page in [pfn, end) whose zero bit equals @zero, or end. */
+/* First page in [pfn, end) whose zero state equals @zero, or end. */
 size_t zs_next(const struct zp_arena *a, size_t pfn, size_t end, bool zero)
 {
 	uint64_t m;
 
 	for_each_word(pfn, end - pfn, w, m) {
-		uint64_t z = load(&a->zero_bm[w]);
-		uint64_t hit = (zero ? z : ~z) & m;
+		uint64_t d = load(&a->dirty_bm[w]);
+		uint64_t hit = (zero ? ~d : d) & m;
 
 		if (hit)
 			return (w << 6) + (size_t)__builtin_ctzll(hit);
