@@ -512,6 +512,21 @@ static inline void t_dirty(struct zp_arena *a, unsigned order, int n)
 		zp_free_pages(a, p[i], order);
 }
 
+/* This process's resident memory, in KiB (-1 if unknown). */
+static inline long t_rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
 static inline int t_all_zero(const void *p, size_t len)
 {
 	const unsigned char *c = p;

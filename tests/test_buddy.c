@@ -247,6 +247,37 @@ static void pcp_keeps_zero_state(void)
 	zp_arena_destroy(a);
 }
 
+/*
+ * Metadata costs memory only where pages are used: a 1 TiB arena is
+ * created without writing its descriptors or bitmaps, and using a corner
+ * of it faults in a corner of them.  (Its speed is zpage-bench scale's.)
+ */
+static void huge_arena_metadata_is_lazy(void)
+{
+	struct zp_config c = {.size = (size_t)1 << 40, .max_order = 10};
+	long r0 = t_rss_kib(), r1, r2;
+	struct zp_arena *a = zp_arena_create(&c);
+	void *p[64];
+	size_t used = 0;
+
+	if (!a && errno == ENOMEM)
+		SKIP("this system cannot reserve 1 TiB of address space");
+	ASSERT(a);
+	r1 = t_rss_kib();
+	for (int i = 0; i < 64; i++) {
+		ASSERT((p[i] = zp_alloc_pages(a, ZP_GFP_ZERO, (unsigned)(i % 11), ZP_USER_ADDR_NONE)));
+		used += (size_t)1 << (i % 11);
+	}
+	for (int i = 0; i < 64; i++)
+		EXPECT_EQ(zp_free_pages(a, p[i], (unsigned)(i % 11)), 0);
+	r2 = t_rss_kib();
+	T_NOTE("1 TiB arena: RSS +%ld KiB at creation, +%ld KiB after 64 allocations", r1 - r0, r2 - r0);
+	EXPECT_LT(r1 - r0, 1024);     /* 3.3 GB of metadata, none of it touched */
+	EXPECT_EQ(t_stats(a).nr_free, (size_t)1 << 28);
+	EXPECT_EQ(t_stats(a).nr_free_reported, ((size_t)1 << 28) - used); /* all but what was used */
+	zp_arena_destroy(a);
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -258,5 +289,6 @@ int main(int argc, char **argv)
 	RUN(split_keeps_better_half);
 	RUN(odd_sized_arena);
 	RUN(pcp_keeps_zero_state);
+	RUN(huge_arena_metadata_is_lazy);
 	return t_done("test_buddy");
 }

@@ -179,20 +179,6 @@ static void background_waits_for_the_delay(void)
 	zp_arena_destroy(a); /* stops and joins the thread */
 }
 
-static long rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kib = -1;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 /* The real madvise backend: resident memory drops, pages read zero. */
 static void real_backend_returns_memory(void)
 {
@@ -205,9 +191,9 @@ static void real_backend_returns_memory(void)
 	if (!t_stats(a).report_zeroes)
 		SKIP("MADV_DONTNEED does not zero-fill here (emulator?)");
 	t_dirty(a, 10, 24); /* 96 MiB resident */
-	before = rss_kib();
+	before = t_rss_kib();
 	reported = zp_arena_report(a);
-	after = rss_kib();
+	after = t_rss_kib();
 	EXPECT_EQ(reported, 24 * 1024);
 	T_NOTE("real backend: VmRSS %ld -> %ld KiB after reporting %ld KiB", before, after, reported * 4);
 	EXPECT(before - after >= reported * 4 * 9 / 10);
