@@ -51,7 +51,7 @@ char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0
 void *grow_array(void *p, size_t *cap, size_t need, size_t size);
 #define GROW(arr, cap, need) ((arr) = grow_array((arr), &(cap), (need), sizeof(*(arr))))
 struct zp_arena *arena_or_die(const struct zp_config *cfg);
-void arena_done(struct zp_arena *a, const char *what); /* --dump, then destroy */
+void arena_done(struct zp_arena *a, const char *sc, const char *row); /* --dump, then destroy */
 
 /* results.c.  Record a metric of a row: median and spread of @samples
  * (copied).  A unit that is a rate ("GB/s", "M ops/s") means higher is

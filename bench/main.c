@@ -44,7 +44,7 @@ static void usage(FILE *f)
 	for (size_t i = 0, n = 0; i < NR_SCENARIOS; i++)
 		if (scenarios[i].by_default)
 			fprintf(f, "%s%s", n++ ? ", " : "", scenarios[i].name);
-	fprintf(f, ") in about a minute.\n\n"
+	fprintf(f, ") in about half a minute.\n\n"
 		   "scenarios:\n");
 	for (size_t i = 0; i < NR_SCENARIOS; i++)
 		fprintf(f, "  %-12s %s\n", scenarios[i].name, scenarios[i].what);
@@ -127,8 +127,8 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 			opt_scale = v;
 			break;
 		case 'i':
-			if (!strcmp(optarg, "0")) {
-				opt_idle = 0;
+			if (*optarg && strspn(optarg, "0.") == strlen(optarg) && strchr(optarg, '0')) {
+				opt_idle = 0; /* 0, 0.0: skip the idle rows */
 				break;
 			}
 			if (!parse_positive(optarg, &v) || v > 600) {

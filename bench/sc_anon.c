@@ -142,7 +142,7 @@ static void one_row(const char *sc, const char *row, enum kind kind, const struc
 	pthread_barrier_destroy(&bar);
 	result(sc, row, "throughput", "GB/s", gbs, (size_t)rounds);
 	if (a)
-		arena_done(a, row);
+		arena_done(a, sc, row);
 	free(w);
 	free(t);
 	free(gbs);

@@ -145,7 +145,7 @@ static void one_row(const char *row, const struct peer *pe, unsigned nt)
 		}
 		opsps[r] = ops / ((now_ns() - t0) / 1e9) / 1e6;
 		if (a)
-			arena_done(a, row);
+			arena_done(a, "churn", row);
 	}
 	result("churn", row, "throughput", "M ops/s", opsps, RUNS);
 	result("churn", row, "latency", "ns", lat, nlat);

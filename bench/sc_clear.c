@@ -182,7 +182,7 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 	     "cached = %s, non-temporal = %s",
 	     samples, zero_cached_name(), zero_nt_name());
 	free(blk);
-	arena_done(a, "clear");
+	arena_done(a, sc, "zpage engine rows");
 }
 
 void sc_clear(void)

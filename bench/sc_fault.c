@@ -92,7 +92,7 @@ static void zpage_round(enum zstate_src src, struct acc *x, uint64_t *rng)
 			die("fault: allocation failed");
 		sample(x, p[i], t, t0);
 	}
-	arena_done(a, "fault: zpage rows");
+	arena_done(a, "fault", "zpage rows");
 	free(p);
 }
 
@@ -194,7 +194,7 @@ static void idle_rows(struct acc *kx, struct acc *zx, uint64_t *rng)
 		sample(zx, p[i], t, t0);
 	}
 	munmap(m, n * BLK);
-	arena_done(a, "fault: rows after idle");
+	arena_done(a, "fault", "rows after idle");
 	free(p);
 }
 

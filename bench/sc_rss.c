@@ -58,7 +58,6 @@ void sc_rss(void)
 {
 	size_t nblk = (size_t)(256 * opt_scale);
 	double idle_s = opt_scale < 1 ? 1.5 : 3.0;
-	double t_free = 0;
 
 	if (nblk < 8)
 		nblk = 8;
@@ -79,7 +78,7 @@ void sc_rss(void)
 			if (i % (nblk / 8) == 0)
 				sample_rss(&s, t0, base);
 		}
-		t_free = (now_ns() - t0) / 1e9;
+		note("rss", "%s: freed everything at %.2f s", row, (now_ns() - t0) / 1e9);
 		for (size_t i = 0; i < nblk; i++)
 			zp_free_pages(a, p[i], 9);
 		for (double t = 0; t < idle_s; t += 0.1) {
@@ -90,13 +89,13 @@ void sc_rss(void)
 		result("rss", row, "RSS at the end", "MiB", &s.y[s.n - 1], 1);
 		for (size_t i = 0; i < s.n; i += s.n / 8 ? s.n / 8 : 1)
 			note("rss", "t=%5.2fs  %-22s %7.1f MiB", s.x[i], row, s.y[i]);
-		arena_done(a, row);
+		arena_done(a, "rss", row);
 		free(p);
 		free(s.x);
 		free(s.y);
 	}
-	note("rss", "grow to %zu MiB (written), free all (at ~%.1f s), idle %.1f s; RSS relative to before the arena",
-	     nblk * 2, t_free, idle_s);
+	note("rss", "grow to %zu MiB (written), free all, idle %.1f s; RSS relative to before the arena", nblk * 2,
+	     idle_s);
 }
 
 static double cpu_s(int who)
@@ -144,7 +143,7 @@ void sc_prezero(void)
 			sleep_ms(2);
 		}
 		double other = (cpu_s(RUSAGE_SELF) - proc0) - (cpu_s(RUSAGE_THREAD) - thr0);
-		arena_done(a, row);
+		arena_done(a, "prezero", row);
 		result("prezero", row, "alloc latency", "us", lat, iters);
 		p99 = pct(lat, iters, 99);
 		result("prezero", row, "latency p99", "us", &p99, 1);

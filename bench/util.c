@@ -166,23 +166,26 @@ struct zp_arena *arena_or_die(const struct zp_config *cfg)
 	return a;
 }
 
-/* --dump: the state of the first arena of each @what, as it ends. */
-void arena_done(struct zp_arena *a, const char *what)
+/* --dump: the state of the first arena of each scenario's row, as it ends. */
+void arena_done(struct zp_arena *a, const char *sc, const char *row)
 {
 	static char **seen;
 	static size_t nseen, cap;
 
 	if (opt_dump) {
+		char *what = xasprintf("%s: %s", sc, row);
 		size_t i = 0;
 
 		while (i < nseen && strcmp(seen[i], what))
 			i++;
 		if (i == nseen) {
 			GROW(seen, cap, nseen + 1);
-			seen[nseen++] = xstrdup(what);
+			seen[nseen++] = what;
 			printf("-- zp_arena_dump at the end of %s\n", what);
 			zp_arena_dump(a, stdout);
 			fflush(stdout);
+		} else {
+			free(what);
 		}
 	}
 	zp_arena_destroy(a);

@@ -255,7 +255,7 @@ ZP_API void zp_arena_stats(struct zp_arena *a, struct zp_stats *st);
  *
  * Context: any thread.  O(pages).
  * Return: 0, -EUCLEAN with the first broken invariant printed on stderr,
- * -EINVAL for a NULL arena, or -ENOMEM when its walk cannot allocate.
+ * or -EINVAL for a NULL arena.
  */
 ZP_API int zp_arena_check(struct zp_arena *a);
 
@@ -267,12 +267,13 @@ ZP_API int zp_arena_check(struct zp_arena *a);
  * In the manner of /proc/buddyinfo and malloc_stats_print(): the free
  * blocks per order and state (zeroed, dirty, reported) on the buddy lists,
  * the same for the per-CPU caches (summed over CPUs), the blocks a
- * reporting or pre-zeroing pass holds, the page totals (equal to those of
- * zp_arena_stats() at the same instant: the free pages split into zeroed,
- * reported and dirty) and the counters.  Everything is copied at one
- * instant with every lock held, then printed with none held.
+ * reporting or pre-zeroing pass holds, the never-used pages, the page totals
+ * (equal to those of zp_arena_stats() at the same instant: the free pages
+ * split into zeroed, reported, dirty and held by a pass) and the counters.
+ * Everything is copied at one instant with every lock held, then printed
+ * with none held.
  *
- * Context: any thread.  O(max_order + CPUs); allocates a few KiB.
+ * Context: any thread.  O(max_order + CPUs); allocates nothing.
  */
 ZP_API void zp_arena_dump(struct zp_arena *a, FILE *f);
 

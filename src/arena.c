@@ -263,9 +263,7 @@ void stats_locked(struct zp_arena *a, struct zp_stats *st)
 {
 	struct zcount c;
 
-	for (unsigned i = 0; i < a->nr_pcp; i++)
-		lock_assert_held(&a->pcp[i].lock);
-	lock_assert_held(&a->lock);
+	lock_assert_all_held(a);
 	c = a->cnt;
 	for (unsigned i = 0; i < a->nr_pcp; i++)
 		zcount_add(&c, &a->pcp[i].cnt);

@@ -47,10 +47,12 @@
  *  - every page at or above a->frontier has info 0 and the zero state of
  *    fresh memory.
  *
- * Every function here expects a->lock held, and says so with
- * lock_assert_held() (checked in the ZPAGE_LOCKDEP build), except
- * buddy_may_have() (an unlocked hint) and list_add / list_del, which run
- * under whichever lock owns the list (the arena's, or a pcp's).
+ * Every function here that touches the lists expects a->lock held and says
+ * so with lock_assert_held() (checked in the ZPAGE_LOCKDEP build), except
+ * buddy_may_have() and frontier_pages() (unlocked hints), list_add /
+ * list_del, which run under whichever lock owns the list (the arena's, or
+ * a pcp's), and zp_test_nr_free_blocks(), which takes it.  The rank
+ * helpers touch no state.
  */
 #include "internal.h"
 

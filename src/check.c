@@ -30,6 +30,8 @@
  *
  * zp_arena_dump() copies what it prints under every lock and prints it
  * with none held, so its totals are one instant's, like zp_arena_stats().
+ * Neither allocates; the checker's report of a broken invariant is the one
+ * output (fprintf to stderr) made under every lock.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -128,12 +130,11 @@ static int check_coverage(struct zp_arena *a, size_t pfn, uint32_t info)
 }
 
 /* 2: the block's recorded state agrees with its pages' bits (@c). */
-static int check_zero_state(struct zp_arena *a, size_t pfn, uint32_t info, const struct zcount *c)
+static int check_zero_state(size_t pfn, uint32_t info, const struct zcount *c)
 {
 	uint32_t owner = info & PG_OWNER_MASK;
 	unsigned o = pg_order(info);
 
-	(void)a;
 	if ((owner == PG_BUDDY || owner == PG_PCP) && zs_summary(c) != pg_state(info))
 		return fail("free block %zu order %u: listed as state %d, pages say %d", pfn, o, pg_state(info),
 			    zs_summary(c));
@@ -195,7 +196,7 @@ static int check_blocks(struct zp_arena *a, struct walk *w)
 			return fail("block %zu order %u reaches beyond the frontier %zu", pfn, pg_order(info),
 				    frontier);
 		zs_count(a, pfn, (size_t)1 << pg_order(info), &c);
-		ret = check_zero_state(a, pfn, info, &c);
+		ret = check_zero_state(pfn, info, &c);
 		if (!ret)
 			ret = check_buddy_rule(a, pfn, info);
 		if (ret)
@@ -301,23 +302,18 @@ static int check_isolated(struct zp_arena *a)
 
 static int check_locked(struct zp_arena *a)
 {
-	struct walk *w = calloc(1, sizeof(*w));
+	struct walk w = {0}; /* ~1 KiB: no allocation under every lock */
 	struct zcount lists[2] = {{0}};
 	int ret;
 
-	for (unsigned i = 0; i < a->nr_pcp; i++)
-		lock_assert_held(&a->pcp[i].lock);
-	lock_assert_held(&a->lock);
-	if (!w)
-		return -ENOMEM;
-	ret = check_blocks(a, w);
+	lock_assert_all_held(a);
+	ret = check_blocks(a, &w);
 	if (!ret)
-		ret = check_lists(a, w, lists);
+		ret = check_lists(a, &w, lists);
 	if (!ret)
-		ret = check_counters(a, w, lists);
+		ret = check_counters(a, &w, lists);
 	if (!ret)
 		ret = check_isolated(a);
-	free(w);
 	return ret;
 }
 
@@ -365,17 +361,11 @@ static void dump_table(FILE *f, const size_t (*t)[NR_ZSTATES], unsigned max)
 
 void zp_arena_dump(struct zp_arena *a, FILE *f)
 {
-	struct dump *d;
-	struct zp_stats *st;
+	struct dump dump = {0}, *d = &dump; /* under 1 KiB */
+	struct zp_stats *st = &d->st;
 
 	if (!a || !f)
 		return;
-	d = calloc(1, sizeof(*d));
-	if (!d) {
-		fprintf(f, "zpage arena %p: no memory for a dump\n", (void *)a->base);
-		return;
-	}
-	st = &d->st;
 	lock_all(a);
 	stats_locked(a, st);
 	for (unsigned o = 0; o <= a->max_order; o++)
@@ -414,5 +404,4 @@ void zp_arena_dump(struct zp_arena *a, FILE *f)
 		(unsigned long long)st->pages_cleared, (unsigned long long)st->pages_clear_skipped,
 		(unsigned long long)st->pages_reported, (unsigned long long)st->pages_refaulted,
 		(unsigned long long)st->pages_prezeroed, (unsigned long long)st->verify_failures, st->report_zeroes);
-	free(d);
 }

@@ -272,6 +272,12 @@ void drain_all_pages(struct zp_arena *a);
 void drain_all_pages_locked(struct zp_arena *a); /* every pcp lock and the arena lock held */
 bool pcp_serves(const struct zp_arena *a, unsigned order);
 void lock_all(struct zp_arena *a);
+#define lock_assert_all_held(a)                                                                                        \
+	do {                                                                                                           \
+		for (unsigned _i = 0; _i < (a)->nr_pcp; _i++)                                                          \
+			lock_assert_held(&(a)->pcp[_i].lock);                                                          \
+		lock_assert_held(&(a)->lock);                                                                          \
+	} while (0)
 void unlock_all(struct zp_arena *a);
 
 /* clear.c: the clearing engine */

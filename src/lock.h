@@ -6,9 +6,11 @@
  *   1. the registry lock (arena.c: create, destroy, the fork handlers);
  *   2. the per-CPU caches' locks, in index order (pcp.c);
  *   3. the arena lock.
- * Never take a pcp lock while holding the arena lock.  No bulk clear and no
- * system call but the futex wake-up of a condition variable is made under
- * the arena lock.
+ * Never take a pcp lock while holding the arena lock (checked too: a pcp
+ * lock is taken only after lock_assert_not_held(arena lock)).  No bulk
+ * clear, no allocation and no system call but the futex wake-up of a
+ * condition variable is made under the arena lock; the one exception is
+ * zp_arena_check() printing a broken invariant to stderr.
  *
  * Every function that needs a lock held says so at its top with
  * lock_assert_held(), like Linux's lockdep_assert_held() and SQLite's
@@ -26,6 +28,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 struct zlock {
 	pthread_mutex_t mu;
@@ -47,6 +50,11 @@ static inline void lockdep_release(struct zlock *l)
 		if (atomic_load_explicit(&(l)->owner, memory_order_relaxed) != (unsigned long)pthread_self())          \
 			lockdep_fail(#l, __FILE__, __LINE__, __func__);                                                \
 	} while (0)
+#define lock_assert_not_held(l)                                                                                        \
+	do {                                                                                                           \
+		if (atomic_load_explicit(&(l)->owner, memory_order_relaxed) == (unsigned long)pthread_self())          \
+			lockdep_fail("not " #l, __FILE__, __LINE__, __func__);                                         \
+	} while (0)
 #else
 static inline void lockdep_acquire(struct zlock *l)
 {
@@ -56,7 +64,8 @@ static inline void lockdep_release(struct zlock *l)
 {
 	(void)l;
 }
-#define lock_assert_held(l) ((void)(l))
+#define lock_assert_held(l)	((void)(l))
+#define lock_assert_not_held(l) ((void)(l))
 #endif
 
 static inline void zlock_init(struct zlock *l, const pthread_mutexattr_t *attr)
@@ -83,6 +92,16 @@ static inline void zlock_cond_wait(struct zlock *l, pthread_cond_t *c)
 {
 	lockdep_release(l);
 	pthread_cond_wait(c, &l->mu);
+	lockdep_acquire(l);
+}
+
+/* A timed wait through @wait (which waits on @c with l->mu), on a held zlock. */
+static inline void zlock_cond_wait_fn(struct zlock *l, pthread_cond_t *c,
+				      void (*wait)(void *ctx, pthread_cond_t *, pthread_mutex_t *, uint64_t),
+				      void *ctx, uint64_t deadline)
+{
+	lockdep_release(l);
+	wait(ctx, c, &l->mu, deadline);
 	lockdep_acquire(l);
 }
 

@@ -139,6 +139,7 @@ uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero)
 	struct pcp *pcp = this_pcp(a);
 	uint32_t pfn = NIL;
 
+	lock_assert_not_held(&a->lock); /* lock order: pcp, then arena */
 	zlock_lock(&pcp->lock);
 	for (int r = 0; r < NR_ZSTATES && pfn == NIL; r++) {
 		enum zstate st = state_of_rank(r, want_zero);
@@ -189,6 +190,7 @@ void free_pcp(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
 	struct pcp *pcp = this_pcp(a);
 
+	lock_assert_not_held(&a->lock);
 	zlock_lock(&pcp->lock);
 	pcp_add(a, pcp, pfn, order);
 	if (pcp->cnt.pages > PCP_HIGH_PAGES) {
@@ -204,6 +206,7 @@ void drain_all_pages(struct zp_arena *a)
 	for (unsigned i = 0; i < a->nr_pcp; i++) {
 		struct pcp *pcp = &a->pcp[i];
 
+		lock_assert_not_held(&a->lock);
 		zlock_lock(&pcp->lock);
 		if (pcp->cnt.pages) {
 			zlock_lock(&a->lock);
@@ -216,6 +219,7 @@ void drain_all_pages(struct zp_arena *a)
 
 void drain_all_pages_locked(struct zp_arena *a)
 {
+	lock_assert_all_held(a);
 	for (unsigned i = 0; i < a->nr_pcp; i++)
 		pcp_drain(a, &a->pcp[i], 0);
 }
@@ -237,6 +241,7 @@ void zp_test_drain_pcp(struct zp_arena *a)
 
 void lock_all(struct zp_arena *a)
 {
+	lock_assert_not_held(&a->lock);
 	for (unsigned i = 0; i < a->nr_pcp; i++)
 		zlock_lock(&a->pcp[i].lock);
 	zlock_lock(&a->lock);

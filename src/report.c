@@ -419,6 +419,7 @@ static bool prezero_wanted(struct zp_arena *a)
  * for its rate cap (it wakes itself at the end of the pause). */
 static void prezero_kick(struct zp_arena *a)
 {
+	lock_assert_held(&a->lock);
 	if (a->daemon_running && !a->prezero_resume_ms && prezero_wanted(a))
 		pthread_cond_signal(&a->daemon_cond);
 }
@@ -426,6 +427,7 @@ static void prezero_kick(struct zp_arena *a)
 /* Lock held.  An allocation took a block off the buddy lists. */
 void note_alloc_block(struct zp_arena *a)
 {
+	lock_assert_held(&a->lock);
 	prezero_kick(a);
 }
 
@@ -482,9 +484,7 @@ static void daemon_wait(struct zp_arena *a, uint64_t deadline)
 	if (deadline == NO_DEADLINE || !a->backend.wait_until) {
 		zlock_cond_wait(&a->lock, &a->daemon_cond);
 	} else {
-		lockdep_release(&a->lock);
-		a->backend.wait_until(a->backend.ctx, &a->daemon_cond, &a->lock.mu, deadline);
-		lockdep_acquire(&a->lock);
+		zlock_cond_wait_fn(&a->lock, &a->daemon_cond, a->backend.wait_until, a->backend.ctx, deadline);
 	}
 }
 
@@ -605,7 +605,7 @@ void daemon_start_after_fork(struct zp_arena *a)
  */
 void report_fork_child(struct zp_arena *a)
 {
-	lock_assert_held(&a->lock);
+	lock_assert_all_held(a);
 
 	a->daemon_running = false;
 	atomic_store(&a->daemon_stop, false);

@@ -42,6 +42,14 @@ if "$bench" --scale 0.02 >"$out/default.txt" 2>&1 && grep -q "^== fault" "$out/d
 else
 	bad "default suite"; grep '^== ' "$out/default.txt" | sed 's/^/# /'
 fi
+# the fault rows after idle (short), with a dump of both fault arenas
+if "$bench" --scale 0.02 --idle 0.2 --dump fault >"$out/idle.txt" 2>&1 &&
+	grep -q "^  zpage, reported + 0.2s idle" "$out/idle.txt" &&
+	grep -q "^-- zp_arena_dump at the end of fault: rows after idle" "$out/idle.txt"; then
+	ok "fault after idle, --dump"
+else
+	bad "fault after idle, --dump"; sed 's/^/# /' "$out/idle.txt" | tail -n 5
+fi
 # --dump: a buddyinfo-style dump of each kind of arena as it ends
 if "$bench" --scale 0.02 --dump rss >"$out/dump.txt" 2>&1 &&
 	[ "$(grep -c '^-- zp_arena_dump at the end of' "$out/dump.txt")" -eq 2 ] &&

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs every test program given, prints all its output (stderr too), and
-# reads the TAP it prints: "ok N - name", "not ok N - name",
+# reads the TAP it prints on stdout (as prove does; stderr is only shown): "ok N - name", "not ok N - name",
 # "ok N - name # SKIP reason", the plan "1..N".  Ends with the failed and
 # skipped tests of every program, then one line over all of them:
 # "N passed, N failed, N skipped".
@@ -9,14 +9,16 @@
 # test, passed iff it exits 0.  A program that prints TAP counts one more
 # failure, unless it reported a failed test already, when it exits
 # non-zero (a sanitizer's report at exit, a crash) or its plan is missing
-# or does not match the tests it printed (it died half-way).
+# or does not match the tests it printed (it died half-way); a crash is
+# named in the recap even after failed tests.
 passed=0 failed=0 skipped=0
-recap=$(mktemp)
-trap 'rm -f "$recap"' EXIT
+recap=$(mktemp) err=$(mktemp)
+trap 'rm -f "$recap" "$err"' EXIT
 for t in "$@"; do
 	echo "== $t"
-	out=$("$t" 2>&1); rc=$?
+	out=$("$t" 2>"$err"); rc=$?
 	printf '%s\n' "$out"
+	cat "$err"
 	# "passed failed skipped tests plan" (plan -1: none; tests -1: no TAP)
 	counts=$(printf '%s\n' "$out" | awk '
 		BEGIN { p = f = s = n = 0; plan = -1; tap = 0 }
@@ -48,6 +50,9 @@ EOF
 		continue
 	fi
 	passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+	if [ "$f" -ne 0 ] && [ "$rc" -gt 128 ]; then
+		echo "$t: killed by signal $((rc - 128)) after a failed test" | tee -a "$recap"
+	fi
 	if [ "$f" -eq 0 ]; then
 		if [ "$rc" -ne 0 ]; then
 			why="exit code $rc"

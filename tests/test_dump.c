@@ -80,7 +80,7 @@ static void dump_matches_stats(void)
 	struct zp_stats st;
 	struct parsed d;
 	char *text = NULL;
-	size_t len = 0, pages = 0;
+	size_t len = 0, pages = 0, allocated = 0;
 	FILE *f;
 	void *p[16];
 
@@ -93,6 +93,8 @@ static void dump_matches_stats(void)
 	}
 	for (int i = 0; i < 16; i += 2)
 		zp_free_pages(a, p[i], (unsigned)(i % 10));
+	for (int i = 1; i < 16; i += 2)
+		allocated += (size_t)1 << (i % 10);
 	EXPECT(zp_arena_prezero(a, ZP_PAGE_SIZE * 8) >= 0);
 	f = open_memstream(&text, &len);
 	ASSERT(f);
@@ -110,6 +112,9 @@ static void dump_matches_stats(void)
 	EXPECT_EQ(d.reported, st.nr_free_reported);
 	EXPECT_EQ(d.zeroed + d.reported + d.dirty + d.held, st.nr_free);
 	EXPECT_EQ(d.allocated, st.nr_pages - st.nr_free);
+	EXPECT_EQ(d.allocated, allocated); /* what the test holds */
+	EXPECT_EQ(d.rep, st.pages_reported);
+	EXPECT_EQ(d.refaulted, st.pages_refaulted);
 	EXPECT_EQ(d.cleared, st.pages_cleared);
 	EXPECT_EQ(d.skipped, st.pages_clear_skipped);
 	EXPECT_EQ(d.prezeroed, st.pages_prezeroed);
