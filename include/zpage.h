@@ -40,7 +40,7 @@
  * "madvise"), the first write to a 2 MiB-aligned range may commit all 2 MiB
  * of it: pass ZP_NOHUGEPAGE to commit 4 KiB at a time.  The metadata costs
  * at most 12.25 bytes per page, reserved too and faulted in as pages are
- * used: creating an arena, even of 1 TiB, writes a few descriptors.
+ * used: creating an arena, even of 1 TiB, writes none of it.
  */
 #ifndef ZPAGE_H
 #define ZPAGE_H
@@ -98,8 +98,8 @@ struct zp_config {
 /* Counters of one arena.  Page counts are in pages of ZP_PAGE_SIZE. */
 struct zp_stats {
 	size_t nr_pages;	      /* pages managed */
-	size_t nr_free;		      /* free pages: on the lists, in the per-CPU caches, or held
-					  by a report / pre-zero pass */
+	size_t nr_free;		      /* free pages: on the lists, in the per-CPU caches, held by
+					  a report / pre-zero pass, or never used yet */
 	size_t nr_free_zeroed;	      /* free, known zero, resident (lists and caches) */
 	size_t nr_free_reported;      /* free, handed back to the OS */
 	uint64_t pages_cleared;	      /* pages zero-filled by the library */
@@ -253,7 +253,9 @@ ZP_API void zp_arena_stats(struct zp_arena *a, struct zp_stats *st);
  * Walks every free list and every page descriptor: buddy rule, alignment,
  * list membership matches page state, counters match.  Takes all locks.
  *
- * Context: any thread.  O(pages).
+ * Context: any thread.  O(pages): it reads every descriptor, the never-used
+ * ones too (0.75 s for a 1 TiB arena here, and the page tables mapping
+ * the metadata stay until the arena is destroyed).
  * Return: 0, -EUCLEAN with the first broken invariant printed on stderr,
  * or -EINVAL for a NULL arena.
  */

@@ -13,9 +13,9 @@
  * Metadata (descriptors and bitmaps, 12.25 bytes per page) is a second
  * mapping, outside the managed range, so no caller's stray write to its
  * blocks can corrupt it.  It is reserved like the range: fresh memory's
- * state is all-zero metadata (zero_state.c), and creation writes only the
- * heads of the largest blocks, so metadata costs memory where pages are
- * used (a 1 TiB arena is created with a few hundred KiB of RSS).
+ * state is all-zero metadata (zero_state.c), and creation lists no block
+ * (buddy.c: the frontier), so metadata costs memory where pages are used
+ * (a 1 TiB arena is created without touching any of it).
  *
  * fork: the handlers (registered at load, os.c) take, in this
  * order, the registry lock, then for each registered arena every pcp lock

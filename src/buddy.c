@@ -35,8 +35,8 @@
  * Never-used memory is not listed at creation: pages at or above
  * a->frontier are zeroed and reported and belong to no block yet.  When a
  * request finds no block, the next largest aligned block at the frontier
- * is listed (carve_frontier()), so creating even a 1 TiB arena writes a
- * handful of descriptors.
+ * is listed (carve_frontier()), so creating even a 1 TiB arena writes no
+ * descriptor.
  *
  * Invariants (zp_arena_check()):
  *  - a listed block's head has PG_buddy, its order and its list's state,

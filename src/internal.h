@@ -21,15 +21,18 @@
  *   PG_busy   in flight: being allocated or freed, or isolated by a
  *             reporting / pre-zeroing pass          (the thread holding it)
  *
- * Every page that is not a head has info == 0 ("tail").  Every page of the
- * arena belongs to exactly one block, so walking heads by 2^order covers
- * [0, nr_pages) exactly: this is the first thing zp_arena_check() proves.
+ * Every page that is not a head has info == 0 ("tail").  Every page below
+ * a->frontier belongs to exactly one block, so walking heads by 2^order
+ * covers [0, frontier) exactly: this is the first thing zp_arena_check()
+ * proves.  Pages at and above the frontier were never used and belong to
+ * no block yet (buddy.c).
  *
  * Zero state is per page, in two bitmaps stored inverted (zero_state.c), so
  * that fresh memory's state is untouched, all-zero metadata:
  *   dirty_bm     page not known to read as zero (zeroing requests clear it)
  *   resident_bm  page not handed back to the OS (reported ones cost a fault)
- * Allocated pages have neither bit set: their content is the caller's.
+ * Allocated pages are neither zeroed nor reported (both bits set): their
+ * content is the caller's.
  * A free block is listed by the summary of its pages (zs_summary()).
  */
 #ifndef ZPAGE_INTERNAL_H
@@ -69,7 +72,9 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
 #define PG_STATE_SHIFT 12
 
 struct page {
-	uint32_t next, prev;   /* free-list links (pfns), only in listed heads */
+	uint32_t next, prev;   /* free-list links (pfns) in listed heads; the 2nd and
+				  3rd pages of a listed buddy block of order >= 2
+				  hold its counts (buddy.c) */
 	_Atomic uint32_t info; /* see above; atomic so that a bad free can be refused safely */
 };
 
@@ -103,9 +108,9 @@ struct free_list {
 /* Page counts of a set of free blocks. */
 struct zcount {
 	size_t pages;	 /* all pages */
-	size_t zeroed;	 /* zero bit set and not reported: resident zero pages */
-	size_t reported; /* report bit set */
-	size_t dirty;	 /* zero bit clear: must be cleared before a zeroing use */
+	size_t zeroed;	 /* zeroed and not reported: resident zero pages */
+	size_t reported; /* reported (handed back to the OS) */
+	size_t dirty;	 /* not known zero: must be cleared before a zeroing use */
 	size_t lazy;	 /* reported and dirty: given back to an OS that may keep the
 			    old contents (MADV_FREE); writing them would take them back */
 };

@@ -80,7 +80,7 @@ static void checker_catches_corruption(void)
 	ASSERT_EQ(zp_free_pages(a, c, 0), 0); /* now in a per-CPU cache */
 	cp = t_pfn(a, c);
 	ASSERT_EQ(zp_arena_check(a), 0);
-	T_DIAG("(five check failures are expected here)");
+	T_DIAG("(eight check failures are expected here)");
 
 	/* a tail page claims to be a head */
 	saved = pg_info(&a->pages[ap + 1]);
@@ -113,6 +113,31 @@ static void checker_catches_corruption(void)
 			break;
 		}
 	}
+
+	/* a listed block's stored counts go stale */
+	for (unsigned o = 2; o <= 4; o++) {
+		for (int s = 0; s < NR_ZSTATES; s++) {
+			uint32_t b = a->free[o][s].head;
+
+			if (b == NIL)
+				continue;
+			a->pages[b + 2].prev++;
+			EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+			a->pages[b + 2].prev--;
+			o = 5;
+			break;
+		}
+	}
+
+	/* never-used memory gains a zero-state bit, or a head */
+	ASSERT(frontier_pages(a) > 0);
+	zs_unzero(a, a->nr_pages - 1);
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	zs_mark_zeroed(a, a->nr_pages - 1, 1);
+	pg_set_info(&a->pages[a->nr_pages - 1], mk_info(PG_ALLOC, 0, 0));
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	pg_set_info(&a->pages[a->nr_pages - 1], 0);
+
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 }
