@@ -76,8 +76,11 @@ static void checker_catches_corruption(void)
 	size_t ap = t_pfn(a, p), cp;
 	uint32_t saved;
 
-	ASSERT(p && c);
-	ASSERT_EQ(zp_free_pages(a, c, 0), 0); /* now in a per-CPU cache */
+	char *big = zp_alloc_pages(a, 0, 4, ZP_USER_ADDR_NONE);
+
+	ASSERT(p && c && big);
+	ASSERT_EQ(zp_free_pages(a, c, 0), 0);	/* now in a per-CPU cache */
+	ASSERT_EQ(zp_free_pages(a, big, 4), 0); /* on the buddy lists */
 	cp = t_pfn(a, c);
 	ASSERT_EQ(zp_arena_check(a), 0);
 	T_DIAG("(eight check failures are expected here)");
@@ -105,14 +108,19 @@ static void checker_catches_corruption(void)
 	a->cnt.pages--;
 
 	/* a list count is off */
-	for (unsigned o = 0; o <= 4; o++) {
-		if (a->free[o][ZS_REPORTED].nr) {
-			a->free[o][ZS_REPORTED].nr++;
-			EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
-			a->free[o][ZS_REPORTED].nr--;
-			break;
+	bool count_tested = false;
+
+	for (unsigned o = 0; o <= 4 && !count_tested; o++) {
+		for (int s = 0; s < NR_ZSTATES && !count_tested; s++) {
+			if (a->free[o][s].nr) {
+				a->free[o][s].nr++;
+				EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+				a->free[o][s].nr--;
+				count_tested = true;
+			}
 		}
 	}
+	EXPECT(count_tested);
 
 	/* a listed block's stored counts go stale */
 	bool stale_tested = false;
