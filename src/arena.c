@@ -261,12 +261,19 @@ void zp_arena_stats(struct zp_arena *a, struct zp_stats *st)
  * arena lock as it puts its blocks back. */
 void stats_locked(struct zp_arena *a, struct zp_stats *st)
 {
+	uint64_t cleared = atomic_load(&a->pages_cleared), skipped = 0, refaulted = 0;
 	struct zcount c;
 
 	lock_assert_all_held(a);
 	c = a->cnt;
-	for (unsigned i = 0; i < a->nr_pcp; i++)
+	for (unsigned i = 0; i < a->nr_pcp; i++) {
+		const struct pcp_stats *ps = &a->pcp[i].stats;
+
 		zcount_add(&c, &a->pcp[i].cnt);
+		cleared += atomic_load(&ps->cleared);
+		skipped += atomic_load(&ps->skipped);
+		refaulted += atomic_load(&ps->refaulted);
+	}
 	c.pages += frontier_pages(a); /* never used: zeroed and reported */
 	c.reported += frontier_pages(a);
 	*st = (struct zp_stats){
@@ -274,10 +281,10 @@ void stats_locked(struct zp_arena *a, struct zp_stats *st)
 		.nr_free = c.pages + a->isolated_pages,
 		.nr_free_zeroed = c.zeroed,
 		.nr_free_reported = c.reported,
-		.pages_cleared = atomic_load(&a->pages_cleared),
-		.pages_clear_skipped = atomic_load(&a->pages_clear_skipped),
+		.pages_cleared = cleared,
+		.pages_clear_skipped = skipped,
 		.pages_reported = atomic_load(&a->pages_reported),
-		.pages_refaulted = atomic_load(&a->pages_refaulted),
+		.pages_refaulted = refaulted,
 		.verify_failures = atomic_load(&a->verify_failures),
 		.pages_prezeroed = atomic_load(&a->pages_prezeroed),
 		.report_zeroes = a->report_zeroes,

@@ -115,11 +115,22 @@ struct zcount {
 			    old contents (MADV_FREE); writing them would take them back */
 };
 
-/* A per-CPU cache of free blocks of order 0..PCP_MAX_ORDER, by state. */
+/* Event counters of the allocation and free paths, per CPU (struct pcp) so
+ * that the steady state writes no cache line another CPU writes; summed
+ * when read. */
+struct pcp_stats {
+	_Atomic uint64_t cleared;   /* pages zero-filled (allocation, init_on_free) */
+	_Atomic uint64_t skipped;   /* pages handed out zeroed without a clear */
+	_Atomic uint64_t refaulted; /* reported pages allocated */
+};
+
+/* A per-CPU cache of free blocks of order 0..PCP_MAX_ORDER, by state, and
+ * that CPU's event counters. */
 struct pcp {
 	struct zlock lock;
 	struct free_list lists[PCP_MAX_ORDER + 1][NR_ZSTATES];
 	struct zcount cnt;
+	struct pcp_stats stats; /* written without the lock */
 } __attribute__((aligned(64)));
 
 /* One event of the clearing layer, seen by the test hook. */
@@ -191,12 +202,11 @@ struct zp_arena {
 	/* the registry of live arenas, for the fork handlers (arena.c) */
 	struct zp_arena *reg_next, *reg_prev;
 
-	/* statistics, updated without locks */
+	/* statistics of the passes (updated under lock) and rare events; the
+	 * allocation path's are per CPU (struct pcp_stats) */
 	_Atomic uint64_t pages_prezeroed;
-	_Atomic uint64_t pages_cleared;
-	_Atomic uint64_t pages_clear_skipped;
+	_Atomic uint64_t pages_cleared; /* by pre-zeroing; see also pcp_stats */
 	_Atomic uint64_t pages_reported;
-	_Atomic uint64_t pages_refaulted;
 	_Atomic uint64_t verify_failures;
 };
 
@@ -276,6 +286,7 @@ void free_pcp(struct zp_arena *a, uint32_t pfn, unsigned order);
 void drain_all_pages(struct zp_arena *a);
 void drain_all_pages_locked(struct zp_arena *a); /* every pcp lock and the arena lock held */
 bool pcp_serves(const struct zp_arena *a, unsigned order);
+struct pcp_stats *pcp_stats_here(struct zp_arena *a); /* this CPU's counters */
 void lock_all(struct zp_arena *a);
 #define lock_assert_all_held(a)                                                                                        \
 	do {                                                                                                           \

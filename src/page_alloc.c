@@ -135,15 +135,19 @@ static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn)
 	struct zcount c;
 
 	zs_count(a, pfn, n, &c);
-	stat_add(&a->pages_refaulted, c.reported);
-	if (ac->want_zero) {
-		size_t cleared;
+	if (c.reported || ac->want_zero) {
+		struct pcp_stats *st = pcp_stats_here(a);
 
-		if (a->flags & ZP_VERIFY)
-			verify_zero_pages(a, pfn, n);
-		cleared = clear_dirty_pages(a, pfn, ac->order, ac->user_addr);
-		stat_add(&a->pages_cleared, cleared);
-		stat_add(&a->pages_clear_skipped, n - cleared);
+		stat_add(&st->refaulted, c.reported);
+		if (ac->want_zero) {
+			size_t cleared;
+
+			if (a->flags & ZP_VERIFY)
+				verify_zero_pages(a, pfn, n);
+			cleared = clear_dirty_pages(a, pfn, ac->order, ac->user_addr);
+			stat_add(&st->cleared, cleared);
+			stat_add(&st->skipped, n - cleared);
+		}
 	}
 	zs_clear(a, pfn, n);
 }
@@ -185,7 +189,7 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 static void free_pages_prepare(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
 	if (a->flags & ZP_INIT_ON_FREE) /* all of it: allocated pages are dirty */
-		stat_add(&a->pages_cleared, clear_dirty_free_block(a, pfn, order));
+		stat_add(&pcp_stats_here(a)->cleared, clear_dirty_free_block(a, pfn, order));
 	else if (a->flags & ZP_VERIFY)
 		memset(pfn_to_addr(a, pfn), POISON_BYTE, ZP_PAGE_SIZE << order);
 }

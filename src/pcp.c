@@ -72,6 +72,9 @@ int pcp_init(struct zp_arena *a)
 			for (int s = 0; s < NR_ZSTATES; s++)
 				list_init(&pcp->lists[o][s]);
 		pcp->cnt = (struct zcount){0};
+		atomic_init(&pcp->stats.cleared, 0);
+		atomic_init(&pcp->stats.skipped, 0);
+		atomic_init(&pcp->stats.refaulted, 0);
 	}
 	return 0;
 }
@@ -87,6 +90,11 @@ void pcp_destroy(struct zp_arena *a)
 static struct pcp *this_pcp(struct zp_arena *a)
 {
 	return &a->pcp[os_cpu_current() % a->nr_pcp];
+}
+
+struct pcp_stats *pcp_stats_here(struct zp_arena *a)
+{
+	return &this_pcp(a)->stats;
 }
 
 /* Put a free block (head PG_busy or fresh from the buddy) in @pcp. */
