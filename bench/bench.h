@@ -29,6 +29,7 @@ extern unsigned opt_threads; /* default: online CPUs */
 extern double opt_scale;     /* multiplies sample counts and durations */
 extern bool opt_dump;	     /* --dump: zp_arena_dump() each kind of arena as it ends */
 extern double opt_idle;	     /* fault: seconds to idle before the "after idle" rows (0 = skip) */
+extern bool opt_churn_block; /* --churn-touch block: churn writes one byte per block, not per page */
 
 /* util.c */
 double now_ns(void);

@@ -34,6 +34,8 @@ for p in glibc:libc.so.6 jemalloc:libjemalloc.so.2 mimalloc:libmimalloc.so.2 tcm
 	fi
 done
 grep -q "^  kernel, after MADV_DONTNEED" "$out/fault.txt" && ok "kernel row" || bad "kernel row"
+grep -q "throughput, 1 B/page" "$out/churn.txt" && grep -q "(--churn-touch page)" "$out/churn.txt" &&
+	ok "churn writes every page by default" || bad "churn writes every page by default"
 # no scenario named: the default suite, fault, anon-w-seq and churn
 if "$bench" --scale 0.02 >"$out/default.txt" 2>&1 && grep -q "^== fault" "$out/default.txt" &&
 	grep -q "^== anon-w-seq" "$out/default.txt" && grep -q "^== churn" "$out/default.txt" &&
@@ -59,10 +61,12 @@ else
 	bad "--dump"; sed 's/^/# /' "$out/dump.txt" | tail -n 5
 fi
 
-if "$bench" --scale 0.02 --threads 2 --csv "$out/r.csv" --json "$out/r.json" --plot "$out/plots" churn \
-	>"$out/machine.txt" 2>&1; then
+if "$bench" --scale 0.02 --threads 2 --churn-touch block --csv "$out/r.csv" --json "$out/r.json" \
+	--plot "$out/plots" churn >"$out/machine.txt" 2>&1; then
 	[ "$(head -n 1 "$out/r.csv")" = "scenario,row,metric,unit,median,p10,p90,samples" ] &&
 		[ "$(wc -l <"$out/r.csv")" -gt 5 ] && ok "csv" || bad "csv"
+	grep -q '"throughput, 1 B/block"' "$out/r.csv" && grep -q "(--churn-touch block)" "$out/machine.txt" &&
+		ok "--churn-touch block, said in the table and the csv" || bad "--churn-touch block"
 	if command -v python3 >/dev/null 2>&1; then
 		python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["results"]) > 4' \
 			"$out/r.json" && ok "json" || bad "json"
@@ -80,7 +84,8 @@ else
 fi
 
 # bad input: one line on stderr, exit code 2
-for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "nosuchscenario"; do
+for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "--churn-touch x" \
+	"--churn-touch" "nosuchscenario"; do
 	# shellcheck disable=SC2086
 	"$bench" $args >/dev/null 2>"$out/err.txt"
 	rc=$?
