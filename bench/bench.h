@@ -88,5 +88,6 @@ void sc_churn(void);
 void sc_clear(void);
 void sc_rss(void);
 void sc_prezero(void);
+void sc_pairs(void);
 
 #endif

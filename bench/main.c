@@ -35,6 +35,8 @@ static const struct scenario {
 	{"clear", "the clearing engine against Linux's orders, plain cached and non-temporal", sc_clear, false},
 	{"rss", "resident memory over time: grow, free, idle; reporting on and off", sc_rss, false},
 	{"prezero", "zeroing order-9 allocation latency with and without ZP_PREZERO", sc_prezero, false},
+	{"pairs", "alloc+free pairs of orders 0..3, 8 allocs then 8 frees, 1 and N threads (M pairs/s)", sc_pairs,
+	 false},
 };
 #define NR_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -55,7 +57,7 @@ static void usage(FILE *f)
 		   "  --json FILE     also write every result as JSON\n"
 		   "  --plot DIR      write SVG charts to DIR, and PNG too when gnuplot has pngcairo\n"
 		   "                  (needs gnuplot; says so when missing)\n"
-		   "  --threads N     threads for anon-w-* and the largest churn row (default: online CPUs)\n"
+		   "  --threads N     threads for anon-w-*, the largest churn row and pairs (default: online CPUs)\n"
 		   "  --scale X       multiply sample counts and durations by X (default 1; 0.05 = smoke test)\n"
 		   "  --idle S        fault: also measure after S seconds of idle, past the OS's (and a\n"
 		   "                  hypervisor's) free page reporting delay (default 6; 0 = skip;\n"
