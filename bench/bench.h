@@ -39,6 +39,7 @@ uint64_t rnd64(uint64_t *s);
 /* ns to read the 64 KiB around page @t of a block of @bytes (clipped to
  * the block), one load per cache line: what a caller touches first */
 double read_window(const char *blk, size_t bytes, size_t t);
+long rss_kib(void);	 /* VmRSS of this process, KiB (0 if unknown) */
 extern bool progress_on; /* set by main.c: stderr is a terminal */
 void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -89,5 +90,6 @@ void sc_clear(void);
 void sc_rss(void);
 void sc_prezero(void);
 void sc_pairs(void);
+void sc_scale(void);
 
 #endif

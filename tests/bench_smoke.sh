@@ -16,7 +16,7 @@ echo "TAP version 13"
 # every scenario, run by "all": each must have its table there
 "$bench" --scale 0.02 all >"$out/all.txt" 2>&1
 rc=$?
-for sc in fault anon-w-seq anon-w-rand churn clear rss prezero pairs; do
+for sc in fault anon-w-seq anon-w-rand churn clear rss prezero pairs scale; do
 	if [ $rc -eq 0 ] && grep -q "^== $sc" "$out/all.txt"; then
 		ok "scenario $sc (in all)"
 	else
@@ -44,6 +44,18 @@ for p in glibc:libc.so.6 jemalloc:libjemalloc.so.2 mimalloc:libmimalloc.so.2 tcm
 done
 table fault | grep -q "^  kernel, after MADV_DONTNEED" && ok "kernel row" || bad "kernel row"
 [ "$(table pairs | grep -c "^  zpage, order [0-3] (")" -eq 4 ] && ok "pairs: zpage rows" || bad "pairs: zpage rows"
+# scale: every size and max_order, or for 1 TiB a note that it cannot be had
+for size in "1 GiB" "64 GiB" "1 TiB"; do
+	for o in 10 14 20; do
+		if table scale | grep -q "^  $size, max_order $o  "; then
+			ok "scale: row $size, max_order $o"
+		elif [ "$size" = "1 TiB" ] && table scale | grep -q "^  $size, max_order $o: cannot be created here"; then
+			skipped "scale: row $size, max_order $o" "not possible on this machine (see its note)"
+		else
+			bad "scale: row $size, max_order $o"
+		fi
+	done
+done
 table churn | grep -q "throughput, 1 B/page" && table churn | grep -q "(--churn-touch page)" &&
 	ok "churn writes every page by default" || bad "churn writes every page by default"
 # no scenario named: the default suite, fault, anon-w-seq and churn
@@ -104,7 +116,7 @@ for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv
 	fi
 done
 "$bench" --help >"$out/help.txt" && grep -q "anon-w-rand" "$out/help.txt" && grep -q "^  pairs " "$out/help.txt" &&
-	grep -q "churn-touch" "$out/help.txt" && ok "--help" || bad "--help"
+	grep -q "^  scale " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" && ok "--help" || bad "--help"
 
 echo "# bench_smoke: $pass passed, $fail failed, $skip skipped"
 echo "1..$n"
