@@ -29,6 +29,7 @@ extern unsigned opt_threads; /* default: online CPUs */
 extern double opt_scale;     /* multiplies sample counts and durations */
 extern bool opt_dump;	     /* --dump: zp_arena_dump() each kind of arena as it ends */
 extern double opt_idle;	     /* fault: seconds to idle before the "after idle" rows (0 = skip) */
+extern bool opt_churn_block; /* --churn-touch block: churn writes one byte per block, not per page */
 
 /* util.c */
 double now_ns(void);
@@ -38,6 +39,7 @@ uint64_t rnd64(uint64_t *s);
 /* ns to read the 64 KiB around page @t of a block of @bytes (clipped to
  * the block), one load per cache line: what a caller touches first */
 double read_window(const char *blk, size_t bytes, size_t t);
+long rss_kib(void);	 /* VmRSS of this process, KiB (0 if unknown) */
 extern bool progress_on; /* set by main.c: stderr is a terminal */
 void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -87,5 +89,7 @@ void sc_churn(void);
 void sc_clear(void);
 void sc_rss(void);
 void sc_prezero(void);
+void sc_pairs(void);
+void sc_scale(void);
 
 #endif

@@ -20,6 +20,7 @@ unsigned opt_threads;
 double opt_scale = 1.0;
 double opt_idle = -1; /* -1: 6 s, or none at --scale below 1 */
 bool opt_dump;
+bool opt_churn_block;
 
 static const struct scenario {
 	const char *name;
@@ -34,6 +35,9 @@ static const struct scenario {
 	{"clear", "the clearing engine against Linux's orders, plain cached and non-temporal", sc_clear, false},
 	{"rss", "resident memory over time: grow, free, idle; reporting on and off", sc_rss, false},
 	{"prezero", "zeroing order-9 allocation latency with and without ZP_PREZERO", sc_prezero, false},
+	{"pairs", "alloc+free pairs of orders 0..3, 8 allocs then 8 frees, 1 and N threads (M pairs/s)", sc_pairs,
+	 false},
+	{"scale", "arenas of 1 GiB to 1 TiB, max_order 10 to 20: create time, RSS, order-4 pair cost", sc_scale, false},
 };
 #define NR_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -54,11 +58,13 @@ static void usage(FILE *f)
 		   "  --json FILE     also write every result as JSON\n"
 		   "  --plot DIR      write SVG charts to DIR, and PNG too when gnuplot has pngcairo\n"
 		   "                  (needs gnuplot; says so when missing)\n"
-		   "  --threads N     threads for anon-w-* and the largest churn row (default: online CPUs)\n"
+		   "  --threads N     threads for anon-w-*, the largest churn row and pairs (default: online CPUs)\n"
 		   "  --scale X       multiply sample counts and durations by X (default 1; 0.05 = smoke test)\n"
 		   "  --idle S        fault: also measure after S seconds of idle, past the OS's (and a\n"
 		   "                  hypervisor's) free page reporting delay (default 6; 0 = skip;\n"
 		   "                  skipped by default when --scale is below 1)\n"
+		   "  --churn-touch M churn writes one byte per page of each block it gets (M = page,\n"
+		   "                  the default, as a program would) or one per block (M = block)\n"
 		   "  --dump          print zp_arena_dump() of the first zpage arena of each row as it ends\n"
 		   "  -h, --help      this text\n\n"
 		   "Rows are medians over repeated samples, with the 10th-90th percentile spread;\n"
@@ -84,11 +90,11 @@ static bool parse_positive(const char *s, double *out)
 static int parse_options(int argc, char **argv, const char **csv, const char **json, const char **plotdir)
 {
 	static const struct option longopts[] = {
-		{"csv", required_argument, NULL, 'c'},	 {"json", required_argument, NULL, 'j'},
-		{"plot", required_argument, NULL, 'p'},	 {"threads", required_argument, NULL, 't'},
-		{"scale", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
-		{"idle", required_argument, NULL, 'i'},	 {"dump", no_argument, NULL, 'd'},
-		{NULL, 0, NULL, 0},
+		{"csv", required_argument, NULL, 'c'},	       {"json", required_argument, NULL, 'j'},
+		{"plot", required_argument, NULL, 'p'},	       {"threads", required_argument, NULL, 't'},
+		{"scale", required_argument, NULL, 's'},       {"help", no_argument, NULL, 'h'},
+		{"idle", required_argument, NULL, 'i'},	       {"dump", no_argument, NULL, 'd'},
+		{"churn-touch", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
 	};
 	int c;
 	double v;
@@ -136,6 +142,13 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 				return 2;
 			}
 			opt_idle = v;
+			break;
+		case 'T':
+			if (strcmp(optarg, "page") && strcmp(optarg, "block")) {
+				fprintf(stderr, "zpage-bench: --churn-touch wants page or block, not '%s'\n", optarg);
+				return 2;
+			}
+			opt_churn_block = !strcmp(optarg, "block");
 			break;
 		case 'h':
 			usage(stdout);

@@ -157,14 +157,14 @@ void result_scenarios(size_t from, struct strlist *out)
 
 /* ---- the text tables ---- */
 
-/* One cell: "median [p10-p90]", then "x ref" (median / the reference
- * row's median) when the scenario has a reference row. */
-static void print_cell(FILE *f, const struct res *x, const struct res *rr, bool ref)
+/* One cell, @w wide: "median [p10-p90]", then "x ref" (median / the
+ * reference row's median) when the scenario has a reference row. */
+static void print_cell(FILE *f, int w, const struct res *x, const struct res *rr, bool ref)
 {
 	char a[32], b[32], c[32], cell[128];
 
 	if (!x) {
-		fprintf(f, " %26s", "-");
+		fprintf(f, " %*s", w, "-");
 		if (ref)
 			fprintf(f, " %6s", "");
 		return;
@@ -173,7 +173,7 @@ static void print_cell(FILE *f, const struct res *x, const struct res *rr, bool 
 	fmt_val(b, sizeof(b), x->p10);
 	fmt_val(c, sizeof(c), x->p90);
 	snprintf(cell, sizeof(cell), "%s [%s-%s]", a, b, c);
-	fprintf(f, " %26s", cell);
+	fprintf(f, " %*s", w, cell);
 	if (!ref)
 		return;
 	if (rr && rr->median > 0)
@@ -186,6 +186,7 @@ static void print_table(FILE *f, size_t from, const char *sc)
 {
 	const char *ref = reference_of(sc);
 	struct strlist metrics = {0}, rows = {0};
+	int *w;
 
 	for (size_t j = from; j < nres; j++) {
 		if (strcmp(res[j].scenario, sc))
@@ -196,11 +197,13 @@ static void print_table(FILE *f, size_t from, const char *sc)
 	fprintf(f, "\n== %s: medians [p10-p90]%s%s%s\n", sc, ref ? "; x = median / median of '" : "", ref ? ref : "",
 		ref ? "'" : "");
 	fprintf(f, "  %-34s", "row");
+	w = xmalloc(metrics.n * sizeof(*w));
 	for (size_t m = 0; m < metrics.n; m++) {
 		const struct res *any = find_result(from, sc, NULL, metrics.v[m]);
 		char *h = xasprintf("%s (%s)", metrics.v[m], any->unit);
 
-		fprintf(f, " %26s", h);
+		w[m] = strlen(h) > 26 ? (int)strlen(h) : 26; /* a long header widens its column */
+		fprintf(f, " %*s", w[m], h);
 		free(h);
 		if (ref)
 			fprintf(f, " %6s", "x");
@@ -209,13 +212,14 @@ static void print_table(FILE *f, size_t from, const char *sc)
 	for (size_t r = 0; r < rows.n; r++) {
 		fprintf(f, "  %-34s", rows.v[r]);
 		for (size_t m = 0; m < metrics.n; m++)
-			print_cell(f, find_result(from, sc, rows.v[r], metrics.v[m]),
+			print_cell(f, w[m], find_result(from, sc, rows.v[r], metrics.v[m]),
 				   ref ? find_result(from, sc, ref, metrics.v[m]) : NULL, ref != NULL);
 		fputc('\n', f);
 	}
 	for (size_t k = 0; k < nnotes; k++)
 		if (!strcmp(notes[k].scenario, sc))
 			fprintf(f, "  %s\n", notes[k].text);
+	free(w);
 	strlist_free(&metrics);
 	strlist_free(&rows);
 }

@@ -21,16 +21,7 @@
 
 static double rss_mib(void)
 {
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kib = 0;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib / 1024.0;
+	return rss_kib() / 1024.0;
 }
 
 static void sleep_ms(double ms)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * zpage-bench utilities: the clock, percentiles, a random generator, the
- * read of a block's neighbourhood, messages, and allocation that dies
- * loudly instead of returning NULL.
+ * read of a block's neighbourhood, the resident set, messages, and
+ * allocation that dies loudly instead of returning NULL.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -74,6 +75,19 @@ double read_window(const char *blk, size_t bytes, size_t t)
 	sink = acc;
 	(void)sink;
 	return now_ns() - t0;
+}
+
+/* VmRSS, from /proc/self/statm: its second field is the same count in pages */
+long rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long size, resident = 0;
+
+	if (f && fscanf(f, "%ld %ld", &size, &resident) != 2)
+		resident = 0;
+	if (f)
+		fclose(f);
+	return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 void progress(const char *fmt, ...)

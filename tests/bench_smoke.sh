@@ -13,27 +13,51 @@ skipped() { n=$((n + 1)) skip=$((skip + 1)); echo "ok $n - $1 # SKIP $2"; }
 diag() { sed 's/^/# /'; } # stdin as TAP diagnostics
 echo "TAP version 13"
 
-for sc in fault anon-w-seq anon-w-rand churn clear rss prezero; do
-	if "$bench" --scale 0.02 "$sc" >"$out/$sc.txt" 2>&1 && grep -q "^== $sc" "$out/$sc.txt"; then
-		ok "scenario $sc"
+# every scenario, run by "all": each must have its table there
+"$bench" --scale 0.02 all >"$out/all.txt" 2>&1
+rc=$?
+for sc in fault anon-w-seq anon-w-rand churn clear rss prezero pairs scale; do
+	if [ $rc -eq 0 ] && grep -q "^== $sc" "$out/all.txt"; then
+		ok "scenario $sc (in all)"
 	else
-		bad "scenario $sc"; tail -n 5 "$out/$sc.txt" | diag
+		bad "scenario $sc (in all, exit $rc)"; tail -n 5 "$out/all.txt" | diag
 	fi
 done
+table() { sed -n "/^== $1/,/^  ($1 took/p" "$out/all.txt"; } # scenario $1's table
 # peers: `make bench` installs them (scripts/deps.sh); `make check` does
 # not, so a peer the system does not have is a skip that says so.  A peer
-# the system has must have its row.
+# the system has must have its rows: fault's, and pairs' four orders.
 for p in glibc:libc.so.6 jemalloc:libjemalloc.so.2 mimalloc:libmimalloc.so.2 tcmalloc:libtcmalloc.so.4; do
 	name=${p%%:*} lib=${p##*:}
-	if grep -q "^  $name calloc" "$out/fault.txt"; then
-		ok "peer row $name"
-	elif ! ldconfig -p 2>/dev/null | grep -q "$lib" && grep -q "^  $name: not installed" "$out/fault.txt"; then
-		skipped "peer row $name" "$name not installed ($lib); make bench installs it"
-	else
-		bad "peer row $name"
-	fi
+	for sc in fault pairs; do
+		if [ $sc = fault ]; then rows=$(table fault | grep -c "^  $name calloc ") want=1; else
+			rows=$(table pairs | grep -c "^  $name, order [0-3] (") want=4
+		fi
+		if [ "$rows" -eq $want ]; then
+			ok "$sc: peer rows $name"
+		elif ! ldconfig -p 2>/dev/null | grep -q "$lib" && table $sc | grep -q "^  $name: not installed"; then
+			skipped "$sc: peer rows $name" "$name not installed ($lib); make bench installs it"
+		else
+			bad "$sc: peer rows $name ($rows of $want)"
+		fi
+	done
 done
-grep -q "^  kernel, after MADV_DONTNEED" "$out/fault.txt" && ok "kernel row" || bad "kernel row"
+table fault | grep -q "^  kernel, after MADV_DONTNEED" && ok "kernel row" || bad "kernel row"
+[ "$(table pairs | grep -c "^  zpage, order [0-3] (")" -eq 4 ] && ok "pairs: zpage rows" || bad "pairs: zpage rows"
+# scale: every size and max_order, or for 1 TiB a note that it cannot be had
+for size in "1 GiB" "64 GiB" "1 TiB"; do
+	for o in 10 14 20; do
+		if table scale | grep -q "^  $size, max_order $o  "; then
+			ok "scale: row $size, max_order $o"
+		elif [ "$size" = "1 TiB" ] && table scale | grep -q "^  $size, max_order $o: cannot be created here"; then
+			skipped "scale: row $size, max_order $o" "not possible on this machine (see its note)"
+		else
+			bad "scale: row $size, max_order $o"
+		fi
+	done
+done
+table churn | grep -q "throughput, 1 B/page" && table churn | grep -q "(--churn-touch page)" &&
+	ok "churn writes every page by default" || bad "churn writes every page by default"
 # no scenario named: the default suite, fault, anon-w-seq and churn
 if "$bench" --scale 0.02 >"$out/default.txt" 2>&1 && grep -q "^== fault" "$out/default.txt" &&
 	grep -q "^== anon-w-seq" "$out/default.txt" && grep -q "^== churn" "$out/default.txt" &&
@@ -59,10 +83,12 @@ else
 	bad "--dump"; sed 's/^/# /' "$out/dump.txt" | tail -n 5
 fi
 
-if "$bench" --scale 0.02 --threads 2 --csv "$out/r.csv" --json "$out/r.json" --plot "$out/plots" churn \
-	>"$out/machine.txt" 2>&1; then
+if "$bench" --scale 0.02 --threads 2 --churn-touch block --csv "$out/r.csv" --json "$out/r.json" \
+	--plot "$out/plots" churn >"$out/machine.txt" 2>&1; then
 	[ "$(head -n 1 "$out/r.csv")" = "scenario,row,metric,unit,median,p10,p90,samples" ] &&
 		[ "$(wc -l <"$out/r.csv")" -gt 5 ] && ok "csv" || bad "csv"
+	grep -q '"throughput, 1 B/block"' "$out/r.csv" && grep -q "(--churn-touch block)" "$out/machine.txt" &&
+		ok "--churn-touch block, said in the table and the csv" || bad "--churn-touch block"
 	if command -v python3 >/dev/null 2>&1; then
 		python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["results"]) > 4' \
 			"$out/r.json" && ok "json" || bad "json"
@@ -80,7 +106,8 @@ else
 fi
 
 # bad input: one line on stderr, exit code 2
-for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "nosuchscenario"; do
+for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "--churn-touch x" \
+	"--churn-touch" "nosuchscenario"; do
 	# shellcheck disable=SC2086
 	"$bench" $args >/dev/null 2>"$out/err.txt"
 	rc=$?
@@ -88,7 +115,8 @@ for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv
 		bad "rejects '$args' (exit $rc)"; diag <"$out/err.txt"
 	fi
 done
-"$bench" --help | grep -q "anon-w-rand" && ok "--help" || bad "--help"
+"$bench" --help >"$out/help.txt" && grep -q "anon-w-rand" "$out/help.txt" && grep -q "^  pairs " "$out/help.txt" &&
+	grep -q "^  scale " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" && ok "--help" || bad "--help"
 
 echo "# bench_smoke: $pass passed, $fail failed, $skip skipped"
 echo "1..$n"

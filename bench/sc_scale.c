@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * scale: what an arena costs as it grows.  For arenas of 1 GiB, 64 GiB and
+ * 1 TiB (reserved MAP_NORESERVE by the library, so they fit in address
+ * space whatever the memory) and max_order 10, 14 and 20:
+ *   create         the time zp_arena_create() takes
+ *   RSS at create  VmRSS after it minus before it
+ *   first pair     the first order-4 alloc+free on the new, idle arena: it
+ *                  pays the carve of the first block and the first faults
+ *                  of the metadata it touches
+ *   RSS after it   VmRSS after that pair minus before the creation
+ *   steady pair    later order-4 alloc+free pairs on the same arena, each
+ *                  timed (clock_gettime, ~20 ns, included)
+ * The first four are medians over a few arenas, each destroyed before the
+ * next is made; the steady pairs are those of the last arena.  Nothing is
+ * written to the blocks.  An arena the machine cannot reserve is a note,
+ * not a failure.  The cells are kept cheap: how the costs grow with the
+ * arena and its largest block is the point, not their absolute size.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+#define SC    "scale"
+#define ORDER 4
+
+/* The steady pairs of @a: at most @max, for at most @seconds, at least 5. */
+static size_t steady_pairs(struct zp_arena *a, double *us, size_t max, double seconds)
+{
+	double end = now_ns() + seconds * 1e9;
+	size_t n = 0;
+
+	while (n < max && (n < 5 || now_ns() < end)) {
+		double t0 = now_ns();
+		void *p = zp_alloc_pages(a, 0, ORDER, ZP_USER_ADDR_NONE);
+
+		if (!p)
+			die("scale: an order-%d allocation failed", ORDER);
+		zp_free_pages(a, p, ORDER);
+		us[n++] = (now_ns() - t0) / 1e3;
+	}
+	return n;
+}
+
+/* One row: @ncreate arenas of @cfg, or a note when the machine cannot
+ * make one. */
+static void one_row(const char *row, const struct zp_config *cfg, int ncreate)
+{
+	enum { CREATE, RSS_CREATE, FIRST, RSS_FIRST, NM };
+	static const char *const metric[NM] = {"create", "RSS at create", "first pair", "RSS after it"};
+	static const char *const unit[NM] = {"us", "KiB", "us", "KiB"};
+	size_t max = (size_t)(20000 * opt_scale) + 20, n = 0;
+	double v[NM][8], *steady = xmalloc(max * sizeof(double));
+
+	for (int c = 0; c < ncreate; c++) {
+		long rss0 = rss_kib();
+		double t0 = now_ns();
+		struct zp_arena *a = zp_arena_create(cfg);
+		double t1 = now_ns();
+		long rss1 = rss_kib();
+		double t2 = now_ns();
+		void *p;
+
+		if (!a) {
+			note(SC, "%s: cannot be created here: %s", row, strerror(errno));
+			free(steady);
+			return;
+		}
+		p = zp_alloc_pages(a, 0, ORDER, ZP_USER_ADDR_NONE);
+		if (!p)
+			die("scale: %s: the first order-%d allocation failed", row, ORDER);
+		zp_free_pages(a, p, ORDER);
+		v[FIRST][c] = (now_ns() - t2) / 1e3;
+		v[RSS_FIRST][c] = (double)(rss_kib() - rss0);
+		v[CREATE][c] = (t1 - t0) / 1e3;
+		v[RSS_CREATE][c] = (double)(rss1 - rss0);
+		if (c == ncreate - 1)
+			n = steady_pairs(a, steady, max, 0.1 * opt_scale);
+		arena_done(a, SC, row);
+	}
+	for (int m = 0; m < NM; m++)
+		result(SC, row, metric[m], unit[m], v[m], (size_t)ncreate);
+	result(SC, row, "steady pair", "us", steady, n);
+	free(steady);
+}
+
+void sc_scale(void)
+{
+	static const struct {
+		const char *name;
+		size_t bytes;
+	} sizes[] = {{"1 GiB", (size_t)1 << 30}, {"64 GiB", (size_t)64 << 30}, {"1 TiB", (size_t)1 << 40}};
+	static const unsigned orders[] = {10, 14, 20};
+	int ncreate = opt_scale < 1 ? 3 : 5;
+
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		for (size_t o = 0; o < sizeof(orders) / sizeof(orders[0]); o++) {
+			struct zp_config cfg = {.size = sizes[s].bytes, .max_order = orders[o]};
+			char *row = xasprintf("%s, max_order %u", sizes[s].name, orders[o]);
+
+			progress("scale: %s", row);
+			one_row(row, &cfg, ncreate);
+			free(row);
+		}
+	}
+	reference(SC, "1 GiB, max_order 10");
+	note(SC,
+	     "create, RSS and the first order-%d pair: medians over %d new arenas (each destroyed before the "
+	     "next); steady pair: the later pairs on the last one; nothing written to the blocks; RSS in KiB "
+	     "from VmRSS, relative to before the creation",
+	     ORDER, ncreate);
+}
