@@ -80,9 +80,10 @@ static void one_row(const char *row, const struct zp_config *cfg, int ncreate)
 			n = steady_pairs(a, steady, max, 0.1 * opt_scale);
 		arena_done(a, SC, row);
 	}
+	/* the steady pair first: it is the chart's (how the cost grows) */
+	result(SC, row, "steady pair", "us", steady, n);
 	for (int m = 0; m < NM; m++)
 		result(SC, row, metric[m], unit[m], v[m], (size_t)ncreate);
-	result(SC, row, "steady pair", "us", steady, n);
 	free(steady);
 }
 
@@ -98,14 +99,14 @@ void sc_scale(void)
 	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
 		for (size_t o = 0; o < sizeof(orders) / sizeof(orders[0]); o++) {
 			struct zp_config cfg = {.size = sizes[s].bytes, .max_order = orders[o]};
-			char *row = xasprintf("%s, max_order %u", sizes[s].name, orders[o]);
+			char *row = xasprintf("zpage, %s, max_order %u", sizes[s].name, orders[o]);
 
 			progress("scale: %s", row);
 			one_row(row, &cfg, ncreate);
 			free(row);
 		}
 	}
-	reference(SC, "1 GiB, max_order 10");
+	reference(SC, "zpage, 1 GiB, max_order 10");
 	note(SC,
 	     "create, RSS and the first order-%d pair: medians over %d new arenas (each destroyed before the "
 	     "next); steady pair: the later pairs on the last one; nothing written to the blocks; RSS in KiB "

@@ -47,9 +47,9 @@ table fault | grep -q "^  kernel, after MADV_DONTNEED" && ok "kernel row" || bad
 # scale: every size and max_order, or for 1 TiB a note that it cannot be had
 for size in "1 GiB" "64 GiB" "1 TiB"; do
 	for o in 10 14 20; do
-		if table scale | grep -q "^  $size, max_order $o  "; then
+		if table scale | grep -q "^  zpage, $size, max_order $o  "; then
 			ok "scale: row $size, max_order $o"
-		elif [ "$size" = "1 TiB" ] && table scale | grep -q "^  $size, max_order $o: cannot be created here"; then
+		elif [ "$size" = "1 TiB" ] && table scale | grep -q "^  zpage, $size, max_order $o: cannot be created here"; then
 			skipped "scale: row $size, max_order $o" "not possible on this machine (see its note)"
 		else
 			bad "scale: row $size, max_order $o"
