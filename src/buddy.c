@@ -269,9 +269,10 @@ uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, e
 
 /*
  * Take the best block of @order for the request, splitting a larger one if
- * needed.  Returns its head pfn with PG_busy set, or NIL.
+ * needed.  Returns its head pfn with PG_busy set, or NIL; its counts into
+ * @out unless NULL.
  */
-uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states)
+uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states, struct zcount *out)
 {
 	uint32_t pfn = NIL;
 	unsigned o = order;
@@ -299,6 +300,8 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 	if (pfn == NIL)
 		return NIL;
 	pfn = expand(a, pfn, o, order, want_zero ? KEEP_FOR_ZERO : KEEP_FOR_NONZERO, &c);
+	if (out)
+		*out = c;
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
 	note_alloc_block(a);
 	return pfn;

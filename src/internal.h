@@ -261,7 +261,7 @@ static inline void zcount_sub(struct zcount *d, const struct zcount *s)
 /* buddy.c: free lists per order and state; callers hold a->lock */
 void buddy_init(struct zp_arena *a);
 #define ALL_STATES ((1u << NR_ZSTATES) - 1)
-uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states);
+uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states, struct zcount *out);
 bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstate st);
 enum zstate state_of_rank(int rank, bool want_zero);
 void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order);
@@ -281,7 +281,7 @@ int state_rank(enum zstate st, bool want_zero);
 /* pcp.c: per-CPU caches of orders 0..PCP_MAX_ORDER */
 int pcp_init(struct zp_arena *a);
 void pcp_destroy(struct zp_arena *a);
-uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero);
+uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero, struct zcount *c);
 void free_pcp(struct zp_arena *a, uint32_t pfn, unsigned order);
 void drain_all_pages(struct zp_arena *a);
 void drain_all_pages_locked(struct zp_arena *a); /* every pcp lock and the arena lock held */

@@ -85,15 +85,17 @@ static void verify_zero_pages(struct zp_arena *a, size_t pfn, size_t n)
 	}
 }
 
-static uint32_t get_page_from_freelist(const struct alloc_context *ac)
+/* The block and, in @c, the counts of its pages (they cannot change while
+ * the block is in flight: post_alloc_hook needs them). */
+static uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zcount *c)
 {
 	struct zp_arena *a = ac->arena;
 	uint32_t pfn;
 
 	if (pcp_serves(a, ac->order))
-		return rmqueue_pcplist(a, ac->order, ac->want_zero);
+		return rmqueue_pcplist(a, ac->order, ac->want_zero, c);
 	zlock_lock(&a->lock);
-	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES);
+	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c);
 	zlock_unlock(&a->lock);
 	return pfn;
 }
@@ -106,7 +108,7 @@ static uint32_t get_page_from_freelist(const struct alloc_context *ac)
  * the pass to put them back, then try again.  So ENOMEM means that at one
  * instant no free block of the order existed anywhere in the arena.
  */
-static uint32_t alloc_pages_slowpath(const struct alloc_context *ac)
+static uint32_t alloc_pages_slowpath(const struct alloc_context *ac, struct zcount *c)
 {
 	struct zp_arena *a = ac->arena;
 
@@ -116,7 +118,7 @@ static uint32_t alloc_pages_slowpath(const struct alloc_context *ac)
 
 		lock_all(a);
 		drain_all_pages_locked(a);
-		pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES);
+		pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c);
 		passes = a->isolated_pages != 0;
 		unlock_all(a);
 		if (pfn != NIL || !passes)
@@ -128,17 +130,15 @@ static uint32_t alloc_pages_slowpath(const struct alloc_context *ac)
 	}
 }
 
-static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn)
+static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c)
 {
 	struct zp_arena *a = ac->arena;
 	size_t n = (size_t)1 << ac->order;
-	struct zcount c;
 
-	zs_count(a, pfn, n, &c);
-	if (c.reported || ac->want_zero) {
+	if (c->reported || ac->want_zero) {
 		struct pcp_stats *st = pcp_stats_here(a);
 
-		stat_add(&st->refaulted, c.reported);
+		stat_add(&st->refaulted, c->reported);
 		if (ac->want_zero) {
 			size_t cleared;
 
@@ -152,14 +152,15 @@ static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn)
 	zs_clear(a, pfn, n);
 }
 
-static void prep_new_page(const struct alloc_context *ac, uint32_t pfn)
+static void prep_new_page(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c)
 {
-	post_alloc_hook(ac, pfn);
+	post_alloc_hook(ac, pfn, c);
 	pg_set_info(&ac->arena->pages[pfn], mk_info(PG_ALLOC, ac->order, 0));
 }
 
 void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintptr_t user_addr)
 {
+	struct zcount c;
 	uint32_t pfn;
 
 	if (!a || (gfp & ~ZP_GFP_ZERO) || order > a->max_order) {
@@ -175,14 +176,14 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 	};
 
 	daemon_ensure(a);
-	pfn = get_page_from_freelist(&ac);
+	pfn = get_page_from_freelist(&ac, &c);
 	if (pfn == NIL)
-		pfn = alloc_pages_slowpath(&ac);
+		pfn = alloc_pages_slowpath(&ac, &c);
 	if (pfn == NIL) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	prep_new_page(&ac, pfn);
+	prep_new_page(&ac, pfn, &c);
 	return pfn_to_addr(a, pfn);
 }
 

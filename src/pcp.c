@@ -111,17 +111,16 @@ static void pcp_add(struct zp_arena *a, struct pcp *pcp, uint32_t pfn, unsigned 
 	zcount_add(&pcp->cnt, &c);
 }
 
-/* Take @pfn off @pcp; its head becomes PG_busy. */
-static void pcp_del(struct zp_arena *a, struct pcp *pcp, uint32_t pfn)
+/* Take @pfn off @pcp; its head becomes PG_busy.  Its counts into @c. */
+static void pcp_del(struct zp_arena *a, struct pcp *pcp, uint32_t pfn, struct zcount *c)
 {
 	uint32_t info = pg_info(&a->pages[pfn]);
 	unsigned order = pg_order(info);
-	struct zcount c;
 
 	lock_assert_held(&pcp->lock);
-	zs_count(a, pfn, (size_t)1 << order, &c);
+	zs_count(a, pfn, (size_t)1 << order, c);
 	list_del(a, &pcp->lists[order][pg_state(info)], pfn);
-	zcount_sub(&pcp->cnt, &c);
+	zcount_sub(&pcp->cnt, c);
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
 }
 
@@ -133,7 +132,7 @@ static void pcp_refill(struct zp_arena *a, struct pcp *pcp, unsigned order, enum
 	lock_assert_held(&pcp->lock);
 	zlock_lock(&a->lock);
 	for (unsigned got = 0; got < (batch ? batch : 1); got++) {
-		uint32_t pfn = rmqueue_smallest(a, order, want_zero, 1u << st);
+		uint32_t pfn = rmqueue_smallest(a, order, want_zero, 1u << st, NULL);
 
 		if (pfn == NIL)
 			break;
@@ -142,7 +141,7 @@ static void pcp_refill(struct zp_arena *a, struct pcp *pcp, unsigned order, enum
 	zlock_unlock(&a->lock);
 }
 
-uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero)
+uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero, struct zcount *c)
 {
 	struct pcp *pcp = this_pcp(a);
 	uint32_t pfn = NIL;
@@ -157,7 +156,7 @@ uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero)
 			pcp_refill(a, pcp, order, st, want_zero);
 		if (l->nr) {
 			pfn = l->head;
-			pcp_del(a, pcp, pfn);
+			pcp_del(a, pcp, pfn, c);
 		}
 	}
 	zlock_unlock(&pcp->lock);
@@ -174,6 +173,7 @@ static void pcp_drain(struct zp_arena *a, struct pcp *pcp, size_t target)
 	while (pcp->cnt.pages > target) {
 		struct free_list *best = NULL;
 		size_t best_pages = 0;
+		struct zcount c;
 		uint32_t pfn;
 		unsigned order = 0;
 
@@ -189,7 +189,7 @@ static void pcp_drain(struct zp_arena *a, struct pcp *pcp, size_t target)
 			}
 		}
 		pfn = best->tail; /* the coldest */
-		pcp_del(a, pcp, pfn);
+		pcp_del(a, pcp, pfn, &c);
 		free_one_page(a, pfn, order);
 	}
 }
