@@ -171,10 +171,26 @@ unsigned os_cpu_count(void)
 	return n < 1 ? 1u : (unsigned)n;
 }
 
+/*
+ * glibc (2.35+) registers every thread's restartable-sequences area with the
+ * kernel, which keeps its cpu_id current: reading it costs a load, against
+ * a vDSO call for sched_getcpu().  The symbols are weak so that an older
+ * libc, or rseq turned off (glibc.pthread.rseq=0), falls back.
+ */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+
 unsigned os_cpu_current(void)
 {
-	int cpu = sched_getcpu();
+	int cpu;
 
+	if (&__rseq_size && __rseq_size >= 8) {
+		/* struct rseq: u32 cpu_id_start, then u32 cpu_id (-1 until registered) */
+		cpu = *(volatile const int *)((const char *)__builtin_thread_pointer() + __rseq_offset + 4);
+		if (cpu >= 0)
+			return (unsigned)cpu;
+	}
+	cpu = sched_getcpu();
 	return cpu < 0 ? 0u : (unsigned)cpu;
 }
 
