@@ -127,7 +127,7 @@ struct pcp_stats {
 /* A per-CPU cache of free blocks of order 0..PCP_MAX_ORDER, by state, and
  * that CPU's event counters. */
 struct pcp {
-	struct zlock lock;
+	struct zspin lock;
 	struct free_list lists[PCP_MAX_ORDER + 1][NR_ZSTATES];
 	struct zcount cnt;
 	struct pcp_stats stats; /* written without the lock */

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lock.h"
 #include "os.h"
 
 /* ---- memory ---- */
@@ -192,6 +193,21 @@ unsigned os_cpu_current(void)
 	}
 	cpu = sched_getcpu();
 	return cpu < 0 ? 0u : (unsigned)cpu;
+}
+
+/* ---- waiting for a spin lock (lock.h) ---- */
+
+void zspin_wait(struct zspin *l)
+{
+	for (unsigned spins = 0; atomic_load_explicit(&l->v, memory_order_relaxed); spins++) {
+		if (spins < 128) {
+#if defined(__x86_64__) || defined(__i386__)
+			__builtin_ia32_pause();
+#endif
+		} else {
+			sched_yield();
+		}
+	}
 }
 
 /* ---- threads ---- */

@@ -67,7 +67,7 @@ int pcp_init(struct zp_arena *a)
 	for (unsigned i = 0; i < a->nr_pcp; i++) {
 		struct pcp *pcp = &a->pcp[i];
 
-		zlock_init(&pcp->lock, NULL);
+		zspin_init(&pcp->lock);
 		for (unsigned o = 0; o <= PCP_MAX_ORDER; o++)
 			for (int s = 0; s < NR_ZSTATES; s++)
 				list_init(&pcp->lists[o][s]);
@@ -81,8 +81,6 @@ int pcp_init(struct zp_arena *a)
 
 void pcp_destroy(struct zp_arena *a)
 {
-	for (unsigned i = 0; i < a->nr_pcp; i++)
-		zlock_destroy(&a->pcp[i].lock);
 	free(a->pcp);
 	a->pcp = NULL;
 }
@@ -147,7 +145,7 @@ uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero, str
 	uint32_t pfn = NIL;
 
 	lock_assert_not_held(&a->lock); /* lock order: pcp, then arena */
-	zlock_lock(&pcp->lock);
+	zspin_lock(&pcp->lock);
 	for (int r = 0; r < NR_ZSTATES && pfn == NIL; r++) {
 		enum zstate st = state_of_rank(r, want_zero);
 		struct free_list *l = &pcp->lists[order][st];
@@ -159,7 +157,7 @@ uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero, str
 			pcp_del(a, pcp, pfn, c);
 		}
 	}
-	zlock_unlock(&pcp->lock);
+	zspin_unlock(&pcp->lock);
 	return pfn;
 }
 
@@ -199,14 +197,14 @@ void free_pcp(struct zp_arena *a, uint32_t pfn, unsigned order)
 	struct pcp *pcp = this_pcp(a);
 
 	lock_assert_not_held(&a->lock);
-	zlock_lock(&pcp->lock);
+	zspin_lock(&pcp->lock);
 	pcp_add(a, pcp, pfn, order);
 	if (pcp->cnt.pages > PCP_HIGH_PAGES) {
 		zlock_lock(&a->lock);
 		pcp_drain(a, pcp, PCP_HIGH_PAGES - PCP_BATCH_PAGES);
 		zlock_unlock(&a->lock);
 	}
-	zlock_unlock(&pcp->lock);
+	zspin_unlock(&pcp->lock);
 }
 
 void drain_all_pages(struct zp_arena *a)
@@ -215,13 +213,13 @@ void drain_all_pages(struct zp_arena *a)
 		struct pcp *pcp = &a->pcp[i];
 
 		lock_assert_not_held(&a->lock);
-		zlock_lock(&pcp->lock);
+		zspin_lock(&pcp->lock);
 		if (pcp->cnt.pages) {
 			zlock_lock(&a->lock);
 			pcp_drain(a, pcp, 0);
 			zlock_unlock(&a->lock);
 		}
-		zlock_unlock(&pcp->lock);
+		zspin_unlock(&pcp->lock);
 	}
 }
 
@@ -251,7 +249,7 @@ void lock_all(struct zp_arena *a)
 {
 	lock_assert_not_held(&a->lock);
 	for (unsigned i = 0; i < a->nr_pcp; i++)
-		zlock_lock(&a->pcp[i].lock);
+		zspin_lock(&a->pcp[i].lock);
 	zlock_lock(&a->lock);
 }
 
@@ -259,5 +257,5 @@ void unlock_all(struct zp_arena *a)
 {
 	zlock_unlock(&a->lock);
 	for (unsigned i = a->nr_pcp; i-- > 0;)
-		zlock_unlock(&a->pcp[i].lock);
+		zspin_unlock(&a->pcp[i].lock);
 }
