@@ -25,12 +25,11 @@
  * (lower half on a tie) and lists the other; nothing is copied because the
  * zero state is per page.
  *
- * Cost independent of block size: a listed block's zcount is kept in the
- * descriptors of its second and third pages (tails, whose links are
- * otherwise unused; orders 0 and 1 are counted from their bits), so
- * listing, unlisting and merging never scan a block.  A split of a block
- * whose pages are all in one state halves its counts; only a mixed block
- * has one half counted (the other is the difference).
+ * Cost independent of block size: the counts of every node of the buddy
+ * tree of order NODE_MIN_ORDER or more inside a listed block are kept in
+ * the link fields of tail descriptors (the summary tree, below), so
+ * listing, unlisting, merging and splitting never scan a block; a freed
+ * block's nodes are rebuilt once, at a cost linear in the block.
  *
  * Never-used memory is not listed at creation: pages at or above
  * a->frontier are zeroed and reported and belong to no block yet.  When a
@@ -41,7 +40,8 @@
  * Invariants (zp_arena_check()):
  *  - a listed block's head has PG_buddy, its order and its list's state,
  *    and the state equals zs_summary() of its pages;
- *  - a listed block's stored counts equal zs_count() of its pages;
+ *  - inside a listed block, every node's slot holds the zs_count() of its
+ *    pages;
  *  - no two free buddies of the same order are both on the lists;
  *  - a->cnt equals the sum of zs_count() over every listed block;
  *  - every page at or above a->frontier has info 0 and the zero state of
@@ -114,28 +114,79 @@ enum zstate state_of_rank(int r, bool want_zero)
 	return by_rank[want_zero][r];
 }
 
-/* Store a listed block's counts in its tail descriptors (order >= 2). */
-static void store_count(struct zp_arena *a, uint32_t pfn, unsigned order, const struct zcount *c)
+/*
+ * The summary tree.  Every aligned block of order >= NODE_MIN_ORDER (a
+ * "node" of the buddy tree) has a slot: the link fields of the last page of
+ * its lower half (pfn + 2^(order-1) - 1), distinct for every node and never
+ * a head of a block of that size or more.  A slot holds the node's counts
+ * as three 21-bit numbers: pages not known zero (pd), resident pages (pr)
+ * and both (pdr); all zero is fresh memory (zeroed and reported), so the
+ * untouched metadata above the frontier is already right.
+ *
+ * Invariant: inside a listed buddy block every node, the block itself
+ * included, has its slot right.  Nothing changes the bits of a listed block,
+ * so splitting keeps its halves right; a freed block (its bits changed while
+ * it was allocated or isolated) has its nodes rebuilt (subtree_build(),
+ * linear in the block, as its clear or its use was) and every merge stores
+ * the node it forms.  Smaller blocks fit in one bitmap word and are counted
+ * from the bits.  So listing, unlisting, merging and splitting cost the same
+ * at any order.
+ */
+#define SLOT_BITS 21
+#define SLOT_MASK      ((1ull << SLOT_BITS) - 1)
+
+static struct page *slot(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
-	if (order < 2)
-		return;
-	a->pages[pfn + 1].next = (uint32_t)c->zeroed;
-	a->pages[pfn + 1].prev = (uint32_t)c->reported;
-	a->pages[pfn + 2].next = (uint32_t)c->dirty;
-	a->pages[pfn + 2].prev = (uint32_t)c->lazy;
+	return &a->pages[pfn + ((uint32_t)1 << (order - 1)) - 1];
 }
 
+static void node_store(struct zp_arena *a, uint32_t pfn, unsigned order, const struct zcount *c)
+{
+	uint64_t pd = c->dirty, pr = c->pages - c->reported, pdr = c->dirty - c->lazy;
+	uint64_t v = pr | pd << SLOT_BITS | pdr << (2 * SLOT_BITS);
+	struct page *s = slot(a, pfn, order);
+
+	s->next = (uint32_t)v;
+	s->prev = (uint32_t)(v >> 32);
+}
+
+static void node_load(const struct zp_arena *a, uint32_t pfn, unsigned order, struct zcount *c)
+{
+	const struct page *s = &a->pages[pfn + ((uint32_t)1 << (order - 1)) - 1];
+	uint64_t v = s->next | (uint64_t)s->prev << 32;
+	size_t n = (size_t)1 << order, pr = v & SLOT_MASK, pd = (v >> SLOT_BITS) & SLOT_MASK;
+	size_t pdr = (v >> (2 * SLOT_BITS)) & SLOT_MASK;
+
+	c->pages = n;
+	c->dirty = pd;
+	c->reported = n - pr;
+	c->zeroed = pr - pdr;
+	c->lazy = pd - pdr;
+}
+
+/* The counts of a block whose nodes are right (listed, or inside one). */
 void block_count(const struct zp_arena *a, uint32_t pfn, unsigned order, struct zcount *c)
 {
-	if (order < 2) {
+	if (order < NODE_MIN_ORDER)
+		zs_count(a, pfn, (size_t)1 << order, c);
+	else
+		node_load(a, pfn, order, c);
+}
+
+/* Rebuild the slots of every node inside the block at @pfn from its bits;
+ * its counts into @c. */
+static void subtree_build(struct zp_arena *a, uint32_t pfn, unsigned order, struct zcount *c)
+{
+	struct zcount hi;
+
+	if (order < NODE_MIN_ORDER) {
 		zs_count(a, pfn, (size_t)1 << order, c);
 		return;
 	}
-	c->pages = (size_t)1 << order;
-	c->zeroed = a->pages[pfn + 1].next;
-	c->reported = a->pages[pfn + 1].prev;
-	c->dirty = a->pages[pfn + 2].next;
-	c->lazy = a->pages[pfn + 2].prev;
+	subtree_build(a, pfn, order - 1, c);
+	subtree_build(a, pfn + ((uint32_t)1 << (order - 1)), order - 1, &hi);
+	zcount_add(c, &hi);
+	node_store(a, pfn, order, c);
 }
 
 /* List a free block by the summary of its pages; @c is its zs_count(). */
@@ -144,12 +195,14 @@ static void add_to_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, c
 	enum zstate st = zs_summary(c);
 
 	lock_assert_held(&a->lock);
-	store_count(a, pfn, order, c);
+	if (order >= NODE_MIN_ORDER)
+		node_store(a, pfn, order, c);
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUDDY, order, st));
 	/* reported blocks go to the tail: the last choice even within a list */
 	list_add(a, &a->free[order][st], pfn, st == ZS_REPORTED);
 	zcount_add(&a->cnt, c);
-	atomic_fetch_or_explicit(&a->nonempty[st], 1u << order, memory_order_relaxed);
+	if (!(atomic_load_explicit(&a->nonempty[st], memory_order_relaxed) & (1u << order)))
+		atomic_fetch_or_explicit(&a->nonempty[st], 1u << order, memory_order_relaxed);
 }
 
 void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st, struct zcount *out)
@@ -213,48 +266,24 @@ static bool keep_upper(enum expand_keep keep, const struct zcount *lo, const str
 	return state_rank(zs_summary(hi), keep == KEEP_FOR_ZERO) < state_rank(zs_summary(lo), keep == KEEP_FOR_ZERO);
 }
 
-/* Are all the pages counted in @c in one state (so either half has half
- * of each count)? */
-static bool uniform(const struct zcount *c)
-{
-	return c->zeroed == c->pages || c->dirty - c->lazy == c->pages || c->reported - c->lazy == c->pages ||
-	       c->lazy == c->pages;
-}
-
-static void halve(struct zcount *c)
-{
-	c->pages /= 2;
-	c->zeroed /= 2;
-	c->reported /= 2;
-	c->dirty /= 2;
-	c->lazy /= 2;
-}
-
 /*
  * expand - split the block at @pfn (off the lists, its counts in @c) from
  * order @high down to @low: at each halving keep the half that suits @keep
  * (the lower one on a tie) and list the other.  Returns the kept block of
  * order @low, still off the lists, and its counts in @c; nothing is copied
- * since the zero state is per page.  A block in one state halves its counts;
- * a mixed one has its lower half counted and the upper is the difference.
+ * since the zero state is per page.  The lower half's counts come from its
+ * slot (or its bitmap word) and the upper half's are the difference.
  */
 uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, enum expand_keep keep,
 		struct zcount *c)
 {
 	lock_assert_held(&a->lock);
 	while (high > low) {
-		size_t half = (size_t)1 << --high;
-		uint32_t lo = pfn, hi = (uint32_t)(pfn + half);
-		struct zcount clo = *c, chi;
+		uint32_t lo = pfn, hi = pfn + ((uint32_t)1 << --high);
+		struct zcount clo, chi = *c;
 
-		if (uniform(c)) {
-			halve(&clo);
-			chi = clo;
-		} else {
-			zs_count(a, lo, half, &clo);
-			chi = *c;
-			zcount_sub(&chi, &clo);
-		}
+		block_count(a, lo, high, &clo);
+		zcount_sub(&chi, &clo);
 		if (keep_upper(keep, &clo, &chi)) {
 			add_to_free_list(a, lo, high, &clo);
 			pfn = hi;
@@ -323,7 +352,7 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order)
 	struct zcount c;
 
 	lock_assert_held(&a->lock);
-	zs_count(a, pfn, (size_t)1 << order, &c); /* this block only: its buddies' counts are stored */
+	subtree_build(a, pfn, order, &c); /* this block only: its buddies' nodes are right */
 	while (order < a->max_order) {
 		uint32_t buddy = pfn ^ ((uint32_t)1 << order);
 		struct zcount cb;
@@ -339,6 +368,8 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order)
 		pg_set_info(&a->pages[pfn], 0);
 		pfn &= buddy;
 		order++;
+		if (order >= NODE_MIN_ORDER)
+			node_store(a, pfn, order, &c); /* a node of what is being formed */
 	}
 	add_to_free_list(a, pfn, order, &c);
 	note_free_block(a, pfn, order);

@@ -15,8 +15,9 @@
  *  3. buddy rule: no free buddy-list block has a free buddy-list buddy of
  *     the same order (they would have merged);
  *  4. lists: every list is a well-formed doubly linked list of heads with
- *     the owner, order and state of that list; a buddy-list block's stored
- *     counts equal zs_count() of its pages; per (order, state), the lists
+ *     the owner, order and state of that list; inside a buddy-list block
+ *     every node of the summary tree holds zs_count() of its pages (so the
+ *     walk is O(pages log pages) at worst); per (order, state), the lists
  *     hold exactly the blocks found by the walk; each cache's cnt equals
  *     zs_count() summed over its blocks;
  *  5. counters: a->cnt equals zs_count() summed over the buddy blocks; the
@@ -73,6 +74,26 @@ struct walk {
 	struct zcount pages[2];			 /* their pages, by zs_count() */
 };
 
+/* Every node of the summary tree inside the listed block at @pfn holds
+ * the counts of its pages (buddy.c). */
+static int check_nodes(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	struct zcount stored, c;
+	int ret;
+
+	if (order < NODE_MIN_ORDER)
+		return 0;
+	block_count(a, pfn, order, &stored);
+	zs_count(a, pfn, (size_t)1 << order, &c);
+	if (!zc_equal(&stored, &c))
+		return fail("node %u order %u: stored counts %zu/%zu/%zu/%zu zeroed/reported/dirty/lazy, its "
+			    "pages say %zu/%zu/%zu/%zu",
+			    pfn, order, stored.zeroed, stored.reported, stored.dirty, stored.lazy, c.zeroed, c.reported,
+			    c.dirty, c.lazy);
+	ret = check_nodes(a, pfn, order - 1);
+	return ret ? ret : check_nodes(a, pfn + ((uint32_t)1 << (order - 1)), order - 1);
+}
+
 /* Walk one list; add its blocks' counts to @sum.  Returns 0 or -EUCLEAN. */
 static int check_list(struct zp_arena *a, const struct free_list *l, uint32_t owner, unsigned order, enum zstate st,
 		      struct zcount *sum, const char *what)
@@ -94,14 +115,10 @@ static int check_list(struct zp_arena *a, const struct free_list *l, uint32_t ow
 				    a->pages[pfn].prev, prev);
 		zs_count(a, pfn, (size_t)1 << order, &c);
 		if (owner == PG_BUDDY) {
-			struct zcount stored;
+			int ret = check_nodes(a, pfn, order);
 
-			block_count(a, pfn, order, &stored);
-			if (!zc_equal(&stored, &c))
-				return fail("buddy block %u order %u: stored counts %zu/%zu/%zu/%zu zeroed/reported/"
-					    "dirty/lazy, its pages say %zu/%zu/%zu/%zu",
-					    pfn, order, stored.zeroed, stored.reported, stored.dirty, stored.lazy,
-					    c.zeroed, c.reported, c.dirty, c.lazy);
+			if (ret)
+				return ret;
 		}
 		zcount_add(sum, &c);
 	}

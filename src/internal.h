@@ -269,6 +269,7 @@ void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum z
 			struct zcount *out); /* head info -> 0; its counts into @out (may be NULL) */
 void block_count(const struct zp_arena *a, uint32_t pfn, unsigned order, struct zcount *c); /* listed block */
 size_t frontier_pages(const struct zp_arena *a); /* never used: free, zeroed, reported, unlisted */
+#define NODE_MIN_ORDER 6 /* smaller blocks fit in a bitmap word: counted from it */
 enum expand_keep {
 	KEEP_FOR_ZERO,	  /* the half a zeroing request prefers */
 	KEEP_FOR_NONZERO, /* the half a non-zeroing request prefers */

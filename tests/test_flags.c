@@ -122,24 +122,34 @@ static void checker_catches_corruption(void)
 	}
 	EXPECT(count_tested);
 
-	/* a listed block's stored counts go stale */
-	bool stale_tested = false;
+	/* a node of the summary tree inside a listed block goes stale (in an
+	 * arena with blocks large enough to have nodes) */
+	{
+		struct zp_arena *b = t_arena(256, 8, 0);
+		char *q = zp_alloc_pages(b, 0, 6, ZP_USER_ADDR_NONE);
+		bool stale_tested = false;
 
-	for (unsigned o = 2; o <= 4; o++) {
-		for (int s = 0; s < NR_ZSTATES; s++) {
-			uint32_t b = a->free[o][s].head;
+		ASSERT(q);
+		memset(q, 1, ZP_PAGE_SIZE << 6);
+		ASSERT_EQ(zp_free_pages(b, q, 6), 0); /* merges into an order-8 block */
+		for (unsigned o = NODE_MIN_ORDER; o <= 8 && !stale_tested; o++) {
+			for (int s = 0; s < NR_ZSTATES && !stale_tested; s++) {
+				uint32_t h = b->free[o][s].head;
+				struct page *slot;
 
-			if (b == NIL)
-				continue;
-			a->pages[b + 2].prev++;
-			EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
-			a->pages[b + 2].prev--;
-			stale_tested = true;
-			o = 5;
-			break;
+				if (h == NIL)
+					continue;
+				slot = &b->pages[h + (1u << (NODE_MIN_ORDER - 1)) - 1]; /* its first node */
+				slot->next ^= 1;
+				EXPECT_EQ(zp_arena_check(b), -EUCLEAN);
+				slot->next ^= 1;
+				stale_tested = true;
+			}
 		}
+		EXPECT(stale_tested);
+		EXPECT_EQ(zp_arena_check(b), 0);
+		zp_arena_destroy(b);
 	}
-	EXPECT(stale_tested);
 
 	/* never-used memory gains a zero-state bit, or a head */
 	ASSERT(frontier_pages(a) > 0);
