@@ -4,8 +4,9 @@
  * `zpage-bench --help` lists scenarios and options.
  *
  * This file is the command line: the options, the table of scenarios, and
- * the run of the chosen ones, each followed by its table.  The results,
- * CSV and JSON are in results.c, the charts in plot.c.
+ * the run of the chosen ones (--repeat times), each followed by its table.
+ * The results, CSV and JSON are in results.c, the charts in plot.c, the
+ * environment header in env.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +22,7 @@ double opt_scale = 1.0;
 double opt_idle = -1; /* -1: 6 s, or none at --scale below 1 */
 bool opt_dump;
 bool opt_churn_block;
+unsigned opt_repeat = 1;
 
 static const struct scenario {
 	const char *name;
@@ -66,10 +68,14 @@ static void usage(FILE *f)
 		   "  --churn-touch M churn writes one byte per page of each block it gets (M = page,\n"
 		   "                  the default, as a program would) or one per block (M = block)\n"
 		   "  --dump          print zp_arena_dump() of the first zpage arena of each row as it ends\n"
+		   "  --repeat N      run the chosen scenarios N times (default 1), then a table of the\n"
+		   "                  spread of the medians over the runs; CSV and JSON carry every run\n"
 		   "  -h, --help      this text\n\n"
 		   "Rows are medians over repeated samples, with the 10th-90th percentile spread;\n"
 		   "every ratio compares rows measured in the same run. Peers (jemalloc, mimalloc,\n"
-		   "tcmalloc) are loaded with dlopen; a missing one is reported as not installed.\n");
+		   "tcmalloc) are loaded with dlopen; a missing one is reported as not installed.\n"
+		   "The output starts with the environment (CPU, kernel, THP, VM, versions); CSV\n"
+		   "has it as rows of scenario \"environment\", JSON as an \"environment\" object.\n");
 }
 
 static bool parse_positive(const char *s, double *out)
@@ -94,7 +100,8 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 		{"plot", required_argument, NULL, 'p'},	       {"threads", required_argument, NULL, 't'},
 		{"scale", required_argument, NULL, 's'},       {"help", no_argument, NULL, 'h'},
 		{"idle", required_argument, NULL, 'i'},	       {"dump", no_argument, NULL, 'd'},
-		{"churn-touch", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
+		{"churn-touch", required_argument, NULL, 'T'}, {"repeat", required_argument, NULL, 'r'},
+		{NULL, 0, NULL, 0},
 	};
 	int c;
 	double v;
@@ -115,13 +122,13 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 			*plotdir = optarg;
 			break;
 		case 't':
+		case 'r':
 			if (!parse_positive(optarg, &v) || v != (unsigned)v || v > 1024) {
-				fprintf(stderr,
-					"zpage-bench: --threads wants a whole number from 1 to 1024, not '%s'\n",
-					optarg);
+				fprintf(stderr, "zpage-bench: --%s wants a whole number from 1 to 1024, not '%s'\n",
+					c == 't' ? "threads" : "repeat", optarg);
 				return 2;
 			}
-			opt_threads = (unsigned)v;
+			*(c == 't' ? &opt_threads : &opt_repeat) = (unsigned)v;
 			break;
 		case 's':
 			if (!parse_positive(optarg, &v) || v > 100) {
@@ -214,18 +221,6 @@ static void reexec_with_static_tls(char **argv)
 	execv("/proc/self/exe", argv);
 }
 
-static void print_header(void)
-{
-	printf("zpage-bench: %u threads, scale %g; peers:", opt_threads, opt_scale);
-	for (int i = 0; i < NR_PEERS; i++) {
-		if (peers[i].available)
-			printf(" %s", peers[i].name);
-		else
-			printf(" %s (not installed: %s)", peers[i].name, peers[i].why);
-	}
-	printf("\n");
-}
-
 int main(int argc, char **argv)
 {
 	const char *csv = NULL, *json = NULL, *plotdir = NULL;
@@ -247,16 +242,22 @@ int main(int argc, char **argv)
 	}
 	progress_on = isatty(2);
 	peers_load();
-	print_header();
-	for (size_t i = 0; i < nrun; i++) {
+	env_collect(argc, argv);
+	env_print(stdout);
+	for (size_t r = 0; r < opt_repeat * nrun; r++) {
 		size_t from = results_count();
 		double t0 = now_ns();
 
-		run[i]->run();
+		if (opt_repeat > 1 && r % nrun == 0)
+			printf("\n-- run %zu of %u\n", r / nrun + 1, opt_repeat);
+		results_set_run((unsigned)(r / nrun));
+		run[r % nrun]->run();
 		progress("%s", "");
 		print_tables(stdout, from);
-		printf("  (%s took %.1f s)\n", run[i]->name, (now_ns() - t0) / 1e9);
+		printf("  (%s took %.1f s)\n", run[r % nrun]->name, (now_ns() - t0) / 1e9);
 	}
+	if (opt_repeat > 1)
+		print_spread(stdout, opt_repeat);
 	if (csv)
 		write_csv(csv);
 	if (json)

@@ -85,7 +85,7 @@ fi
 
 if "$bench" --scale 0.02 --threads 2 --churn-touch block --csv "$out/r.csv" --json "$out/r.json" \
 	--plot "$out/plots" churn >"$out/machine.txt" 2>&1; then
-	[ "$(head -n 1 "$out/r.csv")" = "scenario,row,metric,unit,median,p10,p90,samples" ] &&
+	[ "$(head -n 1 "$out/r.csv")" = "scenario,row,metric,unit,median,p10,p90,samples,run" ] &&
 		[ "$(wc -l <"$out/r.csv")" -gt 5 ] && ok "csv" || bad "csv"
 	grep -q '"throughput, 1 B/block"' "$out/r.csv" && grep -q "(--churn-touch block)" "$out/machine.txt" &&
 		ok "--churn-touch block, said in the table and the csv" || bad "--churn-touch block"
@@ -95,6 +95,29 @@ if "$bench" --scale 0.02 --threads 2 --churn-touch block --csv "$out/r.csv" --js
 	else
 		grep -q '"results"' "$out/r.json" && ok "json" || bad "json"
 	fi
+	# the environment: a header above the tables, every field in the CSV and the JSON
+	grep -q "^zpage-bench [0-9.]* (commit [^ ]*), " "$out/machine.txt" && grep -q "^cpu: .*; clears: " "$out/machine.txt" &&
+		grep -q "^kernel .*; THP enabled .*, defrag .*; hypervisor: .*; free page reporting: " "$out/machine.txt" &&
+		grep -q "^peers: glibc [0-9]" "$out/machine.txt" && ok "environment header" ||
+		{ bad "environment header"; head -n 5 "$out/machine.txt" | diag; }
+	keys="zpage_version zpage_commit compiler cpu_model cpu_features clear_cached clear_nt cores_online
+		cores_configured memory_total_kib kernel_release thp_enabled thp_defrag hypervisor free_page_reporting
+		glibc_version jemalloc_version mimalloc_version tcmalloc_version"
+	missing=
+	for k in $keys; do grep -q "^\"environment\",\"$k\",\"[^\"]" "$out/r.csv" || missing="$missing $k"; done
+	[ -z "$missing" ] && ok "environment in the csv" || bad "environment in the csv, missing:$missing"
+	if command -v python3 >/dev/null 2>&1; then
+		# shellcheck disable=SC2086
+		python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); e=d["environment"]
+m=[k for k in sys.argv[2:] if not str(e.get(k, ""))]; assert not m, m
+assert all(isinstance(r["samples"], list) and r["run"] == 1 for r in d["results"])' "$out/r.json" $keys &&
+			ok "environment and samples in the json" || bad "environment and samples in the json"
+	else
+		missing=
+		for k in $keys; do grep -q "^  \"$k\": [^ ]" "$out/r.json" || missing="$missing $k"; done
+		[ -z "$missing" ] && ok "environment in the json" || bad "environment in the json, missing:$missing"
+	fi
+
 	if command -v gnuplot >/dev/null 2>&1; then
 		[ -s "$out/plots/churn.svg" ] && [ -s "$out/plots/churn_cdf.svg" ] && ok "plots" || bad "plots"
 	else
@@ -105,9 +128,20 @@ else
 	bad "machine outputs"; tail -n 5 "$out/machine.txt" | diag
 fi
 
+# --repeat: every run's tables, then the spread of the medians; CSV and JSON carry each run
+if "$bench" --scale 0.02 --repeat 2 --csv "$out/r2.csv" --json "$out/r2.json" churn >"$out/repeat.txt" 2>&1 &&
+	grep -q "^-- run 2 of 2" "$out/repeat.txt" && [ "$(grep -c '^== churn: medians' "$out/repeat.txt")" -eq 2 ] &&
+	grep -q "^== churn: spread of the medians over 2 runs: median of the run medians \[min-max\]" "$out/repeat.txt" &&
+	grep -q '^"churn",.*,2$' "$out/r2.csv" && grep -q '"run": 2, "samples": \[' "$out/r2.json" &&
+	grep -q '^"runs": 2,' "$out/r2.json"; then
+	ok "--repeat 2"
+else
+	bad "--repeat 2"; tail -n 5 "$out/repeat.txt" | diag
+fi
+
 # bad input: one line on stderr, exit code 2
 for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "--churn-touch x" \
-	"--churn-touch" "nosuchscenario"; do
+	"--churn-touch" "nosuchscenario" "--repeat 0" "--repeat x"; do
 	# shellcheck disable=SC2086
 	"$bench" $args >/dev/null 2>"$out/err.txt"
 	rc=$?
@@ -116,7 +150,8 @@ for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv
 	fi
 done
 "$bench" --help >"$out/help.txt" && grep -q "anon-w-rand" "$out/help.txt" && grep -q "^  pairs " "$out/help.txt" &&
-	grep -q "^  scale " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" && ok "--help" || bad "--help"
+	grep -q "^  scale " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" && grep -q -- "--repeat N" "$out/help.txt" &&
+	ok "--help" || bad "--help"
 
 echo "# bench_smoke: $pass passed, $fail failed, $skip skipped"
 echo "1..$n"
