@@ -11,6 +11,7 @@
  *   plot.c     one gnuplot script per chart, run as `gnuplot NAME.gp`
  *   peers.c    the allocators zpage is compared with
  *   env.c      the environment: machine, kernel, build, peer versions
+ *   compare.c  `zpage-bench compare OLD.json NEW.json`
  *   sc_*.c     the scenarios
  * results.h has what main.c and plot.c read back from the store.
  */

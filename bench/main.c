@@ -6,7 +6,7 @@
  * This file is the command line: the options, the table of scenarios, and
  * the run of the chosen ones (--repeat times), each followed by its table.
  * The results, CSV and JSON are in results.c, the charts in plot.c, the
- * environment header in env.c.
+ * environment header in env.c, `zpage-bench compare` in compare.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -45,7 +45,8 @@ static const struct scenario {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: zpage-bench [options] [scenario ...]\n\n"
+	fprintf(f, "usage: zpage-bench [options] [scenario ...]\n"
+		   "       zpage-bench compare OLD.json NEW.json\n\n"
 		   "With no scenario, runs the default suite (");
 	for (size_t i = 0, n = 0; i < NR_SCENARIOS; i++)
 		if (scenarios[i].by_default)
@@ -75,7 +76,9 @@ static void usage(FILE *f)
 		   "every ratio compares rows measured in the same run. Peers (jemalloc, mimalloc,\n"
 		   "tcmalloc) are loaded with dlopen; a missing one is reported as not installed.\n"
 		   "The output starts with the environment (CPU, kernel, THP, VM, versions); CSV\n"
-		   "has it as rows of scenario \"environment\", JSON as an \"environment\" object.\n");
+		   "has it as rows of scenario \"environment\", JSON as an \"environment\" object.\n"
+		   "compare: per row and metric in both JSON files, new/old of the medians and a\n"
+		   "Mann-Whitney U test of the samples (alpha 0.05); bad input exits 2.\n");
 }
 
 static bool parse_positive(const char *s, double *out)
@@ -228,6 +231,8 @@ int main(int argc, char **argv)
 	size_t nrun = 0;
 	int rc;
 
+	if (argc > 1 && !strcmp(argv[1], "compare"))
+		return compare_main(argc - 2, argv + 2);
 	reexec_with_static_tls(argv);
 	rc = parse_options(argc, argv, &csv, &json, &plotdir);
 	if (rc >= 0)

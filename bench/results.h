@@ -72,4 +72,7 @@ void env_print(FILE *f); /* the header above the tables */
 size_t env_count(void);
 const struct env_field *env_at(size_t i);
 
+/* compare.c: `zpage-bench compare OLD.json NEW.json`, @argv after "compare" */
+int compare_main(int argc, char **argv);
+
 #endif

@@ -118,6 +118,43 @@ assert all(isinstance(r["samples"], list) and r["run"] == 1 for r in d["results"
 		[ -z "$missing" ] && ok "environment in the json" || bad "environment in the json, missing:$missing"
 	fi
 
+	# compare: a file with itself flags nothing, every ratio 1.00 ("-" where the old median is 0)
+	if "$bench" compare "$out/r.json" "$out/r.json" >"$out/same.txt" 2>&1 &&
+		grep -q "^0 worse, 0 better, [0-9]* ~, [0-9]* too few samples; 0 only in old, 0 only in new" "$out/same.txt" &&
+		! grep -q "^  .* [0-9.]* *\(worse\|better\) (p=" "$out/same.txt" &&
+		[ "$(sed -n '/^  row /,/^$/p' "$out/same.txt" | grep -v '^  row \|^$' | grep -cv ' \(1\.00\|-\)  ')" -eq 0 ] &&
+		grep -q "Mann-Whitney U" "$out/same.txt" && grep -q "alpha = 0.05" "$out/same.txt"; then
+		ok "compare: identical inputs, nothing flagged"
+	else
+		bad "compare: identical inputs"; tail -n 5 "$out/same.txt" | diag
+	fi
+	# a synthetic 2x slowdown of one row (every sample and the median doubled) must be flagged
+	awk -v t='"row": "zpage, 1 thread", "metric": "latency",' 'index($0, t) {
+		s = index($0, "\"samples\": [") + 12; head = substr($0, 1, s - 1); arr = substr($0, s)
+		e = index(arr, "]"); tail = substr(arr, e); n = split(substr(arr, 1, e - 1), v, ", "); arr = ""
+		for (i = 1; i <= n; i++) arr = arr (i > 1 ? ", " : "") (v[i] * 2)
+		match(head, /"median": [^,]*/); m = substr(head, RSTART + 10, RLENGTH - 10)
+		$0 = substr(head, 1, RSTART - 1) "\"median\": " (m * 2) substr(head, RSTART + RLENGTH) arr tail
+	} { print }' "$out/r.json" >"$out/slow.json"
+	if "$bench" compare "$out/r.json" "$out/slow.json" >"$out/slow.txt" 2>&1 &&
+		grep -q "^  zpage, 1 thread  *latency (ns)  *[0-9.]*  *[0-9.]*  *2\.00  worse (p=0\.0" "$out/slow.txt" &&
+		grep -q "^1 worse, 0 better" "$out/slow.txt"; then
+		ok "compare: a 2x slowdown of one row flagged, nothing else"
+	else
+		bad "compare: a 2x slowdown"; grep "zpage, 1 thread\|worse," "$out/slow.txt" | diag
+	fi
+	# bad input: one line on stderr, exit 2
+	head -c 300 "$out/r.json" >"$out/truncated.json"
+	sed 's/"scenario": "churn"/"scenario": "other"/' "$out/r.json" >"$out/other.json"
+	for pair in "missing.json r.json" "truncated.json r.json" "r.json other.json"; do
+		# shellcheck disable=SC2086
+		set -- $pair
+		"$bench" compare "$out/$1" "$out/$2" >/dev/null 2>"$out/err.txt"
+		rc=$?
+		if [ $rc -eq 2 ] && [ "$(wc -l <"$out/err.txt")" -eq 1 ]; then ok "compare rejects $1 $2"; else
+			bad "compare rejects $1 $2 (exit $rc)"; diag <"$out/err.txt"
+		fi
+	done
 	if command -v gnuplot >/dev/null 2>&1; then
 		[ -s "$out/plots/churn.svg" ] && [ -s "$out/plots/churn_cdf.svg" ] && ok "plots" || bad "plots"
 	else
@@ -141,7 +178,7 @@ fi
 
 # bad input: one line on stderr, exit code 2
 for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "--churn-touch x" \
-	"--churn-touch" "nosuchscenario" "--repeat 0" "--repeat x"; do
+	"--churn-touch" "nosuchscenario" "--repeat 0" "--repeat x" "compare" "compare one.json"; do
 	# shellcheck disable=SC2086
 	"$bench" $args >/dev/null 2>"$out/err.txt"
 	rc=$?
@@ -151,7 +188,7 @@ for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv
 done
 "$bench" --help >"$out/help.txt" && grep -q "anon-w-rand" "$out/help.txt" && grep -q "^  pairs " "$out/help.txt" &&
 	grep -q "^  scale " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" && grep -q -- "--repeat N" "$out/help.txt" &&
-	ok "--help" || bad "--help"
+	grep -q "zpage-bench compare OLD.json NEW.json" "$out/help.txt" && ok "--help" || bad "--help"
 
 echo "# bench_smoke: $pass passed, $fail failed, $skip skipped"
 echo "1..$n"
