@@ -12,6 +12,7 @@
  *   peers.c    the allocators zpage is compared with
  *   env.c      the environment: machine, kernel, build, peer versions
  *   compare.c  `zpage-bench compare OLD.json NEW.json`
+ *   report.c   --report DIR: DIR/index.md
  *   sc_*.c     the scenarios
  * results.h has what main.c and plot.c read back from the store.
  */

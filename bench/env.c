@@ -81,7 +81,7 @@ static void add(const char *key, bool number, const char *fmt, ...)
 	va_end(ap);
 }
 
-static const char *get(const char *key)
+const char *env_value(const char *key)
 {
 	for (size_t i = 0; i < nfields; i++)
 		if (!strcmp(fields[i].key, key))
@@ -344,18 +344,18 @@ void env_collect(int argc, char **argv)
 
 void env_print(FILE *f)
 {
-	long long kib = atoll(get("memory_total_kib"));
+	long long kib = atoll(env_value("memory_total_kib"));
 
-	fprintf(f, "zpage-bench %s (commit %s), %s; %s threads, scale %s, %s run%s\n", get("zpage_version"),
-		get("zpage_commit"), get("compiler"), get("threads"), get("scale"), get("runs"),
+	fprintf(f, "zpage-bench %s (commit %s), %s; %s threads, scale %s, %s run%s\n", env_value("zpage_version"),
+		env_value("zpage_commit"), env_value("compiler"), env_value("threads"), env_value("scale"), env_value("runs"),
 		opt_repeat > 1 ? "s" : "");
 	fprintf(f, "cpu: %s, %s cores online of %s (%s allowed), %.1f GiB; %s; clears: %s cached, %s non-temporal\n",
-		get("cpu_model"), get("cores_online"), get("cores_configured"), get("cores_allowed"), kib / 1048576.0,
-		get("cpu_features"), get("clear_cached"), get("clear_nt"));
+		env_value("cpu_model"), env_value("cores_online"), env_value("cores_configured"), env_value("cores_allowed"), kib / 1048576.0,
+		env_value("cpu_features"), env_value("clear_cached"), env_value("clear_nt"));
 	fprintf(f, "kernel %s %s; THP enabled %s, defrag %s; hypervisor: %s; free page reporting: %s\n",
-		get("kernel_release"), get("arch"), get("thp_enabled"), get("thp_defrag"), get("hypervisor"),
-		get("free_page_reporting"));
-	fprintf(f, "peers: glibc %s, jemalloc %s, mimalloc %s, tcmalloc %s\n", get("glibc_version"),
-		get("jemalloc_version"), get("mimalloc_version"), get("tcmalloc_version"));
+		env_value("kernel_release"), env_value("arch"), env_value("thp_enabled"), env_value("thp_defrag"), env_value("hypervisor"),
+		env_value("free_page_reporting"));
+	fprintf(f, "peers: glibc %s, jemalloc %s, mimalloc %s, tcmalloc %s\n", env_value("glibc_version"),
+		env_value("jemalloc_version"), env_value("mimalloc_version"), env_value("tcmalloc_version"));
 	fflush(f);
 }

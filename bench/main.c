@@ -6,7 +6,8 @@
  * This file is the command line: the options, the table of scenarios, and
  * the run of the chosen ones (--repeat times), each followed by its table.
  * The results, CSV and JSON are in results.c, the charts in plot.c, the
- * environment header in env.c, `zpage-bench compare` in compare.c.
+ * environment header in env.c, `zpage-bench compare` in compare.c, the
+ * report in report.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -69,6 +70,8 @@ static void usage(FILE *f)
 		   "  --churn-touch M churn writes one byte per page of each block it gets (M = page,\n"
 		   "                  the default, as a program would) or one per block (M = block)\n"
 		   "  --dump          print zp_arena_dump() of the first zpage arena of each row as it ends\n"
+		   "  --report DIR    write DIR/index.md: the environment, each scenario's table, its charts\n"
+		   "                  (drawn into DIR, as --plot) and a reading generated from the numbers\n"
 		   "  --repeat N      run the chosen scenarios N times (default 1), then a table of the\n"
 		   "                  spread of the medians over the runs; CSV and JSON carry every run\n"
 		   "  -h, --help      this text\n\n"
@@ -96,7 +99,8 @@ static bool parse_positive(const char *s, double *out)
 
 /* Options into the opt_* globals and the output paths; -1 to go on, or
  * the exit code (0 after --help, 2 after one line on stderr). */
-static int parse_options(int argc, char **argv, const char **csv, const char **json, const char **plotdir)
+static int parse_options(int argc, char **argv, const char **csv, const char **json, const char **plotdir,
+			 const char **report)
 {
 	static const struct option longopts[] = {
 		{"csv", required_argument, NULL, 'c'},	       {"json", required_argument, NULL, 'j'},
@@ -104,7 +108,7 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 		{"scale", required_argument, NULL, 's'},       {"help", no_argument, NULL, 'h'},
 		{"idle", required_argument, NULL, 'i'},	       {"dump", no_argument, NULL, 'd'},
 		{"churn-touch", required_argument, NULL, 'T'}, {"repeat", required_argument, NULL, 'r'},
-		{NULL, 0, NULL, 0},
+		{"report", required_argument, NULL, 'R'},      {NULL, 0, NULL, 0},
 	};
 	int c;
 	double v;
@@ -123,6 +127,9 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 			break;
 		case 'p':
 			*plotdir = optarg;
+			break;
+		case 'R':
+			*report = optarg;
 			break;
 		case 't':
 		case 'r':
@@ -226,7 +233,7 @@ static void reexec_with_static_tls(char **argv)
 
 int main(int argc, char **argv)
 {
-	const char *csv = NULL, *json = NULL, *plotdir = NULL;
+	const char *csv = NULL, *json = NULL, *plotdir = NULL, *report = NULL;
 	const struct scenario *run[NR_SCENARIOS];
 	size_t nrun = 0;
 	int rc;
@@ -234,7 +241,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "compare"))
 		return compare_main(argc - 2, argv + 2);
 	reexec_with_static_tls(argv);
-	rc = parse_options(argc, argv, &csv, &json, &plotdir);
+	rc = parse_options(argc, argv, &csv, &json, &plotdir, &report);
 	if (rc >= 0)
 		return rc;
 	if (!choose_scenarios(argc, argv, run, &nrun))
@@ -272,5 +279,7 @@ int main(int argc, char **argv)
 		if (n)
 			printf("\n%d chart(s) written to %s\n", n, plotdir);
 	}
+	if (report)
+		write_report(report, opt_repeat);
 	return 0;
 }

@@ -99,7 +99,7 @@ static void dat_str(FILE *d, const char *s)
 
 /* A chart's file name: the scenario with characters a shell or a file
  * system would trip on replaced by '_', and @suffix. */
-static char *chart_name(const char *sc, const char *suffix)
+char *chart_name(const char *sc, const char *suffix)
 {
 	char *s = xasprintf("%s%s", sc, suffix);
 

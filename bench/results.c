@@ -274,45 +274,60 @@ void print_tables(FILE *f, size_t from)
 	fflush(f);
 }
 
-void print_spread(FILE *f, unsigned runs)
+/* The spread table of @sc over @runs runs: per row and metric, the median
+ * of the run medians [min-max]. */
+static void spread_table(FILE *f, const char *sc, unsigned runs)
 {
 	char *what = xasprintf("spread of the medians over %u runs: median of the run medians [min-max]", runs);
-	struct strlist scs = {0};
 	struct res *v = NULL;
-	size_t cap = 0;
 	double *m = NULL;
-	size_t capm = 0;
+	size_t n = 0, cap = 0, capm = 0;
 
-	result_scenarios(0, &scs);
-	for (size_t s = 0; s < scs.n; s++) {
-		size_t n = 0;
+	for (size_t i = 0; i < nres; i++) {
+		size_t k = 0;
 
-		for (size_t i = 0; i < nres; i++) {
-			size_t k = 0;
-
-			if (strcmp(res[i].scenario, scs.v[s]) || find_in(v, n, scs.v[s], res[i].row, res[i].metric))
+		if (strcmp(res[i].scenario, sc) || find_in(v, n, sc, res[i].row, res[i].metric))
+			continue;
+		for (size_t j = i; j < nres; j++) {
+			if (strcmp(res[j].scenario, sc) || strcmp(res[j].row, res[i].row) ||
+			    strcmp(res[j].metric, res[i].metric))
 				continue;
-			for (size_t j = i; j < nres; j++) {
-				if (strcmp(res[j].scenario, res[i].scenario) || strcmp(res[j].row, res[i].row) ||
-				    strcmp(res[j].metric, res[i].metric))
-					continue;
-				GROW(m, capm, k + 1);
-				m[k++] = res[j].median;
-			}
-			GROW(v, cap, n + 1);
-			v[n] = res[i];
-			v[n].median = median(m, k);
-			v[n].p10 = pct(m, k, 0);
-			v[n++].p90 = pct(m, k, 100);
+			GROW(m, capm, k + 1);
+			m[k++] = res[j].median;
 		}
-		print_table(f, v, n, scs.v[s], what);
+		GROW(v, cap, n + 1);
+		v[n] = res[i];
+		v[n].median = median(m, k);
+		v[n].p10 = pct(m, k, 0);
+		v[n++].p90 = pct(m, k, 100);
 	}
+	print_table(f, v, n, sc, what);
 	fprintf(f, "  (each cell: the median of the %u runs' medians, [the smallest-the largest])\n", runs);
 	free(m);
 	free(v);
 	free(what);
+}
+
+void print_spread(FILE *f, unsigned runs)
+{
+	struct strlist scs = {0};
+
+	result_scenarios(0, &scs);
+	for (size_t s = 0; s < scs.n; s++)
+		spread_table(f, scs.v[s], runs);
 	strlist_free(&scs);
 	fflush(f);
+}
+
+void print_scenario(FILE *f, const char *sc, unsigned runs)
+{
+	size_t n0 = 0;
+
+	while (n0 < nres && !res[n0].run)
+		n0++;
+	print_table(f, res, n0, sc, NULL);
+	if (runs > 1)
+		spread_table(f, sc, runs);
 }
 
 /* ---- CSV and JSON ---- */

@@ -56,10 +56,17 @@ void print_tables(FILE *f, size_t from);
 /* --repeat: per scenario, row and metric, the median of the @runs run
  * medians and their min-max. */
 void print_spread(FILE *f, unsigned runs);
+/* The first run's table of @sc, and with @runs > 1 its spread table. */
+void print_scenario(FILE *f, const char *sc, unsigned runs);
 void write_csv(const char *path);
 void write_json(const char *path);
-/* plot.c: the charts; returns how many were written. */
+/* plot.c: the charts; returns how many were written.  A chart's files are
+ * DIR/NAME.svg (.png, .gp, .dat), NAME = chart_name(scenario, "", "_cdf"
+ * or "_series"), to be freed. */
 int plot(const char *dir);
+char *chart_name(const char *sc, const char *suffix);
+/* report.c: --report DIR, DIR/index.md (and the charts) */
+void write_report(const char *dir, unsigned runs);
 
 /* env.c: the environment, collected once after the peers are loaded */
 struct env_field {
@@ -69,6 +76,7 @@ struct env_field {
 };
 void env_collect(int argc, char **argv);
 void env_print(FILE *f); /* the header above the tables */
+const char *env_value(const char *key); /* "unknown" when there is no such field */
 size_t env_count(void);
 const struct env_field *env_at(size_t i);
 

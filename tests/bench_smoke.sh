@@ -166,14 +166,31 @@ else
 fi
 
 # --repeat: every run's tables, then the spread of the medians; CSV and JSON carry each run
-if "$bench" --scale 0.02 --repeat 2 --csv "$out/r2.csv" --json "$out/r2.json" churn >"$out/repeat.txt" 2>&1 &&
+"$bench" --scale 0.02 --repeat 2 --csv "$out/r2.csv" --json "$out/r2.json" --report "$out/report" churn \
+	>"$out/repeat.txt" 2>&1
+rc=$?
+if [ $rc -eq 0 ] &&
 	grep -q "^-- run 2 of 2" "$out/repeat.txt" && [ "$(grep -c '^== churn: medians' "$out/repeat.txt")" -eq 2 ] &&
 	grep -q "^== churn: spread of the medians over 2 runs: median of the run medians \[min-max\]" "$out/repeat.txt" &&
 	grep -q '^"churn",.*,2$' "$out/r2.csv" && grep -q '"run": 2, "samples": \[' "$out/r2.json" &&
 	grep -q '^"runs": 2,' "$out/r2.json"; then
 	ok "--repeat 2"
 else
-	bad "--repeat 2"; tail -n 5 "$out/repeat.txt" | diag
+	bad "--repeat 2 (exit $rc)"; tail -n 5 "$out/repeat.txt" | diag
+fi
+# --report (the same run): index.md with the environment, the tables, the charts inline, a reading
+md=$out/report/index.md
+if [ $rc -eq 0 ] && grep -q "^## Environment" "$md" && grep -q "^| cpu_model | ." "$md" && grep -q "^## churn" "$md" &&
+	grep -q "^== churn: spread of the medians over 2 runs" "$md" &&
+	grep -q '^- latency: `zpage, 1 thread` (.* ns) is .* the reference row `glibc, 1 thread`' "$md"; then
+	img=$(sed -n 's/^!\[churn\](\(.*\))$/\1/p' "$md")
+	if command -v gnuplot >/dev/null 2>&1; then
+		[ -n "$img" ] && [ -s "$out/report/$img" ] && ok "--report" || bad "--report: chart '$img'"
+	else
+		grep -q "No charts" "$md" && ok "--report (no gnuplot: says so)" || bad "--report without gnuplot"
+	fi
+else
+	bad "--report"; head -n 20 "$md" 2>/dev/null | diag
 fi
 
 # bad input: one line on stderr, exit code 2
@@ -188,6 +205,7 @@ for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv
 done
 "$bench" --help >"$out/help.txt" && grep -q "anon-w-rand" "$out/help.txt" && grep -q "^  pairs " "$out/help.txt" &&
 	grep -q "^  scale " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" && grep -q -- "--repeat N" "$out/help.txt" &&
+	grep -q -- "--report DIR" "$out/help.txt" &&
 	grep -q "zpage-bench compare OLD.json NEW.json" "$out/help.txt" && ok "--help" || bad "--help"
 
 echo "# bench_smoke: $pass passed, $fail failed, $skip skipped"
