@@ -69,9 +69,13 @@ check: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench
 	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic tests/bench_smoke.sh
 
 # ---- benchmark ----
+# zpage's version and commit, for the environment zpage-bench prints (the
+# commit as of this build: "unknown" outside a git checkout)
 BENCH_SRCS := $(wildcard bench/*.c)
 $(B)/zpage-bench: $(BENCH_SRCS) $(wildcard bench/*.h) $(HDRS) $(B)/libzpage.a
-	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -Isrc -Ibench -pthread $(BENCH_SRCS) $(B)/libzpage.a -o $@ -lm -ldl
+	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -Isrc -Ibench -pthread -DZPAGE_VERSION='"$(VERSION)"' \
+		-DZPAGE_COMMIT="\"$$([ -e .git ] && git describe --always --dirty 2>/dev/null || echo unknown)\"" \
+		$(BENCH_SRCS) $(B)/libzpage.a -o $@ -lm -ldl
 
 # `make bench` runs the default suite; BENCH_ARGS="all --plot bench-out" for everything
 # The peers are installed first when missing (needs root; otherwise their

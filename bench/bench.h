@@ -10,6 +10,9 @@
  *   results.c  the store of results, the text tables, CSV and JSON
  *   plot.c     one gnuplot script per chart, run as `gnuplot NAME.gp`
  *   peers.c    the allocators zpage is compared with
+ *   env.c      the environment: machine, kernel, build, peer versions
+ *   compare.c  `zpage-bench compare OLD.json NEW.json`
+ *   report.c   --report DIR: DIR/index.md
  *   sc_*.c     the scenarios
  * results.h has what main.c and plot.c read back from the store.
  */
@@ -30,10 +33,12 @@ extern double opt_scale;     /* multiplies sample counts and durations */
 extern bool opt_dump;	     /* --dump: zp_arena_dump() each kind of arena as it ends */
 extern double opt_idle;	     /* fault: seconds to idle before the "after idle" rows (0 = skip) */
 extern bool opt_churn_block; /* --churn-touch block: churn writes one byte per block, not per page */
+extern unsigned opt_repeat;  /* --repeat: how many times the chosen scenarios run */
 
 /* util.c */
 double now_ns(void);
 double pct(const double *v, size_t n, double p); /* v is not reordered */
+double median(const double *v, size_t n);	 /* the mean of the middle two for even n; 0 for none */
 void sort_doubles(double *v, size_t n);
 uint64_t rnd64(uint64_t *s);
 /* ns to read the 64 KiB around page @t of a block of @bytes (clipped to

@@ -4,8 +4,10 @@
  * `zpage-bench --help` lists scenarios and options.
  *
  * This file is the command line: the options, the table of scenarios, and
- * the run of the chosen ones, each followed by its table.  The results,
- * CSV and JSON are in results.c, the charts in plot.c.
+ * the run of the chosen ones (--repeat times), each followed by its table.
+ * The results, CSV and JSON are in results.c, the charts in plot.c, the
+ * environment header in env.c, `zpage-bench compare` in compare.c, the
+ * report in report.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +23,7 @@ double opt_scale = 1.0;
 double opt_idle = -1; /* -1: 6 s, or none at --scale below 1 */
 bool opt_dump;
 bool opt_churn_block;
+unsigned opt_repeat = 1;
 
 static const struct scenario {
 	const char *name;
@@ -43,7 +46,8 @@ static const struct scenario {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: zpage-bench [options] [scenario ...]\n\n"
+	fprintf(f, "usage: zpage-bench [options] [scenario ...]\n"
+		   "       zpage-bench compare OLD.json NEW.json\n\n"
 		   "With no scenario, runs the default suite (");
 	for (size_t i = 0, n = 0; i < NR_SCENARIOS; i++)
 		if (scenarios[i].by_default)
@@ -66,10 +70,18 @@ static void usage(FILE *f)
 		   "  --churn-touch M churn writes one byte per page of each block it gets (M = page,\n"
 		   "                  the default, as a program would) or one per block (M = block)\n"
 		   "  --dump          print zp_arena_dump() of the first zpage arena of each row as it ends\n"
+		   "  --report DIR    write DIR/index.md: the environment, each scenario's table, its charts\n"
+		   "                  (drawn into DIR, as --plot) and a reading generated from the numbers\n"
+		   "  --repeat N      run the chosen scenarios N times (default 1), then a table of the\n"
+		   "                  spread of the medians over the runs; CSV and JSON carry every run\n"
 		   "  -h, --help      this text\n\n"
 		   "Rows are medians over repeated samples, with the 10th-90th percentile spread;\n"
 		   "every ratio compares rows measured in the same run. Peers (jemalloc, mimalloc,\n"
-		   "tcmalloc) are loaded with dlopen; a missing one is reported as not installed.\n");
+		   "tcmalloc) are loaded with dlopen; a missing one is reported as not installed.\n"
+		   "The output starts with the environment (CPU, kernel, THP, VM, versions); CSV\n"
+		   "has it as rows of scenario \"environment\", JSON as an \"environment\" object.\n"
+		   "compare: per row and metric in both JSON files, new/old of the medians and a\n"
+		   "Mann-Whitney U test of the samples (alpha 0.05); bad input exits 2.\n");
 }
 
 static bool parse_positive(const char *s, double *out)
@@ -87,14 +99,16 @@ static bool parse_positive(const char *s, double *out)
 
 /* Options into the opt_* globals and the output paths; -1 to go on, or
  * the exit code (0 after --help, 2 after one line on stderr). */
-static int parse_options(int argc, char **argv, const char **csv, const char **json, const char **plotdir)
+static int parse_options(int argc, char **argv, const char **csv, const char **json, const char **plotdir,
+			 const char **report)
 {
 	static const struct option longopts[] = {
 		{"csv", required_argument, NULL, 'c'},	       {"json", required_argument, NULL, 'j'},
 		{"plot", required_argument, NULL, 'p'},	       {"threads", required_argument, NULL, 't'},
 		{"scale", required_argument, NULL, 's'},       {"help", no_argument, NULL, 'h'},
 		{"idle", required_argument, NULL, 'i'},	       {"dump", no_argument, NULL, 'd'},
-		{"churn-touch", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
+		{"churn-touch", required_argument, NULL, 'T'}, {"repeat", required_argument, NULL, 'r'},
+		{"report", required_argument, NULL, 'R'},      {NULL, 0, NULL, 0},
 	};
 	int c;
 	double v;
@@ -114,14 +128,17 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 		case 'p':
 			*plotdir = optarg;
 			break;
+		case 'R':
+			*report = optarg;
+			break;
 		case 't':
+		case 'r':
 			if (!parse_positive(optarg, &v) || v != (unsigned)v || v > 1024) {
-				fprintf(stderr,
-					"zpage-bench: --threads wants a whole number from 1 to 1024, not '%s'\n",
-					optarg);
+				fprintf(stderr, "zpage-bench: --%s wants a whole number from 1 to 1024, not '%s'\n",
+					c == 't' ? "threads" : "repeat", optarg);
 				return 2;
 			}
-			opt_threads = (unsigned)v;
+			*(c == 't' ? &opt_threads : &opt_repeat) = (unsigned)v;
 			break;
 		case 's':
 			if (!parse_positive(optarg, &v) || v > 100) {
@@ -214,27 +231,17 @@ static void reexec_with_static_tls(char **argv)
 	execv("/proc/self/exe", argv);
 }
 
-static void print_header(void)
-{
-	printf("zpage-bench: %u threads, scale %g; peers:", opt_threads, opt_scale);
-	for (int i = 0; i < NR_PEERS; i++) {
-		if (peers[i].available)
-			printf(" %s", peers[i].name);
-		else
-			printf(" %s (not installed: %s)", peers[i].name, peers[i].why);
-	}
-	printf("\n");
-}
-
 int main(int argc, char **argv)
 {
-	const char *csv = NULL, *json = NULL, *plotdir = NULL;
+	const char *csv = NULL, *json = NULL, *plotdir = NULL, *report = NULL;
 	const struct scenario *run[NR_SCENARIOS];
 	size_t nrun = 0;
 	int rc;
 
+	if (argc > 1 && !strcmp(argv[1], "compare"))
+		return compare_main(argc - 2, argv + 2);
 	reexec_with_static_tls(argv);
-	rc = parse_options(argc, argv, &csv, &json, &plotdir);
+	rc = parse_options(argc, argv, &csv, &json, &plotdir, &report);
 	if (rc >= 0)
 		return rc;
 	if (!choose_scenarios(argc, argv, run, &nrun))
@@ -247,16 +254,22 @@ int main(int argc, char **argv)
 	}
 	progress_on = isatty(2);
 	peers_load();
-	print_header();
-	for (size_t i = 0; i < nrun; i++) {
+	env_collect(argc, argv);
+	env_print(stdout);
+	for (size_t r = 0; r < opt_repeat * nrun; r++) {
 		size_t from = results_count();
 		double t0 = now_ns();
 
-		run[i]->run();
+		if (opt_repeat > 1 && r % nrun == 0)
+			printf("\n-- run %zu of %u\n", r / nrun + 1, opt_repeat);
+		results_set_run((unsigned)(r / nrun));
+		run[r % nrun]->run();
 		progress("%s", "");
 		print_tables(stdout, from);
-		printf("  (%s took %.1f s)\n", run[i]->name, (now_ns() - t0) / 1e9);
+		printf("  (%s took %.1f s)\n", run[r % nrun]->name, (now_ns() - t0) / 1e9);
 	}
+	if (opt_repeat > 1)
+		print_spread(stdout, opt_repeat);
 	if (csv)
 		write_csv(csv);
 	if (json)
@@ -266,5 +279,7 @@ int main(int argc, char **argv)
 		if (n)
 			printf("\n%d chart(s) written to %s\n", n, plotdir);
 	}
+	if (report)
+		write_report(report, opt_repeat);
 	return 0;
 }

@@ -16,6 +16,8 @@
  *                    scenario has a "latency" metric of many samples
  *   NAME_series.svg  the scenario's series as lines (rss over time)
  *
+ * With --repeat, the charts are those of the first run.
+ *
  * Text from the results reaches gnuplot only as quoted strings in the
  * script (gp_str) or as fields of the data file (dat_str), never through a
  * shell.
@@ -97,7 +99,7 @@ static void dat_str(FILE *d, const char *s)
 
 /* A chart's file name: the scenario with characters a shell or a file
  * system would trip on replaced by '_', and @suffix. */
-static char *chart_name(const char *sc, const char *suffix)
+char *chart_name(const char *sc, const char *suffix)
 {
 	char *s = xasprintf("%s%s", sc, suffix);
 
@@ -235,7 +237,7 @@ static int bar_chart(const char *dir, const char *sc)
 	for (size_t i = 0; i < results_count(); i++) {
 		const struct res *r = result_at(i);
 
-		if (strcmp(r->scenario, sc) || strcmp(r->metric, first->metric))
+		if (r->run || strcmp(r->scenario, sc) || strcmp(r->metric, first->metric))
 			continue;
 		GROW(rows, cap, n + 1);
 		rows[n++] = r;
@@ -336,7 +338,7 @@ static int cdf_chart(const char *dir, const char *sc)
 	for (size_t i = 0; i < results_count(); i++) {
 		const struct res *r = result_at(i);
 
-		if (strcmp(r->scenario, sc) || strcmp(r->metric, lm->metric))
+		if (r->run || strcmp(r->scenario, sc) || strcmp(r->metric, lm->metric))
 			continue;
 		double *v = xmemdup(r->samples, r->n * sizeof(double));
 		size_t step = r->n > 2000 ? r->n / 2000 : 1;
@@ -382,7 +384,7 @@ static int series_chart(const char *dir, size_t i)
 	for (size_t j = i; j < series_count(); j++) {
 		const struct ser *s = series_at(j);
 
-		if (strcmp(s->scenario, s0->scenario))
+		if (s->run || strcmp(s->scenario, s0->scenario))
 			continue;
 		for (size_t k = 0; k < s->n; k++) {
 			fprintf(c.d, "%g\t%g\n", s->x[k], s->y[k]);
@@ -423,7 +425,7 @@ int plot(const char *dir)
 	}
 	strlist_free(&scs);
 	for (size_t i = 0; i < series_count(); i++) {
-		bool first = true;
+		bool first = !series_at(i)->run;
 
 		for (size_t j = 0; j < i; j++)
 			first &= strcmp(series_at(j)->scenario, series_at(i)->scenario) != 0;

@@ -2,9 +2,25 @@
 /*
  * zpage-bench results: every metric of every row (median, p10, p90 and
  * the samples), the series of the line charts, the notes and reference
- * rows of each scenario; and the three ways they are written out: a text
- * table per scenario, CSV (RFC 4180 quoting) and JSON (every string
- * escaped, a number that is not finite written as null).
+ * rows of each scenario, each with the --repeat run it belongs to; and the
+ * three ways they are written out: a text table per scenario and run (and
+ * with --repeat, one of the spread of the run medians), CSV (RFC 4180
+ * quoting) and JSON (every string escaped, a number that is not finite
+ * written as null).  CSV and JSON start with the environment (env.c).
+ *
+ * CSV: the header "scenario,row,metric,unit,median,p10,p90,samples,run",
+ * then the environment as rows of the same nine fields whose scenario is
+ * "environment", row the field's name and metric its value (the other
+ * fields empty), then a row per result (samples: how many were measured;
+ * run: 1, 2, ... of --repeat).  Every line has the nine fields, so any
+ * CSV reader takes it; drop the "environment" rows to get the figures.
+ *
+ * JSON: {"environment": {name: value, ...}, "runs": N, "samples_kept": a
+ * sentence, "results": [{"scenario", "row", "metric", "unit", "median",
+ * "p10", "p90", "n" (samples measured), "run", "samples": [...]}, ...]}.
+ * "samples" keeps every sample when there are at most SAMPLES_KEPT (in the
+ * order measured), else SAMPLES_KEPT order statistics evenly spaced from
+ * the smallest to the largest: what `zpage-bench compare` tests.
  *
  * Nothing here has a fixed size: every string is copied whole and every
  * list grows, so no result, note or row is ever dropped or cut short.
@@ -17,18 +33,27 @@
 
 #include "results.h"
 
+#define SAMPLES_KEPT 200
+
+static unsigned cur_run;
 static struct res *res;
 static size_t nres, capres;
 static struct ser *sers;
 static size_t nsers, capsers;
 static struct {
 	char *scenario, *text;
+	unsigned run;
 } * notes;
 static size_t nnotes, capnotes;
 static struct {
 	char *scenario, *row;
 } * refs;
 static size_t nrefs, caprefs;
+
+void results_set_run(unsigned run)
+{
+	cur_run = run;
+}
 
 void result(const char *scenario, const char *row, const char *metric, const char *unit, const double *samples,
 	    size_t n)
@@ -44,6 +69,7 @@ void result(const char *scenario, const char *row, const char *metric, const cha
 		.p90 = pct(samples, n, 90),
 		.samples = xmemdup(samples, n * sizeof(double)),
 		.n = n,
+		.run = cur_run,
 	};
 }
 
@@ -53,6 +79,7 @@ void note(const char *scenario, const char *fmt, ...)
 
 	GROW(notes, capnotes, nnotes + 1);
 	notes[nnotes].scenario = xstrdup(scenario);
+	notes[nnotes].run = cur_run;
 	va_start(ap, fmt);
 	notes[nnotes++].text = xvasprintf(fmt, ap);
 	va_end(ap);
@@ -77,6 +104,7 @@ void series(const char *scenario, const char *name, const double *x, const doubl
 		.x = xmemdup(x, n * sizeof(double)),
 		.y = xmemdup(y, n * sizeof(double)),
 		.n = n,
+		.run = cur_run,
 	};
 }
 
@@ -108,13 +136,19 @@ const char *reference_of(const char *sc)
 	return NULL;
 }
 
+/* The first of the @n results at @v of @sc with @row and @metric (NULL: any). */
+static const struct res *find_in(const struct res *v, size_t n, const char *sc, const char *row, const char *metric)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v[i].scenario, sc) && (!row || !strcmp(v[i].row, row)) &&
+		    (!metric || !strcmp(v[i].metric, metric)))
+			return &v[i];
+	return NULL;
+}
+
 const struct res *find_result(size_t from, const char *sc, const char *row, const char *metric)
 {
-	for (size_t i = from; i < nres; i++)
-		if (!strcmp(res[i].scenario, sc) && (!row || !strcmp(res[i].row, row)) &&
-		    (!metric || !strcmp(res[i].metric, metric)))
-			return &res[i];
-	return NULL;
+	return from < nres ? find_in(res + from, nres - from, sc, row, metric) : NULL;
 }
 
 bool higher_is_better(const char *unit)
@@ -182,24 +216,29 @@ static void print_cell(FILE *f, int w, const struct res *x, const struct res *rr
 		fprintf(f, " %6s", "");
 }
 
-static void print_table(FILE *f, size_t from, const char *sc)
+/* The table of @sc from the @n results at @v: those of one run, with the
+ * run's notes under it (@what NULL), or the spread over runs (@what says
+ * what its cells are). */
+static void print_table(FILE *f, const struct res *v, size_t n, const char *sc, const char *what)
 {
 	const char *ref = reference_of(sc);
 	struct strlist metrics = {0}, rows = {0};
+	unsigned run = 0;
 	int *w;
 
-	for (size_t j = from; j < nres; j++) {
-		if (strcmp(res[j].scenario, sc))
+	for (size_t j = 0; j < n; j++) {
+		if (strcmp(v[j].scenario, sc))
 			continue;
-		strlist_add(&metrics, res[j].metric);
-		strlist_add(&rows, res[j].row);
+		strlist_add(&metrics, v[j].metric);
+		strlist_add(&rows, v[j].row);
+		run = v[j].run;
 	}
-	fprintf(f, "\n== %s: medians [p10-p90]%s%s%s\n", sc, ref ? "; x = median / median of '" : "", ref ? ref : "",
-		ref ? "'" : "");
+	fprintf(f, "\n== %s: %s%s%s%s\n", sc, what ? what : "medians [p10-p90]",
+		ref ? "; x = median / median of '" : "", ref ? ref : "", ref ? "'" : "");
 	fprintf(f, "  %-34s", "row");
 	w = xmalloc(metrics.n * sizeof(*w));
 	for (size_t m = 0; m < metrics.n; m++) {
-		const struct res *any = find_result(from, sc, NULL, metrics.v[m]);
+		const struct res *any = find_in(v, n, sc, NULL, metrics.v[m]);
 		char *h = xasprintf("%s (%s)", metrics.v[m], any->unit);
 
 		w[m] = strlen(h) > 26 ? (int)strlen(h) : 26; /* a long header widens its column */
@@ -212,12 +251,12 @@ static void print_table(FILE *f, size_t from, const char *sc)
 	for (size_t r = 0; r < rows.n; r++) {
 		fprintf(f, "  %-34s", rows.v[r]);
 		for (size_t m = 0; m < metrics.n; m++)
-			print_cell(f, w[m], find_result(from, sc, rows.v[r], metrics.v[m]),
-				   ref ? find_result(from, sc, ref, metrics.v[m]) : NULL, ref != NULL);
+			print_cell(f, w[m], find_in(v, n, sc, rows.v[r], metrics.v[m]),
+				   ref ? find_in(v, n, sc, ref, metrics.v[m]) : NULL, ref != NULL);
 		fputc('\n', f);
 	}
-	for (size_t k = 0; k < nnotes; k++)
-		if (!strcmp(notes[k].scenario, sc))
+	for (size_t k = 0; k < nnotes && !what; k++)
+		if (!strcmp(notes[k].scenario, sc) && notes[k].run == run)
 			fprintf(f, "  %s\n", notes[k].text);
 	free(w);
 	strlist_free(&metrics);
@@ -230,9 +269,65 @@ void print_tables(FILE *f, size_t from)
 
 	result_scenarios(from, &scs);
 	for (size_t i = 0; i < scs.n; i++)
-		print_table(f, from, scs.v[i]);
+		print_table(f, res + from, nres - from, scs.v[i], NULL);
 	strlist_free(&scs);
 	fflush(f);
+}
+
+/* The spread table of @sc over @runs runs: per row and metric, the median
+ * of the run medians [min-max]. */
+static void spread_table(FILE *f, const char *sc, unsigned runs)
+{
+	char *what = xasprintf("spread of the medians over %u runs: median of the run medians [min-max]", runs);
+	struct res *v = NULL;
+	double *m = NULL;
+	size_t n = 0, cap = 0, capm = 0;
+
+	for (size_t i = 0; i < nres; i++) {
+		size_t k = 0;
+
+		if (strcmp(res[i].scenario, sc) || find_in(v, n, sc, res[i].row, res[i].metric))
+			continue;
+		for (size_t j = i; j < nres; j++) {
+			if (strcmp(res[j].scenario, sc) || strcmp(res[j].row, res[i].row) ||
+			    strcmp(res[j].metric, res[i].metric))
+				continue;
+			GROW(m, capm, k + 1);
+			m[k++] = res[j].median;
+		}
+		GROW(v, cap, n + 1);
+		v[n] = res[i];
+		v[n].median = median(m, k);
+		v[n].p10 = pct(m, k, 0);
+		v[n++].p90 = pct(m, k, 100);
+	}
+	print_table(f, v, n, sc, what);
+	fprintf(f, "  (each cell: the median of the %u runs' medians, [the smallest-the largest])\n", runs);
+	free(m);
+	free(v);
+	free(what);
+}
+
+void print_spread(FILE *f, unsigned runs)
+{
+	struct strlist scs = {0};
+
+	result_scenarios(0, &scs);
+	for (size_t s = 0; s < scs.n; s++)
+		spread_table(f, scs.v[s], runs);
+	strlist_free(&scs);
+	fflush(f);
+}
+
+void print_scenario(FILE *f, const char *sc, unsigned runs)
+{
+	size_t n0 = 0;
+
+	while (n0 < nres && !res[n0].run)
+		n0++;
+	print_table(f, res, n0, sc, NULL);
+	if (runs > 1)
+		spread_table(f, sc, runs);
 }
 
 /* ---- CSV and JSON ---- */
@@ -297,7 +392,15 @@ void write_csv(const char *path)
 {
 	FILE *f = open_output("--csv", path);
 
-	fprintf(f, "scenario,row,metric,unit,median,p10,p90,samples\n");
+	fprintf(f, "scenario,row,metric,unit,median,p10,p90,samples,run\n");
+	for (size_t i = 0; i < env_count(); i++) {
+		csv_string(f, "environment");
+		fputc(',', f);
+		csv_string(f, env_at(i)->key);
+		fputc(',', f);
+		csv_string(f, env_at(i)->value);
+		fputs(",,,,,,\n", f);
+	}
 	for (size_t i = 0; i < nres; i++) {
 		const char *text[] = {res[i].scenario, res[i].row, res[i].metric, res[i].unit};
 
@@ -305,17 +408,50 @@ void write_csv(const char *path)
 			csv_string(f, text[k]);
 			fputc(',', f);
 		}
-		fprintf(f, "%.6g,%.6g,%.6g,%zu\n", res[i].median, res[i].p10, res[i].p90, res[i].n);
+		fprintf(f, "%.6g,%.6g,%.6g,%zu,%u\n", res[i].median, res[i].p10, res[i].p90, res[i].n, res[i].run + 1);
 	}
 	close_output(f, "--csv", path);
+}
+
+/* The samples "samples_kept" describes, comma-separated. */
+static void json_samples(FILE *f, const struct res *r)
+{
+	double *v = NULL;
+
+	if (r->n > SAMPLES_KEPT) {
+		v = xmemdup(r->samples, r->n * sizeof(double));
+		sort_doubles(v, r->n);
+	}
+	for (size_t k = 0; k < r->n && k < SAMPLES_KEPT; k++) {
+		if (k)
+			fputs(", ", f);
+		json_number(f, v ? v[(size_t)((double)k * (r->n - 1) / (SAMPLES_KEPT - 1) + 0.5)] : r->samples[k]);
+	}
+	free(v);
 }
 
 void write_json(const char *path)
 {
 	static const char *const keys[] = {"scenario", "row", "metric", "unit", "median", "p10", "p90"};
 	FILE *f = open_output("--json", path);
+	unsigned runs = 0;
 
-	fprintf(f, "{\"results\": [\n");
+	fprintf(f, "{\"environment\": {");
+	for (size_t i = 0; i < env_count(); i++) {
+		fprintf(f, "%s\n  ", i ? "," : "");
+		json_string(f, env_at(i)->key);
+		fputs(": ", f);
+		if (env_at(i)->number)
+			fputs(env_at(i)->value, f);
+		else
+			json_string(f, env_at(i)->value);
+	}
+	for (size_t i = 0; i < nres; i++)
+		runs = res[i].run + 1 > runs ? res[i].run + 1 : runs;
+	fprintf(f, "\n},\n\"runs\": %u,\n\"samples_kept\": \"every sample up to %d (in the order measured), "
+		   "else %d order statistics evenly spaced from the smallest to the largest; n: samples measured\",\n"
+		   "\"results\": [\n",
+		runs, SAMPLES_KEPT, SAMPLES_KEPT);
 	for (size_t i = 0; i < nres; i++) {
 		const char *text[] = {res[i].scenario, res[i].row, res[i].metric, res[i].unit};
 		const double num[] = {res[i].median, res[i].p10, res[i].p90};
@@ -328,7 +464,9 @@ void write_json(const char *path)
 			else
 				json_number(f, num[k - 4]);
 		}
-		fprintf(f, ", \"samples\": %zu}%s\n", res[i].n, i + 1 < nres ? "," : "");
+		fprintf(f, ", \"n\": %zu, \"run\": %u, \"samples\": [", res[i].n, res[i].run + 1);
+		json_samples(f, &res[i]);
+		fprintf(f, "]}%s\n", i + 1 < nres ? "," : "");
 	}
 	fprintf(f, "]}\n");
 	close_output(f, "--json", path);

@@ -49,6 +49,19 @@ double pct(const double *v, size_t n, double p)
 	return r;
 }
 
+double median(const double *v, size_t n)
+{
+	double *c, r;
+
+	if (!n)
+		return 0;
+	c = xmemdup(v, n * sizeof(*c));
+	sort_doubles(c, n);
+	r = n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
+	free(c);
+	return r;
+}
+
 uint64_t rnd64(uint64_t *s)
 {
 	*s ^= *s << 13;

@@ -85,7 +85,7 @@ fi
 
 if "$bench" --scale 0.02 --threads 2 --churn-touch block --csv "$out/r.csv" --json "$out/r.json" \
 	--plot "$out/plots" churn >"$out/machine.txt" 2>&1; then
-	[ "$(head -n 1 "$out/r.csv")" = "scenario,row,metric,unit,median,p10,p90,samples" ] &&
+	[ "$(head -n 1 "$out/r.csv")" = "scenario,row,metric,unit,median,p10,p90,samples,run" ] &&
 		[ "$(wc -l <"$out/r.csv")" -gt 5 ] && ok "csv" || bad "csv"
 	grep -q '"throughput, 1 B/block"' "$out/r.csv" && grep -q "(--churn-touch block)" "$out/machine.txt" &&
 		ok "--churn-touch block, said in the table and the csv" || bad "--churn-touch block"
@@ -95,6 +95,66 @@ if "$bench" --scale 0.02 --threads 2 --churn-touch block --csv "$out/r.csv" --js
 	else
 		grep -q '"results"' "$out/r.json" && ok "json" || bad "json"
 	fi
+	# the environment: a header above the tables, every field in the CSV and the JSON
+	grep -q "^zpage-bench [0-9.]* (commit [^ ]*), " "$out/machine.txt" && grep -q "^cpu: .*; clears: " "$out/machine.txt" &&
+		grep -q "^kernel .*; THP enabled .*, defrag .*; hypervisor: .*; free page reporting: " "$out/machine.txt" &&
+		grep -q "^peers: glibc [0-9]" "$out/machine.txt" && ok "environment header" ||
+		{ bad "environment header"; head -n 5 "$out/machine.txt" | diag; }
+	keys="zpage_version zpage_commit compiler cpu_model cpu_features clear_cached clear_nt cores_online
+		cores_configured memory_total_kib kernel_release thp_enabled thp_defrag hypervisor free_page_reporting
+		glibc_version jemalloc_version mimalloc_version tcmalloc_version"
+	missing=
+	for k in $keys; do grep -q "^\"environment\",\"$k\",\"[^\"]" "$out/r.csv" || missing="$missing $k"; done
+	[ -z "$missing" ] && ok "environment in the csv" || bad "environment in the csv, missing:$missing"
+	if command -v python3 >/dev/null 2>&1; then
+		# shellcheck disable=SC2086
+		python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); e=d["environment"]
+m=[k for k in sys.argv[2:] if not str(e.get(k, ""))]; assert not m, m
+assert all(isinstance(r["samples"], list) and r["run"] == 1 for r in d["results"])' "$out/r.json" $keys &&
+			ok "environment and samples in the json" || bad "environment and samples in the json"
+	else
+		missing=
+		for k in $keys; do grep -q "^  \"$k\": [^ ]" "$out/r.json" || missing="$missing $k"; done
+		[ -z "$missing" ] && ok "environment in the json" || bad "environment in the json, missing:$missing"
+	fi
+
+	# compare: a file with itself flags nothing, every ratio 1.00 ("-" where the old median is 0)
+	if "$bench" compare "$out/r.json" "$out/r.json" >"$out/same.txt" 2>&1 &&
+		grep -q "^0 worse, 0 better, [0-9]* ~, [0-9]* too few samples; 0 only in old, 0 only in new" "$out/same.txt" &&
+		! grep -q "^  .* [0-9.]* *\(worse\|better\) (p=" "$out/same.txt" &&
+		[ "$(sed -n '/^  row /,/^$/p' "$out/same.txt" | grep -v '^  row \|^$' | grep -cv ' \(1\.00\|-\)  ')" -eq 0 ] &&
+		grep -q "Mann-Whitney U" "$out/same.txt" && grep -q "alpha = 0.05" "$out/same.txt"; then
+		ok "compare: identical inputs, nothing flagged"
+	else
+		bad "compare: identical inputs"; tail -n 5 "$out/same.txt" | diag
+	fi
+	# a synthetic 2x slowdown of one row (every sample and the median doubled) must be flagged
+	awk -v t='"row": "zpage, 1 thread", "metric": "latency",' 'index($0, t) {
+		s = index($0, "\"samples\": [") + 12; head = substr($0, 1, s - 1); arr = substr($0, s)
+		e = index(arr, "]"); tail = substr(arr, e); n = split(substr(arr, 1, e - 1), v, ", "); arr = ""
+		for (i = 1; i <= n; i++) arr = arr (i > 1 ? ", " : "") (v[i] * 2)
+		match(head, /"median": [^,]*/); m = substr(head, RSTART + 10, RLENGTH - 10)
+		$0 = substr(head, 1, RSTART - 1) "\"median\": " (m * 2) substr(head, RSTART + RLENGTH) arr tail
+	} { print }' "$out/r.json" >"$out/slow.json"
+	if "$bench" compare "$out/r.json" "$out/slow.json" >"$out/slow.txt" 2>&1 &&
+		grep -q "^  zpage, 1 thread  *latency (ns)  *[0-9.]*  *[0-9.]*  *2\.00  worse (p=0\.0" "$out/slow.txt" &&
+		grep -q "^1 worse, 0 better" "$out/slow.txt"; then
+		ok "compare: a 2x slowdown of one row flagged, nothing else"
+	else
+		bad "compare: a 2x slowdown"; grep "zpage, 1 thread\|worse," "$out/slow.txt" | diag
+	fi
+	# bad input: one line on stderr, exit 2
+	head -c 300 "$out/r.json" >"$out/truncated.json"
+	sed 's/"scenario": "churn"/"scenario": "other"/' "$out/r.json" >"$out/other.json"
+	for pair in "missing.json r.json" "truncated.json r.json" "r.json other.json"; do
+		# shellcheck disable=SC2086
+		set -- $pair
+		"$bench" compare "$out/$1" "$out/$2" >/dev/null 2>"$out/err.txt"
+		rc=$?
+		if [ $rc -eq 2 ] && [ "$(wc -l <"$out/err.txt")" -eq 1 ]; then ok "compare rejects $1 $2"; else
+			bad "compare rejects $1 $2 (exit $rc)"; diag <"$out/err.txt"
+		fi
+	done
 	if command -v gnuplot >/dev/null 2>&1; then
 		[ -s "$out/plots/churn.svg" ] && [ -s "$out/plots/churn_cdf.svg" ] && ok "plots" || bad "plots"
 	else
@@ -105,9 +165,37 @@ else
 	bad "machine outputs"; tail -n 5 "$out/machine.txt" | diag
 fi
 
+# --repeat: every run's tables, then the spread of the medians; CSV and JSON carry each run
+"$bench" --scale 0.02 --repeat 2 --csv "$out/r2.csv" --json "$out/r2.json" --report "$out/report" churn \
+	>"$out/repeat.txt" 2>&1
+rc=$?
+if [ $rc -eq 0 ] &&
+	grep -q "^-- run 2 of 2" "$out/repeat.txt" && [ "$(grep -c '^== churn: medians' "$out/repeat.txt")" -eq 2 ] &&
+	grep -q "^== churn: spread of the medians over 2 runs: median of the run medians \[min-max\]" "$out/repeat.txt" &&
+	grep -q '^"churn",.*,2$' "$out/r2.csv" && grep -q '"run": 2, "samples": \[' "$out/r2.json" &&
+	grep -q '^"runs": 2,' "$out/r2.json"; then
+	ok "--repeat 2"
+else
+	bad "--repeat 2 (exit $rc)"; tail -n 5 "$out/repeat.txt" | diag
+fi
+# --report (the same run): index.md with the environment, the tables, the charts inline, a reading
+md=$out/report/index.md
+if [ $rc -eq 0 ] && grep -q "^## Environment" "$md" && grep -q "^| cpu_model | ." "$md" && grep -q "^## churn" "$md" &&
+	grep -q "^== churn: spread of the medians over 2 runs" "$md" &&
+	grep -q '^- latency: `zpage, 1 thread` (.* ns) is .* the reference row `glibc, 1 thread`' "$md"; then
+	img=$(sed -n 's/^!\[churn\](\(.*\))$/\1/p' "$md")
+	if command -v gnuplot >/dev/null 2>&1; then
+		[ -n "$img" ] && [ -s "$out/report/$img" ] && ok "--report" || bad "--report: chart '$img'"
+	else
+		grep -q "No charts" "$md" && ok "--report (no gnuplot: says so)" || bad "--report without gnuplot"
+	fi
+else
+	bad "--report"; head -n 20 "$md" 2>/dev/null | diag
+fi
+
 # bad input: one line on stderr, exit code 2
 for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "--churn-touch x" \
-	"--churn-touch" "nosuchscenario"; do
+	"--churn-touch" "nosuchscenario" "--repeat 0" "--repeat x" "compare" "compare one.json"; do
 	# shellcheck disable=SC2086
 	"$bench" $args >/dev/null 2>"$out/err.txt"
 	rc=$?
@@ -116,7 +204,9 @@ for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv
 	fi
 done
 "$bench" --help >"$out/help.txt" && grep -q "anon-w-rand" "$out/help.txt" && grep -q "^  pairs " "$out/help.txt" &&
-	grep -q "^  scale " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" && ok "--help" || bad "--help"
+	grep -q "^  scale " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" && grep -q -- "--repeat N" "$out/help.txt" &&
+	grep -q -- "--report DIR" "$out/help.txt" &&
+	grep -q "zpage-bench compare OLD.json NEW.json" "$out/help.txt" && ok "--help" || bad "--help"
 
 echo "# bench_smoke: $pass passed, $fail failed, $skip skipped"
 echo "1..$n"
