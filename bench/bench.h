@@ -10,6 +10,7 @@
  *   results.c  the store of results, the text tables, CSV and JSON
  *   plot.c     one gnuplot script per chart, run as `gnuplot NAME.gp`
  *   peers.c    the allocators zpage is compared with
+ *   rotate.c   rows in an order that rotates from round to round
  *   sc_*.c     the scenarios
  * results.h has what main.c and plot.c read back from the store.
  */
@@ -32,13 +33,20 @@ extern double opt_idle;	     /* fault: seconds to idle before the "after idle" r
 extern bool opt_churn_block; /* --churn-touch block: churn writes one byte per block, not per page */
 
 /* util.c */
+/* ns: CLOCK_MONOTONIC; this thread's CPU time (CLOCK_THREAD_CPUTIME_ID, task-clock) */
 double now_ns(void);
+double thread_cpu_ns(void);
 double pct(const double *v, size_t n, double p); /* v is not reordered */
 void sort_doubles(double *v, size_t n);
 uint64_t rnd64(uint64_t *s);
 /* ns to read the 64 KiB around page @t of a block of @bytes (clipped to
  * the block), one load per cache line: what a caller touches first */
 double read_window(const char *blk, size_t bytes, size_t t);
+/* one byte written in every 4 KiB page of [p, p + bytes), at offset 64 */
+void touch_pages(char *p, size_t bytes);
+/* @len bytes of fresh private anonymous memory aligned to 2 MiB, THP asked
+ * (MADV_HUGEPAGE); munmap(p, len) gives it all back.  Dies on failure. */
+char *map_thp(size_t len);
 long rss_kib(void);	 /* VmRSS of this process, KiB (0 if unknown) */
 extern bool progress_on; /* set by main.c: stderr is a terminal */
 void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -53,6 +61,10 @@ char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0
 void *grow_array(void *p, size_t *cap, size_t need, size_t size);
 #define GROW(arr, cap, need) ((arr) = grow_array((arr), &(cap), (need), sizeof(*(arr))))
 struct zp_arena *arena_or_die(const struct zp_config *cfg);
+/* Take @n 2 MiB blocks of @a, write them, give them all back: dirty free
+ * memory, no longer in cache when n x 2 MiB is well above the L3 (@p is
+ * scratch space for n pointers). */
+void dirty_blocks(struct zp_arena *a, char **p, size_t n);
 void arena_done(struct zp_arena *a, const char *sc, const char *row); /* --dump, then destroy */
 
 /* results.c.  Record a metric of a row: median and spread of @samples
@@ -67,6 +79,24 @@ void reference(const char *scenario, const char *row);
 /* A series for a line plot (rss over time): x, y pairs. */
 void series(const char *scenario, const char *name, const double *x, const double *y, size_t n, const char *xlabel,
 	    const char *ylabel);
+
+/* rotate.c: the order rows run in, rotating from step (round or sample)
+ * to step; see there. */
+struct rotation {
+	char *sc;
+	const char *unit;  /* "round", "sample", ...: what a step is, for the note */
+	const char *items; /* what is rotated, for the note: "rows" unless set after init */
+	size_t n, nsteps, step;
+	size_t *first; /* per row: the steps it went first */
+	size_t *order;
+};
+/* @nrows rows, about @nsteps steps expected (spreads the first rows when
+ * there are fewer steps than rows) */
+void rotation_init(struct rotation *r, const char *sc, const char *unit, size_t nrows, size_t nsteps);
+/* The next step's order: order[k] = the row (0..nrows-1) to run k-th. */
+const size_t *rotation_next(struct rotation *r);
+/* A note on how often each row went first; frees what init took. */
+void rotation_done(struct rotation *r);
 
 /* peers (peers.c): the allocators people use instead */
 struct peer {

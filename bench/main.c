@@ -69,7 +69,8 @@ static void usage(FILE *f)
 		   "  -h, --help      this text\n\n"
 		   "Rows are medians over repeated samples, with the 10th-90th percentile spread;\n"
 		   "every ratio compares rows measured in the same run. Peers (jemalloc, mimalloc,\n"
-		   "tcmalloc) are loaded with dlopen; a missing one is reported as not installed.\n");
+		   "tcmalloc) are loaded with dlopen; a missing one is reported as not installed.\n"
+		   "ZPAGE_BENCH_ROW_ORDER=FILE appends the order rows ran in, step by step, to FILE.\n");
 }
 
 static bool parse_positive(const char *s, double *out)

@@ -103,6 +103,8 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 	 * every block is visited once per lap) so that blocks cleared one after
 	 * the other are far apart and no row gains from the prefetcher */
 	size_t next = 0, stride = ((nblk * 5) / 8) | 1;
+	struct rotation rot;
+	char sc[48];
 
 	if (!a || !blk) {
 		die("clear: setup failed");
@@ -118,16 +120,19 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 		}
 		memset(blk[i], 0x5a, bsz); /* resident and dirty */
 	}
+	snprintf(sc, sizeof(sc), "clear order %u (%zu KiB)", order, bsz >> 10);
+	rotation_init(&rot, sc, "sample", NR_ROWS, samples);
 	for (unsigned s = 0; s < samples; s++) {
 		*rng ^= *rng << 13, *rng ^= *rng >> 7, *rng ^= *rng << 17;
 		size_t t = (size_t)(*rng % n);
 		uintptr_t ua = (uintptr_t)0x7f0000000000ull + (t << ZP_PAGE_SHIFT) + 64;
-
 		/* rotate which row goes first: a fixed order biased the first
 		 * row by a few percent (seen: the engine row at 1.00-1.02x
 		 * Linux's order in first place, 0.95x in second) */
+		const size_t *rows = rotation_next(&rot);
+
 		for (int k = 0; k < NR_ROWS; k++) {
-			int r = (int)((k + s) % NR_ROWS);
+			int r = (int)rows[k];
 			char *b = blk[next];
 			size_t pfn = (size_t)(b - a->base) >> ZP_PAGE_SHIFT;
 			double t0 = now_ns();
@@ -163,9 +168,6 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 
 	/* Ratios are per-sample: each sample's rows ran back to back on the
 	 * same target, so this machine's bandwidth drift cancels. */
-	char sc[48];
-
-	snprintf(sc, sizeof(sc), "clear order %u (%zu KiB)", order, bsz >> 10);
 	for (int r = 0; r < NR_ROWS; r++) {
 		per_sample(sc, row_names[r], "clear", "us", tc[r], NULL, samples);
 		per_sample(sc, row_names[r], "clear x NT", "paired", tc[r], tc[R_NT], samples);
@@ -181,6 +183,7 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 	     "%u cache-cold dirty blocks per row from a 256 MiB ring; 'paired' = median of per-sample ratios; "
 	     "cached = %s, non-temporal = %s",
 	     samples, zero_cached_name(), zero_nt_name());
+	rotation_done(&rot);
 	free(blk);
 	arena_done(a, sc, "zpage engine rows");
 }

@@ -13,8 +13,9 @@ skipped() { n=$((n + 1)) skip=$((skip + 1)); echo "ok $n - $1 # SKIP $2"; }
 diag() { sed 's/^/# /'; } # stdin as TAP diagnostics
 echo "TAP version 13"
 
-# every scenario, run by "all": each must have its table there
-"$bench" --scale 0.02 all >"$out/all.txt" 2>&1
+# every scenario, run by "all": each must have its table there (and the
+# order the rows ran in, step by step, in order.txt)
+ZPAGE_BENCH_ROW_ORDER="$out/order.txt" "$bench" --scale 0.02 all >"$out/all.txt" 2>&1
 rc=$?
 for sc in fault anon-w-seq anon-w-rand churn clear rss prezero pairs scale; do
 	if [ $rc -eq 0 ] && grep -q "^== $sc" "$out/all.txt"; then
@@ -43,6 +44,41 @@ for p in glibc:libc.so.6 jemalloc:libjemalloc.so.2 mimalloc:libmimalloc.so.2 tcm
 	done
 done
 table fault | grep -q "^  kernel, after MADV_DONTNEED" && ok "kernel row" || bad "kernel row"
+# fault: the whole block written, for every row (a median [p10-p90] in
+# each of its three columns)
+if table fault | grep -q "  whole block written (us) " &&
+	[ "$(table fault | grep -E '^  (zpage|kernel|[a-z]+ calloc)' | grep -vc '\[.*\[.*\[')" -eq 0 ]; then
+	ok "fault: whole block written, every row"
+else
+	bad "fault: whole block written, every row"; table fault | diag
+fi
+# rows rotate: in order.txt ("scenario<TAB>unit<TAB>step<TAB>rows in the
+# order run"), as many different rows go first as there are rows, or steps
+# when fewer; and the table's note says how often each went first
+tab() { sed -n "/^== $1: /,/^\$/p" "$out/all.txt"; } # one table of all.txt
+while IFS='|' read -r sc unit; do
+	if awk -F'\t' -v sc="$sc" -v unit="$unit" '$1 == sc && $2 == unit {
+			n = split($4, a, " "); steps++
+			if (!(a[1] in first)) { first[a[1]] = 1; d++ }
+		} END { want = steps < n ? steps : n; exit !(steps > 1 && n > 1 && d == want) }' "$out/order.txt" &&
+		tab "$sc" | grep -q "^  row order rotating by $unit: each of the "; then
+		ok "rows rotate: $sc, by $unit"
+	else
+		bad "rows rotate: $sc, by $unit"; grep "^$sc	" "$out/order.txt" | head -n 12 | diag
+	fi
+done <<EOF
+fault|request
+anon-w-seq|round
+anon-w-rand|round
+churn|run
+clear order 0 (4 KiB)|sample
+clear order 10 (4096 KiB)|sample
+prezero|round
+pairs|round
+scale|round
+EOF
+tab rss | grep -q "^  row order: fixed, one pass each, not interleaved: " && ok "rss says why its rows do not rotate" ||
+	bad "rss says why its rows do not rotate"
 [ "$(table pairs | grep -c "^  zpage, order [0-3] (")" -eq 4 ] && ok "pairs: zpage rows" || bad "pairs: zpage rows"
 # scale: every size and max_order, or for 1 TiB a note that it cannot be had
 for size in "1 GiB" "64 GiB" "1 TiB"; do
