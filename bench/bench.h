@@ -11,6 +11,7 @@
  *   plot.c     one gnuplot script per chart, run as `gnuplot NAME.gp`
  *   peers.c    the allocators zpage is compared with
  *   rotate.c   rows in an order that rotates from round to round
+ *   calib.c    the machine's limit, measured at the start of each scenario
  *   sc_*.c     the scenarios
  * results.h has what main.c and plot.c read back from the store.
  */
@@ -97,6 +98,19 @@ void rotation_init(struct rotation *r, const char *sc, const char *unit, size_t 
 const size_t *rotation_next(struct rotation *r);
 /* A note on how often each row went first; frees what init took. */
 void rotation_done(struct rotation *r);
+
+/* calib.c: this machine's limit now, measured at the start of the running
+ * scenario (GB/s), for "of the limit" columns. */
+struct calib {
+	double nt;	   /* non-temporal clear, 1 thread, of a cache-cold resident dirty buffer */
+	double cached;	   /* cached clear of the same, 1 thread */
+	double cached_all; /* cached clear of the same by opt_threads threads at once */
+	double touch;	   /* first write (one byte per 4 KiB page) to fresh memory, THP asked */
+};
+extern struct calib calib;
+/* Measure, run @run, measure again; then a note in each table @run made
+ * with both measurements. */
+void calib_run(void (*run)(void));
 
 /* peers (peers.c): the allocators people use instead */
 struct peer {

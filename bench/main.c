@@ -253,7 +253,7 @@ int main(int argc, char **argv)
 		size_t from = results_count();
 		double t0 = now_ns();
 
-		run[i]->run();
+		calib_run(run[i]->run); /* measures the limit before and after */
 		progress("%s", "");
 		print_tables(stdout, from);
 		printf("  (%s took %.1f s)\n", run[i]->name, (now_ns() - t0) / 1e9);

@@ -17,6 +17,8 @@
  *   Linux's 2017 order (c79b57e462b5): far pages first, one by one, then
  *     converging on the target from both sides, target last
  *   one cached clear of the whole block; one non-temporal clear (the limit)
+ * For blocks of 2 MiB and more, "of the limit": the row's bandwidth over
+ * the non-temporal clear bandwidth calib.c measured at the start.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,9 @@
 #include "internal.h"
 
 #define RING_BYTES ((size_t)256 << 20)
+/* the smallest block whose clear is long enough to stream: the "of the
+ * limit" column (bandwidth / the NT limit of calib.c) is given from it on */
+#define BW_MIN ((size_t)2 << 20)
 
 enum clear_row { R_ZP_UA, R_ZP_NONE, R_LINUX, R_LINUX2017, R_CACHED, R_NT, NR_ROWS };
 static const char *row_names[NR_ROWS] = {
@@ -170,6 +175,14 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 	 * same target, so this machine's bandwidth drift cancels. */
 	for (int r = 0; r < NR_ROWS; r++) {
 		per_sample(sc, row_names[r], "clear", "us", tc[r], NULL, samples);
+		if (bsz >= BW_MIN) {
+			double *v = xmalloc(samples * sizeof(double));
+
+			for (unsigned k = 0; k < samples; k++)
+				v[k] = (double)bsz / tc[r][k] / calib.nt;
+			result(sc, row_names[r], "of the limit", "x", v, samples);
+			free(v);
+		}
 		per_sample(sc, row_names[r], "clear x NT", "paired", tc[r], tc[R_NT], samples);
 		per_sample(sc, row_names[r], "clear x linux", "paired", tc[r], tc[R_LINUX], samples);
 		per_sample(sc, row_names[r], "read 64K after", "us", tr[r], NULL, samples);
@@ -183,6 +196,14 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 	     "%u cache-cold dirty blocks per row from a 256 MiB ring; 'paired' = median of per-sample ratios; "
 	     "cached = %s, non-temporal = %s",
 	     samples, zero_cached_name(), zero_nt_name());
+	if (bsz >= BW_MIN)
+		note(sc,
+		     "of the limit: the row's clear bandwidth / %.1f GB/s, this machine's non-temporal clear of cold "
+		     "memory measured at the start",
+		     calib.nt);
+	else
+		note(sc, "no 'of the limit' column: a clear this small is bound by the latency of its first misses, "
+			 "not by bandwidth");
 	rotation_done(&rot);
 	free(blk);
 	arena_done(a, sc, "zpage engine rows");

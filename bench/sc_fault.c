@@ -250,6 +250,8 @@ void sc_fault(void)
 	rotation_done(&rot);
 	if (opt_idle > 0)
 		rotation_done(&idle_rot);
+	note(SC, "2 MiB at this run's limit: %.0f us to clear (non-temporal), %.0f us of first writes to fresh memory",
+	     (double)BLK / calib.nt / 1e3, (double)BLK / calib.touch / 1e3);
 	for (int k = 0; k < NROWS + 2; k++) {
 		free(x[k].name);
 		free(x[k].touch);

@@ -79,6 +79,19 @@ scale|round
 EOF
 tab rss | grep -q "^  row order: fixed, one pass each, not interleaved: " && ok "rss says why its rows do not rotate" ||
 	bad "rss says why its rows do not rotate"
+# the limit: measured in the same run, one line in every table; "of the
+# limit" columns where they mean something
+missing=$(awk '/^== /{ if (t != "" && !l) print t; t = $0; l = 0 }
+	/^  limit, measured at the start \(end\) of this scenario, GB\/s: clear .* non-temporal .* first write to fresh memory/{ l = 1 }
+	END { if (t != "" && !l) print t }' "$out/all.txt")
+if [ $rc -eq 0 ] && [ -z "$missing" ] && [ "$(grep -c '^== ' "$out/all.txt")" -ge 12 ]; then
+	ok "the limit in every table"
+else
+	bad "the limit in every table"; echo "$missing" | diag
+fi
+for sc in anon-w-seq anon-w-rand "clear order 9 (2048 KiB)" "clear order 10 (4096 KiB)"; do
+	tab "$sc" | grep -q " of the limit (x) " && ok "$sc: of the limit" || bad "$sc: of the limit"
+done
 [ "$(table pairs | grep -c "^  zpage, order [0-3] (")" -eq 4 ] && ok "pairs: zpage rows" || bad "pairs: zpage rows"
 # scale: every size and max_order, or for 1 TiB a note that it cannot be had
 for size in "1 GiB" "64 GiB" "1 TiB"; do
