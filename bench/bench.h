@@ -135,5 +135,6 @@ void sc_rss(void);
 void sc_prezero(void);
 void sc_pairs(void);
 void sc_scale(void);
+void sc_seed(void);
 
 #endif

@@ -38,6 +38,8 @@ static const struct scenario {
 	{"pairs", "alloc+free pairs of orders 0..3, 8 allocs then 8 frees, 1 and N threads (M pairs/s)", sc_pairs,
 	 false},
 	{"scale", "arenas of 1 GiB to 1 TiB, max_order 10 to 20: create time, RSS, order-4 pair cost", sc_scale, false},
+	{"seed", "the series' experiment: 256 MiB zeroed with THP from reported memory, skip vs clear again", sc_seed,
+	 false},
 };
 #define NR_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
