@@ -13,6 +13,8 @@
  *   env.c      the environment: machine, kernel, build, peer versions
  *   compare.c  `zpage-bench compare OLD.json NEW.json`
  *   report.c   --report DIR: DIR/index.md
+ *   rotate.c   rows in an order that rotates from round to round
+ *   calib.c    the machine's limit, measured at the start of each scenario
  *   sc_*.c     the scenarios
  * results.h has what main.c and plot.c read back from the store.
  */
@@ -36,7 +38,9 @@ extern bool opt_churn_block; /* --churn-touch block: churn writes one byte per b
 extern unsigned opt_repeat;  /* --repeat: how many times the chosen scenarios run */
 
 /* util.c */
+/* ns: CLOCK_MONOTONIC; this thread's CPU time (CLOCK_THREAD_CPUTIME_ID, task-clock) */
 double now_ns(void);
+double thread_cpu_ns(void);
 double pct(const double *v, size_t n, double p); /* v is not reordered */
 double median(const double *v, size_t n);	 /* the mean of the middle two for even n; 0 for none */
 void sort_doubles(double *v, size_t n);
@@ -44,6 +48,11 @@ uint64_t rnd64(uint64_t *s);
 /* ns to read the 64 KiB around page @t of a block of @bytes (clipped to
  * the block), one load per cache line: what a caller touches first */
 double read_window(const char *blk, size_t bytes, size_t t);
+/* one byte written in every 4 KiB page of [p, p + bytes), at offset 64 */
+void touch_pages(char *p, size_t bytes);
+/* @len bytes of fresh private anonymous memory aligned to 2 MiB, THP asked
+ * (MADV_HUGEPAGE); munmap(p, len) gives it all back.  Dies on failure. */
+char *map_thp(size_t len);
 long rss_kib(void);	 /* VmRSS of this process, KiB (0 if unknown) */
 extern bool progress_on; /* set by main.c: stderr is a terminal */
 void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -58,6 +67,10 @@ char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0
 void *grow_array(void *p, size_t *cap, size_t need, size_t size);
 #define GROW(arr, cap, need) ((arr) = grow_array((arr), &(cap), (need), sizeof(*(arr))))
 struct zp_arena *arena_or_die(const struct zp_config *cfg);
+/* Take @n 2 MiB blocks of @a, write them, give them all back: dirty free
+ * memory, no longer in cache when n x 2 MiB is well above the L3 (@p is
+ * scratch space for n pointers). */
+void dirty_blocks(struct zp_arena *a, char **p, size_t n);
 void arena_done(struct zp_arena *a, const char *sc, const char *row); /* --dump, then destroy */
 
 /* results.c.  Record a metric of a row: median and spread of @samples
@@ -72,6 +85,37 @@ void reference(const char *scenario, const char *row);
 /* A series for a line plot (rss over time): x, y pairs. */
 void series(const char *scenario, const char *name, const double *x, const double *y, size_t n, const char *xlabel,
 	    const char *ylabel);
+
+/* rotate.c: the order rows run in, rotating from step (round or sample)
+ * to step; see there. */
+struct rotation {
+	char *sc;
+	const char *unit;  /* "round", "sample", ...: what a step is, for the note */
+	const char *items; /* what is rotated, for the note: "rows" unless set after init */
+	size_t n, nsteps, step;
+	size_t *first; /* per row: the steps it went first */
+	size_t *order;
+};
+/* @nrows rows, about @nsteps steps expected (spreads the first rows when
+ * there are fewer steps than rows) */
+void rotation_init(struct rotation *r, const char *sc, const char *unit, size_t nrows, size_t nsteps);
+/* The next step's order: order[k] = the row (0..nrows-1) to run k-th. */
+const size_t *rotation_next(struct rotation *r);
+/* A note on how often each row went first; frees what init took. */
+void rotation_done(struct rotation *r);
+
+/* calib.c: this machine's limit now, measured at the start of the running
+ * scenario (GB/s), for "of the limit" columns. */
+struct calib {
+	double nt;	   /* non-temporal clear, 1 thread, of a cache-cold resident dirty buffer */
+	double cached;	   /* cached clear of the same, 1 thread */
+	double cached_all; /* cached clear of the same by opt_threads threads at once */
+	double touch;	   /* first write (one byte per 4 KiB page) to fresh memory, THP asked */
+};
+extern struct calib calib;
+/* Measure, run @run, measure again; then a note in each table @run made
+ * with both measurements. */
+void calib_run(void (*run)(void));
 
 /* peers (peers.c): the allocators people use instead */
 struct peer {
@@ -96,5 +140,6 @@ void sc_rss(void);
 void sc_prezero(void);
 void sc_pairs(void);
 void sc_scale(void);
+void sc_seed(void);
 
 #endif

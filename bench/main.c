@@ -41,6 +41,8 @@ static const struct scenario {
 	{"pairs", "alloc+free pairs of orders 0..3, 8 allocs then 8 frees, 1 and N threads (M pairs/s)", sc_pairs,
 	 false},
 	{"scale", "arenas of 1 GiB to 1 TiB, max_order 10 to 20: create time, RSS, order-4 pair cost", sc_scale, false},
+	{"seed", "the series' experiment: 256 MiB zeroed with THP from reported memory, skip vs clear again", sc_seed,
+	 false},
 };
 #define NR_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -81,7 +83,8 @@ static void usage(FILE *f)
 		   "The output starts with the environment (CPU, kernel, THP, VM, versions); CSV\n"
 		   "has it as rows of scenario \"environment\", JSON as an \"environment\" object.\n"
 		   "compare: per row and metric in both JSON files, new/old of the medians and a\n"
-		   "Mann-Whitney U test of the samples (alpha 0.05); bad input exits 2.\n");
+		   "Mann-Whitney U test of the samples (alpha 0.05); bad input exits 2.\n"
+		   "ZPAGE_BENCH_ROW_ORDER=FILE appends the order rows ran in, step by step, to FILE.\n");
 }
 
 static bool parse_positive(const char *s, double *out)
@@ -263,7 +266,7 @@ int main(int argc, char **argv)
 		if (opt_repeat > 1 && r % nrun == 0)
 			printf("\n-- run %zu of %u\n", r / nrun + 1, opt_repeat);
 		results_set_run((unsigned)(r / nrun));
-		run[r % nrun]->run();
+		calib_run(run[r % nrun]->run); /* measures the limit before and after */
 		progress("%s", "");
 		print_tables(stdout, from);
 		printf("  (%s took %.1f s)\n", run[r % nrun]->name, (now_ns() - t0) / 1e9);

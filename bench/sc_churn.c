@@ -7,7 +7,9 @@
  * the block only, which spares allocators that hand out lazily mapped
  * memory the faults and zeroing of the rest).  Operations per
  * second (3 runs) and per-operation latency percentiles, 1 thread and
- * --threads threads, for zpage and the peers (4 KiB << order, page-aligned).
+ * --threads threads, for zpage and the peers (4 KiB << order, page-aligned),
+ * every row's run r before any row's run r + 1, the rows in an order
+ * rotating from run to run.
  * Latency is timed around each call with clock_gettime (~20 ns included).
  * A thread keeps at most MAX_LAT latencies: those of every stride-th call,
  * the stride doubling (and every other kept one dropped) when the buffer is
@@ -111,82 +113,108 @@ static void *churn(void *arg)
 	return NULL;
 }
 
-static void one_row(const char *row, const struct peer *pe, unsigned nt)
+#define RUNS 3
+
+/* A row: an allocator and a thread count, and its figures over the runs. */
+struct churn_row {
+	char *name;
+	const struct peer *pe; /* NULL: zpage */
+	unsigned nt;
+	double opsps[RUNS];
+	double *lat;
+	size_t nlat;
+	long failed;
+};
+
+/* Run @r of row @x: its threads churn for a fixed time. */
+static void run_once(struct churn_row *x, int r)
 {
-	enum { RUNS = 3 };
-	double seconds = 0.4 * opt_scale, opsps[RUNS];
-	double *lat = xmalloc(RUNS * nt * (MAX_LAT / 8) * sizeof(double));
-	size_t nlat = 0;
-	struct cw *w = xmalloc(nt * sizeof(*w));
-	pthread_t *t = xmalloc(nt * sizeof(*t));
-	long failed = 0;
+	double seconds = 0.4 * opt_scale < 0.05 ? 0.05 : 0.4 * opt_scale, t0;
+	struct cw *w = xmalloc(x->nt * sizeof(*w));
+	pthread_t *t = xmalloc(x->nt * sizeof(*t));
+	struct zp_arena *a = x->pe ? NULL : arena_or_die(NULL);
+	unsigned long ops = 0;
 
-	if (seconds < 0.05)
-		seconds = 0.05;
-	for (int r = 0; r < RUNS; r++) {
-		struct zp_arena *a = pe ? NULL : arena_or_die(NULL);
-		double t0 = now_ns();
-		unsigned long ops = 0;
-
-		progress("churn: %s run %d/%d", row, r + 1, RUNS);
-		for (unsigned i = 0; i < nt; i++) {
-			w[i] = (struct cw){.a = a,
-					   .pe = pe,
-					   .seconds = seconds,
-					   .touch_step = opt_churn_block ? SIZE_MAX : ZP_PAGE_SIZE,
-					   .rng = 0x2545f4914f6cdd1dull * (i + 1) + (uint64_t)r,
-					   .lat = xmalloc(MAX_LAT * sizeof(double)),
-					   .stride = 1};
-			pthread_create(&t[i], NULL, churn, &w[i]);
-		}
-		for (unsigned i = 0; i < nt; i++) {
-			pthread_join(t[i], NULL);
-			ops += w[i].ops;
-			failed += w[i].failed;
-			/* keep every 8th latency: enough for p99.9, bounded memory
-			 * (at most MAX_LAT / 8 a thread and run: lat has room) */
-			for (size_t k = 0; k < w[i].nlat; k += 8)
-				lat[nlat++] = w[i].lat[k];
-			free(w[i].lat);
-		}
-		opsps[r] = ops / ((now_ns() - t0) / 1e9) / 1e6;
-		if (a)
-			arena_done(a, "churn", row);
+	progress("churn: %s run %d/%d", x->name, r + 1, RUNS);
+	t0 = now_ns();
+	for (unsigned i = 0; i < x->nt; i++) {
+		w[i] = (struct cw){.a = a,
+				   .pe = x->pe,
+				   .seconds = seconds,
+				   .touch_step = opt_churn_block ? SIZE_MAX : ZP_PAGE_SIZE,
+				   .rng = 0x2545f4914f6cdd1dull * (i + 1) + (uint64_t)r,
+				   .lat = xmalloc(MAX_LAT * sizeof(double)),
+				   .stride = 1};
+		pthread_create(&t[i], NULL, churn, &w[i]);
 	}
-	result("churn", row, opt_churn_block ? "throughput, 1 B/block" : "throughput, 1 B/page", "M ops/s", opsps,
-	       RUNS);
-	result("churn", row, "latency", "ns", lat, nlat);
-	double p[3] = {pct(lat, nlat, 50), pct(lat, nlat, 99), pct(lat, nlat, 99.9)};
-	result("churn", row, "latency p99", "ns", &p[1], 1);
-	result("churn", row, "latency p99.9", "ns", &p[2], 1);
-	if (failed)
-		note("churn", "%s: %ld allocations failed (arena or memory exhausted)", row, failed);
-	free(lat);
+	for (unsigned i = 0; i < x->nt; i++) {
+		pthread_join(t[i], NULL);
+		ops += w[i].ops;
+		x->failed += w[i].failed;
+		/* keep every 8th latency: enough for p99.9, bounded memory
+		 * (at most MAX_LAT / 8 a thread and run: lat has room) */
+		for (size_t k = 0; k < w[i].nlat; k += 8)
+			x->lat[x->nlat++] = w[i].lat[k];
+		free(w[i].lat);
+	}
+	x->opsps[r] = ops / ((now_ns() - t0) / 1e9) / 1e6;
+	if (a)
+		arena_done(a, "churn", x->name);
 	free(w);
 	free(t);
 }
 
+static void record(struct churn_row *x)
+{
+	double p[2] = {pct(x->lat, x->nlat, 99), pct(x->lat, x->nlat, 99.9)};
+
+	result("churn", x->name, opt_churn_block ? "throughput, 1 B/block" : "throughput, 1 B/page", "M ops/s",
+	       x->opsps, RUNS);
+	result("churn", x->name, "latency", "ns", x->lat, x->nlat);
+	result("churn", x->name, "latency p99", "ns", &p[0], 1);
+	result("churn", x->name, "latency p99.9", "ns", &p[1], 1);
+	if (x->failed)
+		note("churn", "%s: %ld allocations failed (arena or memory exhausted)", x->name, x->failed);
+	free(x->name);
+	free(x->lat);
+}
+
+/* The rows (zpage and each peer, at 1 and --threads threads) run one after
+ * the other, RUNS times, in an order rotating from run to run. */
 void sc_churn(void)
 {
 	unsigned counts[2] = {1, opt_threads};
+	struct churn_row *x = xmalloc(2 * (NR_PEERS + 1) * sizeof(*x));
+	size_t n = 0;
+	struct rotation rot;
 
 	for (int c = 0; c < (opt_threads > 1 ? 2 : 1); c++) {
-		char row[64];
-
-		snprintf(row, sizeof(row), "zpage, %u thread%s", counts[c], counts[c] > 1 ? "s" : "");
-		one_row(row, NULL, counts[c]);
-		for (int i = 0; i < NR_PEERS; i++) {
-			if (!peers[i].available)
+		for (int i = -1; i < NR_PEERS; i++) {
+			if (i >= 0 && !peers[i].available)
 				continue;
-			snprintf(row, sizeof(row), "%s, %u thread%s", peers[i].name, counts[c],
-				 counts[c] > 1 ? "s" : "");
-			one_row(row, &peers[i], counts[c]);
+			x[n] = (struct churn_row){.name = xasprintf("%s, %u thread%s", i < 0 ? "zpage" : peers[i].name,
+								    counts[c], counts[c] > 1 ? "s" : ""),
+						  .pe = i < 0 ? NULL : &peers[i],
+						  .nt = counts[c],
+						  .lat = xmalloc(RUNS * counts[c] * (MAX_LAT / 8) * sizeof(double))};
+			n++;
 		}
 	}
+	rotation_init(&rot, "churn", "run", n, RUNS);
+	for (int r = 0; r < RUNS; r++) {
+		const size_t *order = rotation_next(&rot);
+
+		for (size_t j = 0; j < n; j++)
+			run_once(&x[order[j]], r);
+	}
+	for (size_t j = 0; j < n; j++)
+		record(&x[j]);
+	free(x);
 	reference("churn", "glibc, 1 thread");
 	note("churn", "half the allocations zero-filled; orders 0..10, P(order >= k) = 2^-k; latency: every call, "
 		      "alloc and free");
 	note("churn", "touch: %s (--churn-touch %s)",
 	     opt_churn_block ? "one byte per block, its first" : "one byte per page of every block, as a program would",
 	     opt_churn_block ? "block" : "page");
+	rotation_done(&rot);
 }

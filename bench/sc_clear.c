@@ -17,6 +17,8 @@
  *   Linux's 2017 order (c79b57e462b5): far pages first, one by one, then
  *     converging on the target from both sides, target last
  *   one cached clear of the whole block; one non-temporal clear (the limit)
+ * For blocks of 2 MiB and more, "of the limit": the row's bandwidth over
+ * the non-temporal clear bandwidth calib.c measured at the start.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,9 @@
 #include "internal.h"
 
 #define RING_BYTES ((size_t)256 << 20)
+/* the smallest block whose clear is long enough to stream: the "of the
+ * limit" column (bandwidth / the NT limit of calib.c) is given from it on */
+#define BW_MIN ((size_t)2 << 20)
 
 enum clear_row { R_ZP_UA, R_ZP_NONE, R_LINUX, R_LINUX2017, R_CACHED, R_NT, NR_ROWS };
 static const char *row_names[NR_ROWS] = {
@@ -103,6 +108,8 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 	 * every block is visited once per lap) so that blocks cleared one after
 	 * the other are far apart and no row gains from the prefetcher */
 	size_t next = 0, stride = ((nblk * 5) / 8) | 1;
+	struct rotation rot;
+	char sc[48];
 
 	if (!a || !blk) {
 		die("clear: setup failed");
@@ -118,16 +125,19 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 		}
 		memset(blk[i], 0x5a, bsz); /* resident and dirty */
 	}
+	snprintf(sc, sizeof(sc), "clear order %u (%zu KiB)", order, bsz >> 10);
+	rotation_init(&rot, sc, "sample", NR_ROWS, samples);
 	for (unsigned s = 0; s < samples; s++) {
 		*rng ^= *rng << 13, *rng ^= *rng >> 7, *rng ^= *rng << 17;
 		size_t t = (size_t)(*rng % n);
 		uintptr_t ua = (uintptr_t)0x7f0000000000ull + (t << ZP_PAGE_SHIFT) + 64;
-
 		/* rotate which row goes first: a fixed order biased the first
 		 * row by a few percent (seen: the engine row at 1.00-1.02x
 		 * Linux's order in first place, 0.95x in second) */
+		const size_t *rows = rotation_next(&rot);
+
 		for (int k = 0; k < NR_ROWS; k++) {
-			int r = (int)((k + s) % NR_ROWS);
+			int r = (int)rows[k];
 			char *b = blk[next];
 			size_t pfn = (size_t)(b - a->base) >> ZP_PAGE_SHIFT;
 			double t0 = now_ns();
@@ -163,11 +173,16 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 
 	/* Ratios are per-sample: each sample's rows ran back to back on the
 	 * same target, so this machine's bandwidth drift cancels. */
-	char sc[48];
-
-	snprintf(sc, sizeof(sc), "clear order %u (%zu KiB)", order, bsz >> 10);
 	for (int r = 0; r < NR_ROWS; r++) {
 		per_sample(sc, row_names[r], "clear", "us", tc[r], NULL, samples);
+		if (bsz >= BW_MIN) {
+			double *v = xmalloc(samples * sizeof(double));
+
+			for (unsigned k = 0; k < samples; k++)
+				v[k] = (double)bsz / tc[r][k] / calib.nt;
+			result(sc, row_names[r], "of the limit", "x", v, samples);
+			free(v);
+		}
 		per_sample(sc, row_names[r], "clear x NT", "paired", tc[r], tc[R_NT], samples);
 		per_sample(sc, row_names[r], "clear x linux", "paired", tc[r], tc[R_LINUX], samples);
 		per_sample(sc, row_names[r], "read 64K after", "us", tr[r], NULL, samples);
@@ -181,6 +196,15 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 	     "%u cache-cold dirty blocks per row from a 256 MiB ring; 'paired' = median of per-sample ratios; "
 	     "cached = %s, non-temporal = %s",
 	     samples, zero_cached_name(), zero_nt_name());
+	if (bsz >= BW_MIN)
+		note(sc,
+		     "of the limit: the row's clear bandwidth / %.1f GB/s, this machine's non-temporal clear of cold "
+		     "memory measured at the start",
+		     calib.nt);
+	else
+		note(sc, "no 'of the limit' column: a clear this small is bound by the latency of its first misses, "
+			 "not by bandwidth");
+	rotation_done(&rot);
 	free(blk);
 	arena_done(a, sc, "zpage engine rows");
 }

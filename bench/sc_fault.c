@@ -1,13 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fault: the seed's situation.  Get a zeroed 2 MiB block for an address and
- * write the page at that address, as a page fault does; time from the
- * request to that first write done, then the time to read the 64 KiB around
- * it (one load per cache line).
+ * write the page at that address, as a page fault does.  Each request is
+ * timed three ways:
+ *   first touch          from the request to that first write done
+ *   read 64K after       then the 64 KiB around it read, one load per cache
+ *                        line (what the caller touches next)
+ *   whole block written  from the request to one byte written in every
+ *                        4 KiB page of the block (the read excluded): what
+ *                        using the block costs.  A row that maps its block
+ *                        lazily (calloc's fresh mmap) pays here the faults
+ *                        its first touch deferred.
  *
  * Every row follows the same pattern, per round: take N blocks, write them
  * all, give them all back (N x 2 MiB = 128 MiB, 4x the L3, so nothing stays
- * in cache), then time N requests.  Rows:
+ * in cache), then N requests.  A round prepares every row's memory first,
+ * then interleaves the rows request by request, in an order that rotates
+ * from request to request (rotate.c): no row is always the first to touch
+ * memory the OS or the hypervisor has to find.  Rows:
  *   zpage fresh      a new arena: OS-zeroed memory, never touched
  *   zpage zeroed     the freed blocks pre-zeroed (zp_arena_prezero, untimed)
  *   zpage reported   the freed blocks reported to the OS (zp_arena_report)
@@ -25,8 +35,13 @@
 
 #include "bench.h"
 
-#define BLK ((size_t)2 << 20)
-#define SC  "fault"
+#define BLK    ((size_t)2 << 20)
+#define SC     "fault"
+#define ROUNDS 3
+/* the address a request is for: target page @t of a block */
+#define UADDR(t) ((uintptr_t)0x7f0000000000ull + ((t) << ZP_PAGE_SHIFT))
+
+enum { Z_FRESH, Z_ZEROED, Z_REPORTED, Z_DIRTY, K_NEW, K_REUSE, PEER0, NROWS = PEER0 + NR_PEERS };
 
 static size_t nblocks(void)
 {
@@ -35,123 +50,110 @@ static size_t nblocks(void)
 	return n < 4 ? 4 : n > 256 ? 256 : n;
 }
 
-struct acc {
-	double *touch, *read;
+/* A row: its samples, and the memory of the round in progress. */
+struct row {
+	char *name;
+	double *touch, *read, *whole;
 	size_t n;
+	struct zp_arena *a; /* zpage rows */
+	char *m;	    /* kernel rows: the mapping */
+	char **p;	    /* zpage and peer rows: the blocks */
 };
 
-static void sample(struct acc *x, char *blk, size_t t, double t0)
+/* The request for @blk (target page @t) started at @t0 and returned: time
+ * the first write, the read around it, and the writes to every page. */
+static void sample(struct row *x, char *blk, size_t t, double t0)
 {
+	double t1, t2;
+
 	blk[(t << ZP_PAGE_SHIFT) + 64] = 1;
-	x->touch[x->n] = (now_ns() - t0) / 1e3;
-	x->read[x->n++] = read_window(blk, BLK, t) / 1e3;
+	t1 = now_ns();
+	x->read[x->n] = read_window(blk, BLK, t) / 1e3;
+	t2 = now_ns();
+	touch_pages(blk, BLK);
+	x->whole[x->n] = (t1 - t0 + now_ns() - t2) / 1e3;
+	x->touch[x->n++] = (t1 - t0) / 1e3;
 }
 
-static void record(const char *row, struct acc *x)
+static void record(const struct row *x)
 {
-	result(SC, row, "first touch", "us", x->touch, x->n);
-	result(SC, row, "read 64K after", "us", x->read, x->n);
+	result(SC, x->name, "first touch", "us", x->touch, x->n);
+	result(SC, x->name, "read 64K after", "us", x->read, x->n);
+	result(SC, x->name, "whole block written", "us", x->whole, x->n);
 }
 
-enum zstate_src { FRESH, ZEROED, REPORTED, DIRTY };
-
-/* Take @n 2 MiB blocks, write them, give them all back: dirty free memory
- * that is no longer in cache (@p is scratch space for n pointers). */
-static void dirty_blocks(struct zp_arena *a, char **p, size_t n)
+static struct zp_arena *new_arena(void)
 {
-	for (size_t i = 0; i < n; i++) {
-		p[i] = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
-		if (!p[i])
-			die("fault: allocation failed");
-		memset(p[i], 0x5a, BLK);
-	}
-	for (size_t i = 0; i < n; i++)
-		zp_free_pages(a, p[i], 9);
-}
-
-static void zpage_round(enum zstate_src src, struct acc *x, uint64_t *rng)
-{
-	size_t n = nblocks();
 	struct zp_config cfg = {.size = (size_t)1 << 30};
-	struct zp_arena *a = arena_or_die(&cfg);
-	char **p = xmalloc(n * sizeof(*p));
 
-	if (src != FRESH) {
-		dirty_blocks(a, p, n);
-		if (src == ZEROED && zp_arena_prezero(a, n * BLK) <= 0)
+	return arena_or_die(&cfg);
+}
+
+/* Row @k's memory for a round, untimed. */
+static void prepare(int k, struct row *x)
+{
+	size_t n = nblocks();
+
+	if (k <= Z_DIRTY) {
+		x->a = new_arena();
+		if (k != Z_FRESH)
+			dirty_blocks(x->a, x->p, n);
+		if (k == Z_ZEROED && zp_arena_prezero(x->a, n * BLK) <= 0)
 			die("fault: pre-zeroing failed");
-		if (src == REPORTED && zp_arena_report(a) <= 0)
+		if (k == Z_REPORTED && zp_arena_report(x->a) <= 0)
 			die("fault: reporting failed");
-	}
-	for (size_t i = 0; i < n; i++) {
-		size_t t = rnd64(rng) % 512;
-		double t0 = now_ns();
+	} else if (k <= K_REUSE) {
+		x->m = map_thp(n * BLK);
+		if (k == K_REUSE)
+			memset(x->m, 0x5a, n * BLK);
+	} else {
+		const struct peer *pe = &peers[k - PEER0];
 
-		p[i] = zp_alloc_pages(a, ZP_GFP_ZERO, 9, (uintptr_t)0x7f0000000000ull + (t << ZP_PAGE_SHIFT));
-		if (!p[i])
-			die("fault: allocation failed");
-		sample(x, p[i], t, t0);
+		for (size_t i = 0; i < n; i++) {
+			x->p[i] = pe->zalloc(BLK);
+			if (!x->p[i])
+				die("fault: %s allocation failed", pe->name);
+			memset(x->p[i], 0x5a, BLK);
+		}
+		for (size_t i = 0; i < n; i++)
+			pe->release(x->p[i], BLK);
 	}
-	arena_done(a, "fault", "zpage rows");
-	free(p);
 }
 
-static char *map_aligned(size_t len)
+/* Row @k's request @i of the round, timed. */
+static void request(int k, struct row *x, size_t i, uint64_t *rng)
 {
-	char *m = mmap(NULL, len + BLK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	uintptr_t a;
+	size_t t = rnd64(rng) % 512;
+	double t0 = now_ns();
+	char *b;
 
-	if (m == MAP_FAILED)
-		die("fault: mmap failed");
-	a = ((uintptr_t)m + BLK - 1) & ~(uintptr_t)(BLK - 1);
-	madvise((void *)a, len, MADV_HUGEPAGE);
-	return (char *)a; /* the slack is left mapped; freed with the whole at exit */
-}
-
-static void kernel_round(bool reuse, struct acc *x, uint64_t *rng)
-{
-	size_t n = nblocks();
-	char *m = map_aligned(n * BLK);
-
-	if (reuse)
-		memset(m, 0x5a, n * BLK);
-	for (size_t i = 0; i < n; i++) {
-		size_t t = rnd64(rng) % 512;
-		char *b = m + i * BLK;
-		double t0 = now_ns();
-
-		if (reuse && madvise(b, BLK, MADV_DONTNEED))
+	if (k <= Z_DIRTY) {
+		b = x->p[i] = zp_alloc_pages(x->a, ZP_GFP_ZERO, 9, UADDR(t));
+	} else if (k <= K_REUSE) {
+		b = x->m + i * BLK;
+		if (k == K_REUSE && madvise(b, BLK, MADV_DONTNEED))
 			die("fault: madvise failed");
-		sample(x, b, t, t0);
+	} else {
+		b = x->p[i] = peers[k - PEER0].zalloc(BLK);
 	}
-	munmap(m, n * BLK);
+	if (!b)
+		die("fault: %s: allocation failed", x->name);
+	sample(x, b, t, t0);
 }
 
-static void peer_round(const struct peer *pe, struct acc *x, uint64_t *rng)
+/* Row @k's memory back at the end of a round. */
+static void finish(int k, struct row *x)
 {
 	size_t n = nblocks();
-	char **p = xmalloc(n * sizeof(*p));
 
-	for (size_t i = 0; i < n; i++) {
-		p[i] = pe->zalloc(BLK);
-		if (!p[i])
-			die("fault: %s allocation failed", pe->name);
-		memset(p[i], 0x5a, BLK);
+	if (k <= Z_DIRTY) {
+		arena_done(x->a, SC, "zpage rows");
+	} else if (k <= K_REUSE) {
+		munmap(x->m, n * BLK);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			peers[k - PEER0].release(x->p[i], BLK);
 	}
-	for (size_t i = 0; i < n; i++)
-		pe->release(p[i], BLK);
-	for (size_t i = 0; i < n; i++) {
-		size_t t = rnd64(rng) % 512;
-		double t0 = now_ns();
-
-		p[i] = pe->zalloc(BLK);
-		if (!p[i])
-			die("fault: %s allocation failed", pe->name);
-		sample(x, p[i], t, t0);
-	}
-	for (size_t i = 0; i < n; i++)
-		pe->release(p[i], BLK);
-	free(p);
 }
 
 /*
@@ -161,100 +163,100 @@ static void peer_round(const struct peer *pe, struct acc *x, uint64_t *rng)
  * have discarded it: touching it again costs a hypervisor fault on top of
  * the guest's.  Both rows share one idle period.
  */
-static void idle_rows(struct acc *kx, struct acc *zx, uint64_t *rng)
+static void idle_rows(struct row *kx, struct row *zx, struct rotation *rot, uint64_t *rng)
 {
 	size_t n = nblocks();
-	char *m = map_aligned(n * BLK);
-	struct zp_config cfg = {.size = (size_t)1 << 30};
-	struct zp_arena *a = arena_or_die(&cfg);
-	char **p = xmalloc(n * sizeof(*p));
 	struct timespec ts = {(time_t)opt_idle, (long)((opt_idle - (time_t)opt_idle) * 1e9)};
 
-	memset(m, 0x5a, n * BLK);
-	if (madvise(m, n * BLK, MADV_DONTNEED))
+	kx->m = map_thp(n * BLK);
+	memset(kx->m, 0x5a, n * BLK);
+	if (madvise(kx->m, n * BLK, MADV_DONTNEED))
 		die("fault: madvise failed");
-	dirty_blocks(a, p, n);
-	if (zp_arena_report(a) <= 0)
+	zx->a = new_arena();
+	dirty_blocks(zx->a, zx->p, n);
+	if (zp_arena_report(zx->a) <= 0)
 		die("fault: reporting failed");
 	progress("fault: idling %.1f s", opt_idle);
 	nanosleep(&ts, NULL);
-	/* alternate the two rows block by block: the guest reports freed
-	 * memory in budgeted passes, so a row touched later would find more
-	 * of its memory discarded */
+	/* alternate the two rows block by block, the first of the two
+	 * rotating: the guest reports freed memory in budgeted passes, so a
+	 * row touched later would find more of its memory discarded */
+	rotation_init(rot, SC, "idle request", 2, n);
 	for (size_t i = 0; i < n; i++) {
-		size_t t = rnd64(rng) % 512;
-		double t0 = now_ns();
+		const size_t *order = rotation_next(rot);
 
-		sample(kx, m + i * BLK, t, t0);
-		t = rnd64(rng) % 512;
-		t0 = now_ns();
-		p[i] = zp_alloc_pages(a, ZP_GFP_ZERO, 9, (uintptr_t)0x7f0000000000ull + (t << ZP_PAGE_SHIFT));
-		if (!p[i])
-			die("fault: allocation failed");
-		sample(zx, p[i], t, t0);
+		for (int j = 0; j < 2; j++) /* K_NEW: no madvise at the request */
+			request(order[j] ? Z_REPORTED : K_NEW, order[j] ? zx : kx, i, rng);
 	}
-	munmap(m, n * BLK);
-	arena_done(a, "fault", "rows after idle");
-	free(p);
+	munmap(kx->m, n * BLK);
+	arena_done(zx->a, SC, "rows after idle");
 }
 
 void sc_fault(void)
 {
-	static const char *zrows[] = {"zpage, fresh (OS-zeroed)", "zpage, zeroed (pre-zeroed)",
-				      "zpage, reported (MADV_DONTNEED)", "zpage, dirty (zpage clears)"};
-	enum { ROUNDS = 3, NROWS = 4 + 2 + NR_PEERS + 2 };
-	size_t cap = ROUNDS * nblocks();
-	struct acc x[NROWS];
+	static const char *names[PEER0] = {"zpage, fresh (OS-zeroed)",	      "zpage, zeroed (pre-zeroed)",
+					   "zpage, reported (MADV_DONTNEED)", "zpage, dirty (zpage clears)",
+					   "kernel, new THP mapping",	      "kernel, after MADV_DONTNEED"};
+	size_t n = nblocks(), nact = 0;
+	struct row x[NROWS + 2]; /* + the two after idle */
+	int act[NROWS];
+	struct rotation rot, idle_rot;
 	uint64_t rng = 0x1234567;
 
-	for (int r = 0; r < NROWS; r++)
-		x[r] = (struct acc){xmalloc(cap * sizeof(double)), xmalloc(cap * sizeof(double)), 0};
-	/* rounds interleave the rows so drift hits all alike */
+	for (int k = 0; k < NROWS + 2; k++) {
+		x[k] = (struct row){.touch = xmalloc(ROUNDS * n * sizeof(double)),
+				    .read = xmalloc(ROUNDS * n * sizeof(double)),
+				    .whole = xmalloc(ROUNDS * n * sizeof(double)),
+				    .p = xmalloc(n * sizeof(char *))};
+		if (k < PEER0)
+			x[k].name = xstrdup(names[k]);
+		else if (k < NROWS)
+			x[k].name = xasprintf("%s calloc", peers[k - PEER0].name);
+		else
+			x[k].name = xasprintf(k == NROWS ? "kernel, MADV_DONTNEED + %gs idle"
+							 : "zpage, reported + %gs idle",
+					      opt_idle);
+		if (k < NROWS && (k < PEER0 || peers[k - PEER0].available))
+			act[nact++] = k;
+	}
+	rotation_init(&rot, SC, "request", nact, ROUNDS * n);
 	for (int round = 0; round < ROUNDS; round++) {
-		for (int s = 0; s < 4; s++) {
-			progress("fault: round %d/%d: %s", round + 1, ROUNDS, zrows[s]);
-			zpage_round((enum zstate_src)s, &x[s], &rng);
+		progress("fault: round %d/%d", round + 1, ROUNDS);
+		for (size_t j = 0; j < nact; j++)
+			prepare(act[j], &x[act[j]]);
+		for (size_t i = 0; i < n; i++) {
+			const size_t *order = rotation_next(&rot);
+
+			for (size_t j = 0; j < nact; j++)
+				request(act[order[j]], &x[act[order[j]]], i, &rng);
 		}
-		progress("fault: round %d/%d: kernel", round + 1, ROUNDS);
-		kernel_round(false, &x[4], &rng);
-		kernel_round(true, &x[5], &rng);
-		for (int i = 0; i < NR_PEERS; i++) {
-			if (!peers[i].available)
-				continue;
-			progress("fault: round %d/%d: %s", round + 1, ROUNDS, peers[i].name);
-			peer_round(&peers[i], &x[6 + i], &rng);
-		}
+		for (size_t j = 0; j < nact; j++)
+			finish(act[j], &x[act[j]]);
 	}
 	if (opt_idle > 0)
-		idle_rows(&x[NROWS - 2], &x[NROWS - 1], &rng);
-	for (int s = 0; s < 4; s++)
-		record(zrows[s], &x[s]);
-	record("kernel, new THP mapping", &x[4]);
-	record("kernel, after MADV_DONTNEED", &x[5]);
-	for (int i = 0; i < NR_PEERS; i++) {
-		char row[48];
-
-		snprintf(row, sizeof(row), "%s calloc", peers[i].name);
-		if (peers[i].available)
-			record(row, &x[6 + i]);
-		else
-			note(SC, "%s: not installed", peers[i].name);
-	}
-	if (opt_idle > 0) {
-		char row[48];
-
-		snprintf(row, sizeof(row), "kernel, MADV_DONTNEED + %gs idle", opt_idle);
-		record(row, &x[NROWS - 2]);
-		snprintf(row, sizeof(row), "zpage, reported + %gs idle", opt_idle);
-		record(row, &x[NROWS - 1]);
+		idle_rows(&x[NROWS], &x[NROWS + 1], &idle_rot, &rng);
+	for (int k = 0; k < NROWS + 2; k++) {
+		if (k >= NROWS ? opt_idle > 0 : k < PEER0 || peers[k - PEER0].available)
+			record(&x[k]);
+		else if (k < NROWS)
+			note(SC, "%s: not installed", peers[k - PEER0].name);
 	}
 	reference(SC, "kernel, after MADV_DONTNEED");
 	note(SC,
-	     "first touch: from the request to the first write at the target page done; 2 MiB blocks, %zu per "
-	     "row per round, 3 rounds",
-	     nblocks());
-	for (int r = 0; r < NROWS; r++) {
-		free(x[r].touch);
-		free(x[r].read);
+	     "first touch: from the request to the first write at the target page done; whole block written: "
+	     "from the request to one byte written in every 4 KiB page (the 64 KiB read excluded), so a lazily "
+	     "mapped block pays the faults it deferred; 2 MiB blocks, %zu per row per round, %d rounds",
+	     n, ROUNDS);
+	rotation_done(&rot);
+	if (opt_idle > 0)
+		rotation_done(&idle_rot);
+	note(SC, "2 MiB at this run's limit: %.0f us to clear (non-temporal), %.0f us of first writes to fresh memory",
+	     (double)BLK / calib.nt / 1e3, (double)BLK / calib.touch / 1e3);
+	for (int k = 0; k < NROWS + 2; k++) {
+		free(x[k].name);
+		free(x[k].touch);
+		free(x[k].read);
+		free(x[k].whole);
+		free(x[k].p);
 	}
 }

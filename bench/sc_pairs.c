@@ -169,12 +169,14 @@ static void record(int k, unsigned o, double *const *rates, const unsigned *coun
 void sc_pairs(void)
 {
 	unsigned counts[2] = {1, opt_threads}, ncounts = opt_threads > 1 ? 2 : 1;
-	size_t ncells = (size_t)ncounts * NORDERS * NALLOC, n = 0;
+	size_t ncells = (size_t)ncounts * NORDERS * NALLOC, n = 0, nact = 0;
 	int rounds = (int)(9 * opt_scale + 0.5);
 	double seconds = 0.02 * opt_scale;
 	struct cell *cells = xmalloc(ncells * sizeof(*cells));
 	double **rates = xmalloc(ncells * sizeof(*rates));
 	pthread_t *t = xmalloc(opt_threads * sizeof(*t));
+	size_t *act = xmalloc(ncells * sizeof(*act)); /* the cells of available allocators */
+	struct rotation rot;
 
 	rounds = rounds < 3 ? 3 : rounds > 99 ? 99 : rounds;
 	if (seconds < 0.002)
@@ -191,19 +193,20 @@ void sc_pairs(void)
 	pthread_barrier_init(&pool.done, NULL, opt_threads + 1);
 	for (unsigned i = 0; i < opt_threads; i++)
 		pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)i);
+	for (size_t c = 0; c < ncells; c++)
+		if (allocator(cells[c].alloc)->available)
+			act[nact++] = c;
 	/* round -1 warms every cell up (thread caches, the arena) untimed */
-	for (int r = -1; r < rounds; r++) {
-		progress("pairs: round %d/%d", r + 1, rounds);
-		for (size_t i = 0; i < ncells; i++) {
-			size_t c = (i + (size_t)(r < 0 ? 0 : r) * ncells / (size_t)rounds) % ncells;
-			double rate;
+	for (size_t i = 0; i < nact; i++)
+		run_cell(&cells[act[i]], seconds / 2);
+	rotation_init(&rot, SC, "round", nact, (size_t)rounds);
+	rot.items = "cells (rows x thread counts)";
+	for (int r = 0; r < rounds; r++) {
+		const size_t *order = rotation_next(&rot);
 
-			if (!allocator(cells[c].alloc)->available)
-				continue;
-			rate = run_cell(&cells[c], r < 0 ? seconds / 2 : seconds);
-			if (r >= 0)
-				rates[c][r] = rate;
-		}
+		progress("pairs: round %d/%d", r + 1, rounds);
+		for (size_t i = 0; i < nact; i++)
+			rates[act[order[i]]][r] = run_cell(&cells[act[order[i]]], seconds);
 	}
 	run_cell(NULL, 0);
 	for (unsigned i = 0; i < opt_threads; i++)
@@ -220,15 +223,17 @@ void sc_pairs(void)
 			note(SC, "%s: not installed", allocator(k)->name);
 	note(SC,
 	     "per loop: %d allocations of one order, then %d frees in the same order; nothing written to the "
-	     "memory; each cell %.0f ms a round, %d rounds, cells in an order rotating from round to round",
+	     "memory; each cell %.0f ms a round, %d rounds",
 	     BATCH, BATCH, seconds * 1e3, rounds);
 	note(SC, "zpage: zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE) / zp_free_pages; glibc: aligned_alloc(4096, "
 		 "size) / free; jemalloc: mallocx(size, MALLOCX_ALIGN(4096)) / dallocx; mimalloc: "
 		 "mi_malloc_aligned(size, 4096) / mi_free; tcmalloc: tc_memalign(4096, size) / tc_free");
 	if (allocator(A_MI)->available)
 		note(SC, "vs mimalloc: this row / mimalloc's row of the same order and threads, round by round");
+	rotation_done(&rot);
 	for (size_t i = 0; i < ncells; i++)
 		free(rates[i]);
+	free(act);
 	free(rates);
 	free(cells);
 	free(pool.rate);

@@ -7,7 +7,9 @@
  * prezero: zeroing order-9 allocations by a loop that writes each block,
  * frees it and thinks for 2 ms; latency of the allocation call with and
  * without ZP_PREZERO (prezero_bytes 64 MiB), and the CPU time the pre-zero
- * thread used (process CPU time minus the main thread's).
+ * thread used (process CPU time minus the main thread's).  The two rows
+ * run in rounds, in an order rotating from round to round; rss cannot (see
+ * its note).
  */
 #include <stdio.h>
 #include <string.h>
@@ -87,6 +89,8 @@ void sc_rss(void)
 	}
 	note("rss", "grow to %zu MiB (written), free all, idle %.1f s; RSS relative to before the arena", nblk * 2,
 	     idle_s);
+	note("rss", "row order: fixed, one pass each, not interleaved: VmRSS is the whole process's, so a row "
+		    "running beside another would count the other's memory as its own");
 }
 
 static double cpu_s(int who)
@@ -97,53 +101,94 @@ static double cpu_s(int who)
 	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+/* Wait (at most 1 s) until @a's pre-zero thread has @bytes of zeroed
+ * memory ready again and is idle, so that it does not share the memory
+ * bus with the other row's samples. */
+static void settle(struct zp_arena *a, size_t bytes)
+{
+	double end = now_ns() + 1e9;
+	struct zp_stats st;
+
+	do {
+		zp_arena_stats(a, &st);
+		if (st.nr_free_zeroed << ZP_PAGE_SHIFT >= bytes)
+			return;
+		sleep_ms(1);
+	} while (now_ns() < end);
+}
+
+/*
+ * Both rows' arenas live through the scenario; it runs in rounds, each a
+ * share of every row's iterations, the rows in an order rotating from
+ * round to round.  The pre-zeroing row's thread is let settle before the
+ * other row runs.  Its CPU time is the process's minus this thread's over
+ * the whole scenario: no other thread runs meanwhile.
+ */
 void sc_prezero(void)
 {
-	size_t iters = (size_t)(300 * opt_scale);
+	static const char *const rows[2] = {"no pre-zeroing", "ZP_PREZERO (64 MiB ready)"};
+	const size_t ready = (size_t)64 << 20;
+	size_t iters = (size_t)(300 * opt_scale), done[2] = {0, 0};
+	int rounds;
+	struct zp_arena *a[2];
+	double *lat[2], proc0, thr0, other, p99;
+	struct rotation rot;
 
 	if (iters < 20)
 		iters = 20;
+	rounds = iters >= 60 ? 6 : 2;
 	for (int on = 0; on < 2; on++) {
 		struct zp_config cfg = {
-			.size = (size_t)256 << 20, .flags = on ? ZP_PREZERO : 0, .prezero_bytes = (size_t)64 << 20};
-		struct zp_arena *a = arena_or_die(&cfg);
-		const char *row = on ? "ZP_PREZERO (64 MiB ready)" : "no pre-zeroing";
-		double *lat = xmalloc(iters * sizeof(double)), proc0, thr0, p99;
+			.size = (size_t)256 << 20, .flags = on ? ZP_PREZERO : 0, .prezero_bytes = ready};
 		char *p[32];
 
+		a[on] = arena_or_die(&cfg);
+		lat[on] = xmalloc(iters * sizeof(double));
 		/* make the arena's memory dirty first: 64 MiB written and freed */
-		for (int i = 0; i < 32; i++) {
-			p[i] = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
-			memset(p[i], 1, BLK);
-		}
-		for (int i = 0; i < 32; i++)
-			zp_free_pages(a, p[i], 9);
-		proc0 = cpu_s(RUSAGE_SELF);
-		thr0 = cpu_s(RUSAGE_THREAD);
-		for (size_t i = 0; i < iters; i++) {
-			double t0 = now_ns();
-			char *b = zp_alloc_pages(a, ZP_GFP_ZERO, 9, ZP_USER_ADDR_NONE);
+		dirty_blocks(a[on], p, 32);
+	}
+	proc0 = cpu_s(RUSAGE_SELF);
+	thr0 = cpu_s(RUSAGE_THREAD);
+	settle(a[1], ready);
+	rotation_init(&rot, "prezero", "round", 2, (size_t)rounds);
+	for (int r = 0; r < rounds; r++) {
+		const size_t *order = rotation_next(&rot);
 
-			lat[i] = (now_ns() - t0) / 1e3;
-			if (!b)
-				die("prezero: allocation failed");
-			memset(b, 2, BLK);
-			zp_free_pages(a, b, 9);
-			if (i % 16 == 0)
-				progress("prezero: %s %zu/%zu", row, i, iters);
-			sleep_ms(2);
+		for (int j = 0; j < 2; j++) {
+			int on = (int)order[j];
+			size_t upto = iters * (size_t)(r + 1) / (size_t)rounds;
+
+			for (; done[on] < upto; done[on]++) {
+				double t0 = now_ns();
+				char *b = zp_alloc_pages(a[on], ZP_GFP_ZERO, 9, ZP_USER_ADDR_NONE);
+
+				lat[on][done[on]] = (now_ns() - t0) / 1e3;
+				if (!b)
+					die("prezero: allocation failed");
+				memset(b, 2, BLK);
+				zp_free_pages(a[on], b, 9);
+				if (done[on] % 16 == 0)
+					progress("prezero: %s %zu/%zu", rows[on], done[on], iters);
+				sleep_ms(2);
+			}
+			if (on)
+				settle(a[on], ready);
 		}
-		double other = (cpu_s(RUSAGE_SELF) - proc0) - (cpu_s(RUSAGE_THREAD) - thr0);
-		arena_done(a, "prezero", row);
-		result("prezero", row, "alloc latency", "us", lat, iters);
-		p99 = pct(lat, iters, 99);
-		result("prezero", row, "latency p99", "us", &p99, 1);
-		other = other > 0 ? other * 1e3 : 0; /* rusage ticks can make it a hair negative */
-		result("prezero", row, "pre-zero thread CPU", "ms", &other, 1);
-		free(lat);
+	}
+	other = (cpu_s(RUSAGE_SELF) - proc0) - (cpu_s(RUSAGE_THREAD) - thr0);
+	other = other > 0 ? other * 1e3 : 0; /* rusage ticks can make it a hair negative */
+	for (int on = 0; on < 2; on++) {
+		arena_done(a[on], "prezero", rows[on]);
+		result("prezero", rows[on], "alloc latency", "us", lat[on], iters);
+		p99 = pct(lat[on], iters, 99);
+		result("prezero", rows[on], "latency p99", "us", &p99, 1);
+		result("prezero", rows[on], "pre-zero thread CPU", "ms", on ? &other : (double[]){0}, 1);
+		free(lat[on]);
 	}
 	note("prezero",
-	     "%zu zeroing 2 MiB allocations, each written, freed, then 2 ms idle; pre-zero rate cap "
-	     "ZPAGE_PREZERO_RATE_MB (default 1024 MiB/s)",
+	     "%zu zeroing 2 MiB allocations a row, each written, freed, then 2 ms idle; pre-zero rate cap "
+	     "ZPAGE_PREZERO_RATE_MB (default 1024 MiB/s); the pre-zeroing row's thread is let refill its 64 MiB "
+	     "before the other row runs",
 	     iters);
+	rotation_done(&rot);
 }

@@ -44,49 +44,68 @@ static size_t steady_pairs(struct zp_arena *a, double *us, size_t max, double se
 	return n;
 }
 
-/* One row: @ncreate arenas of @cfg, or a note when the machine cannot
- * make one. */
-static void one_row(const char *row, const struct zp_config *cfg, int ncreate)
+enum { CREATE, RSS_CREATE, FIRST, RSS_FIRST, NM };
+
+/* A row: an arena size and max_order, and its figures. */
+struct scale_row {
+	char *name;
+	struct zp_config cfg;
+	bool failed; /* the machine cannot make one: a note, no figures */
+	double v[NM][8];
+	double *steady;
+	size_t nsteady;
+};
+
+/* Arena @c of row @x: create it, time the first pair, and on the last one
+ * (@last) the steady pairs; then destroy it. */
+static void one_arena(struct scale_row *x, int c, bool last)
 {
-	enum { CREATE, RSS_CREATE, FIRST, RSS_FIRST, NM };
-	static const char *const metric[NM] = {"create", "RSS at create", "first pair", "RSS after it"};
-	static const char *const unit[NM] = {"us", "KiB", "us", "KiB"};
-	size_t max = (size_t)(20000 * opt_scale) + 20, n = 0;
-	double v[NM][8], *steady = xmalloc(max * sizeof(double));
+	size_t max = (size_t)(20000 * opt_scale) + 20;
+	long rss0 = rss_kib();
+	double t0 = now_ns();
+	struct zp_arena *a = zp_arena_create(&x->cfg);
+	double t1 = now_ns();
+	long rss1 = rss_kib();
+	double t2 = now_ns();
+	void *p;
 
-	for (int c = 0; c < ncreate; c++) {
-		long rss0 = rss_kib();
-		double t0 = now_ns();
-		struct zp_arena *a = zp_arena_create(cfg);
-		double t1 = now_ns();
-		long rss1 = rss_kib();
-		double t2 = now_ns();
-		void *p;
-
-		if (!a) {
-			note(SC, "%s: cannot be created here: %s", row, strerror(errno));
-			free(steady);
-			return;
-		}
-		p = zp_alloc_pages(a, 0, ORDER, ZP_USER_ADDR_NONE);
-		if (!p)
-			die("scale: %s: the first order-%d allocation failed", row, ORDER);
-		zp_free_pages(a, p, ORDER);
-		v[FIRST][c] = (now_ns() - t2) / 1e3;
-		v[RSS_FIRST][c] = (double)(rss_kib() - rss0);
-		v[CREATE][c] = (t1 - t0) / 1e3;
-		v[RSS_CREATE][c] = (double)(rss1 - rss0);
-		if (c == ncreate - 1)
-			n = steady_pairs(a, steady, max, 0.1 * opt_scale);
-		arena_done(a, SC, row);
+	if (!a) {
+		note(SC, "%s: cannot be created here: %s", x->name, strerror(errno));
+		x->failed = true;
+		return;
 	}
-	/* the steady pair first: it is the chart's (how the cost grows) */
-	result(SC, row, "steady pair", "us", steady, n);
-	for (int m = 0; m < NM; m++)
-		result(SC, row, metric[m], unit[m], v[m], (size_t)ncreate);
-	free(steady);
+	p = zp_alloc_pages(a, 0, ORDER, ZP_USER_ADDR_NONE);
+	if (!p)
+		die("scale: %s: the first order-%d allocation failed", x->name, ORDER);
+	zp_free_pages(a, p, ORDER);
+	x->v[FIRST][c] = (now_ns() - t2) / 1e3;
+	x->v[RSS_FIRST][c] = (double)(rss_kib() - rss0);
+	x->v[CREATE][c] = (t1 - t0) / 1e3;
+	x->v[RSS_CREATE][c] = (double)(rss1 - rss0);
+	if (last) {
+		x->steady = xmalloc(max * sizeof(double));
+		x->nsteady = steady_pairs(a, x->steady, max, 0.1 * opt_scale);
+	}
+	arena_done(a, SC, x->name);
 }
 
+static void record(struct scale_row *x, int ncreate)
+{
+	static const char *const metric[NM] = {"create", "RSS at create", "first pair", "RSS after it"};
+	static const char *const unit[NM] = {"us", "KiB", "us", "KiB"};
+
+	if (!x->failed) {
+		/* the steady pair first: it is the chart's (how the cost grows) */
+		result(SC, x->name, "steady pair", "us", x->steady, x->nsteady);
+		for (int m = 0; m < NM; m++)
+			result(SC, x->name, metric[m], unit[m], x->v[m], (size_t)ncreate);
+	}
+	free(x->steady);
+	free(x->name);
+}
+
+/* The arenas are made round by round, one of each row a round, the rows
+ * in an order rotating from round to round. */
 void sc_scale(void)
 {
 	static const struct {
@@ -94,22 +113,35 @@ void sc_scale(void)
 		size_t bytes;
 	} sizes[] = {{"1 GiB", (size_t)1 << 30}, {"64 GiB", (size_t)64 << 30}, {"1 TiB", (size_t)1 << 40}};
 	static const unsigned orders[] = {10, 14, 20};
+	enum { NSIZES = sizeof(sizes) / sizeof(sizes[0]), NORDERS = sizeof(orders) / sizeof(orders[0]) };
 	int ncreate = opt_scale < 1 ? 3 : 5;
+	struct scale_row x[NSIZES * NORDERS];
+	struct rotation rot;
 
-	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
-		for (size_t o = 0; o < sizeof(orders) / sizeof(orders[0]); o++) {
-			struct zp_config cfg = {.size = sizes[s].bytes, .max_order = orders[o]};
-			char *row = xasprintf("zpage, %s, max_order %u", sizes[s].name, orders[o]);
+	for (size_t s = 0; s < NSIZES; s++)
+		for (size_t o = 0; o < NORDERS; o++)
+			x[s * NORDERS + o] = (struct scale_row){
+				.name = xasprintf("zpage, %s, max_order %u", sizes[s].name, orders[o]),
+				.cfg = {.size = sizes[s].bytes, .max_order = orders[o]}};
+	rotation_init(&rot, SC, "round", NSIZES * NORDERS, (size_t)ncreate);
+	for (int c = 0; c < ncreate; c++) {
+		const size_t *order = rotation_next(&rot);
 
-			progress("scale: %s", row);
-			one_row(row, &cfg, ncreate);
-			free(row);
+		for (size_t j = 0; j < NSIZES * NORDERS; j++) {
+			struct scale_row *r = &x[order[j]];
+
+			progress("scale: round %d/%d: %s", c + 1, ncreate, r->name);
+			if (!r->failed)
+				one_arena(r, c, c == ncreate - 1);
 		}
 	}
+	for (size_t j = 0; j < NSIZES * NORDERS; j++)
+		record(&x[j], ncreate);
 	reference(SC, "zpage, 1 GiB, max_order 10");
 	note(SC,
 	     "create, RSS and the first order-%d pair: medians over %d new arenas (each destroyed before the "
 	     "next); steady pair: the later pairs on the last one; nothing written to the blocks; RSS in KiB "
 	     "from VmRSS, relative to before the creation",
 	     ORDER, ncreate);
+	rotation_done(&rot);
 }

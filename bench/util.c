@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * zpage-bench utilities: the clock, percentiles, a random generator, the
- * read of a block's neighbourhood, the resident set, messages, and
- * allocation that dies loudly instead of returning NULL.
+ * zpage-bench utilities: the clocks, percentiles, a random generator, the
+ * read of a block's neighbourhood, writing every page of a range, mapping
+ * memory with huge pages, the resident set, messages, and allocation that
+ * dies loudly instead of returning NULL.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +23,14 @@ double now_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+double thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
@@ -88,6 +98,29 @@ double read_window(const char *blk, size_t bytes, size_t t)
 	sink = acc;
 	(void)sink;
 	return now_ns() - t0;
+}
+
+void touch_pages(char *p, size_t bytes)
+{
+	for (size_t off = 64; off < bytes; off += ZP_PAGE_SIZE)
+		((volatile char *)p)[off] = 1;
+}
+
+char *map_thp(size_t len)
+{
+	const size_t huge = (size_t)2 << 20;
+	char *m = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	char *a;
+
+	if (m == MAP_FAILED)
+		die("mmap of %zu MiB failed: %s", len >> 20, strerror(errno));
+	a = (char *)(((uintptr_t)m + huge - 1) & ~(uintptr_t)(huge - 1));
+	if (a > m)
+		munmap(m, (size_t)(a - m));
+	if (m + huge > a)
+		munmap(a + len, (size_t)(m + huge - a));
+	madvise(a, len, MADV_HUGEPAGE);
+	return a;
 }
 
 /* VmRSS, from /proc/self/statm: its second field is the same count in pages */
@@ -191,6 +224,18 @@ struct zp_arena *arena_or_die(const struct zp_config *cfg)
 	if (!a)
 		die("zp_arena_create: %s", strerror(errno));
 	return a;
+}
+
+void dirty_blocks(struct zp_arena *a, char **p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		p[i] = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+		if (!p[i])
+			die("an order-9 allocation failed (%zu of %zu)", i + 1, n);
+		memset(p[i], 0x5a, (size_t)2 << 20);
+	}
+	for (size_t i = 0; i < n; i++)
+		zp_free_pages(a, p[i], 9);
 }
 
 /* --dump: the state of the first arena of each scenario's row, as it ends. */

@@ -13,10 +13,11 @@ skipped() { n=$((n + 1)) skip=$((skip + 1)); echo "ok $n - $1 # SKIP $2"; }
 diag() { sed 's/^/# /'; } # stdin as TAP diagnostics
 echo "TAP version 13"
 
-# every scenario, run by "all": each must have its table there
-"$bench" --scale 0.02 all >"$out/all.txt" 2>&1
+# every scenario, run by "all": each must have its table there (and the
+# order the rows ran in, step by step, in order.txt)
+ZPAGE_BENCH_ROW_ORDER="$out/order.txt" "$bench" --scale 0.02 all >"$out/all.txt" 2>&1
 rc=$?
-for sc in fault anon-w-seq anon-w-rand churn clear rss prezero pairs scale; do
+for sc in fault anon-w-seq anon-w-rand churn clear rss prezero pairs scale seed; do
 	if [ $rc -eq 0 ] && grep -q "^== $sc" "$out/all.txt"; then
 		ok "scenario $sc (in all)"
 	else
@@ -43,6 +44,68 @@ for p in glibc:libc.so.6 jemalloc:libjemalloc.so.2 mimalloc:libmimalloc.so.2 tcm
 	done
 done
 table fault | grep -q "^  kernel, after MADV_DONTNEED" && ok "kernel row" || bad "kernel row"
+# fault: the whole block written, for every row (a median [p10-p90] in
+# each of its three columns)
+if table fault | grep -q "  whole block written (us) " &&
+	[ "$(table fault | grep -E '^  (zpage|kernel|[a-z]+ calloc)' | grep -vc '\[.*\[.*\[')" -eq 0 ]; then
+	ok "fault: whole block written, every row"
+else
+	bad "fault: whole block written, every row"; table fault | diag
+fi
+# rows rotate: in order.txt ("scenario<TAB>unit<TAB>step<TAB>rows in the
+# order run"), as many different rows go first as there are rows, or steps
+# when fewer; and the table's note says how often each went first
+tab() { sed -n "/^== $1: /,/^\$/p" "$out/all.txt"; } # one table of all.txt
+while IFS='|' read -r sc unit; do
+	if awk -F'\t' -v sc="$sc" -v unit="$unit" '$1 == sc && $2 == unit {
+			n = split($4, a, " "); steps++
+			if (!(a[1] in first)) { first[a[1]] = 1; d++ }
+		} END { want = steps < n ? steps : n; exit !(steps > 1 && n > 1 && d == want) }' "$out/order.txt" &&
+		tab "$sc" | grep -q "^  row order rotating by $unit: each of the "; then
+		ok "rows rotate: $sc, by $unit"
+	else
+		bad "rows rotate: $sc, by $unit"; grep "^$sc	" "$out/order.txt" | head -n 12 | diag
+	fi
+done <<EOF
+fault|request
+anon-w-seq|round
+anon-w-rand|round
+churn|run
+clear order 0 (4 KiB)|sample
+clear order 10 (4096 KiB)|sample
+prezero|round
+pairs|round
+scale|round
+seed|sample
+EOF
+tab rss | grep -q "^  row order: fixed, one pass each, not interleaved: " && ok "rss says why its rows do not rotate" ||
+	bad "rss says why its rows do not rotate"
+# the limit: measured in the same run, one line in every table; "of the
+# limit" columns where they mean something
+missing=$(awk '/^== /{ if (t != "" && !l) print t; t = $0; l = 0 }
+	/^  limit, measured at the start \(end\) of this scenario, GB\/s: clear .* non-temporal .* first write to fresh memory/{ l = 1 }
+	END { if (t != "" && !l) print t }' "$out/all.txt")
+if [ $rc -eq 0 ] && [ -z "$missing" ] && [ "$(grep -c '^== ' "$out/all.txt")" -ge 13 ]; then
+	ok "the limit in every table"
+else
+	bad "the limit in every table"; echo "$missing" | diag
+fi
+for sc in anon-w-seq anon-w-rand "clear order 9 (2048 KiB)" "clear order 10 (4096 KiB)"; do
+	tab "$sc" | grep -q " of the limit (x) " && ok "$sc: of the limit" || bad "$sc: of the limit"
+done
+# seed: its four rows, the series' figures beside ours, the rows doing what
+# they are named for (zp_arena_stats), and not in the default suite
+for row in "zpage, reported: skips its clear" "zpage, reported: clears again" "zpage, dirty resident: clears" \
+	"kernel, fresh THP mapping"; do
+	tab seed | grep -q "^  $row  " && ok "seed: row $row" || bad "seed: row $row"
+done
+if tab seed | grep -q "RFC 179 -> 99 ms (-45%), RFC v2 191 -> 60 ms (-68%), v9 -78%; here " &&
+	tab seed | grep -q "^  zp_arena_stats over all samples: skips its clear: 0 of [0-9]* pages cleared" &&
+	! tab seed | grep -q WARNING; then
+	ok "seed: the series' figures, the rows checked"
+else
+	bad "seed: the series' figures, the rows checked"; tab seed | diag
+fi
 [ "$(table pairs | grep -c "^  zpage, order [0-3] (")" -eq 4 ] && ok "pairs: zpage rows" || bad "pairs: zpage rows"
 # scale: every size and max_order, or for 1 TiB a note that it cannot be had
 for size in "1 GiB" "64 GiB" "1 TiB"; do
@@ -204,8 +267,8 @@ for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv
 	fi
 done
 "$bench" --help >"$out/help.txt" && grep -q "anon-w-rand" "$out/help.txt" && grep -q "^  pairs " "$out/help.txt" &&
-	grep -q "^  scale " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" && grep -q -- "--repeat N" "$out/help.txt" &&
-	grep -q -- "--report DIR" "$out/help.txt" &&
+	grep -q "^  scale " "$out/help.txt" && grep -q "^  seed " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" &&
+	grep -q -- "--repeat N" "$out/help.txt" && grep -q -- "--report DIR" "$out/help.txt" &&
 	grep -q "zpage-bench compare OLD.json NEW.json" "$out/help.txt" && ok "--help" || bad "--help"
 
 echo "# bench_smoke: $pass passed, $fail failed, $skip skipped"
