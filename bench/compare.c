@@ -491,7 +491,7 @@ static void env_diff(const struct file *old, const struct file *new)
 
 /* One row: old and new medians, new/old, the verdict; counts it in @tally
  * (worse, better, ~, too few). */
-static void compare_row(const struct row *a, const struct row *b, int tally[4])
+static void compare_row(const struct row *a, const struct row *b, int tally[5])
 {
 	double m0 = median(a->medians, a->nmed), m1 = median(b->medians, b->nmed), p;
 	char v0[32], v1[32], ratio[32], verdict[96], *what = xasprintf("%s (%s)", a->metric, a->unit);
@@ -517,9 +517,16 @@ static void compare_row(const struct row *a, const struct row *b, int tally[4])
 		int up = m1 > m0 ? 1 : m1 < m0 ? -1 : dir; /* the medians say, else the ranks */
 		bool worse = (up > 0) != higher_is_better(a->unit);
 
-		snprintf(verdict, sizeof(verdict), "%s (p=%.3f n=%zu+%zu)", worse ? "worse" : "better", p, a->ns,
-			 b->ns);
-		tally[worse ? 0 : 1]++;
+		if (!strcmp(a->unit, "x") || !strcmp(a->unit, "paired")) {
+			/* a ratio of two rows: which way is better depends on the row */
+			snprintf(verdict, sizeof(verdict), "%s (p=%.3f n=%zu+%zu)", up > 0 ? "higher" : "lower", p,
+				 a->ns, b->ns);
+			tally[4]++;
+		} else {
+			snprintf(verdict, sizeof(verdict), "%s (p=%.3f n=%zu+%zu)", worse ? "worse" : "better", p,
+				 a->ns, b->ns);
+			tally[worse ? 0 : 1]++;
+		}
 	}
 	printf("  %-34s %-36s %10s %10s %8s  %s\n", a->row, what, v0, v1, ratio, verdict);
 	free(what);
@@ -528,7 +535,7 @@ static void compare_row(const struct row *a, const struct row *b, int tally[4])
 int compare_main(int argc, char **argv)
 {
 	struct file f[2] = {{0}};
-	int tally[4] = {0}, only[2] = {0};
+	int tally[5] = {0}, only[2] = {0};
 	const char *sc = NULL;
 	char *err;
 
@@ -555,7 +562,8 @@ int compare_main(int argc, char **argv)
 	printf("new/old: the ratio of the medians (of a row's runs: the median of the run medians)\n"
 	       "test: Mann-Whitney U over the samples (the JSON keeps up to 200 per row and run; runs pooled),\n"
 	       "      two-sided, normal approximation with tie and continuity correction, alpha = %.2f:\n"
-	       "      '~' no significant difference; 'worse' or 'better' p < %.2f; 'too few samples' when\n"
+	       "      '~' no significant difference; 'worse' or 'better' p < %.2f ('higher' or 'lower' for\n"
+	       "      a ratio of two rows, x or paired, whose better direction depends on the row); 'too few samples' when\n"
 	       "      even the most extreme ordering of that many samples would not reach p < %.2f\n",
 	       ALPHA, ALPHA, ALPHA);
 	for (size_t k = 0; k < f[0].n; k++) {
@@ -570,7 +578,8 @@ int compare_main(int argc, char **argv)
 		}
 		compare_row(a, b, tally);
 	}
-	printf("\n%d worse, %d better, %d ~, %d too few samples", tally[0], tally[1], tally[2], tally[3]);
+	printf("\n%d worse, %d better, %d ratios higher or lower, %d ~, %d too few samples", tally[0], tally[1],
+	       tally[4], tally[2], tally[3]);
 	printf("; %d only in old, %d only in new\n", only[0], only[1]);
 	return 0;
 }

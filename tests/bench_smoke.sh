@@ -183,8 +183,8 @@ assert all(isinstance(r["samples"], list) and r["run"] == 1 for r in d["results"
 
 	# compare: a file with itself flags nothing, every ratio 1.00 ("-" where the old median is 0)
 	if "$bench" compare "$out/r.json" "$out/r.json" >"$out/same.txt" 2>&1 &&
-		grep -q "^0 worse, 0 better, [0-9]* ~, [0-9]* too few samples; 0 only in old, 0 only in new" "$out/same.txt" &&
-		! grep -q "^  .* [0-9.]* *\(worse\|better\) (p=" "$out/same.txt" &&
+		grep -q "^0 worse, 0 better, 0 ratios higher or lower, [0-9]* ~, [0-9]* too few samples; 0 only in old, 0 only in new" "$out/same.txt" &&
+		! grep -q "^  .* [0-9.]* *\(worse\|better\|higher\|lower\) (p=" "$out/same.txt" &&
 		[ "$(sed -n '/^  row /,/^$/p' "$out/same.txt" | grep -v '^  row \|^$' | grep -cv ' \(1\.00\|-\)  ')" -eq 0 ] &&
 		grep -q "Mann-Whitney U" "$out/same.txt" && grep -q "alpha = 0.05" "$out/same.txt"; then
 		ok "compare: identical inputs, nothing flagged"
