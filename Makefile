@@ -73,7 +73,7 @@ check: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench
 # commit as of this build: "unknown" outside a git checkout)
 BENCH_SRCS := $(wildcard bench/*.c)
 $(B)/zpage-bench: $(BENCH_SRCS) $(wildcard bench/*.h) $(HDRS) $(B)/libzpage.a
-	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -Isrc -Ibench -pthread -DZPAGE_VERSION='"$(VERSION)"' \
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -Iinclude -Isrc -Ibench -pthread -DZPAGE_VERSION='"$(VERSION)"' \
 		-DZPAGE_COMMIT="\"$$([ -e .git ] && git describe --always --dirty 2>/dev/null || echo unknown)\"" \
 		$(BENCH_SRCS) $(B)/libzpage.a -o $@ -lm -ldl
 

@@ -564,7 +564,11 @@ int compare_main(int argc, char **argv)
 	       "      two-sided, normal approximation with tie and continuity correction, alpha = %.2f:\n"
 	       "      '~' no significant difference; 'worse' or 'better' p < %.2f ('higher' or 'lower' for\n"
 	       "      a ratio of two rows, x or paired, whose better direction depends on the row); 'too few samples' when\n"
-	       "      even the most extreme ordering of that many samples would not reach p < %.2f\n",
+	       "      even the most extreme ordering of that many samples would not reach p < %.2f\n"
+	       "caution: the samples of one run share that run's conditions, and this machine's drift from\n"
+	       "      run to run shows up as a difference; every row is tested at alpha, with no correction\n"
+	       "      for the number of rows.  Read a flag as real when it repeats over runs (--repeat) and\n"
+	       "      is larger than two runs of the same build differ\n",
 	       ALPHA, ALPHA, ALPHA);
 	for (size_t k = 0; k < f[0].n; k++) {
 		const struct row *a = &f[0].rows[k], *b = find_row(&f[1], a->scenario, a->row, a->metric);

@@ -250,7 +250,10 @@ void sc_fault(void)
 	rotation_done(&rot);
 	if (opt_idle > 0)
 		rotation_done(&idle_rot);
-	note(SC, "2 MiB at this run's limit: %.0f us to clear (non-temporal), %.0f us of first writes to fresh memory",
+	note(SC,
+	     "2 MiB at the calibration's rates: %.0f us to clear (non-temporal); %.0f us of first writes to fresh "
+	     "memory (one pass: a reference, not a bound; far slower when the hypervisor had discarded the "
+	     "memory)",
 	     (double)BLK / calib.nt / 1e3, (double)BLK / calib.touch / 1e3);
 	for (int k = 0; k < NROWS + 2; k++) {
 		free(x[k].name);

@@ -140,12 +140,13 @@ static void seed_notes(const struct seed_row *x, size_t n)
 		note(SC, "WARNING: a reported row did not do what it is named for (above): do not read its figures");
 	note(SC,
 	     "the series, task-clock, THP, 256 MB in a 2 GB VM, clearing again -> skipping: RFC 179 -> 99 ms "
-	     "(-45%%), RFC v2 191 -> 60 ms (-68%%), v9 -78%%; here %.1f -> %.1f ms (%+.0f%%; paired by sample "
+	     "(-45%%), RFC v2 191 -> 60 ms (-69%%), v9 -78%%; here %.1f -> %.1f ms (%+.0f%%; paired by sample "
 	     "%+.0f%%)",
 	     again, skip, (skip / again - 1) * 100, (paired - 1) * 100);
 	note(SC,
-	     "unlike the series (the host zero-fills on its own time), the kernel's zero-fill runs here in this "
-	     "thread's page faults, in both reported rows: skipping can save only zpage's own clear (here "
+	     "here the kernel's zero-fill (and, for memory the hypervisor had discarded, the host's) runs in "
+	     "this thread's page faults in both reported rows, so skipping can save only zpage's own clear, "
+	     "whatever the series' setup charged to its guest (here "
 	     "%.1f ms of task-clock; 256 MiB takes %.1f ms at this run's non-temporal limit)",
 	     again - skip, (double)((size_t)256 << 20) / calib.nt / 1e6);
 }
