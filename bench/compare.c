@@ -279,6 +279,20 @@ static bool parse_value(struct parser *ps, struct jval *v, int depth)
 	return fail(ps, "expected a value");
 }
 
+/* Everything a parse allocated, a partial one's too (items are counted
+ * before they are parsed, keys only once parsed). */
+static void jval_free(struct jval *v)
+{
+	for (size_t i = 0; i < v->n; i++) {
+		jval_free(&v->v[i]);
+		if (v->keys)
+			free(v->keys[i]);
+	}
+	free(v->v);
+	free(v->keys);
+	free(v->str);
+}
+
 static const struct jval *member(const struct jval *o, const char *key)
 {
 	for (size_t i = 0; o && o->t == J_OBJ && i < o->n; i++)
@@ -302,6 +316,16 @@ struct file {
 	struct row *rows;
 	size_t n, cap;
 };
+
+static void file_free(struct file *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		free(f->rows[i].medians);
+		free(f->rows[i].samples);
+	}
+	free(f->rows);
+	jval_free(&f->root);
+}
 
 static struct row *find_row(const struct file *f, const char *sc, const char *row, const char *metric)
 {
@@ -383,8 +407,13 @@ static char *load(struct file *f, const char *path)
 		if (ps.p < ps.end)
 			fail(&ps, "text after the JSON");
 	}
-	if (ps.err)
-		return xasprintf("%s: %s", path, ps.err);
+	free(buf); /* the values are copies */
+	if (ps.err) {
+		char *msg = xasprintf("%s: %s", path, ps.err);
+
+		free(ps.err);
+		return msg;
+	}
 	results = member(&f->root, "results");
 	if (!results || results->t != J_ARR)
 		return xasprintf("%s: not a zpage-bench JSON (no \"results\" array)", path);
@@ -546,6 +575,9 @@ int compare_main(int argc, char **argv)
 	for (int i = 0; i < 2; i++) {
 		if ((err = load(&f[i], argv[i]))) {
 			fprintf(stderr, "zpage-bench compare: %s\n", err);
+			free(err);
+			file_free(&f[0]);
+			file_free(&f[1]);
 			return 2;
 		}
 	}
@@ -555,6 +587,8 @@ int compare_main(int argc, char **argv)
 	if ((size_t)only[0] == f[0].n) {
 		fprintf(stderr, "zpage-bench compare: %s and %s have no scenario, row and metric in common\n", argv[0],
 			argv[1]);
+		file_free(&f[0]);
+		file_free(&f[1]);
 		return 2;
 	}
 	printf("zpage-bench compare: old %s, new %s\n", argv[0], argv[1]);
@@ -585,5 +619,7 @@ int compare_main(int argc, char **argv)
 	printf("\n%d worse, %d better, %d ratios higher or lower, %d ~, %d too few samples", tally[0], tally[1],
 	       tally[4], tally[2], tally[3]);
 	printf("; %d only in old, %d only in new\n", only[0], only[1]);
+	file_free(&f[0]);
+	file_free(&f[1]);
 	return 0;
 }
