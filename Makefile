@@ -24,8 +24,8 @@ $(B)/obj/%.o: src/%.c $(HDRS) | $(B)/obj
 $(B)/libzpage.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/libzpage.so: $(OBJS)
-	$(CC) -shared -pthread -Wl,-soname,libzpage.so.0 -o $@ $^
+$(B)/libzpage.so: $(OBJS) zpage.map
+	$(CC) -shared -pthread -Wl,-soname,libzpage.so.0 -Wl,--version-script=zpage.map -o $@ $(OBJS)
 
 $(B)/obj $(B)/asan/obj $(B)/tsan/obj $(B)/tests:
 	mkdir -p $@
@@ -66,7 +66,7 @@ $(B)/tests/example_basic: examples/basic.c all zpage.pc.in | $(B)/tests
 		$$(PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig pkg-config --cflags --libs zpage) -Wl,-rpath,$(STAGE)/lib
 
 check: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench
-	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic tests/bench_smoke.sh
+	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic tests/bench_smoke.sh tests/abi.sh
 
 # ---- benchmark ----
 # zpage's version and commit, for the environment zpage-bench prints (the

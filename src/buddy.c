@@ -123,14 +123,16 @@ enum zstate state_of_rank(int r, bool want_zero)
  * and both (pdr); all zero is fresh memory (zeroed and reported), so the
  * untouched metadata above the frontier is already right.
  *
- * Invariant: inside a listed buddy block every node, the block itself
- * included, has its slot right.  Nothing changes the bits of a listed block,
- * so splitting keeps its halves right; a freed block (its bits changed while
- * it was allocated or isolated) has its nodes rebuilt (subtree_build(),
- * linear in the block, as its clear or its use was) and every merge stores
- * the node it forms.  Smaller blocks fit in one bitmap word and are counted
- * from the bits.  So listing, unlisting, merging and splitting cost the same
- * at any order.
+ * A node whose pages are all in one state ("uniform": all zeroed, all
+ * dirty, ...) has halves with half its counts each, so nothing below it is
+ * kept.  Invariant: inside a listed buddy block, every node whose ancestors
+ * (within the block) are all mixed has its slot right, the block itself
+ * included.  Nothing changes the bits of a listed block, so splitting keeps
+ * its halves right; a freed block (its bits changed while it was allocated
+ * or isolated) is counted once, and only if it is mixed are its nodes
+ * rebuilt (subtree_build()); every merge stores the node it forms.
+ * Smaller blocks fit in one bitmap word and are counted from the bits.  So
+ * listing, unlisting, merging and splitting cost the same at any order.
  */
 #define SLOT_BITS 21
 #define SLOT_MASK      ((1ull << SLOT_BITS) - 1)
@@ -173,19 +175,44 @@ void block_count(const struct zp_arena *a, uint32_t pfn, unsigned order, struct 
 		node_load(a, pfn, order, c);
 }
 
-/* Rebuild the slots of every node inside the block at @pfn from its bits;
- * its counts into @c. */
-static void subtree_build(struct zp_arena *a, uint32_t pfn, unsigned order, struct zcount *c)
+static void halve(struct zcount *c)
 {
-	struct zcount hi;
+	c->pages /= 2;
+	c->zeroed /= 2;
+	c->reported /= 2;
+	c->dirty /= 2;
+	c->lazy /= 2;
+}
 
-	if (order < NODE_MIN_ORDER) {
+/* The counts of the node at @pfn from its bits; the slots of its children
+ * (and, recursively, of theirs) stored where the node is mixed. */
+static void nodes_build(struct zp_arena *a, uint32_t pfn, unsigned order, struct zcount *c)
+{
+	struct zcount lo, hi;
+
+	if (order <= NODE_MIN_ORDER) { /* its children have no slots */
 		zs_count(a, pfn, (size_t)1 << order, c);
 		return;
 	}
-	subtree_build(a, pfn, order - 1, c);
-	subtree_build(a, pfn + ((uint32_t)1 << (order - 1)), order - 1, &hi);
+	nodes_build(a, pfn, order - 1, &lo);
+	nodes_build(a, pfn + ((uint32_t)1 << (order - 1)), order - 1, &hi);
+	*c = lo;
 	zcount_add(c, &hi);
+	if (!zcount_uniform(c)) { /* mixed: its children are read */
+		node_store(a, pfn, order - 1, &lo);
+		node_store(a, pfn + ((uint32_t)1 << (order - 1)), order - 1, &hi);
+	}
+}
+
+/* A freed block: its counts into @c, and the slots of its nodes right
+ * (its own included).  One sequential count; a rebuild only if mixed. */
+static void subtree_build(struct zp_arena *a, uint32_t pfn, unsigned order, struct zcount *c)
+{
+	zs_count(a, pfn, (size_t)1 << order, c);
+	if (order < NODE_MIN_ORDER)
+		return;
+	if (!zcount_uniform(c))
+		nodes_build(a, pfn, order, c);
 	node_store(a, pfn, order, c);
 }
 
@@ -280,10 +307,15 @@ uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, e
 	lock_assert_held(&a->lock);
 	while (high > low) {
 		uint32_t lo = pfn, hi = pfn + ((uint32_t)1 << --high);
-		struct zcount clo, chi = *c;
+		struct zcount clo = *c, chi = *c;
 
-		block_count(a, lo, high, &clo);
-		zcount_sub(&chi, &clo);
+		if (zcount_uniform(c)) {
+			halve(&clo);
+			halve(&chi);
+		} else {
+			block_count(a, lo, high, &clo); /* its parent is mixed: its slot is right */
+			zcount_sub(&chi, &clo);
+		}
 		if (keep_upper(keep, &clo, &chi)) {
 			add_to_free_list(a, lo, high, &clo);
 			pfn = hi;

@@ -74,8 +74,8 @@ struct walk {
 	struct zcount pages[2];			 /* their pages, by zs_count() */
 };
 
-/* Every node of the summary tree inside the listed block at @pfn holds
- * the counts of its pages (buddy.c). */
+/* Every node of the summary tree inside the listed block at @pfn whose
+ * ancestors are mixed holds the counts of its pages (buddy.c). */
 static int check_nodes(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
 	struct zcount stored, c;
@@ -90,6 +90,8 @@ static int check_nodes(struct zp_arena *a, uint32_t pfn, unsigned order)
 			    "pages say %zu/%zu/%zu/%zu",
 			    pfn, order, stored.zeroed, stored.reported, stored.dirty, stored.lazy, c.zeroed, c.reported,
 			    c.dirty, c.lazy);
+	if (order == NODE_MIN_ORDER || zcount_uniform(&c))
+		return 0; /* nothing below is kept: its halves are its halves */
 	ret = check_nodes(a, pfn, order - 1);
 	return ret ? ret : check_nodes(a, pfn + ((uint32_t)1 << (order - 1)), order - 1);
 }

@@ -127,7 +127,7 @@ struct pcp_stats {
 /* A per-CPU cache of free blocks of order 0..PCP_MAX_ORDER, by state, and
  * that CPU's event counters. */
 struct pcp {
-	struct zspin lock;
+	struct zlock lock;
 	struct free_list lists[PCP_MAX_ORDER + 1][NR_ZSTATES];
 	struct zcount cnt;
 	struct pcp_stats stats; /* written without the lock */
@@ -248,6 +248,14 @@ static inline void zcount_add(struct zcount *d, const struct zcount *s)
 	d->reported += s->reported;
 	d->dirty += s->dirty;
 	d->lazy += s->lazy;
+}
+/* Are all the pages counted in @c in one state (so either half has half of
+ * each count)?  Zeroed, dirty resident, reported zero and lazy partition
+ * the pages. */
+static inline bool zcount_uniform(const struct zcount *c)
+{
+	return c->zeroed == c->pages || c->dirty - c->lazy == c->pages || c->reported - c->lazy == c->pages ||
+	       c->lazy == c->pages;
 }
 static inline void zcount_sub(struct zcount *d, const struct zcount *s)
 {

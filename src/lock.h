@@ -35,17 +35,6 @@ struct zlock {
 	_Atomic unsigned long owner; /* ZPAGE_LOCKDEP: pthread_self() of the holder, else 0 */
 };
 
-/*
- * The per-CPU caches' locks are spin locks (struct zspin): held for a few
- * list operations, nearly never contended (a cache belongs to a CPU), and
- * a pthread mutex's lock and unlock cost more than the rest of a small
- * allocation.  A waiter spins, then yields the CPU (os_yield()), so a
- * holder preempted on a crowded CPU still gets to run.
- */
-struct zspin {
-	_Atomic int v;
-	_Atomic unsigned long owner; /* as struct zlock's */
-};
 
 #ifdef ZPAGE_LOCKDEP
 void lockdep_fail(const char *what, const char *file, int line, const char *func);
@@ -87,25 +76,6 @@ static inline void zlock_unlock(struct zlock *l)
 	lockdep_release(l);
 	pthread_mutex_unlock(&l->mu);
 }
-void zspin_wait(struct zspin *l); /* os.c: spin, then yield, until it looks free */
-
-static inline void zspin_init(struct zspin *l)
-{
-	atomic_init(&l->v, 0);
-	atomic_init(&l->owner, 0);
-}
-static inline void zspin_lock(struct zspin *l)
-{
-	while (atomic_exchange_explicit(&l->v, 1, memory_order_acquire))
-		zspin_wait(l);
-	lockdep_acquire(l);
-}
-static inline void zspin_unlock(struct zspin *l)
-{
-	lockdep_release(l);
-	atomic_store_explicit(&l->v, 0, memory_order_release);
-}
-
 /* pthread_cond_wait() on a held zlock. */
 static inline void zlock_cond_wait(struct zlock *l, pthread_cond_t *c)
 {

@@ -36,7 +36,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lock.h"
 #include "os.h"
 
 /* ---- memory ---- */
@@ -185,29 +184,18 @@ unsigned os_cpu_current(void)
 {
 	int cpu;
 
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_thread_pointer)
 	if (&__rseq_size && __rseq_size >= 8) {
 		/* struct rseq: u32 cpu_id_start, then u32 cpu_id (-1 until registered) */
 		cpu = *(volatile const int *)((const char *)__builtin_thread_pointer() + __rseq_offset + 4);
 		if (cpu >= 0)
 			return (unsigned)cpu;
 	}
+#endif
+#endif
 	cpu = sched_getcpu();
 	return cpu < 0 ? 0u : (unsigned)cpu;
-}
-
-/* ---- waiting for a spin lock (lock.h) ---- */
-
-void zspin_wait(struct zspin *l)
-{
-	for (unsigned spins = 0; atomic_load_explicit(&l->v, memory_order_relaxed); spins++) {
-		if (spins < 128) {
-#if defined(__x86_64__) || defined(__i386__)
-			__builtin_ia32_pause();
-#endif
-		} else {
-			sched_yield();
-		}
-	}
 }
 
 /* ---- threads ---- */

@@ -57,6 +57,7 @@ static unsigned pcp_nr_orders(const struct zp_arena *a)
 int pcp_init(struct zp_arena *a)
 {
 	unsigned n = os_cpu_count();
+	pthread_mutexattr_t at;
 
 	if (n > PCP_MAX_CACHES)
 		n = PCP_MAX_CACHES;
@@ -64,10 +65,14 @@ int pcp_init(struct zp_arena *a)
 		return -1;
 	a->nr_pcp = n;
 	a->pcp_orders = pcp_nr_orders(a);
+	/* adaptive: a waiter spins briefly, then sleeps (a cache's lock is held
+	 * across the arena lock by refills and drains, and by lock_all) */
+	pthread_mutexattr_init(&at);
+	pthread_mutexattr_settype(&at, PTHREAD_MUTEX_ADAPTIVE_NP);
 	for (unsigned i = 0; i < a->nr_pcp; i++) {
 		struct pcp *pcp = &a->pcp[i];
 
-		zspin_init(&pcp->lock);
+		zlock_init(&pcp->lock, &at);
 		for (unsigned o = 0; o <= PCP_MAX_ORDER; o++)
 			for (int s = 0; s < NR_ZSTATES; s++)
 				list_init(&pcp->lists[o][s]);
@@ -76,11 +81,14 @@ int pcp_init(struct zp_arena *a)
 		atomic_init(&pcp->stats.skipped, 0);
 		atomic_init(&pcp->stats.refaulted, 0);
 	}
+	pthread_mutexattr_destroy(&at);
 	return 0;
 }
 
 void pcp_destroy(struct zp_arena *a)
 {
+	for (unsigned i = 0; i < a->nr_pcp; i++)
+		zlock_destroy(&a->pcp[i].lock);
 	free(a->pcp);
 	a->pcp = NULL;
 }
@@ -145,7 +153,7 @@ uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero, str
 	uint32_t pfn = NIL;
 
 	lock_assert_not_held(&a->lock); /* lock order: pcp, then arena */
-	zspin_lock(&pcp->lock);
+	zlock_lock(&pcp->lock);
 	for (int r = 0; r < NR_ZSTATES && pfn == NIL; r++) {
 		enum zstate st = state_of_rank(r, want_zero);
 		struct free_list *l = &pcp->lists[order][st];
@@ -157,7 +165,7 @@ uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero, str
 			pcp_del(a, pcp, pfn, c);
 		}
 	}
-	zspin_unlock(&pcp->lock);
+	zlock_unlock(&pcp->lock);
 	return pfn;
 }
 
@@ -197,14 +205,14 @@ void free_pcp(struct zp_arena *a, uint32_t pfn, unsigned order)
 	struct pcp *pcp = this_pcp(a);
 
 	lock_assert_not_held(&a->lock);
-	zspin_lock(&pcp->lock);
+	zlock_lock(&pcp->lock);
 	pcp_add(a, pcp, pfn, order);
 	if (pcp->cnt.pages > PCP_HIGH_PAGES) {
 		zlock_lock(&a->lock);
 		pcp_drain(a, pcp, PCP_HIGH_PAGES - PCP_BATCH_PAGES);
 		zlock_unlock(&a->lock);
 	}
-	zspin_unlock(&pcp->lock);
+	zlock_unlock(&pcp->lock);
 }
 
 void drain_all_pages(struct zp_arena *a)
@@ -213,13 +221,13 @@ void drain_all_pages(struct zp_arena *a)
 		struct pcp *pcp = &a->pcp[i];
 
 		lock_assert_not_held(&a->lock);
-		zspin_lock(&pcp->lock);
+		zlock_lock(&pcp->lock);
 		if (pcp->cnt.pages) {
 			zlock_lock(&a->lock);
 			pcp_drain(a, pcp, 0);
 			zlock_unlock(&a->lock);
 		}
-		zspin_unlock(&pcp->lock);
+		zlock_unlock(&pcp->lock);
 	}
 }
 
@@ -249,7 +257,7 @@ void lock_all(struct zp_arena *a)
 {
 	lock_assert_not_held(&a->lock);
 	for (unsigned i = 0; i < a->nr_pcp; i++)
-		zspin_lock(&a->pcp[i].lock);
+		zlock_lock(&a->pcp[i].lock);
 	zlock_lock(&a->lock);
 }
 
@@ -257,5 +265,5 @@ void unlock_all(struct zp_arena *a)
 {
 	zlock_unlock(&a->lock);
 	for (unsigned i = a->nr_pcp; i-- > 0;)
-		zspin_unlock(&a->pcp[i].lock);
+		zlock_unlock(&a->pcp[i].lock);
 }
