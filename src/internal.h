@@ -72,9 +72,8 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
 #define PG_STATE_SHIFT 12
 
 struct page {
-	uint32_t next, prev;   /* free-list links (pfns) in listed heads; the 2nd and
-				  3rd pages of a listed buddy block of order >= 2
-				  hold its counts (buddy.c) */
+	uint32_t next, prev;   /* free-list links (pfns) in listed heads; in tail
+				  pages, the summary tree's slots (buddy.c) */
 	_Atomic uint32_t info; /* see above; atomic so that a bad free can be refused safely */
 };
 
