@@ -8,11 +8,19 @@
  *   per scenario, its table (the first run's; with --repeat, then the
  *   spread of the run medians), its charts inline (drawn into DIR as
  *   --plot DIR draws them: PNG where gnuplot has pngcairo, else SVG), and
- *   a reading generated from the numbers: for each of its first
- *   READ_METRICS metrics (ratios aside), zpage's row against the scenario's reference
- *   row (without one, zpage's best against the best of the other rows),
- *   the ratio of the medians, whether the two p10-p90 ranges overlap, and
- *   the best row of all when it is neither.
+ *   a reading generated from the numbers, one line per metric (ratios
+ *   aside), never only the rows that flatter zpage:
+ *   - a reference row that is a peer's: each zpage row against its
+ *     counterpart ("zpage, 2 threads" against "glibc, 2 threads" when the
+ *     reference is "glibc, 1 thread") and the best row of the same kind
+ *     (", 2 threads"), or, without counterparts, zpage's best AND worst
+ *     rows against the reference;
+ *   - no reference row: zpage's best and worst rows against the best of
+ *     the others;
+ *   - a reference row that is zpage's own (seed, scale): every other row
+ *     as a ratio to it;
+ *   with the ratio of the medians, whether the p10-p90 ranges overlap,
+ *   and, but for counterparts, the best row of all when no line named it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,8 +29,6 @@
 #include <unistd.h>
 
 #include "results.h"
-
-#define READ_METRICS 2
 
 static bool is_zpage(const char *row)
 {
@@ -59,51 +65,120 @@ static const struct res *counterpart(const char *sc, const char *ref, const char
 	return r;
 }
 
+static bool usable(const struct res *r)
+{
+	return r && r->median > 0;
+}
+
+/* "`row` (v unit) is k x better/worse than": @r against @o. */
+static void against(FILE *f, const struct res *r, const struct res *o)
+{
+	char a[32];
+	double k = r->median > o->median ? r->median / o->median : o->median / r->median;
+
+	fmt_val(a, sizeof(a), r->median);
+	fprintf(f, "`%s` (%s %s) ", r->row, a, r->unit);
+	if (k < 1.01)
+		fprintf(f, "is within 1%% of");
+	else
+		fprintf(f, "is %.3gx %s than", k, said(r->unit, better(r, o)));
+	fprintf(f, " it");
+	if (r->n > 1 && o->n > 1)
+		fprintf(f, " (p10-p90 %s)", r->p10 <= o->p90 && o->p10 <= r->p90 ? "overlapping" : "apart");
+}
+
 /* One line of reading on @metric of @sc (first run), under a heading when
- * it is the first (*@lines 0): zpage's row against the reference row (its
- * counterpart if it has one, else zpage's best) or, without a reference,
- * zpage's best row against the best of the others, and the best row of
- * all when it is neither.  None when a side has no row or no positive
- * median. */
+ * it is the first (*@lines 0); see the top of the file.  None when a side
+ * has no row or no positive median. */
 static void reading(FILE *f, const char *sc, const char *metric, int *lines)
 {
 	const char *ref = reference_of(sc);
-	const struct res *other = ref ? find_result(0, sc, ref, metric) : NULL, *zp = counterpart(sc, ref, metric);
-	const struct res *best = NULL;
-	bool pick = !zp; /* zpage's best row, not the counterpart */
-	char a[32], b[32];
+	const struct res *other = ref ? find_result(0, sc, ref, metric) : NULL;
+	const struct res *zp = ref && !is_zpage(ref) ? counterpart(sc, ref, metric) : NULL;
+	const struct res *best = NULL, *zbest = NULL, *zworst = NULL;
+	bool own = ref && is_zpage(ref); /* the reference is zpage's own row */
+	char b[32];
 
 	for (size_t i = 0; i < results_count(); i++) {
 		const struct res *r = result_at(i);
 
-		if (r->run || strcmp(r->scenario, sc) || strcmp(r->metric, metric))
+		if (r->run || strcmp(r->scenario, sc) || strcmp(r->metric, metric) || !usable(r))
 			continue;
 		if (!best || better(r, best))
 			best = r;
-		if (pick && is_zpage(r->row) && (!zp || better(r, zp)))
-			zp = r;
-		else if (!is_zpage(r->row) && !ref && (!other || better(r, other)))
+		if (is_zpage(r->row)) {
+			if (!zbest || better(r, zbest))
+				zbest = r;
+			if (!zworst || better(zworst, r))
+				zworst = r;
+		} else if (!ref && (!other || better(r, other)))
 			other = r;
 	}
-	if (!zp || !other || zp == other || !(zp->median > 0) || !(other->median > 0))
+	if (!usable(other) || !zbest)
 		return;
 	if (!(*lines)++)
 		fprintf(f, "\nReading, generated from the first run's numbers:\n\n");
-	fmt_val(a, sizeof(a), zp->median);
 	fmt_val(b, sizeof(b), other->median);
-	fprintf(f, "- %s: %s`%s` (%s %s) ", metric, pick ? "zpage's best row, " : "", zp->row, a, zp->unit);
-	double k = zp->median > other->median ? zp->median / other->median : other->median / zp->median;
+	fprintf(f, "- %s, against %s `%s` (%s %s): ", metric, ref ? "the reference row" : "the best of the others",
+		other->row, b, other->unit);
+	if (own) {
+		int said_one = 0;
 
-	if (k < 1.01)
-		fprintf(f, "is within 1%% of");
-	else
-		fprintf(f, "is %.3gx %s than", k, said(zp->unit, better(zp, other)));
-	fprintf(f, " %s `%s` (%s %s)", ref ? "the reference row" : "the best of the others", other->row, b,
-		other->unit);
-	if (zp->n > 1 && other->n > 1)
-		fprintf(f, "; their p10-p90 ranges %s",
-			zp->p10 <= other->p90 && other->p10 <= zp->p90 ? "overlap" : "do not overlap");
-	if (best != zp && best != other) {
+		for (size_t i = 0; i < results_count(); i++) {
+			const struct res *r = result_at(i);
+
+			if (r->run || r == other || strcmp(r->scenario, sc) || strcmp(r->metric, metric) ||
+			    !usable(r))
+				continue;
+			fprintf(f, "%s`%s` %.3gx", said_one++ ? ", " : "", r->row, r->median / other->median);
+		}
+		fprintf(f, " (ratios of the medians)");
+	} else if (usable(zp)) {
+		/* every "zpage, X" against "<peer>, X", and the best of the ", X" rows */
+		size_t plen = (size_t)(strchr(ref, ',') - ref);
+		int said_one = 0;
+
+		for (size_t i = 0; i < results_count(); i++) {
+			const struct res *r = result_at(i), *o, *top = NULL;
+			char *peer;
+
+			if (r->run || strcmp(r->scenario, sc) || strcmp(r->metric, metric) || !usable(r) ||
+			    strncmp(r->row, "zpage,", 6))
+				continue;
+			peer = xasprintf("%.*s%s", (int)plen, ref, r->row + 5);
+			o = find_result(0, sc, peer, metric);
+			free(peer);
+			if (!usable(o))
+				continue;
+			for (size_t j = 0; j < results_count(); j++) {
+				const struct res *t = result_at(j);
+				size_t tl = strlen(t->row), rl = strlen(r->row + 5);
+
+				if (!t->run && !strcmp(t->scenario, sc) && !strcmp(t->metric, metric) && usable(t) &&
+				    tl >= rl && !strcmp(t->row + tl - rl, r->row + 5) && (!top || better(t, top)))
+					top = t;
+			}
+			if (said_one++) {
+				fmt_val(b, sizeof(b), o->median);
+				fprintf(f, "; against `%s` (%s %s): ", o->row, b, o->unit);
+			}
+			against(f, r, o);
+			if (top && top != r && top != o) {
+				fmt_val(b, sizeof(b), top->median);
+				fprintf(f, ", the best of its kind being `%s` (%s %s)", top->row, b, top->unit);
+			}
+		}
+		best = zp;
+	} else {
+		fprintf(f, "zpage's best row ");
+		against(f, zbest, other);
+		if (zworst != zbest) {
+			fprintf(f, "; its worst row ");
+			against(f, zworst, other);
+		}
+		zp = zbest;
+	}
+	if (best != other && best != zp && best != zbest && !own) {
 		fmt_val(b, sizeof(b), best->median);
 		fprintf(f, "; the best row of all is `%s` (%s %s)", best->row, b, best->unit);
 	}
@@ -184,7 +259,7 @@ void write_report(const char *dir, unsigned runs)
 			if (!strcmp(result_at(i)->scenario, scs.v[s]) && strcmp(result_at(i)->unit, "x") &&
 			    strcmp(result_at(i)->unit, "paired"))
 				strlist_add(&metrics, result_at(i)->metric);
-		for (size_t m = 0; m < metrics.n && m < READ_METRICS; m++)
+		for (size_t m = 0; m < metrics.n; m++)
 			reading(f, scs.v[s], metrics.v[m], &lines);
 		strlist_free(&metrics);
 	}
