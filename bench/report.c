@@ -9,18 +9,17 @@
  *   spread of the run medians), its charts inline (drawn into DIR as
  *   --plot DIR draws them: PNG where gnuplot has pngcairo, else SVG), and
  *   a reading generated from the numbers, one line per metric (ratios
- *   aside), never only the rows that flatter zpage:
- *   - a reference row that is a peer's: each zpage row against its
- *     counterpart ("zpage, 2 threads" against "glibc, 2 threads" when the
- *     reference is "glibc, 1 thread") and the best row of the same kind
- *     (", 2 threads"), or, without counterparts, zpage's best AND worst
- *     rows against the reference;
- *   - no reference row: zpage's best and worst rows against the best of
- *     the others;
+ *   aside), which reads every zpage row, never only the flattering ones:
  *   - a reference row that is zpage's own (seed, scale): every other row
- *     as a ratio to it;
- *   with the ratio of the medians, whether the p10-p90 ranges overlap,
- *   and, but for counterparts, the best row of all when no line named it.
+ *     as a ratio to it, and which way is better;
+ *   - otherwise each zpage row against the row of its kind (the same text
+ *     after the first comma: "zpage, 2 threads" against "glibc, 2
+ *     threads" when the reference is "glibc, 1 thread", else the best
+ *     other row of that kind), or, with no row of its kind, against the
+ *     reference row (else the best of the other rows); with the ratio of
+ *     the medians (none where a median is 0: both values are given),
+ *     whether the p10-p90 ranges overlap, and the best row of the kind
+ *     when it is neither of the two.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -53,136 +52,135 @@ static const char *said(const char *unit, bool up)
 	return up ? "lower" : "higher";
 }
 
-/* zpage's row that matches the reference row @ref ("zpage, 1 thread" for
- * "glibc, 1 thread"), or NULL. */
-static const struct res *counterpart(const char *sc, const char *ref, const char *metric)
+/* The text after the row's first comma (", 2 threads"), or NULL. */
+static const char *kind(const char *row)
 {
-	const char *rest = ref ? strchr(ref, ',') : NULL;
-	char *row = rest ? xasprintf("zpage%s", rest) : NULL;
-	const struct res *r = row ? find_result(0, sc, row, metric) : NULL;
-
-	free(row);
-	return r;
+	return strchr(row, ',');
 }
 
-static bool usable(const struct res *r)
+static bool same_kind(const char *a, const char *b)
 {
-	return r && r->median > 0;
+	return kind(a) && kind(b) && !strcmp(kind(a), kind(b));
 }
 
-/* "`row` (v unit) is k x better/worse than": @r against @o. */
+static bool counts(const struct res *r, const char *sc, const char *metric)
+{
+	return !r->run && !strcmp(r->scenario, sc) && !strcmp(r->metric, metric) && r->median >= 0;
+}
+
+/* @r against @o: "`row` (v unit) is k x better/worse than `orow` (v unit)". */
 static void against(FILE *f, const struct res *r, const struct res *o)
 {
-	char a[32];
+	char a[32], b[32];
 	double k = r->median > o->median ? r->median / o->median : o->median / r->median;
 
 	fmt_val(a, sizeof(a), r->median);
+	fmt_val(b, sizeof(b), o->median);
 	fprintf(f, "`%s` (%s %s) ", r->row, a, r->unit);
-	if (k < 1.01)
+	if (!(r->median > 0) || !(o->median > 0))
+		fprintf(f, "against");
+	else if (k < 1.01)
 		fprintf(f, "is within 1%% of");
+	else if (k >= 1000)
+		fprintf(f, "is %.0fx %s than", k, said(r->unit, better(r, o)));
 	else
 		fprintf(f, "is %.3gx %s than", k, said(r->unit, better(r, o)));
-	fprintf(f, " it");
+	fprintf(f, " `%s` (%s %s)", o->row, b, o->unit);
 	if (r->n > 1 && o->n > 1)
 		fprintf(f, " (p10-p90 %s)", r->p10 <= o->p90 && o->p10 <= r->p90 ? "overlapping" : "apart");
 }
 
+/* The row @o that zpage's row @r of @sc is read against; see the top. */
+static const struct res *versus(const char *sc, const char *metric, const char *ref, const struct res *r)
+{
+	const struct res *o = NULL;
+
+	if (ref && kind(r->row) && kind(ref)) {
+		char *peer = xasprintf("%.*s%s", (int)(kind(ref) - ref), ref, kind(r->row));
+
+		o = find_result(0, sc, peer, metric);
+		free(peer);
+		if (o && (o->median < 0 || is_zpage(o->row)))
+			o = NULL;
+	}
+	for (size_t i = 0; !o && i < results_count(); i++) { /* the best other row of the kind */
+		const struct res *t = result_at(i);
+
+		if (counts(t, sc, metric) && !is_zpage(t->row) && same_kind(t->row, r->row))
+			for (size_t j = i; j < results_count(); j++) {
+				const struct res *u = result_at(j);
+
+				if (counts(u, sc, metric) && !is_zpage(u->row) && same_kind(u->row, r->row) &&
+				    (!o || better(u, o)))
+					o = u;
+			}
+	}
+	if (!o && ref)
+		o = find_result(0, sc, ref, metric);
+	for (size_t i = 0; !ref && i < results_count(); i++) { /* the best of the others */
+		const struct res *t = result_at(i);
+
+		if (counts(t, sc, metric) && !is_zpage(t->row) && (!o || (!same_kind(o->row, r->row) && better(t, o))))
+			o = t;
+	}
+	return o && o->median >= 0 ? o : NULL;
+}
+
 /* One line of reading on @metric of @sc (first run), under a heading when
- * it is the first (*@lines 0); see the top of the file.  None when a side
- * has no row or no positive median. */
+ * it is the first (*@lines 0); see the top of the file. */
 static void reading(FILE *f, const char *sc, const char *metric, int *lines)
 {
 	const char *ref = reference_of(sc);
-	const struct res *other = ref ? find_result(0, sc, ref, metric) : NULL;
-	const struct res *zp = ref && !is_zpage(ref) ? counterpart(sc, ref, metric) : NULL;
-	const struct res *best = NULL, *zbest = NULL, *zworst = NULL;
-	bool own = ref && is_zpage(ref); /* the reference is zpage's own row */
+	int clauses = 0;
 	char b[32];
 
-	for (size_t i = 0; i < results_count(); i++) {
-		const struct res *r = result_at(i);
+	if (ref && is_zpage(ref)) {
+		const struct res *o = find_result(0, sc, ref, metric);
 
-		if (r->run || strcmp(r->scenario, sc) || strcmp(r->metric, metric) || !usable(r))
-			continue;
-		if (!best || better(r, best))
-			best = r;
-		if (is_zpage(r->row)) {
-			if (!zbest || better(r, zbest))
-				zbest = r;
-			if (!zworst || better(zworst, r))
-				zworst = r;
-		} else if (!ref && (!other || better(r, other)))
-			other = r;
-	}
-	if (!usable(other) || !zbest)
-		return;
-	if (!(*lines)++)
-		fprintf(f, "\nReading, generated from the first run's numbers:\n\n");
-	fmt_val(b, sizeof(b), other->median);
-	fprintf(f, "- %s, against %s `%s` (%s %s): ", metric, ref ? "the reference row" : "the best of the others",
-		other->row, b, other->unit);
-	if (own) {
-		int said_one = 0;
-
+		if (!o || !(o->median > 0))
+			return;
 		for (size_t i = 0; i < results_count(); i++) {
 			const struct res *r = result_at(i);
 
-			if (r->run || r == other || strcmp(r->scenario, sc) || strcmp(r->metric, metric) ||
-			    !usable(r))
+			if (r == o || !counts(r, sc, metric))
 				continue;
-			fprintf(f, "%s`%s` %.3gx", said_one++ ? ", " : "", r->row, r->median / other->median);
-		}
-		fprintf(f, " (ratios of the medians)");
-	} else if (usable(zp)) {
-		/* every "zpage, X" against "<peer>, X", and the best of the ", X" rows */
-		size_t plen = (size_t)(strchr(ref, ',') - ref);
-		int said_one = 0;
-
-		for (size_t i = 0; i < results_count(); i++) {
-			const struct res *r = result_at(i), *o, *top = NULL;
-			char *peer;
-
-			if (r->run || strcmp(r->scenario, sc) || strcmp(r->metric, metric) || !usable(r) ||
-			    strncmp(r->row, "zpage,", 6))
-				continue;
-			peer = xasprintf("%.*s%s", (int)plen, ref, r->row + 5);
-			o = find_result(0, sc, peer, metric);
-			free(peer);
-			if (!usable(o))
-				continue;
-			for (size_t j = 0; j < results_count(); j++) {
-				const struct res *t = result_at(j);
-				size_t tl = strlen(t->row), rl = strlen(r->row + 5);
-
-				if (!t->run && !strcmp(t->scenario, sc) && !strcmp(t->metric, metric) && usable(t) &&
-				    tl >= rl && !strcmp(t->row + tl - rl, r->row + 5) && (!top || better(t, top)))
-					top = t;
-			}
-			if (said_one++) {
+			if (!clauses++) {
+				if (!(*lines)++)
+					fprintf(f, "\nReading, generated from the first run's numbers:\n\n");
 				fmt_val(b, sizeof(b), o->median);
-				fprintf(f, "; against `%s` (%s %s): ", o->row, b, o->unit);
+				fprintf(f, "- %s, each row / `%s` (%s %s), %s is better: ", metric, o->row, b, o->unit,
+					higher_is_better(o->unit) ? "higher" : "lower");
+			} else {
+				fprintf(f, ", ");
 			}
-			against(f, r, o);
-			if (top && top != r && top != o) {
-				fmt_val(b, sizeof(b), top->median);
-				fprintf(f, ", the best of its kind being `%s` (%s %s)", top->row, b, top->unit);
-			}
+			fprintf(f, "`%s` %.3gx", r->row, r->median / o->median);
 		}
-		best = zp;
-	} else {
-		fprintf(f, "zpage's best row ");
-		against(f, zbest, other);
-		if (zworst != zbest) {
-			fprintf(f, "; its worst row ");
-			against(f, zworst, other);
+		if (clauses)
+			fprintf(f, ".\n");
+		return;
+	}
+	for (size_t i = 0; i < results_count(); i++) {
+		const struct res *r = result_at(i), *o, *top = NULL;
+
+		if (!counts(r, sc, metric) || !is_zpage(r->row) || !(o = versus(sc, metric, ref, r)))
+			continue;
+		if (!(*lines)++)
+			fprintf(f, "\nReading, generated from the first run's numbers:\n\n");
+		fprintf(f, clauses++ ? "; " : "- %s: ", metric);
+		against(f, r, o);
+		for (size_t j = 0; kind(r->row) && j < results_count(); j++) {
+			const struct res *t = result_at(j);
+
+			if (counts(t, sc, metric) && same_kind(t->row, r->row) && (!top || better(t, top)))
+				top = t;
 		}
-		zp = zbest;
+		if (top && top != r && top != o) {
+			fmt_val(b, sizeof(b), top->median);
+			fprintf(f, ", the best of its kind `%s` (%s %s)", top->row, b, top->unit);
+		}
 	}
-	if (best != other && best != zp && best != zbest && !own) {
-		fmt_val(b, sizeof(b), best->median);
-		fprintf(f, "; the best row of all is `%s` (%s %s)", best->row, b, best->unit);
-	}
-	fprintf(f, ".\n");
+	if (clauses)
+		fprintf(f, ".\n");
 }
 
 /* The charts of @sc that plot() drew into @dir, as inline images. */
