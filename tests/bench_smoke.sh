@@ -68,6 +68,7 @@ while IFS='|' read -r sc unit; do
 	fi
 done <<EOF
 fault|request
+fault|round
 anon-w-seq|round
 anon-w-rand|round
 churn|run
