@@ -90,40 +90,40 @@ static void against(FILE *f, const struct res *r, const struct res *o)
 		fprintf(f, " (p10-p90 %s)", r->p10 <= o->p90 && o->p10 <= r->p90 ? "overlapping" : "apart");
 }
 
-/* The row @o that zpage's row @r of @sc is read against; see the top. */
+/* The best row of @sc's @metric: of @like's kind unless @like is NULL,
+ * zpage's rows left out when @others; NULL when there is none. */
+static const struct res *best_row(const char *sc, const char *metric, const char *like, bool others)
+{
+	const struct res *o = NULL;
+
+	for (size_t i = 0; i < results_count(); i++) {
+		const struct res *t = result_at(i);
+
+		if (counts(t, sc, metric) && !(others && is_zpage(t->row)) && (!like || same_kind(t->row, like)) &&
+		    (!o || better(t, o)))
+			o = t;
+	}
+	return o;
+}
+
+/* The row that zpage's row @r of @sc is read against; see the top. */
 static const struct res *versus(const char *sc, const char *metric, const char *ref, const struct res *r)
 {
 	const struct res *o = NULL;
 
-	if (ref && kind(r->row) && kind(ref)) {
+	if (ref && kind(r->row) && kind(ref)) { /* the reference's peer, of @r's kind */
 		char *peer = xasprintf("%.*s%s", (int)(kind(ref) - ref), ref, kind(r->row));
 
 		o = find_result(0, sc, peer, metric);
 		free(peer);
-		if (o && (o->median < 0 || is_zpage(o->row)))
+		if (o && (!counts(o, sc, metric) || is_zpage(o->row)))
 			o = NULL;
 	}
-	for (size_t i = 0; !o && i < results_count(); i++) { /* the best other row of the kind */
-		const struct res *t = result_at(i);
-
-		if (counts(t, sc, metric) && !is_zpage(t->row) && same_kind(t->row, r->row))
-			for (size_t j = i; j < results_count(); j++) {
-				const struct res *u = result_at(j);
-
-				if (counts(u, sc, metric) && !is_zpage(u->row) && same_kind(u->row, r->row) &&
-				    (!o || better(u, o)))
-					o = u;
-			}
-	}
-	if (!o && ref)
-		o = find_result(0, sc, ref, metric);
-	for (size_t i = 0; !ref && i < results_count(); i++) { /* the best of the others */
-		const struct res *t = result_at(i);
-
-		if (counts(t, sc, metric) && !is_zpage(t->row) && (!o || (!same_kind(o->row, r->row) && better(t, o))))
-			o = t;
-	}
-	return o && o->median >= 0 ? o : NULL;
+	if (!o && kind(r->row))
+		o = best_row(sc, metric, r->row, true);
+	if (!o)
+		o = ref ? find_result(0, sc, ref, metric) : best_row(sc, metric, NULL, true);
+	return o && counts(o, sc, metric) ? o : NULL;
 }
 
 /* One line of reading on @metric of @sc (first run), under a heading when
@@ -160,7 +160,7 @@ static void reading(FILE *f, const char *sc, const char *metric, int *lines)
 		return;
 	}
 	for (size_t i = 0; i < results_count(); i++) {
-		const struct res *r = result_at(i), *o, *top = NULL;
+		const struct res *r = result_at(i), *o, *top;
 
 		if (!counts(r, sc, metric) || !is_zpage(r->row) || !(o = versus(sc, metric, ref, r)))
 			continue;
@@ -168,12 +168,7 @@ static void reading(FILE *f, const char *sc, const char *metric, int *lines)
 			fprintf(f, "\nReading, generated from the first run's numbers:\n\n");
 		fprintf(f, clauses++ ? "; " : "- %s: ", metric);
 		against(f, r, o);
-		for (size_t j = 0; kind(r->row) && j < results_count(); j++) {
-			const struct res *t = result_at(j);
-
-			if (counts(t, sc, metric) && same_kind(t->row, r->row) && (!top || better(t, top)))
-				top = t;
-		}
+		top = kind(r->row) ? best_row(sc, metric, r->row, false) : NULL;
 		if (top && top != r && top != o) {
 			fmt_val(b, sizeof(b), top->median);
 			fprintf(f, ", the best of its kind `%s` (%s %s)", top->row, b, top->unit);
