@@ -15,9 +15,7 @@
  * Every row follows the same pattern, per round: take N blocks, write them
  * all, give them all back (N x 2 MiB = 128 MiB, 4x the L3, so nothing stays
  * in cache), then N requests.  A round prepares every row's memory first,
- * in an order that rotates from round to round (the last prepared leaves
- * the warmest caches and page tables behind), then interleaves the rows
- * request by request, in an order that rotates
+ * then interleaves the rows request by request, in an order that rotates
  * from request to request (rotate.c): no row is always the first to touch
  * memory the OS or the hypervisor has to find.  Rows:
  *   zpage fresh      a new arena: OS-zeroed memory, never touched
@@ -202,7 +200,7 @@ void sc_fault(void)
 	size_t n = nblocks(), nact = 0;
 	struct row x[NROWS + 2]; /* + the two after idle */
 	int act[NROWS];
-	struct rotation rot, prep_rot, idle_rot;
+	struct rotation rot, idle_rot;
 	uint64_t rng = 0x1234567;
 
 	for (int k = 0; k < NROWS + 2; k++) {
@@ -222,13 +220,10 @@ void sc_fault(void)
 			act[nact++] = k;
 	}
 	rotation_init(&rot, SC, "request", nact, ROUNDS * n);
-	rotation_init(&prep_rot, SC, "round", nact, ROUNDS);
 	for (int round = 0; round < ROUNDS; round++) {
-		const size_t *prep = rotation_next(&prep_rot);
-
 		progress("fault: round %d/%d", round + 1, ROUNDS);
-		for (size_t j = 0; j < nact; j++) /* the last prepared has the warmest caches: rotate it */
-			prepare(act[prep[j]], &x[act[prep[j]]]);
+		for (size_t j = 0; j < nact; j++)
+			prepare(act[j], &x[act[j]]);
 		for (size_t i = 0; i < n; i++) {
 			const size_t *order = rotation_next(&rot);
 
@@ -252,7 +247,6 @@ void sc_fault(void)
 	     "from the request to one byte written in every 4 KiB page (the 64 KiB read excluded), so a lazily "
 	     "mapped block pays the faults it deferred; 2 MiB blocks, %zu per row per round, %d rounds",
 	     n, ROUNDS);
-	rotation_done(&prep_rot); /* the preparation's order */
 	rotation_done(&rot);
 	if (opt_idle > 0)
 		rotation_done(&idle_rot);

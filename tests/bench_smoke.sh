@@ -68,7 +68,6 @@ while IFS='|' read -r sc unit; do
 	fi
 done <<EOF
 fault|request
-fault|round
 anon-w-seq|round
 anon-w-rand|round
 churn|run
