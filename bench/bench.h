@@ -82,6 +82,9 @@ void result(const char *scenario, const char *row, const char *metric, const cha
 void note(const char *scenario, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The row other rows' medians are divided by in the "x ref" columns. */
 void reference(const char *scenario, const char *row);
+/* The row the report's reading compares zpage's @row with, where the text
+ * after the first comma does not pair them (fault's rows). */
+void counterpart(const char *scenario, const char *row, const char *other);
 /* A series for a line plot (rss over time): x, y pairs. */
 void series(const char *scenario, const char *name, const double *x, const double *y, size_t n, const char *xlabel,
 	    const char *ylabel);

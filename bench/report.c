@@ -12,14 +12,16 @@
  *   aside), which reads every zpage row, never only the flattering ones:
  *   - a reference row that is zpage's own (seed, scale): every other row
  *     as a ratio to it, and which way is better;
- *   - otherwise each zpage row against the row of its kind (the same text
- *     after the first comma: "zpage, 2 threads" against "glibc, 2
- *     threads" when the reference is "glibc, 1 thread", else the best
- *     other row of that kind), or, with no row of its kind, against the
- *     reference row (else the best of the other rows); with the ratio of
- *     the medians (none where a median is 0: both values are given),
- *     whether the p10-p90 ranges overlap, and the best row of the kind
- *     when it is neither of the two.
+ *   - otherwise each zpage row against the row the scenario named its
+ *     counterpart (counterpart(): fault's "zpage, fresh" against "kernel,
+ *     new THP mapping"), else the row of its kind (the same text after
+ *     the first comma: "zpage, 2 threads" against "glibc, 2 threads" when
+ *     the reference is "glibc, 1 thread", else the best other row of that
+ *     kind), else the reference row, else the best of the other rows;
+ *     with the ratio of the medians (none where a median is 0: both
+ *     values are given), whether the p10-p90 ranges overlap, and the best
+ *     row of the kind when it is neither of the two;
+ *   - and, ending the line, the best row of all when no clause named it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -81,10 +83,8 @@ static void against(FILE *f, const struct res *r, const struct res *o)
 		fprintf(f, "against");
 	else if (k < 1.01)
 		fprintf(f, "is within 1%% of");
-	else if (k >= 1000)
-		fprintf(f, "is %.0fx %s than", k, said(r->unit, better(r, o)));
 	else
-		fprintf(f, "is %.3gx %s than", k, said(r->unit, better(r, o)));
+		fprintf(f, "is %.*gx %s than", k >= 1000 ? 9 : 3, k, said(r->unit, better(r, o)));
 	fprintf(f, " `%s` (%s %s)", o->row, b, o->unit);
 	if (r->n > 1 && o->n > 1)
 		fprintf(f, " (p10-p90 %s)", r->p10 <= o->p90 && o->p10 <= r->p90 ? "overlapping" : "apart");
@@ -109,9 +109,12 @@ static const struct res *best_row(const char *sc, const char *metric, const char
 /* The row that zpage's row @r of @sc is read against; see the top. */
 static const struct res *versus(const char *sc, const char *metric, const char *ref, const struct res *r)
 {
-	const struct res *o = NULL;
+	const char *cp = counterpart_of(sc, r->row); /* set by the scenario */
+	const struct res *o = cp ? find_result(0, sc, cp, metric) : NULL;
 
-	if (ref && kind(r->row) && kind(ref)) { /* the reference's peer, of @r's kind */
+	if (o && !counts(o, sc, metric))
+		o = NULL;
+	if (!o && ref && kind(r->row) && kind(ref)) { /* the reference's peer, of @r's kind */
 		char *peer = xasprintf("%.*s%s", (int)(kind(ref) - ref), ref, kind(r->row));
 
 		o = find_result(0, sc, peer, metric);
@@ -121,9 +124,11 @@ static const struct res *versus(const char *sc, const char *metric, const char *
 	}
 	if (!o && kind(r->row))
 		o = best_row(sc, metric, r->row, true);
-	if (!o)
-		o = ref ? find_result(0, sc, ref, metric) : best_row(sc, metric, NULL, true);
-	return o && counts(o, sc, metric) ? o : NULL;
+	if (!o && ref)
+		o = find_result(0, sc, ref, metric);
+	if (!o || !counts(o, sc, metric))
+		o = best_row(sc, metric, NULL, true);
+	return o;
 }
 
 /* One line of reading on @metric of @sc (first run), under a heading when
@@ -153,12 +158,15 @@ static void reading(FILE *f, const char *sc, const char *metric, int *lines)
 			} else {
 				fprintf(f, ", ");
 			}
-			fprintf(f, "`%s` %.3gx", r->row, r->median / o->median);
+			fprintf(f, "`%s` %.*gx", r->row, r->median >= 1000 * o->median ? 9 : 3, r->median / o->median);
 		}
 		if (clauses)
 			fprintf(f, ".\n");
 		return;
 	}
+	const struct res *best = best_row(sc, metric, NULL, false);
+	bool named = false; /* a clause named the best row of all */
+
 	for (size_t i = 0; i < results_count(); i++) {
 		const struct res *r = result_at(i), *o, *top;
 
@@ -173,6 +181,11 @@ static void reading(FILE *f, const char *sc, const char *metric, int *lines)
 			fmt_val(b, sizeof(b), top->median);
 			fprintf(f, ", the best of its kind `%s` (%s %s)", top->row, b, top->unit);
 		}
+		named |= best == r || best == o || best == top;
+	}
+	if (clauses && best && !named) {
+		fmt_val(b, sizeof(b), best->median);
+		fprintf(f, "; the best row of all is `%s` (%s %s)", best->row, b, best->unit);
 	}
 	if (clauses)
 		fprintf(f, ".\n");

@@ -46,7 +46,7 @@ static struct {
 } * notes;
 static size_t nnotes, capnotes;
 static struct {
-	char *scenario, *row;
+	char *scenario, *row, *other; /* other: NULL for the reference row, else @row's counterpart */
 } * refs;
 static size_t nrefs, caprefs;
 
@@ -89,6 +89,15 @@ void reference(const char *scenario, const char *row)
 {
 	GROW(refs, caprefs, nrefs + 1);
 	refs[nrefs].scenario = xstrdup(scenario);
+	refs[nrefs].other = NULL;
+	refs[nrefs++].row = xstrdup(row);
+}
+
+void counterpart(const char *scenario, const char *row, const char *other)
+{
+	GROW(refs, caprefs, nrefs + 1);
+	refs[nrefs].scenario = xstrdup(scenario);
+	refs[nrefs].other = xstrdup(other);
 	refs[nrefs++].row = xstrdup(row);
 }
 
@@ -131,8 +140,16 @@ const struct ser *series_at(size_t i)
 const char *reference_of(const char *sc)
 {
 	for (size_t i = 0; i < nrefs; i++)
-		if (!strcmp(refs[i].scenario, sc))
+		if (!refs[i].other && !strcmp(refs[i].scenario, sc))
 			return refs[i].row;
+	return NULL;
+}
+
+const char *counterpart_of(const char *sc, const char *row)
+{
+	for (size_t i = 0; i < nrefs; i++)
+		if (refs[i].other && !strcmp(refs[i].scenario, sc) && !strcmp(refs[i].row, row))
+			return refs[i].other;
 	return NULL;
 }
 

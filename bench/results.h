@@ -37,6 +37,7 @@ const struct ser *series_at(size_t i);
  * any); NULL if none. */
 const struct res *find_result(size_t from, const char *sc, const char *row, const char *metric);
 const char *reference_of(const char *sc); /* NULL: none set */
+const char *counterpart_of(const char *sc, const char *row); /* NULL: none set */
 bool higher_is_better(const char *unit);
 /* A median as the tables print it: 3 significant digits or the integer. */
 void fmt_val(char *buf, size_t len, double v);

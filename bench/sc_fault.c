@@ -13,8 +13,8 @@
  *                        its first touch deferred.
  *
  * Every row follows the same pattern, per round: take N blocks, write them
- * all, give them all back (N x 2 MiB = 128 MiB, 4x the L3, so nothing stays
- * in cache), then N requests.  A round prepares every row's memory first,
+ * all, give them all back (N x 2 MiB = 128 MiB at --scale 1, 4x the L3, so
+ * nothing stays in cache; less at smaller scales), then N requests.  A round prepares every row's memory first,
  * then interleaves the rows request by request, in an order that rotates
  * from request to request (rotate.c): no row is always the first to touch
  * memory the OS or the hypervisor has to find.  Rows:
@@ -242,6 +242,9 @@ void sc_fault(void)
 			note(SC, "%s: not installed", peers[k - PEER0].name);
 	}
 	reference(SC, "kernel, after MADV_DONTNEED");
+	counterpart(SC, names[0], names[4]); /* the report's reading: OS-zeroed memory against a new mapping */
+	if (opt_idle > 0)
+		counterpart(SC, x[NROWS + 1].name, x[NROWS].name);
 	note(SC,
 	     "first touch: from the request to the first write at the target page done; whole block written: "
 	     "from the request to one byte written in every 4 KiB page (the 64 KiB read excluded), so a lazily "
