@@ -18,11 +18,13 @@
  * (a 1 TiB arena is created without touching any of it).
  *
  * fork: the handlers (registered at load, os.c) take, in this
- * order, the registry lock, then for each registered arena every pcp lock
- * in index order and the arena lock: the documented lock order, so the
- * child never inherits a lock held by a thread that does not exist there.
- * Background passes stop at their next lock.  In the child the arena is
- * repaired (report_fork_child()) before the locks are released.
+ * order, the registry lock, tc_lock, every arena's thread caches quiesced
+ * (tcache.c, one barrier for all), then each arena's lock: the documented
+ * lock order, so the child never inherits a lock held, or a cache being
+ * changed, by a thread that does not exist there.  Background passes stop
+ * at their next lock.  In the child every other thread's cache goes back
+ * to the buddy lists (tc_fork_child()) and the arena is repaired
+ * (report_fork_child()) before the locks are released.
  *
  * Invariants: base % max(block_size(max_order), 2 MiB) == 0; nr_pages < NIL;
  * after zp_arena_create() returns, every field above the lock in struct
@@ -149,24 +151,39 @@ static void registry_del(struct zp_arena *a)
 void arenas_fork_prepare(void)
 {
 	zlock_lock(&registry_lock);
+	tc_lock_global();
 	for (struct zp_arena *a = registry; a; a = a->reg_next)
-		lock_all(a);
+		tc_stop(a);
+	tc_barrier(); /* one for every arena */
+	for (struct zp_arena *a = registry; a; a = a->reg_next) {
+		tc_wait(a);
+		zlock_lock(&a->lock);
+	}
+}
+
+static void fork_release(void)
+{
+	for (struct zp_arena *a = registry; a; a = a->reg_next) {
+		zlock_unlock(&a->lock);
+		tc_resume(a);
+	}
+	tc_unlock_global();
+	zlock_unlock(&registry_lock);
 }
 
 void arenas_fork_parent(void)
 {
-	for (struct zp_arena *a = registry; a; a = a->reg_next)
-		unlock_all(a);
-	zlock_unlock(&registry_lock);
+	fork_release();
 }
 
 void arenas_fork_child(void)
 {
+	tc_fork_child_global();
 	for (struct zp_arena *a = registry; a; a = a->reg_next) {
+		tc_fork_child(a);
 		report_fork_child(a);
-		unlock_all(a);
 	}
-	zlock_unlock(&registry_lock);
+	fork_release();
 }
 
 /* ---- create, destroy ---- */
@@ -202,12 +219,13 @@ struct zp_arena *zp_arena_create(const struct zp_config *cfg)
 		a->map_addr = a->base;
 		a->map_len = a->nr_pages << ZP_PAGE_SHIFT;
 	}
-	if (!a->base || map_meta(a) || pcp_init(a)) {
+	if (!a->base || map_meta(a)) {
 		/* mmap's EINVAL here means "too large" */
 		err = !errno || errno == EINVAL ? ENOMEM : errno;
 		goto fail;
 	}
 	arena_lock_init(&a->lock);
+	tc_init(a);
 	clear_init(a, c.clear_hot_bytes, c.clear_nt_min);
 	err = report_init(a, c.flags & ZP_REPORT_MADV_FREE);
 	if (!err) {
@@ -222,7 +240,6 @@ struct zp_arena *zp_arena_create(const struct zp_config *cfg)
 		report_destroy(a);
 	}
 	zlock_destroy(&a->lock);
-	pcp_destroy(a);
 
 fail:
 	os_unmap(a->meta_addr, a->meta_len);
@@ -239,7 +256,7 @@ void zp_arena_destroy(struct zp_arena *a)
 	registry_del(a);
 	daemon_stop(a);
 	report_destroy(a);
-	pcp_destroy(a);
+	tc_destroy(a);
 	zlock_destroy(&a->lock);
 	os_unmap(a->meta_addr, a->meta_len);
 	os_unmap(a->map_addr, a->map_len);
@@ -261,19 +278,13 @@ void zp_arena_stats(struct zp_arena *a, struct zp_stats *st)
  * arena lock as it puts its blocks back. */
 void stats_locked(struct zp_arena *a, struct zp_stats *st)
 {
-	uint64_t cleared = atomic_load(&a->pages_cleared), skipped = 0, refaulted = 0;
+	struct tc_totals tc;
 	struct zcount c;
 
 	lock_assert_all_held(a);
+	tc_sum(a, &tc);
 	c = a->cnt;
-	for (unsigned i = 0; i < a->nr_pcp; i++) {
-		const struct pcp_stats *ps = &a->pcp[i].stats;
-
-		zcount_add(&c, &a->pcp[i].cnt);
-		cleared += atomic_load(&ps->cleared);
-		skipped += atomic_load(&ps->skipped);
-		refaulted += atomic_load(&ps->refaulted);
-	}
+	zcount_add(&c, &tc.cnt);
 	c.pages += frontier_pages(a); /* never used: zeroed and reported */
 	c.reported += frontier_pages(a);
 	*st = (struct zp_stats){
@@ -281,10 +292,10 @@ void stats_locked(struct zp_arena *a, struct zp_stats *st)
 		.nr_free = c.pages + a->isolated_pages,
 		.nr_free_zeroed = c.zeroed,
 		.nr_free_reported = c.reported,
-		.pages_cleared = cleared,
-		.pages_clear_skipped = skipped,
+		.pages_cleared = atomic_load(&a->pages_cleared) + tc.cleared,
+		.pages_clear_skipped = tc.skipped,
 		.pages_reported = atomic_load(&a->pages_reported),
-		.pages_refaulted = refaulted,
+		.pages_refaulted = tc.refaulted,
 		.verify_failures = atomic_load(&a->verify_failures),
 		.pages_prezeroed = atomic_load(&a->pages_prezeroed),
 		.report_zeroes = a->report_zeroes,

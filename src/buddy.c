@@ -56,46 +56,6 @@
  */
 #include "internal.h"
 
-void list_add(struct zp_arena *a, struct free_list *l, uint32_t pfn, bool tail)
-{
-	struct page *p = &a->pages[pfn];
-
-	if (tail) {
-		p->next = NIL;
-		p->prev = l->tail;
-		if (l->tail != NIL)
-			a->pages[l->tail].next = pfn;
-		else
-			l->head = pfn;
-		l->tail = pfn;
-	} else {
-		p->prev = NIL;
-		p->next = l->head;
-		if (l->head != NIL)
-			a->pages[l->head].prev = pfn;
-		else
-			l->tail = pfn;
-		l->head = pfn;
-	}
-	l->nr++;
-}
-
-void list_del(struct zp_arena *a, struct free_list *l, uint32_t pfn)
-{
-	struct page *p = &a->pages[pfn];
-
-	if (p->prev != NIL)
-		a->pages[p->prev].next = p->next;
-	else
-		l->head = p->next;
-	if (p->next != NIL)
-		a->pages[p->next].prev = p->prev;
-	else
-		l->tail = p->prev;
-	p->next = p->prev = NIL;
-	l->nr--;
-}
-
 int state_rank(enum zstate st, bool want_zero)
 {
 	static const int rank[2][NR_ZSTATES] = {
@@ -103,15 +63,6 @@ int state_rank(enum zstate st, bool want_zero)
 		/* zeroing     */ {[ZS_ZEROED] = 0, [ZS_DIRTY] = 1, [ZS_REPORTED] = 2},
 	};
 	return rank[want_zero][st];
-}
-
-enum zstate state_of_rank(int r, bool want_zero)
-{
-	static const enum zstate by_rank[2][NR_ZSTATES] = {
-		{ZS_DIRTY, ZS_ZEROED, ZS_REPORTED},
-		{ZS_ZEROED, ZS_DIRTY, ZS_REPORTED},
-	};
-	return by_rank[want_zero][r];
 }
 
 /*

@@ -70,7 +70,7 @@ static bool zc_equal(const struct zcount *x, const struct zcount *y)
 
 /* What the walk of the descriptors found, to hold the lists against. */
 struct walk {
-	size_t blocks[2][NR_ORDERS][NR_ZSTATES]; /* [buddy, pcp] free blocks */
+	size_t blocks[2][NR_ORDERS][NR_ZSTATES]; /* [buddy, caches] free blocks */
 	struct zcount pages[2];			 /* their pages, by zs_count() */
 };
 
@@ -154,10 +154,10 @@ static int check_zero_state(size_t pfn, uint32_t info, const struct zcount *c)
 	uint32_t owner = info & PG_OWNER_MASK;
 	unsigned o = pg_order(info);
 
-	if ((owner == PG_BUDDY || owner == PG_PCP) && zs_summary(c) != pg_state(info))
+	if ((owner == PG_BUDDY || owner == PG_CACHE) && zs_summary(c) != pg_state(info))
 		return fail("free block %zu order %u: listed as state %d, pages say %d", pfn, o, pg_state(info),
 			    zs_summary(c));
-	if (owner == PG_PCP && o > PCP_MAX_ORDER)
+	if (owner == PG_CACHE && o > TC_MAX_ORDER)
 		return fail("cached block %zu has order %u", pfn, o);
 	if (owner == PG_ALLOC && (c->dirty != c->pages || c->reported))
 		return fail("allocated block %zu order %u has zeroed or reported pages", pfn, o);
@@ -220,8 +220,8 @@ static int check_blocks(struct zp_arena *a, struct walk *w)
 			ret = check_buddy_rule(a, pfn, info);
 		if (ret)
 			return ret;
-		if (owner == PG_BUDDY || owner == PG_PCP) {
-			int k = owner == PG_PCP;
+		if (owner == PG_BUDDY || owner == PG_CACHE) {
+			int k = owner == PG_CACHE;
 
 			w->blocks[k][pg_order(info)][pg_state(info)]++;
 			zcount_add(&w->pages[k], &c);
@@ -246,20 +246,26 @@ static int check_lists(struct zp_arena *a, const struct walk *w, struct zcount l
 			listed[0][o][s] = a->free[o][s].nr;
 		}
 	}
-	for (unsigned i = 0; i < a->nr_pcp; i++) {
+	unsigned i = 0;
+
+	for (struct tcache *t = a->tcaches; t; t = t->next, i++) {
 		struct zcount mine = {0};
 
-		for (unsigned o = 0; o <= PCP_MAX_ORDER; o++) {
+		if (atomic_load(&t->arena) != a || t->arena_id != a->id)
+			return fail("cache %u is on the arena's list but attached to %p (id %llu)", i,
+				    (void *)atomic_load(&t->arena), (unsigned long long)t->arena_id);
+		if (t->next && t->next->prev != t)
+			return fail("cache %u: the list of caches is broken", i);
+		for (unsigned o = 0; o <= TC_MAX_ORDER; o++) {
 			for (int s = 0; s < NR_ZSTATES; s++) {
-				ret = check_list(a, &a->pcp[i].lists[o][s], PG_PCP, o, s, &mine, "pcp");
+				ret = check_list(a, &t->lists[o][s], PG_CACHE, o, s, &mine, "cache");
 				if (ret)
 					return ret;
-				listed[1][o][s] += a->pcp[i].lists[o][s].nr;
+				listed[1][o][s] += t->lists[o][s].nr;
 			}
 		}
-		if (!zc_equal(&mine, &a->pcp[i].cnt))
-			return fail("cache %u counters: %zu pages, its blocks hold %zu", i, a->pcp[i].cnt.pages,
-				    mine.pages);
+		if (mine.pages != t->pages)
+			return fail("cache %u counters: %zu pages, its blocks hold %zu", i, t->pages, mine.pages);
 		zcount_add(&lists[1], &mine);
 	}
 	for (int k = 0; k < 2; k++)
@@ -267,7 +273,7 @@ static int check_lists(struct zp_arena *a, const struct walk *w, struct zcount l
 			for (int s = 0; s < NR_ZSTATES; s++)
 				if (listed[k][o][s] != w->blocks[k][o][s])
 					return fail("%s order %u state %d: %zu blocks listed, %zu found by the walk",
-						    k ? "pcp" : "buddy", o, s, listed[k][o][s], w->blocks[k][o][s]);
+						    k ? "cache" : "buddy", o, s, listed[k][o][s], w->blocks[k][o][s]);
 	return 0;
 }
 
@@ -357,9 +363,10 @@ static const char *const state_names[NR_ZSTATES] = {"zeroed", "dirty", "reported
 
 struct dump {
 	size_t buddy[NR_ORDERS][NR_ZSTATES]; /* free blocks on the buddy lists */
-	size_t cached[PCP_MAX_ORDER + 1][NR_ZSTATES];
+	size_t cached[TC_MAX_ORDER + 1][NR_ZSTATES];
 	size_t isolated_blocks, isolated_pages, never_used;
-	struct zcount cnt_buddy, cnt_pcp;
+	struct zcount cnt_buddy, cnt_tc;
+	unsigned nr_caches;
 	struct zp_stats st;
 };
 
@@ -390,11 +397,13 @@ void zp_arena_dump(struct zp_arena *a, FILE *f)
 	for (unsigned o = 0; o <= a->max_order; o++)
 		for (int s = 0; s < NR_ZSTATES; s++)
 			d->buddy[o][s] = a->free[o][s].nr;
-	for (unsigned i = 0; i < a->nr_pcp; i++) {
-		for (unsigned o = 0; o <= PCP_MAX_ORDER; o++)
-			for (int s = 0; s < NR_ZSTATES; s++)
-				d->cached[o][s] += a->pcp[i].lists[o][s].nr;
-		zcount_add(&d->cnt_pcp, &a->pcp[i].cnt);
+	{
+		struct tc_totals tc;
+
+		tc_sum(a, &tc);
+		memcpy(d->cached, tc.blocks, sizeof(d->cached));
+		d->cnt_tc = tc.cnt;
+		d->nr_caches = tc.nr_caches;
 	}
 	d->cnt_buddy = a->cnt;
 	d->never_used = frontier_pages(a);
@@ -402,20 +411,20 @@ void zp_arena_dump(struct zp_arena *a, FILE *f)
 	d->isolated_pages = a->isolated_pages;
 	unlock_all(a);
 
-	fprintf(f, "zpage arena %p: %zu pages (%zu MiB), max_order %u, report_order %u, %u per-CPU caches\n",
+	fprintf(f, "zpage arena %p: %zu pages (%zu MiB), max_order %u, report_order %u, %u thread caches\n",
 		(void *)a->base, a->nr_pages, a->nr_pages >> (20 - ZP_PAGE_SHIFT), a->max_order, a->report_order,
-		a->nr_pcp);
+		d->nr_caches);
 	fprintf(f, "free blocks on the buddy lists, per order and state (%zu pages):\n", d->cnt_buddy.pages);
 	dump_table(f, (const size_t(*)[NR_ZSTATES])d->buddy, a->max_order);
-	fprintf(f, "free blocks in the per-CPU caches, all CPUs (%zu pages):\n", d->cnt_pcp.pages);
-	dump_table(f, (const size_t(*)[NR_ZSTATES])d->cached, PCP_MAX_ORDER);
+	fprintf(f, "free blocks in the thread caches, all threads (%zu pages):\n", d->cnt_tc.pages);
+	dump_table(f, (const size_t(*)[NR_ZSTATES])d->cached, TC_MAX_ORDER);
 	fprintf(f, "held by a report / pre-zero pass: %zu blocks, %zu pages\n", d->isolated_blocks, d->isolated_pages);
 	fprintf(f, "never used (zeroed and reported, on no list yet): %zu pages\n", d->never_used);
 	fprintf(f,
 		"pages: %zu free (%zu zeroed, %zu reported, %zu dirty, %zu held by a pass), %zu allocated or in "
 		"flight\n",
 		st->nr_free, st->nr_free_zeroed, st->nr_free_reported,
-		(d->cnt_buddy.dirty - d->cnt_buddy.lazy) + (d->cnt_pcp.dirty - d->cnt_pcp.lazy), d->isolated_pages,
+		(d->cnt_buddy.dirty - d->cnt_buddy.lazy) + (d->cnt_tc.dirty - d->cnt_tc.lazy), d->isolated_pages,
 		a->nr_pages - st->nr_free);
 	fprintf(f,
 		"counters: cleared %llu, clear_skipped %llu, reported %llu, refaulted %llu, prezeroed %llu, "

@@ -16,7 +16,8 @@
  * Ownership of a block, told by the info word of its first ("head") page:
  *
  *   PG_buddy  free, on a buddy free list            (arena->lock)
- *   PG_pcp    free, in a per-CPU cache              (that pcp's lock)
+ *   PG_cache  free, in a thread's cache             (its owner; tc_lock
+ *             and the handshake of tcache.c for anyone else)
  *   PG_alloc  handed out to the caller              (the caller)
  *   PG_busy   in flight: being allocated or freed, or isolated by a
  *             reporting / pre-zeroing pass          (the thread holding it)
@@ -51,8 +52,8 @@
 #define NIL	  UINT32_MAX
 #define NR_ORDERS (ZP_MAX_ORDER_LIMIT + 1)
 
-/* Orders served from the per-CPU caches. */
-#define PCP_MAX_ORDER 3u
+/* Orders served from the per-thread caches. */
+#define TC_MAX_ORDER 3u
 
 /* Free-list states, in the order a zeroing request prefers them. */
 enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
@@ -65,10 +66,10 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
  */
 #define PG_ORDER_MASK  0x1fu
 #define PG_BUDDY       0x100u
-#define PG_PCP	       0x200u
+#define PG_CACHE	       0x200u
 #define PG_ALLOC       0x400u
 #define PG_BUSY	       0x800u
-#define PG_OWNER_MASK  (PG_BUDDY | PG_PCP | PG_ALLOC | PG_BUSY)
+#define PG_OWNER_MASK  (PG_BUDDY | PG_CACHE | PG_ALLOC | PG_BUSY)
 #define PG_STATE_SHIFT 12
 
 struct page {
@@ -114,23 +115,48 @@ struct zcount {
 			    old contents (MADV_FREE); writing them would take them back */
 };
 
-/* Event counters of the allocation and free paths, per CPU (struct pcp) so
- * that the steady state writes no cache line another CPU writes; summed
- * when read. */
-struct pcp_stats {
+/* Event counters of the allocation and free paths, per thread (struct
+ * tcache) so that the steady state writes no cache line another thread
+ * writes; summed when read.  A cache's are written by its owner only, with
+ * a plain load and store (tstat_add()). */
+struct tc_stats {
 	_Atomic uint64_t cleared;   /* pages zero-filled (allocation, init_on_free) */
 	_Atomic uint64_t skipped;   /* pages handed out zeroed without a clear */
 	_Atomic uint64_t refaulted; /* reported pages allocated */
 };
 
-/* A per-CPU cache of free blocks of order 0..PCP_MAX_ORDER, by state, and
- * that CPU's event counters. */
-struct pcp {
-	struct zlock lock;
-	struct free_list lists[PCP_MAX_ORDER + 1][NR_ZSTATES];
-	struct zcount cnt;
-	struct pcp_stats stats; /* written without the lock */
+/* A thread's cache of free blocks of order 0..TC_MAX_ORDER of one arena, by
+ * state, and that thread's event counters (tcache.c). */
+struct tcache {
+	_Atomic int active; /* the owner is on its lists */
+	_Atomic int stop;   /* a quiescer wants them: the owner keeps off */
+	struct free_list lists[TC_MAX_ORDER + 1][NR_ZSTATES];
+	size_t pages; /* in its blocks (their zero state is counted when read) */
+	struct tc_stats stats;
+	_Atomic(struct zp_arena *) arena; /* NULL once the arena is destroyed */
+	uint64_t arena_id;
+	struct tcache *next, *prev; /* the arena's caches, under tc_lock */
+	struct tcache *thread_next; /* the owner's caches (the owner's only) */
+	const void *owner;	    /* the owner's thread record */
 } __attribute__((aligned(64)));
+
+/* The caches of an arena, summed (tc_sum(), every lock held). */
+struct tc_totals {
+	struct zcount cnt;
+	size_t blocks[TC_MAX_ORDER + 1][NR_ZSTATES];
+	uint64_t cleared, skipped, refaulted;
+	unsigned nr_caches;
+};
+
+static inline void tstat_add(_Atomic uint64_t *c, uint64_t v, bool shared)
+{
+	if (!v)
+		return;
+	if (shared)
+		atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+	else
+		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
+}
 
 /* One event of the clearing layer, seen by the test hook. */
 struct clear_event {
@@ -154,9 +180,10 @@ struct zp_arena {
 	struct page *pages;	     /* nr_pages descriptors */
 	_Atomic uint64_t *dirty_bm;    /* one bit per page: not known zero */
 	_Atomic uint64_t *resident_bm; /* one bit per page: not handed back to the OS */
-	struct pcp *pcp;
-	unsigned nr_pcp;
-	unsigned pcp_orders;	    /* orders below this use the caches (0 = none) */
+	uint64_t id;		    /* unique in the process: how a thread finds its cache */
+	unsigned tc_orders;	    /* orders below this use the caches (0 = none) */
+	struct tcache *tcaches;	    /* under tc_lock: the threads' caches of this arena */
+	struct tc_stats tc_gone;    /* counters of caches gone, and of threads without one */
 	void *map_addr, *meta_addr; /* what to munmap */
 	size_t map_len, meta_len;
 	/* set in a forked child whose arena wants a background thread: start
@@ -202,7 +229,7 @@ struct zp_arena {
 	struct zp_arena *reg_next, *reg_prev;
 
 	/* statistics of the passes (updated under lock) and rare events; the
-	 * allocation path's are per CPU (struct pcp_stats) */
+	 * allocation path's are per thread (struct tc_stats) */
 	_Atomic uint64_t pages_prezeroed;
 	_Atomic uint64_t pages_cleared; /* by pre-zeroing; see also pcp_stats */
 	_Atomic uint64_t pages_reported;
@@ -219,19 +246,69 @@ static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
 		atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
 
-/* lists (buddy.c; list_init inline), shared by buddy.c, pcp.c and report.c,
+/* lists (buddy.c; list_init inline), shared by buddy.c, tcache.c and report.c,
  * under the lock of whoever owns the list */
 static inline void list_init(struct free_list *l)
 {
 	l->head = l->tail = NIL;
 	l->nr = 0;
 }
-void list_add(struct zp_arena *a, struct free_list *l, uint32_t pfn, bool tail);
-void list_del(struct zp_arena *a, struct free_list *l, uint32_t pfn);
+static inline void list_add(struct zp_arena *a, struct free_list *l, uint32_t pfn, bool tail)
+{
+	struct page *p = &a->pages[pfn];
+
+	if (tail) {
+		p->next = NIL;
+		p->prev = l->tail;
+		if (l->tail != NIL)
+			a->pages[l->tail].next = pfn;
+		else
+			l->head = pfn;
+		l->tail = pfn;
+	} else {
+		p->prev = NIL;
+		p->next = l->head;
+		if (l->head != NIL)
+			a->pages[l->head].prev = pfn;
+		else
+			l->tail = pfn;
+		l->head = pfn;
+	}
+	l->nr++;
+}
+
+static inline void list_del(struct zp_arena *a, struct free_list *l, uint32_t pfn)
+{
+	struct page *p = &a->pages[pfn];
+
+	if (p->prev != NIL)
+		a->pages[p->prev].next = p->next;
+	else
+		l->head = p->next;
+	if (p->next != NIL)
+		a->pages[p->next].prev = p->prev;
+	else
+		l->tail = p->prev;
+	p->next = p->prev = NIL;
+	l->nr--;
+}
 
 /* zero_state.c: the per-page zeroed / reported bitmaps */
 void zs_count(const struct zp_arena *a, size_t pfn, size_t n, struct zcount *c);
 enum zstate zs_summary(const struct zcount *c);
+/*
+ * Are all pages of a block of at most 64 pages, aligned to its size (so in
+ * one bitmap word), dirty and resident (as an allocated block's are)?  The
+ * allocation path's usual case, told without counting bits.
+ */
+static inline bool zs_small_all_dirty(const struct zp_arena *a, size_t pfn, unsigned order)
+{
+	static const uint64_t mask[7] = {0x1, 0x3, 0xf, 0xff, 0xffff, 0xffffffff, ~0ull};
+	uint64_t m = mask[order] << (pfn & 63);
+
+	return (atomic_load_explicit(&a->dirty_bm[pfn >> 6], memory_order_relaxed) &
+		atomic_load_explicit(&a->resident_bm[pfn >> 6], memory_order_relaxed) & m) == m;
+}
 void zs_mark_zeroed(struct zp_arena *a, size_t pfn, size_t n);
 void zs_mark_reported(struct zp_arena *a, size_t pfn, size_t n, bool zeroes); /* zeroes: backend zero-fills */
 void zs_clear(struct zp_arena *a, size_t pfn, size_t n); /* neither zeroed nor reported */
@@ -270,7 +347,15 @@ void buddy_init(struct zp_arena *a);
 #define ALL_STATES ((1u << NR_ZSTATES) - 1)
 uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states, struct zcount *out);
 bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstate st);
-enum zstate state_of_rank(int rank, bool want_zero);
+/* The state a request of @want_zero tries @r-th (0 first). */
+static inline enum zstate state_of_rank(int r, bool want_zero)
+{
+	static const unsigned char by_rank[2][NR_ZSTATES] = {
+		{ZS_DIRTY, ZS_ZEROED, ZS_REPORTED},
+		{ZS_ZEROED, ZS_DIRTY, ZS_REPORTED},
+	};
+	return (enum zstate)by_rank[want_zero][r];
+}
 void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order);
 void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st,
 			struct zcount *out); /* head info -> 0; its counts into @out (may be NULL) */
@@ -286,23 +371,37 @@ uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, e
 		struct zcount *c);
 int state_rank(enum zstate st, bool want_zero);
 
-/* pcp.c: per-CPU caches of orders 0..PCP_MAX_ORDER */
-int pcp_init(struct zp_arena *a);
-void pcp_destroy(struct zp_arena *a);
-uint32_t rmqueue_pcplist(struct zp_arena *a, unsigned order, bool want_zero, struct zcount *c);
-void free_pcp(struct zp_arena *a, uint32_t pfn, unsigned order);
+/* tcache.c: per-thread caches of orders 0..TC_MAX_ORDER */
+extern struct zlock tc_lock;
+void tc_init(struct zp_arena *a);
+void tc_destroy(struct zp_arena *a);
+uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero);
+void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order);
 void drain_all_pages(struct zp_arena *a);
-void drain_all_pages_locked(struct zp_arena *a); /* every pcp lock and the arena lock held */
-bool pcp_serves(const struct zp_arena *a, unsigned order);
-struct pcp_stats *pcp_stats_here(struct zp_arena *a); /* this CPU's counters */
+void drain_all_pages_locked(struct zp_arena *a); /* lock_all() held */
+static inline bool tc_serves(const struct zp_arena *a, unsigned order)
+{
+	return order < a->tc_orders;
+}
+struct tc_stats *tc_stats_here(struct zp_arena *a, bool *shared); /* this thread's counters */
+void tc_sum(struct zp_arena *a, struct tc_totals *s);		   /* lock_all() held */
+/* lock_all(): tc_lock, every cache of @a quiesced, then the arena lock */
 void lock_all(struct zp_arena *a);
+void unlock_all(struct zp_arena *a);
 #define lock_assert_all_held(a)                                                                                        \
 	do {                                                                                                           \
-		for (unsigned _i = 0; _i < (a)->nr_pcp; _i++)                                                          \
-			lock_assert_held(&(a)->pcp[_i].lock);                                                          \
+		lock_assert_held(&tc_lock);                                                                            \
 		lock_assert_held(&(a)->lock);                                                                          \
 	} while (0)
-void unlock_all(struct zp_arena *a);
+/* the pieces of lock_all(), for the fork handlers (arena.c) */
+void tc_lock_global(void);
+void tc_unlock_global(void);
+void tc_stop(struct zp_arena *a);
+void tc_barrier(void);
+void tc_wait(struct zp_arena *a);
+void tc_resume(struct zp_arena *a);
+void tc_fork_child_global(void);
+void tc_fork_child(struct zp_arena *a); /* every lock held */
 
 /* clear.c: the clearing engine */
 void clear_init(struct zp_arena *a, size_t hot_bytes, size_t nt_min);

@@ -32,7 +32,9 @@
 #include <stdatomic.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -162,40 +164,29 @@ void os_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t de
 	pthread_cond_timedwait(cond, lock, &ts);
 }
 
-/* ---- CPUs ---- */
-
-unsigned os_cpu_count(void)
-{
-	long n = sysconf(_SC_NPROCESSORS_CONF);
-
-	return n < 1 ? 1u : (unsigned)n;
-}
+/* ---- asymmetric fences ---- */
 
 /*
- * glibc (2.35+) registers every thread's restartable-sequences area with the
- * kernel, which keeps its cpu_id current: reading it costs a load, against
- * a vDSO call for sched_getcpu().  The symbols are weak so that an older
- * libc, or rseq turned off (glibc.pthread.rseq=0), falls back.
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) makes every running thread
+ * of the process execute a full memory barrier before it returns, so that
+ * the fast path of a per-thread cache (tcache.c) needs only a compiler
+ * barrier.  Registration is per process (and is made again in a forked
+ * child); a kernel older than 4.14, or a seccomp filter, refuses it and
+ * the caches then use a full fence of their own.
  */
-extern const ptrdiff_t __rseq_offset __attribute__((weak));
-extern const unsigned int __rseq_size __attribute__((weak));
-
-unsigned os_cpu_current(void)
+bool os_membarrier_register(void)
 {
-	int cpu;
+	return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
 
-#if defined(__has_builtin)
-#if __has_builtin(__builtin_thread_pointer)
-	if (&__rseq_size && __rseq_size >= 8) {
-		/* struct rseq: u32 cpu_id_start, then u32 cpu_id (-1 until registered) */
-		cpu = *(volatile const int *)((const char *)__builtin_thread_pointer() + __rseq_offset + 4);
-		if (cpu >= 0)
-			return (unsigned)cpu;
-	}
-#endif
-#endif
-	cpu = sched_getcpu();
-	return cpu < 0 ? 0u : (unsigned)cpu;
+int os_membarrier(void)
+{
+	return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0 : -errno;
+}
+
+void os_yield(void)
+{
+	sched_yield();
 }
 
 /* ---- threads ---- */

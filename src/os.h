@@ -74,10 +74,11 @@ int os_cond_init(pthread_cond_t *cond);
 /* Wait on @cond until os_now_ms() >= @deadline_ms or a signal; @lock held. */
 void os_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t deadline_ms);
 
-/* ---- CPUs ---- */
+/* ---- asymmetric fences ---- */
 
-unsigned os_cpu_count(void);   /* configured CPUs, at least 1 */
-unsigned os_cpu_current(void); /* the CPU this thread runs on now (0 if unknown) */
+bool os_membarrier_register(void); /* true: os_membarrier() works in this process */
+int os_membarrier(void);	   /* a full barrier on every running thread; 0 or -errno */
+void os_yield(void);		   /* sched_yield() */
 
 /* ---- threads ---- */
 

@@ -86,14 +86,17 @@ static void verify_zero_pages(struct zp_arena *a, size_t pfn, size_t n)
 }
 
 /* The block and, in @c, the counts of its pages (they cannot change while
- * the block is in flight: post_alloc_hook needs them). */
+ * the block is in flight: post_alloc_hook needs them); c->pages = 0 from a
+ * thread's cache, whose small blocks post_alloc_hook counts itself. */
 static uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zcount *c)
 {
 	struct zp_arena *a = ac->arena;
 	uint32_t pfn;
 
-	if (pcp_serves(a, ac->order))
-		return rmqueue_pcplist(a, ac->order, ac->want_zero, c);
+	if (tc_serves(a, ac->order)) {
+		c->pages = 0;
+		return rmqueue_tcache(a, ac->order, ac->want_zero);
+	}
 	zlock_lock(&a->lock);
 	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c);
 	zlock_unlock(&a->lock);
@@ -130,26 +133,36 @@ static uint32_t alloc_pages_slowpath(const struct alloc_context *ac, struct zcou
 	}
 }
 
-static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c)
+static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const struct zcount *cin)
 {
 	struct zp_arena *a = ac->arena;
 	size_t n = (size_t)1 << ac->order;
+	const struct zcount *c = cin;
+	struct zcount small;
 
+	if (!cin->pages) { /* a small block from a thread's cache */
+		if (!ac->want_zero && zs_small_all_dirty(a, pfn, ac->order))
+			return; /* nothing to count, clear or record: the usual case */
+		zs_count(a, pfn, n, &small);
+		c = &small;
+	}
 	if (c->reported || ac->want_zero) {
-		struct pcp_stats *st = pcp_stats_here(a);
+		bool shared;
+		struct tc_stats *st = tc_stats_here(a, &shared);
 
-		stat_add(&st->refaulted, c->reported);
+		tstat_add(&st->refaulted, c->reported, shared);
 		if (ac->want_zero) {
 			size_t cleared;
 
 			if (a->flags & ZP_VERIFY)
 				verify_zero_pages(a, pfn, n);
 			cleared = clear_dirty_pages(a, pfn, ac->order, ac->user_addr);
-			stat_add(&st->cleared, cleared);
-			stat_add(&st->skipped, n - cleared);
+			tstat_add(&st->cleared, cleared, shared);
+			tstat_add(&st->skipped, n - cleared, shared);
 		}
 	}
-	zs_clear(a, pfn, n);
+	if (c->dirty != n || c->reported) /* else both bits are set already */
+		zs_clear(a, pfn, n);
 }
 
 static void prep_new_page(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c)
@@ -189,8 +202,12 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 
 static void free_pages_prepare(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
-	if (a->flags & ZP_INIT_ON_FREE) /* all of it: allocated pages are dirty */
-		stat_add(&pcp_stats_here(a)->cleared, clear_dirty_free_block(a, pfn, order));
+	if (a->flags & ZP_INIT_ON_FREE) { /* all of it: allocated pages are dirty */
+		bool shared;
+		struct tc_stats *st = tc_stats_here(a, &shared);
+
+		tstat_add(&st->cleared, clear_dirty_free_block(a, pfn, order), shared);
+	}
 	else if (a->flags & ZP_VERIFY)
 		memset(pfn_to_addr(a, pfn), POISON_BYTE, ZP_PAGE_SIZE << order);
 }
@@ -219,8 +236,8 @@ int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 
 	daemon_ensure(a);
 	free_pages_prepare(a, pfn, order);
-	if (pcp_serves(a, order)) {
-		free_pcp(a, pfn, order);
+	if (tc_serves(a, order)) {
+		free_tcache(a, pfn, order);
 	} else {
 		zlock_lock(&a->lock);
 		free_one_page(a, pfn, order);

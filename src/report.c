@@ -350,14 +350,13 @@ long zp_arena_report(struct zp_arena *a)
 /* Zeroed resident free pages the arena has now (buddy lists and caches). */
 static size_t zeroed_resident(struct zp_arena *a)
 {
-	size_t z;
+	struct tc_totals tc;
 
 	lock_all(a);
-	z = a->cnt.zeroed;
-	for (unsigned i = 0; i < a->nr_pcp; i++)
-		z += a->pcp[i].cnt.zeroed;
+	tc_sum(a, &tc);
+	tc.cnt.zeroed += a->cnt.zeroed;
 	unlock_all(a);
-	return z;
+	return tc.cnt.zeroed;
 }
 
 /* Largest order whose block is at most @pages pages (@pages >= 1). */

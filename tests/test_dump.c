@@ -6,7 +6,7 @@
 #include "test.h"
 
 struct parsed {
-	size_t buddy[NR_ORDERS][NR_ZSTATES], cached[PCP_MAX_ORDER + 1][NR_ZSTATES];
+	size_t buddy[NR_ORDERS][NR_ZSTATES], cached[TC_MAX_ORDER + 1][NR_ZSTATES];
 	size_t free, zeroed, reported, dirty, held, allocated, never;
 	unsigned long long cleared, skipped, rep, refaulted, prezeroed;
 	int tables;
@@ -47,8 +47,8 @@ static int parse(char *text, struct parsed *d)
 	for (int i = 0; i < n; i++) {
 		if (!strncmp(lines[i], "free blocks on the buddy lists", 30) && i + 4 < n)
 			d->tables += !parse_table(&lines[i + 1], d->buddy, 10);
-		else if (!strncmp(lines[i], "free blocks in the per-CPU caches", 33) && i + 4 < n)
-			d->tables += !parse_table(&lines[i + 1], d->cached, PCP_MAX_ORDER);
+		else if (!strncmp(lines[i], "free blocks in the thread caches", 32) && i + 4 < n)
+			d->tables += !parse_table(&lines[i + 1], d->cached, TC_MAX_ORDER);
 		else if (sscanf(lines[i], "never used (zeroed and reported, on no list yet): %zu pages", &d->never) == 1)
 			d->tables += 1000;
 		else if (sscanf(lines[i], "pages: %zu free (%zu zeroed, %zu reported, %zu dirty, %zu held by a pass), %zu",
@@ -105,7 +105,7 @@ static void dump_matches_stats(void)
 	ASSERT_EQ(parse(text, &d), 0);
 	for (unsigned o = 0; o <= 10; o++)
 		for (int s = 0; s < NR_ZSTATES; s++)
-			pages += (d.buddy[o][s] + (o <= PCP_MAX_ORDER ? d.cached[o][s] : 0)) << o;
+			pages += (d.buddy[o][s] + (o <= TC_MAX_ORDER ? d.cached[o][s] : 0)) << o;
 	EXPECT_EQ(pages + d.held + d.never, st.nr_free);
 	EXPECT_EQ(d.free, st.nr_free);
 	EXPECT_EQ(d.zeroed, st.nr_free_zeroed);

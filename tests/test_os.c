@@ -922,29 +922,6 @@ static void thread_start_failure_leaves_nothing(void)
 	zp_arena_destroy(a);
 }
 
-/* os_cpu_current() (the rseq area's cpu_id, or sched_getcpu()) names the
- * CPU the thread is pinned to, on every CPU it may run on. */
-static void cpu_id_is_the_cpu(void)
-{
-	cpu_set_t allowed, one;
-	int tried = 0;
-
-	ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
-	for (int cpu = 0; cpu < CPU_SETSIZE && tried < 64; cpu++) {
-		if (!CPU_ISSET(cpu, &allowed))
-			continue;
-		CPU_ZERO(&one);
-		CPU_SET(cpu, &one);
-		if (sched_setaffinity(0, sizeof(one), &one))
-			continue;
-		tried++;
-		for (int i = 0; i < 1000; i++)
-			EXPECT_EQ(os_cpu_current(), (unsigned)cpu);
-	}
-	sched_setaffinity(0, sizeof(allowed), &allowed);
-	EXPECT_GE(tried, 1);
-}
-
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -956,6 +933,5 @@ int main(int argc, char **argv)
 	RUN(nohugepage_commits_4k);
 	RUN(default_hugepage_commits_2m);
 	RUN(thread_start_failure_leaves_nothing);
-	RUN(cpu_id_is_the_cpu);
 	return t_done("test_os");
 }

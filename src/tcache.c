@@ -1,0 +1,552 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tcache.c - per-thread caches of small free blocks (orders 0..TC_MAX_ORDER).
+ *
+ * Each thread that allocates or frees a small block of an arena gets a cache
+ * for that arena: lists per (order, state), so a cache keeps zero state (it
+ * never forgets which of its pages are known zero; the per-page bits stay
+ * exact and are counted when the cache is read), and the
+ * owner works on them without a lock and without an atomic
+ * read-modify-write: the steady state of alloc+free writes only the
+ * thread's own cache lines, the block's descriptor and, for a free, the
+ * compare-and-swap that validates it (page_alloc.c).
+ *
+ * Allocation follows the buddy lists' state preference (buddy.c).  For each
+ * state in preference order: take from the cache's list if it has one;
+ * otherwise, if the buddy lists probably have a block of that state (an
+ * unlocked hint), refill a batch of that state under the arena lock.  So a
+ * zeroing request never clears a cached dirty page while known-zero memory
+ * is free.  A cache above TC_HIGH_PAGES after a free gives its largest
+ * lists' oldest blocks back to the buddy lists until it is TC_BATCH_PAGES
+ * below the mark.
+ *
+ * Other threads reach a cache only to quiesce it (lock_all(): the slow path
+ * before ENOMEM, zp_arena_check(), stats, dump, fork, thread exit), with an
+ * asymmetric Dekker handshake on two flags of the cache:
+ *
+ *   owner (tc_enter/tc_exit)            quiescer (lock_all)
+ *     active = 1                          lock tc_lock
+ *     compiler barrier                    stop = 1, for every cache
+ *     if stop: active = 0, wait for       membarrier(): a full barrier on
+ *              tc_lock, start again         every running thread
+ *     ... the lists ...                   wait until active == 0, each cache
+ *     active = 0 (release)                ... every cache's lists ...
+ *                                         stop = 0, unlock tc_lock
+ *
+ * membarrier() puts a full barrier between the owner's store of active and
+ * its load of stop wherever the owner is, so either the quiescer sees
+ * active == 1 and waits, or the owner sees stop == 1 and keeps off its
+ * lists: the fast path pays no fence.  Where membarrier is refused (an old
+ * kernel, a seccomp filter) and under ThreadSanitizer, which cannot see
+ * it, both sides use sequentially consistent atomics instead (the owner's
+ * store becomes an xchg).
+ *
+ * A thread's caches go back to their arenas when the thread exits (a
+ * pthread key's destructor); an arena destroyed first detaches them and
+ * their owner frees them at its next lookup or at exit.  In a forked child
+ * only the forking thread survives: every other thread's cache is emptied
+ * into the buddy lists and freed (tc_fork_child()).
+ *
+ * The caches serve orders below min(TC_MAX_ORDER + 1, max_order + 1,
+ * report_order): a block of report_order or larger must sit on the buddy
+ * lists, where a reporting pass can find it.
+ *
+ * Lock order: the registry lock, tc_lock, an owner's active section, the
+ * arena lock.  An owner never takes tc_lock while active; a quiescer takes
+ * the arena lock only after every cache it stopped is inactive.
+ *
+ * Invariants (zp_arena_check()): a cached block's head has PG_CACHE, its
+ * order and its list's state, which equals zs_summary() of its pages; each
+ * cache's pages equals the sum of its blocks' pages; every cache on an
+ * arena's list is attached to that arena.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define TC_BATCH_PAGES 16
+#define TC_HIGH_PAGES  256
+
+#if defined(__SANITIZE_THREAD__)
+#define TC_ASYM_OK 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TC_ASYM_OK 0
+#else
+#define TC_ASYM_OK 1
+#endif
+#else
+#define TC_ASYM_OK 1
+#endif
+
+#ifdef __GNUC__
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#else
+#define likely(x)   (x)
+#define unlikely(x) (x)
+#endif
+
+/* One per thread: the caches it owns, and the one it used last. */
+struct tc_thread {
+	struct tcache *last;
+	uint64_t last_id; /* last->arena_id, or 0 */
+	struct tcache *caches;
+};
+
+static __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
+
+/* Guards every arena's list of caches and the quiescing handshake. */
+struct zlock tc_lock = {PTHREAD_MUTEX_INITIALIZER, 0};
+static bool tc_asym; /* membarrier registered: owners use a compiler barrier */
+static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
+static pthread_key_t tc_key;
+static bool tc_key_ok;
+static _Atomic uint64_t tc_next_id = 1;
+
+static void tc_thread_exit(void *arg);
+
+static void tc_global_init(void)
+{
+	tc_asym = TC_ASYM_OK && os_membarrier_register();
+	tc_key_ok = pthread_key_create(&tc_key, tc_thread_exit) == 0;
+}
+
+/* How many orders the caches serve: 0..tc_nr_orders() - 1. */
+static unsigned tc_nr_orders(const struct zp_arena *a)
+{
+	unsigned n = TC_MAX_ORDER + 1;
+
+	if (n > a->max_order + 1)
+		n = a->max_order + 1;
+	if (n > a->report_order)
+		n = a->report_order;
+	return n;
+}
+
+void tc_init(struct zp_arena *a)
+{
+	a->id = atomic_fetch_add(&tc_next_id, 1);
+	a->tc_orders = tc_nr_orders(a);
+	a->tcaches = NULL;
+	atomic_init(&a->tc_gone.cleared, 0);
+	atomic_init(&a->tc_gone.skipped, 0);
+	atomic_init(&a->tc_gone.refaulted, 0);
+}
+
+/* ---- the owner's side ---- */
+
+static inline bool tc_enter(struct tcache *t)
+{
+	if (TC_ASYM_OK && likely(tc_asym)) {
+		atomic_store_explicit(&t->active, 1, memory_order_relaxed);
+		atomic_signal_fence(memory_order_seq_cst);
+	} else {
+		atomic_store_explicit(&t->active, 1, memory_order_seq_cst);
+	}
+	if (likely(!atomic_load_explicit(&t->stop, memory_order_seq_cst)))
+		return true;
+	atomic_store_explicit(&t->active, 0, memory_order_release);
+	/* a quiescer holds tc_lock until it is done with the caches */
+	zlock_lock(&tc_lock);
+	zlock_unlock(&tc_lock);
+	return false;
+}
+
+static inline void tc_exit(struct tcache *t)
+{
+	atomic_store_explicit(&t->active, 0, memory_order_release);
+}
+
+/* This thread's cache for @a: found, or made and attached.  NULL if none can
+ * be made (out of memory): the caller then uses the buddy lists. */
+static struct tcache *tc_lookup_slow(struct zp_arena *a)
+{
+	struct tc_thread *me = &tc_self;
+	struct tcache **pp = &me->caches, *t;
+
+	pthread_once(&tc_once, tc_global_init);
+	while ((t = *pp)) {
+		struct zp_arena *ta = atomic_load_explicit(&t->arena, memory_order_acquire);
+
+		if (!ta) { /* its arena was destroyed: nobody else knows it now */
+			*pp = t->thread_next;
+			free(t);
+			continue;
+		}
+		if (t->arena_id == a->id)
+			goto found;
+		pp = &t->thread_next;
+	}
+	if (!tc_key_ok || posix_memalign((void **)&t, 64, sizeof(*t)))
+		return NULL;
+	*t = (struct tcache){0};
+	for (unsigned o = 0; o <= TC_MAX_ORDER; o++)
+		for (int s = 0; s < NR_ZSTATES; s++)
+			list_init(&t->lists[o][s]);
+	t->arena_id = a->id;
+	t->owner = me;
+	if (pthread_setspecific(tc_key, me)) {
+		free(t);
+		return NULL;
+	}
+	zlock_lock(&tc_lock);
+	atomic_store_explicit(&t->arena, a, memory_order_relaxed);
+	t->prev = NULL;
+	t->next = a->tcaches;
+	if (a->tcaches)
+		a->tcaches->prev = t;
+	a->tcaches = t;
+	zlock_unlock(&tc_lock);
+	t->thread_next = me->caches;
+	me->caches = t;
+found:
+	me->last = t;
+	me->last_id = a->id;
+	return t;
+}
+
+static inline struct tcache *tc_get(struct zp_arena *a)
+{
+	if (likely(tc_self.last_id == a->id))
+		return tc_self.last;
+	return tc_lookup_slow(a);
+}
+
+struct tc_stats *tc_stats_here(struct zp_arena *a, bool *shared)
+{
+	struct tcache *t = tc_get(a);
+
+	*shared = !t;
+	return t ? &t->stats : &a->tc_gone;
+}
+
+/* Put a free block (head PG_busy or fresh from the buddy) in @t. */
+static inline void tc_add(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order)
+{
+	enum zstate st = ZS_DIRTY;
+
+	if (unlikely(!zs_small_all_dirty(a, pfn, order))) {
+		struct zcount c;
+
+		zs_count(a, pfn, (size_t)1 << order, &c);
+		st = zs_summary(&c);
+	}
+	pg_set_info(&a->pages[pfn], mk_info(PG_CACHE, order, st));
+	list_add(a, &t->lists[order][st], pfn, false);
+	t->pages += (size_t)1 << order;
+}
+
+/* Take @pfn, of @order and on @t's list @st, off @t; its head becomes PG_busy. */
+static inline void tc_del(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order, enum zstate st)
+{
+	list_del(a, &t->lists[order][st], pfn);
+	t->pages -= (size_t)1 << order;
+	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
+}
+
+/* Refill @t with up to a batch of @order blocks in state @st. */
+static void tc_refill(struct zp_arena *a, struct tcache *t, unsigned order, enum zstate st, bool want_zero)
+{
+	unsigned batch = TC_BATCH_PAGES >> order;
+
+	zlock_lock(&a->lock);
+	for (unsigned got = 0; got < (batch ? batch : 1); got++) {
+		uint32_t pfn = rmqueue_smallest(a, order, want_zero, 1u << st, NULL);
+
+		if (pfn == NIL)
+			break;
+		tc_add(a, t, pfn, order);
+	}
+	zlock_unlock(&a->lock);
+}
+
+/* Give blocks back to the buddy lists until @t holds at most @target pages.
+ * The arena lock held, and @t is the caller's (active) or quiesced. */
+static void tc_drain(struct zp_arena *a, struct tcache *t, size_t target)
+{
+	lock_assert_held(&a->lock);
+	while (t->pages > target) {
+		size_t best_pages = 0;
+		unsigned order = 0;
+		int st = 0;
+		uint32_t pfn;
+
+		for (unsigned o = 0; o <= TC_MAX_ORDER; o++) {
+			for (int s = 0; s < NR_ZSTATES; s++) {
+				size_t pages = t->lists[o][s].nr << o;
+
+				if (pages > best_pages) {
+					best_pages = pages;
+					order = o;
+					st = s;
+				}
+			}
+		}
+		pfn = t->lists[order][st].tail; /* the coldest */
+		tc_del(a, t, pfn, order, (enum zstate)st);
+		free_one_page(a, pfn, order);
+	}
+}
+
+/* The block, or NIL: nothing cached and nothing to refill from (the caller
+ * then takes the slow path). */
+uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero)
+{
+	struct tcache *t = tc_get(a);
+	uint32_t pfn = NIL;
+
+	lock_assert_not_held(&a->lock);
+	if (unlikely(!t)) {
+		zlock_lock(&a->lock);
+		pfn = rmqueue_smallest(a, order, want_zero, ALL_STATES, NULL);
+		zlock_unlock(&a->lock);
+		return pfn;
+	}
+	while (unlikely(!tc_enter(t)))
+		;
+	for (int r = 0; r < NR_ZSTATES; r++) {
+		enum zstate st = state_of_rank(r, want_zero);
+		struct free_list *l = &t->lists[order][st];
+
+		if (unlikely(!l->nr) && buddy_may_have(a, order, st))
+			tc_refill(a, t, order, st, want_zero);
+		if (likely(l->nr)) {
+			pfn = l->head;
+			tc_del(a, t, pfn, order, st);
+			break;
+		}
+	}
+	tc_exit(t);
+	return pfn;
+}
+
+void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	struct tcache *t = tc_get(a);
+
+	lock_assert_not_held(&a->lock);
+	if (unlikely(!t)) {
+		zlock_lock(&a->lock);
+		free_one_page(a, pfn, order);
+		zlock_unlock(&a->lock);
+		return;
+	}
+	while (unlikely(!tc_enter(t)))
+		;
+	tc_add(a, t, pfn, order);
+	if (unlikely(t->pages > TC_HIGH_PAGES)) {
+		zlock_lock(&a->lock);
+		tc_drain(a, t, TC_HIGH_PAGES - TC_BATCH_PAGES);
+		zlock_unlock(&a->lock);
+	}
+	tc_exit(t);
+}
+
+/* ---- quiescing: every other thread's side ---- */
+
+/* Fold @t's counters into the arena's, unlink it from @a.  tc_lock and the
+ * arena lock held; @t inactive and emptied. */
+static void tc_detach(struct zp_arena *a, struct tcache *t)
+{
+	lock_assert_held(&tc_lock);
+	stat_add(&a->tc_gone.cleared, atomic_load_explicit(&t->stats.cleared, memory_order_relaxed));
+	stat_add(&a->tc_gone.skipped, atomic_load_explicit(&t->stats.skipped, memory_order_relaxed));
+	stat_add(&a->tc_gone.refaulted, atomic_load_explicit(&t->stats.refaulted, memory_order_relaxed));
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		a->tcaches = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	t->next = t->prev = NULL;
+}
+
+void tc_lock_global(void)
+{
+	zlock_lock(&tc_lock);
+}
+
+void tc_unlock_global(void)
+{
+	zlock_unlock(&tc_lock);
+}
+
+/* Ask every cache of @a to stay off its lists.  tc_lock held. */
+void tc_stop(struct zp_arena *a)
+{
+	lock_assert_held(&tc_lock);
+	for (struct tcache *t = a->tcaches; t; t = t->next)
+		atomic_store_explicit(&t->stop, 1, memory_order_seq_cst);
+}
+
+/* After tc_stop() of every arena concerned: make the stores seen. */
+void tc_barrier(void)
+{
+	lock_assert_held(&tc_lock);
+	if (TC_ASYM_OK && tc_asym) {
+		int err = os_membarrier();
+
+		if (err) { /* cannot happen once registered: nothing else is safe */
+			fprintf(stderr, "zpage: membarrier failed (%d) after registration\n", err);
+			abort();
+		}
+	} else {
+		atomic_thread_fence(memory_order_seq_cst);
+	}
+}
+
+/* Wait until every cache of @a is off its lists.  tc_lock held. */
+void tc_wait(struct zp_arena *a)
+{
+	lock_assert_held(&tc_lock);
+	for (struct tcache *t = a->tcaches; t; t = t->next)
+		while (atomic_load_explicit(&t->active, memory_order_seq_cst))
+			os_yield();
+}
+
+/* Let the owners back on their lists.  tc_lock held. */
+void tc_resume(struct zp_arena *a)
+{
+	lock_assert_held(&tc_lock);
+	for (struct tcache *t = a->tcaches; t; t = t->next)
+		atomic_store_explicit(&t->stop, 0, memory_order_release);
+}
+
+void lock_all(struct zp_arena *a)
+{
+	lock_assert_not_held(&a->lock);
+	zlock_lock(&tc_lock);
+	tc_stop(a);
+	tc_barrier();
+	tc_wait(a);
+	zlock_lock(&a->lock);
+}
+
+void unlock_all(struct zp_arena *a)
+{
+	zlock_unlock(&a->lock);
+	tc_resume(a);
+	zlock_unlock(&tc_lock);
+}
+
+void drain_all_pages_locked(struct zp_arena *a)
+{
+	lock_assert_all_held(a);
+	for (struct tcache *t = a->tcaches; t; t = t->next)
+		tc_drain(a, t, 0);
+}
+
+void drain_all_pages(struct zp_arena *a)
+{
+	lock_all(a);
+	drain_all_pages_locked(a);
+	unlock_all(a);
+}
+
+/* Every lock held: the arena's caches are quiet. */
+void tc_sum(struct zp_arena *a, struct tc_totals *s)
+{
+	lock_assert_all_held(a);
+	*s = (struct tc_totals){
+		.cleared = atomic_load(&a->tc_gone.cleared),
+		.skipped = atomic_load(&a->tc_gone.skipped),
+		.refaulted = atomic_load(&a->tc_gone.refaulted),
+	};
+	for (struct tcache *t = a->tcaches; t; t = t->next) {
+		for (unsigned o = 0; o <= TC_MAX_ORDER; o++) {
+			for (int st = 0; st < NR_ZSTATES; st++) {
+				const struct free_list *l = &t->lists[o][st];
+
+				for (uint32_t pfn = l->head; pfn != NIL; pfn = a->pages[pfn].next) {
+					struct zcount c;
+
+					zs_count(a, pfn, (size_t)1 << o, &c);
+					zcount_add(&s->cnt, &c);
+				}
+				s->blocks[o][st] += l->nr;
+			}
+		}
+		s->cleared += atomic_load_explicit(&t->stats.cleared, memory_order_relaxed);
+		s->skipped += atomic_load_explicit(&t->stats.skipped, memory_order_relaxed);
+		s->refaulted += atomic_load_explicit(&t->stats.refaulted, memory_order_relaxed);
+		s->nr_caches++;
+	}
+}
+
+/* Destroy: the caches' blocks go with the arena; their owners find them
+ * detached and free them. */
+void tc_destroy(struct zp_arena *a)
+{
+	zlock_lock(&tc_lock);
+	while (a->tcaches) {
+		struct tcache *t = a->tcaches;
+
+		a->tcaches = t->next;
+		t->next = t->prev = NULL;
+		atomic_store_explicit(&t->arena, NULL, memory_order_release); /* last touch */
+	}
+	zlock_unlock(&tc_lock);
+}
+
+/* pthread key destructor: this thread's caches go back to their arenas. */
+static void tc_thread_exit(void *arg)
+{
+	struct tc_thread *me = arg;
+
+	while (me->caches) {
+		struct tcache *t = me->caches;
+		struct zp_arena *a;
+
+		me->caches = t->thread_next;
+		zlock_lock(&tc_lock);
+		a = atomic_load_explicit(&t->arena, memory_order_relaxed);
+		if (a) {
+			zlock_lock(&a->lock);
+			tc_drain(a, t, 0);
+			tc_detach(a, t);
+			zlock_unlock(&a->lock);
+		}
+		zlock_unlock(&tc_lock);
+		free(t);
+	}
+	me->last = NULL;
+	me->last_id = 0;
+}
+
+/* Forked child, every lock held: the other threads are gone, so are their
+ * caches' owners.  Their blocks go back to the buddy lists. */
+void tc_fork_child(struct zp_arena *a)
+{
+	struct tcache *t = a->tcaches, *next;
+
+	lock_assert_all_held(a);
+	for (; t; t = next) {
+		next = t->next;
+		if (t->owner == &tc_self)
+			continue;
+		atomic_store_explicit(&t->active, 0, memory_order_relaxed);
+		tc_drain(a, t, 0);
+		tc_detach(a, t);
+		free(t);
+	}
+}
+
+/* Forked child, once, before tc_fork_child(): membarrier registration is the
+ * parent's; make sure of it here (one thread runs, none is on its lists). */
+void tc_fork_child_global(void)
+{
+	if (tc_asym && !os_membarrier_register())
+		tc_asym = false;
+}
+
+void zp_test_set_pcp(struct zp_arena *a, bool on)
+{
+	a->tc_orders = on ? tc_nr_orders(a) : 0;
+}
+
+void zp_test_drain_pcp(struct zp_arena *a)
+{
+	drain_all_pages(a);
+}
