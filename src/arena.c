@@ -254,9 +254,9 @@ void zp_arena_destroy(struct zp_arena *a)
 	if (!a)
 		return;
 	registry_del(a);
+	tc_destroy(a); /* first: an exiting thread's cache may be on its way back */
 	daemon_stop(a);
 	report_destroy(a);
-	tc_destroy(a);
 	zlock_destroy(&a->lock);
 	os_unmap(a->meta_addr, a->meta_len);
 	os_unmap(a->map_addr, a->map_len);

@@ -457,5 +457,7 @@ void zp_test_set_aliasing(struct zp_arena *a, bool on);
 size_t zp_test_nr_free_blocks(struct zp_arena *a, unsigned order, enum zstate st);
 void zp_test_set_pcp(struct zp_arena *a, bool on); /* only before the first allocation */
 void zp_test_drain_pcp(struct zp_arena *a);
+void zp_test_tc_force_fences(void);	   /* before the first cache: the fallback handshake */
+const char *zp_test_tc_handshake(void);	   /* "membarrier" or "fences" */
 
 #endif /* ZPAGE_INTERNAL_H */

@@ -27,8 +27,8 @@
  *   owner (tc_enter/tc_exit)            quiescer (lock_all)
  *     active = 1                          lock tc_lock
  *     compiler barrier                    stop = 1, for every cache
- *     if stop: active = 0, wait for       membarrier(): a full barrier on
- *              tc_lock, start again         every running thread
+ *     if stop: active = 0, take tc_lock   membarrier(): a full barrier on
+ *              and work under it            every running thread
  *     ... the lists ...                   wait until active == 0, each cache
  *     active = 0 (release)                ... every cache's lists ...
  *                                         stop = 0, unlock tc_lock
@@ -100,6 +100,7 @@ static __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec"
 /* Guards every arena's list of caches and the quiescing handshake. */
 struct zlock tc_lock = {PTHREAD_MUTEX_INITIALIZER, 0};
 static bool tc_asym; /* membarrier registered: owners use a compiler barrier */
+static _Atomic unsigned tc_waiters; /* owners waiting for tc_lock in tc_enter() */
 static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tc_key;
 static bool tc_key_ok;
@@ -107,9 +108,11 @@ static _Atomic uint64_t tc_next_id = 1;
 
 static void tc_thread_exit(void *arg);
 
+static bool tc_no_membarrier; /* test hook: as if membarrier were refused */
+
 static void tc_global_init(void)
 {
-	tc_asym = TC_ASYM_OK && os_membarrier_register();
+	tc_asym = TC_ASYM_OK && !tc_no_membarrier && os_membarrier_register();
 	tc_key_ok = pthread_key_create(&tc_key, tc_thread_exit) == 0;
 }
 
@@ -147,16 +150,23 @@ static inline bool tc_enter(struct tcache *t)
 	}
 	if (likely(!atomic_load_explicit(&t->stop, memory_order_seq_cst)))
 		return true;
+	/* A quiescer holds tc_lock until it is done with the caches: wait for
+	 * it, and work under tc_lock (no quiescer can start meanwhile), so an
+	 * owner makes progress even against back-to-back quiescers. */
 	atomic_store_explicit(&t->active, 0, memory_order_release);
-	/* a quiescer holds tc_lock until it is done with the caches */
+	atomic_fetch_add_explicit(&tc_waiters, 1, memory_order_relaxed);
 	zlock_lock(&tc_lock);
-	zlock_unlock(&tc_lock);
+	atomic_fetch_sub_explicit(&tc_waiters, 1, memory_order_release);
 	return false;
 }
 
-static inline void tc_exit(struct tcache *t)
+/* @entered: what tc_enter() returned. */
+static inline void tc_exit(struct tcache *t, bool entered)
 {
-	atomic_store_explicit(&t->active, 0, memory_order_release);
+	if (likely(entered))
+		atomic_store_explicit(&t->active, 0, memory_order_release);
+	else
+		zlock_unlock(&tc_lock);
 }
 
 /* This thread's cache for @a: found, or made and attached.  NULL if none can
@@ -296,6 +306,7 @@ uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero)
 {
 	struct tcache *t = tc_get(a);
 	uint32_t pfn = NIL;
+	bool entered;
 
 	lock_assert_not_held(&a->lock);
 	if (unlikely(!t)) {
@@ -304,8 +315,7 @@ uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero)
 		zlock_unlock(&a->lock);
 		return pfn;
 	}
-	while (unlikely(!tc_enter(t)))
-		;
+	entered = tc_enter(t);
 	for (int r = 0; r < NR_ZSTATES; r++) {
 		enum zstate st = state_of_rank(r, want_zero);
 		struct free_list *l = &t->lists[order][st];
@@ -318,13 +328,14 @@ uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero)
 			break;
 		}
 	}
-	tc_exit(t);
+	tc_exit(t, entered);
 	return pfn;
 }
 
 void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
 	struct tcache *t = tc_get(a);
+	bool entered;
 
 	lock_assert_not_held(&a->lock);
 	if (unlikely(!t)) {
@@ -333,15 +344,14 @@ void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order)
 		zlock_unlock(&a->lock);
 		return;
 	}
-	while (unlikely(!tc_enter(t)))
-		;
+	entered = tc_enter(t);
 	tc_add(a, t, pfn, order);
 	if (unlikely(t->pages > TC_HIGH_PAGES)) {
 		zlock_lock(&a->lock);
 		tc_drain(a, t, TC_HIGH_PAGES - TC_BATCH_PAGES);
 		zlock_unlock(&a->lock);
 	}
-	tc_exit(t);
+	tc_exit(t, entered);
 }
 
 /* ---- quiescing: every other thread's side ---- */
@@ -363,9 +373,18 @@ static void tc_detach(struct zp_arena *a, struct tcache *t)
 	t->next = t->prev = NULL;
 }
 
+/* Take tc_lock to quiesce, after any owner waiting for it (tc_enter()): an
+ * owner makes progress even against back-to-back quiescers. */
+static void tc_lock_quiescer(void)
+{
+	while (atomic_load_explicit(&tc_waiters, memory_order_acquire))
+		os_yield();
+	zlock_lock(&tc_lock);
+}
+
 void tc_lock_global(void)
 {
-	zlock_lock(&tc_lock);
+	tc_lock_quiescer();
 }
 
 void tc_unlock_global(void)
@@ -417,7 +436,7 @@ void tc_resume(struct zp_arena *a)
 void lock_all(struct zp_arena *a)
 {
 	lock_assert_not_held(&a->lock);
-	zlock_lock(&tc_lock);
+	tc_lock_quiescer();
 	tc_stop(a);
 	tc_barrier();
 	tc_wait(a);
@@ -534,11 +553,25 @@ void tc_fork_child(struct zp_arena *a)
 }
 
 /* Forked child, once, before tc_fork_child(): membarrier registration is the
- * parent's; make sure of it here (one thread runs, none is on its lists). */
+ * parent's, make sure of it here (one thread runs, none is on its lists);
+ * nobody waits for tc_lock. */
 void tc_fork_child_global(void)
 {
+	/* the owners that waited for tc_lock at the fork are the parent's */
+	atomic_store_explicit(&tc_waiters, 0, memory_order_relaxed);
 	if (tc_asym && !os_membarrier_register())
 		tc_asym = false;
+}
+
+void zp_test_tc_force_fences(void)
+{
+	tc_no_membarrier = true;
+}
+
+const char *zp_test_tc_handshake(void)
+{
+	pthread_once(&tc_once, tc_global_init);
+	return tc_asym ? "membarrier" : "fences";
 }
 
 void zp_test_set_pcp(struct zp_arena *a, bool on)

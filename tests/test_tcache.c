@@ -1,0 +1,474 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The per-thread caches (src/tcache.c): what they must keep.
+ *
+ *  - a thread's cache goes back to the arena when the thread exits;
+ *  - a block freed by another thread than the one that allocated it goes
+ *    to the freeing thread's cache, and every page stays obtainable;
+ *  - exhaustion: pages spread across the caches of live, idle threads are
+ *    drained before ENOMEM, by any order, the largest included;
+ *  - bad frees of cached blocks (double, wrong order, interior, sitting in
+ *    another live thread's cache) return -EINVAL with nothing changed;
+ *  - a cached page never forgets it is zero, across threads;
+ *  - zp_arena_check(), stats and dump quiesce caches whose owners are
+ *    allocating and freeing at that moment;
+ *  - an arena destroyed while threads still have caches for it: those
+ *    threads go on with other arenas (their stale caches are freed);
+ *  - with membarrier refused (forced here), the fallback handshake.
+ * The plain build runs the membarrier handshake, the TSan one its fallback.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test.h"
+
+#define PAGES 256
+
+struct held {
+	struct zp_arena *a;
+	unsigned order;
+	int n;
+	void *p[PAGES];
+	pthread_barrier_t *ready, *go; /* NULL: exit at once */
+};
+
+/* Allocate n blocks, free them (they sit in this thread's cache), wait. */
+static void *cache_and_wait(void *arg)
+{
+	struct held *h = arg;
+
+	for (int i = 0; i < h->n; i++)
+		if (!(h->p[i] = zp_alloc_pages(h->a, 0, h->order, ZP_USER_ADDR_NONE)))
+			return (void *)1;
+	for (int i = 0; i < h->n; i++)
+		if (zp_free_pages(h->a, h->p[i], h->order))
+			return (void *)2;
+	if (h->ready) {
+		pthread_barrier_wait(h->ready);
+		pthread_barrier_wait(h->go);
+	}
+	return NULL;
+}
+
+static size_t cached_pages(struct zp_arena *a)
+{
+	struct tc_totals tc;
+
+	lock_all(a);
+	tc_sum(a, &tc);
+	unlock_all(a);
+	return tc.cnt.pages;
+}
+
+static unsigned nr_caches(struct zp_arena *a)
+{
+	struct tc_totals tc;
+
+	lock_all(a);
+	tc_sum(a, &tc);
+	unlock_all(a);
+	return tc.nr_caches;
+}
+
+/* Every page can be had again as max-order blocks. */
+static void expect_all_obtainable(struct zp_arena *a, unsigned max_order)
+{
+	size_t n = PAGES >> max_order;
+	void *p[PAGES];
+
+	for (size_t i = 0; i < n; i++)
+		EXPECT((p[i] = zp_alloc_pages(a, 0, max_order, ZP_USER_ADDR_NONE)) != NULL);
+	EXPECT_EQ(t_stats(a).nr_free, 0);
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			EXPECT_EQ(zp_free_pages(a, p[i], max_order), 0);
+}
+
+static void thread_exit_returns_cache(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	struct held h = {.a = a, .order = 0, .n = 40};
+	pthread_t t;
+	void *ret;
+
+	ASSERT_EQ(pthread_create(&t, NULL, cache_and_wait, &h), 0);
+	pthread_join(t, &ret);
+	EXPECT_EQ(ret, NULL);
+	EXPECT_EQ(nr_caches(a), 0); /* the exited thread's cache is gone */
+	EXPECT_EQ(cached_pages(a), 0);
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	/* its pages merged back: a max-order block without draining anything */
+	expect_all_obtainable(a, 8);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* A allocates, B frees: B's cache gets the blocks. */
+struct cross {
+	struct zp_arena *a;
+	void **p;
+	int n;
+};
+
+static void *free_them(void *arg)
+{
+	struct cross *c = arg;
+	intptr_t bad = 0;
+
+	for (int i = 0; i < c->n; i++)
+		bad += zp_free_pages(c->a, c->p[i], 1) != 0;
+	return (void *)bad;
+}
+
+static void cross_thread_frees(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	void *p[64];
+	struct cross c = {.a = a, .p = p, .n = 64};
+	pthread_t t;
+	void *ret;
+
+	for (int round = 0; round < 20; round++) {
+		for (int i = 0; i < 64; i++)
+			ASSERT((p[i] = zp_alloc_pages(a, 0, 1, ZP_USER_ADDR_NONE)));
+		ASSERT_EQ(pthread_create(&t, NULL, free_them, &c), 0);
+		pthread_join(t, &ret);
+		EXPECT_EQ(ret, NULL);
+		EXPECT_EQ(t_stats(a).nr_free, PAGES);
+		ASSERT_EQ(zp_arena_check(a), 0);
+	}
+	expect_all_obtainable(a, 8);
+	zp_arena_destroy(a);
+}
+
+/* Four live, idle threads hold pages in their caches (40 pages each, of
+ * orders 0..3); the main thread still gets the whole arena as max-order
+ * blocks, and then every order-0 page. */
+static void exhaustion_drains_other_threads(void)
+{
+	enum { N = 4 };
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	pthread_barrier_t ready, go;
+	struct held h[N];
+	pthread_t t[N];
+	void *p[PAGES], *ret;
+	int got = 0;
+
+	pthread_barrier_init(&ready, NULL, N + 1);
+	pthread_barrier_init(&go, NULL, N + 1);
+	for (int i = 0; i < N; i++) {
+		h[i] = (struct held){.a = a, .order = (unsigned)i, .n = 40 >> i, .ready = &ready, .go = &go};
+		ASSERT_EQ(pthread_create(&t[i], NULL, cache_and_wait, &h[i]), 0);
+	}
+	pthread_barrier_wait(&ready);
+	EXPECT_EQ(nr_caches(a), N);
+	EXPECT_GE(cached_pages(a), 4 * 40 - 16); /* what they hold, refills aside */
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	/* the largest order: every cache drained and merged */
+	p[0] = zp_alloc_pages(a, 0, 8, ZP_USER_ADDR_NONE);
+	EXPECT(p[0] != NULL);
+	EXPECT_EQ(cached_pages(a), 0);
+	if (p[0])
+		EXPECT_EQ(zp_free_pages(a, p[0], 8), 0);
+	/* fill the caches again from the threads' side?  They are waiting; fill
+	 * ours, then take every page one by one */
+	while (got < PAGES && (p[got] = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE)))
+		got++;
+	EXPECT_EQ(got, PAGES);
+	EXPECT_EQ(zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE), NULL);
+	EXPECT_EQ(errno, ENOMEM);
+	EXPECT_EQ(t_stats(a).nr_free, 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	for (int i = 0; i < got; i++)
+		EXPECT_EQ(zp_free_pages(a, p[i], 0), 0);
+	pthread_barrier_wait(&go);
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], &ret);
+		EXPECT_EQ(ret, NULL);
+	}
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	pthread_barrier_destroy(&ready);
+	pthread_barrier_destroy(&go);
+	zp_arena_destroy(a);
+}
+
+/* Bad frees of blocks sitting in a cache, this thread's or another live
+ * thread's: -EINVAL, nothing changed. */
+static void bad_frees_of_cached_blocks(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	pthread_barrier_t ready, go;
+	struct held h = {.a = a, .order = 2, .n = 8, .ready = &ready, .go = &go};
+	struct zp_stats s0, s1;
+	pthread_t t;
+	void *mine, *ret;
+
+	pthread_barrier_init(&ready, NULL, 2);
+	pthread_barrier_init(&go, NULL, 2);
+	ASSERT_EQ(pthread_create(&t, NULL, cache_and_wait, &h), 0);
+	pthread_barrier_wait(&ready);
+	ASSERT((mine = zp_alloc_pages(a, 0, 1, ZP_USER_ADDR_NONE)));
+	ASSERT_EQ(zp_free_pages(a, mine, 1), 0); /* in this thread's cache now */
+	s0 = t_stats(a);
+	for (int i = 0; i < h.n; i++) {
+		EXPECT_EQ(zp_free_pages(a, h.p[i], 2), -EINVAL); /* in the other thread's cache */
+		EXPECT_EQ(zp_free_pages(a, h.p[i], 0), -EINVAL); /* wrong order too */
+		EXPECT_EQ(zp_free_pages(a, (char *)h.p[i] + ZP_PAGE_SIZE, 0), -EINVAL); /* interior */
+	}
+	EXPECT_EQ(zp_free_pages(a, mine, 1), -EINVAL); /* double free, cached here */
+	EXPECT_EQ(zp_free_pages(a, mine, 0), -EINVAL);
+	s1 = t_stats(a);
+	EXPECT(t_stats_equal(&s0, &s1));
+	EXPECT_EQ(zp_arena_check(a), 0);
+	pthread_barrier_wait(&go);
+	pthread_join(t, &ret);
+	EXPECT_EQ(ret, NULL);
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	expect_all_obtainable(a, 8);
+	pthread_barrier_destroy(&ready);
+	pthread_barrier_destroy(&go);
+	zp_arena_destroy(a);
+}
+
+/* A page cleared at free (init_on_free) sits zeroed in the freeing thread's
+ * cache; another thread's zeroing allocation gets it without a clear. */
+static void *zero_alloc_one(void *arg)
+{
+	struct zp_arena *a = arg;
+	char *p = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE);
+	intptr_t bad = !p || !t_all_zero(p, ZP_PAGE_SIZE);
+
+	if (p)
+		bad |= zp_free_pages(a, p, 0) != 0;
+	return (void *)bad;
+}
+
+static void cached_zero_state_across_threads(void)
+{
+	struct zp_arena *a = t_arena(64, 6, ZP_INIT_ON_FREE);
+	char *p = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+	uint64_t cleared, skipped;
+	pthread_t t;
+	void *ret;
+
+	ASSERT(p);
+	memset(p, 0x5a, ZP_PAGE_SIZE);
+	ASSERT_EQ(zp_free_pages(a, p, 0), 0); /* cleared once, cached zeroed here */
+	cleared = t_stats(a).pages_cleared;
+	skipped = t_stats(a).pages_clear_skipped;
+	EXPECT_EQ(cleared, 1);
+	/* the other thread's cache refills from the buddy lists, whose zero
+	 * pages are as good; drain ours first so the one we cleared is there */
+	zp_test_drain_pcp(a);
+	ASSERT_EQ(pthread_create(&t, NULL, zero_alloc_one, a), 0);
+	pthread_join(t, &ret);
+	EXPECT_EQ(ret, NULL);
+	/* its allocation cleared nothing; its free (init_on_free) cleared one */
+	EXPECT_EQ(t_stats(a).pages_cleared, cleared + 1);
+	EXPECT_EQ(t_stats(a).pages_clear_skipped, skipped + 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* Checks, stats and dumps while two threads churn small blocks. */
+struct churner {
+	struct zp_arena *a;
+	atomic_bool *stop;
+	uint64_t ops;
+	int errors;
+};
+
+static void *churn(void *arg)
+{
+	struct churner *c = arg;
+	void *p[16];
+	unsigned x = (unsigned)(uintptr_t)c;
+
+	while (!atomic_load(c->stop)) {
+		int n = 0;
+
+		for (int i = 0; i < 16; i++) {
+			unsigned o = (x = x * 1103515245u + 12345u) >> 16 & 3;
+
+			p[i] = zp_alloc_pages(c->a, (x >> 20) & 1 ? ZP_GFP_ZERO : 0, o, ZP_USER_ADDR_NONE);
+			if (p[i]) {
+				memset(p[i], 0x77, 64);
+				*(unsigned *)((char *)p[i] + 64) = o;
+				n = i + 1;
+			} else if (errno != ENOMEM) {
+				c->errors++;
+			}
+		}
+		for (int i = 0; i < n; i++)
+			if (p[i] && zp_free_pages(c->a, p[i], *(unsigned *)((char *)p[i] + 64)))
+				c->errors++;
+		c->ops += 2 * (uint64_t)n;
+	}
+	return NULL;
+}
+
+static void check_while_churning(void)
+{
+	enum { N = 2 };
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	atomic_bool stop = false;
+	struct churner c[N];
+	pthread_t t[N];
+	FILE *devnull = fopen("/dev/null", "w");
+	int checks = 0;
+
+	ASSERT(devnull);
+	for (int i = 0; i < N; i++) {
+		c[i] = (struct churner){.a = a, .stop = &stop};
+		ASSERT_EQ(pthread_create(&t[i], NULL, churn, &c[i]), 0);
+	}
+	for (int i = 0; i < 300; i++) {
+		struct zp_stats s = t_stats(a);
+
+		EXPECT_LE(s.nr_free, PAGES);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		checks++;
+		if (i % 50 == 0)
+			zp_arena_dump(a, devnull);
+	}
+	atomic_store(&stop, true);
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		EXPECT_EQ(c[i].errors, 0);
+		EXPECT_GT(c[i].ops, 0);
+	}
+	T_NOTE("%d checks while %llu + %llu operations ran", checks, (unsigned long long)c[0].ops,
+	       (unsigned long long)c[1].ops);
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	fclose(devnull);
+	zp_arena_destroy(a);
+}
+
+/* An arena destroyed while a live thread has a cache for it: the thread
+ * goes on with a new arena (the stale cache is freed at its next lookup:
+ * ASan would see a use after free or a leak). */
+static void *use_arenas(void *arg)
+{
+	struct zp_arena **as = arg;
+	intptr_t bad = 0;
+
+	for (int k = 0; k < 2; k++) {
+		void *p = zp_alloc_pages(as[k], 0, 0, ZP_USER_ADDR_NONE);
+
+		bad |= !p || zp_free_pages(as[k], p, 0);
+		if (k == 0) {
+			pthread_barrier_wait((pthread_barrier_t *)as[2]);
+			pthread_barrier_wait((pthread_barrier_t *)as[2]);
+		}
+	}
+	return (void *)bad;
+}
+
+static void destroy_with_live_caches(void)
+{
+	pthread_barrier_t b;
+	struct zp_arena *as[3];
+	pthread_t t;
+	void *ret;
+
+	pthread_barrier_init(&b, NULL, 2);
+	as[0] = t_arena(PAGES, 8, 0);
+	as[2] = (struct zp_arena *)(void *)&b;
+	as[1] = NULL;
+	ASSERT_EQ(pthread_create(&t, NULL, use_arenas, as), 0);
+	pthread_barrier_wait(&b); /* it has a cache for as[0] */
+	EXPECT_EQ(nr_caches(as[0]), 1);
+	zp_arena_destroy(as[0]);
+	as[1] = t_arena(PAGES, 8, 0); /* may reuse the address */
+	pthread_barrier_wait(&b);
+	pthread_join(t, &ret);
+	EXPECT_EQ(ret, NULL);
+	EXPECT_EQ(nr_caches(as[1]), 0); /* the thread exited */
+	EXPECT_EQ(t_stats(as[1]).nr_free, PAGES);
+	EXPECT_EQ(zp_arena_check(as[1]), 0);
+	zp_arena_destroy(as[1]);
+	pthread_barrier_destroy(&b);
+}
+
+/* A forked child gets the pages other threads held in their caches. */
+static void fork_returns_other_threads_caches(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	pthread_barrier_t ready, go;
+	struct held h = {.a = a, .order = 0, .n = 100, .ready = &ready, .go = &go};
+	pthread_t t;
+	pid_t pid;
+	int st;
+
+	pthread_barrier_init(&ready, NULL, 2);
+	pthread_barrier_init(&go, NULL, 2);
+	ASSERT_EQ(pthread_create(&t, NULL, cache_and_wait, &h), 0);
+	pthread_barrier_wait(&ready);
+	EXPECT_GE(cached_pages(a), 100);
+	pid = fork();
+	if (pid == 0) {
+		struct tc_totals tc;
+		void *p;
+
+		lock_all(a);
+		tc_sum(a, &tc); /* the dead thread's cache went back at the fork */
+		unlock_all(a);
+		if (tc.nr_caches != 0 || t_stats(a).nr_free != PAGES)
+			_exit(2);
+		p = zp_alloc_pages(a, 0, 8, ZP_USER_ADDR_NONE); /* all of it, at once */
+		_exit(!p ? 1 : zp_arena_check(a) ? 3 : 0);
+	}
+	ASSERT(pid > 0);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	EXPECT(WIFEXITED(st));
+	EXPECT_EQ(WEXITSTATUS(st), 0);
+	pthread_barrier_wait(&go);
+	pthread_join(t, NULL);
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	pthread_barrier_destroy(&ready);
+	pthread_barrier_destroy(&go);
+	zp_arena_destroy(a);
+}
+
+/* The fallback handshake (sequentially consistent fences, as where
+ * membarrier is refused), forced in a child before any cache exists. */
+static void fallback_handshake(void)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		zp_test_tc_force_fences();
+		if (strcmp(zp_test_tc_handshake(), "fences"))
+			_exit(9);
+		exhaustion_drains_other_threads();
+		check_while_churning();
+		bad_frees_of_cached_blocks();
+		_exit(t_cur_failed ? 1 : 0);
+	}
+	ASSERT(pid > 0);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+int main(int argc, char **argv)
+{
+	t_init(argc, argv);
+	RUN(fallback_handshake); /* first: no cache made in this process yet */
+	T_NOTE("handshake in this build: %s", zp_test_tc_handshake());
+	RUN(thread_exit_returns_cache);
+	RUN(cross_thread_frees);
+	RUN(exhaustion_drains_other_threads);
+	RUN(bad_frees_of_cached_blocks);
+	RUN(cached_zero_state_across_threads);
+	RUN(check_while_churning);
+	RUN(destroy_with_live_caches);
+	RUN(fork_returns_other_threads_caches);
+	return t_done("test_tcache");
+}
