@@ -10,7 +10,12 @@
  *                  of the metadata it touches
  *   RSS after it   VmRSS after that pair minus before the creation
  *   steady pair    later order-4 alloc+free pairs on the same arena, each
- *                  timed (clock_gettime, ~20 ns, included)
+ *                  timed (clock_gettime, ~20 ns, included): the thread's
+ *                  cache serves them (orders 0..5)
+ *   buddy pair     the same with the caches emptied and turned off (a test
+ *                  control): each pair splits the idle arena's largest
+ *                  block down to order 4 and merges it back, 6 levels at
+ *                  max_order 10, 16 at 20 - the buddy lists' own cost
  * The first four are medians over a few arenas, each destroyed before the
  * next is made; the steady pairs are those of the last arena.  Nothing is
  * written to the blocks.  An arena the machine cannot reserve is a note,
@@ -22,6 +27,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "internal.h" /* zp_test_set_pcp, zp_test_drain_pcp */
 
 #define SC    "scale"
 #define ORDER 4
@@ -52,8 +58,8 @@ struct scale_row {
 	struct zp_config cfg;
 	bool failed; /* the machine cannot make one: a note, no figures */
 	double v[NM][8];
-	double *steady;
-	size_t nsteady;
+	double *steady, *buddy;
+	size_t nsteady, nbuddy;
 };
 
 /* Arena @c of row @x: create it, time the first pair, and on the last one
@@ -85,6 +91,10 @@ static void one_arena(struct scale_row *x, int c, bool last)
 	if (last) {
 		x->steady = xmalloc(max * sizeof(double));
 		x->nsteady = steady_pairs(a, x->steady, max, 0.1 * opt_scale);
+		zp_test_drain_pcp(a);
+		zp_test_set_pcp(a, false);
+		x->buddy = xmalloc(max * sizeof(double));
+		x->nbuddy = steady_pairs(a, x->buddy, max, 0.1 * opt_scale);
 	}
 	arena_done(a, SC, x->name);
 }
@@ -97,10 +107,12 @@ static void record(struct scale_row *x, int ncreate)
 	if (!x->failed) {
 		/* the steady pair first: it is the chart's (how the cost grows) */
 		result(SC, x->name, "steady pair", "us", x->steady, x->nsteady);
+		result(SC, x->name, "buddy pair", "us", x->buddy, x->nbuddy);
 		for (int m = 0; m < NM; m++)
 			result(SC, x->name, metric[m], unit[m], x->v[m], (size_t)ncreate);
 	}
 	free(x->steady);
+	free(x->buddy);
 	free(x->name);
 }
 

@@ -168,6 +168,18 @@ static void subtree_build(struct zp_arena *a, uint32_t pfn, unsigned order, stru
 }
 
 /* List a free block by the summary of its pages; @c is its zs_count(). */
+/* Only the arena lock's holder writes the hints (others only read them), so
+ * a load and a store do: no atomic read-modify-write, two of which per level
+ * made a third of a split or merge. */
+static inline void nonempty_set(struct zp_arena *a, enum zstate st, unsigned order, bool on)
+{
+	uint32_t v = atomic_load_explicit(&a->nonempty[st], memory_order_relaxed);
+	uint32_t w = on ? v | (1u << order) : v & ~(1u << order);
+
+	if (w != v)
+		atomic_store_explicit(&a->nonempty[st], w, memory_order_relaxed);
+}
+
 static void add_to_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, const struct zcount *c)
 {
 	enum zstate st = zs_summary(c);
@@ -179,8 +191,7 @@ static void add_to_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, c
 	/* reported blocks go to the tail: the last choice even within a list */
 	list_add(a, &a->free[order][st], pfn, st == ZS_REPORTED);
 	zcount_add(&a->cnt, c);
-	if (!(atomic_load_explicit(&a->nonempty[st], memory_order_relaxed) & (1u << order)))
-		atomic_fetch_or_explicit(&a->nonempty[st], 1u << order, memory_order_relaxed);
+	nonempty_set(a, st, order, true);
 }
 
 void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st, struct zcount *out)
@@ -194,7 +205,7 @@ void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum z
 	if (out)
 		*out = c;
 	if (!a->free[order][st].nr)
-		atomic_fetch_and_explicit(&a->nonempty[st], ~(1u << order), memory_order_relaxed);
+		nonempty_set(a, st, order, false);
 	pg_set_info(&a->pages[pfn], 0);
 }
 

@@ -53,7 +53,7 @@
 #define NR_ORDERS (ZP_MAX_ORDER_LIMIT + 1)
 
 /* Orders served from the per-thread caches. */
-#define TC_MAX_ORDER 3u
+#define TC_MAX_ORDER 5u
 
 /* Free-list states, in the order a zeroing request prefers them. */
 enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
