@@ -98,7 +98,7 @@ struct zp_config {
 /* Counters of one arena.  Page counts are in pages of ZP_PAGE_SIZE. */
 struct zp_stats {
 	size_t nr_pages;	      /* pages managed */
-	size_t nr_free;		      /* free pages: on the lists, in the per-CPU caches, held by
+	size_t nr_free;		      /* free pages: on the lists, in the threads' caches, held by
 					  a report / pre-zero pass, or never used yet */
 	size_t nr_free_zeroed;	      /* free, known zero, resident (lists and caches) */
 	size_t nr_free_reported;      /* free, handed back to the OS */
@@ -166,10 +166,12 @@ ZP_API void zp_arena_destroy(struct zp_arena *a);
  * A zeroing allocation clears only pages not already known to be zero, and
  * with a user_addr clears the page holding it last, so it is hot in cache.
  *
- * Context: any thread.  Never sleeps on I/O; may take the arena lock.  When
- * no free block is found it empties every per-CPU cache and retries with
- * every lock held, and waits for a reporting or pre-zeroing pass in flight
- * to put back the blocks it holds.
+ * Context: any thread; not from a signal handler that interrupted a call
+ * of the library on the same arena.  Never sleeps on I/O; may take the
+ * arena lock.  Orders 0-5 come from the calling thread's cache (no lock);
+ * when no free block is found it empties every thread's cache and retries
+ * with every lock held, and waits for a reporting or pre-zeroing pass in
+ * flight to put back the blocks it holds.
  * Return: the block, aligned to its own size, or NULL with errno EINVAL
  * (NULL arena, unknown gfp bits, order above max_order) or ENOMEM (at one
  * instant, no free block that large anywhere in the arena, whatever other
@@ -242,7 +244,8 @@ ZP_API long zp_arena_prezero(struct zp_arena *a, size_t max_bytes);
  *      counters of an allocation or free in flight at that instant may
  *      be counted or not yet.
  *
- * Context: any thread.  Costs a walk of the per-CPU caches.
+ * Context: any thread.  Costs a walk of the threads' caches (each thread
+ * that used the arena waits for the walk at its next call).
  */
 ZP_API void zp_arena_stats(struct zp_arena *a, struct zp_stats *st);
 
@@ -269,14 +272,14 @@ ZP_API int zp_arena_check(struct zp_arena *a);
  *
  * In the manner of /proc/buddyinfo and malloc_stats_print(): the free
  * blocks per order and state (zeroed, dirty, reported) on the buddy lists,
- * the same for the per-CPU caches (summed over CPUs), the blocks a
+ * the same for the threads' caches (summed over threads), the blocks a
  * reporting or pre-zeroing pass holds, the never-used pages, the page totals
  * (equal to those of zp_arena_stats() at the same instant: the free pages
  * split into zeroed, reported, dirty and held by a pass) and the counters.
  * Everything is copied at one instant with every lock held, then printed
  * with none held.
  *
- * Context: any thread.  O(max_order + CPUs); allocates nothing.
+ * Context: any thread.  O(max_order + cached blocks); allocates nothing.
  */
 ZP_API void zp_arena_dump(struct zp_arena *a, FILE *f);
 

@@ -51,7 +51,7 @@
  * so with lock_assert_held() (checked in the ZPAGE_LOCKDEP build), except
  * buddy_may_have() and frontier_pages() (unlocked hints), list_add /
  * list_del, which run under whichever lock owns the list (the arena's, or
- * a pcp's), and zp_test_nr_free_blocks(), which takes it.  The rank
+ * a thread's cache), and zp_test_nr_free_blocks(), which takes it.  The rank
  * helpers touch no state.
  */
 #include "internal.h"
@@ -338,7 +338,7 @@ bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstate st)
 }
 
 /*
- * Give a block (its head PG_busy, or just taken off a pcp list) back to the
+ * Give a block (its head PG_busy, or just taken off a cache's list) back to the
  * buddy lists, merging with free buddies as far as they go.
  */
 void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order)

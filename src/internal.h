@@ -61,7 +61,7 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
 /*
  * info word of a page descriptor:
  *   bits 0-4   order (meaningful in a head)
- *   bits 8-11  PG_buddy / PG_pcp / PG_alloc / PG_busy (exactly one in a head)
+ *   bits 8-11  PG_buddy / PG_cache / PG_alloc / PG_busy (exactly one in a head)
  *   bits 12-13 enum zstate of the list a free head is on
  */
 #define PG_ORDER_MASK  0x1fu
@@ -205,7 +205,7 @@ struct zp_arena {
 	 * under lock, read without it as a hint) */
 	_Atomic size_t frontier;
 	/* bit o set iff free[o][state] is not empty; written under lock, read
-	 * without it as a hint by the per-CPU caches */
+	 * without it as a hint by the threads' caches */
 	_Atomic uint32_t nonempty[NR_ZSTATES];
 
 	/* reporting and pre-zeroing (report.c); state under lock */
@@ -231,7 +231,7 @@ struct zp_arena {
 	/* statistics of the passes (updated under lock) and rare events; the
 	 * allocation path's are per thread (struct tc_stats) */
 	_Atomic uint64_t pages_prezeroed;
-	_Atomic uint64_t pages_cleared; /* by pre-zeroing; see also pcp_stats */
+	_Atomic uint64_t pages_cleared; /* by pre-zeroing; see also tc_stats */
 	_Atomic uint64_t pages_reported;
 	_Atomic uint64_t verify_failures;
 };
@@ -455,7 +455,7 @@ void stats_locked(struct zp_arena *a, struct zp_stats *st); /* every lock held *
 void zp_test_set_clear_hook(struct zp_arena *a, clear_hook_fn fn, void *ctx);
 void zp_test_set_aliasing(struct zp_arena *a, bool on);
 size_t zp_test_nr_free_blocks(struct zp_arena *a, unsigned order, enum zstate st);
-void zp_test_set_pcp(struct zp_arena *a, bool on); /* only before the first allocation */
+void zp_test_set_pcp(struct zp_arena *a, bool on); /* the caches on or off; drain them first */
 void zp_test_drain_pcp(struct zp_arena *a);
 void zp_test_tc_force_fences(void);	   /* before the first cache: the fallback handshake */
 const char *zp_test_tc_handshake(void);	   /* "membarrier" or "fences" */

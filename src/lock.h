@@ -4,10 +4,12 @@
  *
  * Lock order, always:
  *   1. the registry lock (arena.c: create, destroy, the fork handlers);
- *   2. the per-CPU caches' locks, in index order (pcp.c);
- *   3. the arena lock.
- * Never take a pcp lock while holding the arena lock (checked too: a pcp
- * lock is taken only after lock_assert_not_held(arena lock)).  No bulk
+ *   2. tc_lock, which quiesces the threads' caches (tcache.c);
+ *   3. a thread's "active" section on its own cache (a flag, not a lock:
+ *      a quiescer holding tc_lock waits for it to end);
+ *   4. the arena lock.
+ * Never take tc_lock while holding the arena lock or while active (checked
+ * too: the cache paths start with lock_assert_not_held(arena lock)).  No bulk
  * clear, no allocation and no system call but the futex wake-up of a
  * condition variable is made under the arena lock; the one exception is
  * zp_arena_check() printing a broken invariant to stderr.

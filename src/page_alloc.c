@@ -7,7 +7,7 @@
  *
  *   zp_alloc_pages(a, gfp, order, user_addr)
  *     -> struct alloc_context ac     (the request, passed by const pointer)
- *     -> get_page_from_freelist(&ac) per-CPU cache or buddy lists; on
+ *     -> get_page_from_freelist(&ac) thread's cache or buddy lists; on
  *                                    failure alloc_pages_slowpath(&ac)
  *     -> prep_new_page(&ac, pfn)
  *        -> post_alloc_hook(&ac, pfn) initialises memory for a zeroing request
@@ -36,7 +36,7 @@
  * so a foreign, misaligned, tail, wrong-order or double free is refused
  * with -EINVAL before anything changes, even when two threads race to free
  * the same block; free_pages_prepare() applies init_on_free / poisoning;
- * then the block goes to a per-CPU cache or the buddy lists.
+ * then the block goes to the thread's cache or the buddy lists.
  *
  * Invariant: a page handed out for a zeroing request reads as zero, and the
  * library cleared it at most once since it was last dirtied; never when its
@@ -52,7 +52,7 @@
 
 /*
  * The request.  None of its fields change on the slow path (drain the
- * per-CPU caches, then retry).
+ * threads' caches, then retry).
  */
 struct alloc_context {
 	struct zp_arena *arena;
@@ -104,10 +104,10 @@ static uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zc
 }
 
 /*
- * Nothing found on the fast path.  Take every lock (pcp locks in index
- * order, then the arena lock), empty every cache into the buddy lists and
- * retry with all of them still held, so that no CPU can refill its cache in
- * between.  Blocks a report or pre-zero pass holds are free too: wait for
+ * Nothing found on the fast path.  Take every lock (lock_all(): tc_lock
+ * with every thread's cache quiesced, then the arena lock), empty every
+ * cache into the buddy lists and retry with all of them still held, so
+ * that no thread can refill its cache in between.  Blocks a report or pre-zero pass holds are free too: wait for
  * the pass to put them back, then try again.  So ENOMEM means that at one
  * instant no free block of the order existed anywhere in the arena.
  */
