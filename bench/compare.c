@@ -4,10 +4,15 @@
  * in both files (as --json writes them, results.c), the ratio of the
  * medians (new / old; with --repeat runs, of the medians of the run
  * medians) and whether the difference stands out from the spread: a
- * Mann-Whitney U test of the samples (those the JSON keeps, every run's
- * pooled), two-sided, normal approximation with tie and continuity
- * correction, alpha 0.05 -- the test benchstat uses.  A row whose sample
- * counts could not reach p < alpha even if every new sample were above
+ * Mann-Whitney U test (the test benchstat uses), two-sided, normal
+ * approximation with tie and continuity correction, over the run medians
+ * when both files have MIN_RUNS runs or more (so the run-to-run drift of a
+ * shared machine is part of the spread), else over the samples the JSON
+ * keeps (every run's pooled).  The p values of all rows are corrected for
+ * their number in each column of a scenario's table (Benjamini-Hochberg q,
+ * false discovery rate 0.05), and a
+ * change of the median under FLOOR is never flagged.  A row whose counts
+ * could not reach p < alpha even if every new observation were above
  * every old one (3 and 3, say) is "too few samples".
  *
  * Bad input -- a file missing or unreadable, JSON that is malformed or not
@@ -26,6 +31,8 @@
 
 #define ALPHA	  0.05
 #define MAX_DEPTH 64
+#define MIN_RUNS  5	/* runs on each side for the test over run medians */
+#define FLOOR	  0.05	/* a change of the median under 5% is never flagged */
 
 /* ---- the JSON reader ---- */
 
@@ -518,42 +525,122 @@ static void env_diff(const struct file *old, const struct file *new)
 		printf("environment: the same (the date and command line aside)\n");
 }
 
-/* One row: old and new medians, new/old, the verdict; counts it in @tally
- * (worse, better, ~, too few). */
-static void compare_row(const struct row *a, const struct row *b, int tally[5])
-{
-	double m0 = median(a->medians, a->nmed), m1 = median(b->medians, b->nmed), p;
-	char v0[32], v1[32], ratio[32], verdict[96], *what = xasprintf("%s (%s)", a->metric, a->unit);
-	int dir;
+/* One common row's test, before the correction for the number of rows. */
+struct test {
+	const struct row *a, *b;
+	double m0, m1; /* old and new medians (of the run medians) */
+	double p, q;   /* p < 0: too few observations; q: Benjamini-Hochberg */
+	int dir;       /* which way the new observations lean */
+	bool runs;     /* tested over run medians (else over pooled samples) */
+	size_t n0, n1;
+};
 
-	fmt_val(v0, sizeof(v0), m0);
-	fmt_val(v1, sizeof(v1), m1);
-	if (m0 > 0 && isfinite(m1))
-		snprintf(ratio, sizeof(ratio), m1 / m0 < 100 ? "%.2f" : "%.0f", m1 / m0);
+static void run_test(struct test *t)
+{
+	const struct row *a = t->a, *b = t->b;
+
+	t->m0 = median(a->medians, a->nmed);
+	t->m1 = median(b->medians, b->nmed);
+	t->runs = a->nmed >= MIN_RUNS && b->nmed >= MIN_RUNS;
+	if (t->runs) {
+		t->n0 = a->nmed, t->n1 = b->nmed;
+		t->p = mann_whitney(a->medians, a->nmed, b->medians, b->nmed, &t->dir);
+	} else {
+		t->n0 = a->ns, t->n1 = b->ns;
+		t->p = mann_whitney(a->samples, a->ns, b->samples, b->ns, &t->dir);
+	}
+	t->q = t->p;
+}
+
+static int cmp_p(const void *x, const void *y)
+{
+	double a = (*(const struct test *const *)x)->p, b = (*(const struct test *const *)y)->p;
+
+	return a < b ? -1 : a > b;
+}
+
+/* The family of t[first]: q of each of its tested rows; marks them done. */
+static void bh_family(struct test *t, size_t n, size_t first, struct test **by_p, bool *done)
+{
+	const char *sc = t[first].a->scenario, *metric = t[first].a->metric;
+	size_t m = 0;
+	double q = 1;
+
+	for (size_t i = first; i < n; i++) {
+		if (done[i] || strcmp(t[i].a->scenario, sc) || strcmp(t[i].a->metric, metric))
+			continue;
+		done[i] = true;
+		if (t[i].p >= 0 && !strcmp(t[i].a->unit, t[i].b->unit))
+			by_p[m++] = &t[i];
+	}
+	qsort(by_p, m, sizeof(*by_p), cmp_p);
+	for (size_t k = m; k-- > 0;) {
+		double v = by_p[k]->p * (double)m / (double)(k + 1);
+
+		q = v < q ? v : q;
+		by_p[k]->q = q;
+	}
+}
+
+/* Benjamini-Hochberg: each tested row's q, the smallest false discovery
+ * rate at which it would be flagged among the rows tested in its family:
+ * one column of one scenario's table (the same scenario and metric), what a
+ * reader scans for a change. */
+static void bh_adjust(struct test *t, size_t n)
+{
+	struct test **by_p = xmalloc((n ? n : 1) * sizeof(*by_p));
+	bool *done = xmalloc((n ? n : 1) * sizeof(*done));
+
+	for (size_t i = 0; i < n; i++)
+		done[i] = false;
+	for (size_t i = 0; i < n; i++) {
+		if (!done[i])
+			bh_family(t, n, i, by_p, done);
+	}
+	free(done);
+	free(by_p);
+}
+
+
+/* One row: old and new medians, new/old, the verdict; counts it in @tally
+ * (worse, better, ~, too few, higher/lower). */
+static void print_row(const struct test *t, int tally[5])
+{
+	const struct row *a = t->a, *b = t->b;
+	char v0[32], v1[32], ratio[32], verdict[128], stat[80], *what = xasprintf("%s (%s)", a->metric, a->unit);
+	double r = t->m0 > 0 && isfinite(t->m1) ? t->m1 / t->m0 : NAN;
+
+	fmt_val(v0, sizeof(v0), t->m0);
+	fmt_val(v1, sizeof(v1), t->m1);
+	if (isfinite(r))
+		snprintf(ratio, sizeof(ratio), r < 100 ? "%.2f" : "%.0f", r);
 	else
 		snprintf(ratio, sizeof(ratio), "-");
-	p = mann_whitney(a->samples, a->ns, b->samples, b->ns, &dir);
+	snprintf(stat, sizeof(stat), "p=%.3f q=%.3f n=%zu+%zu %s", t->p, t->q, t->n0, t->n1,
+		 t->runs ? "runs" : "samples");
 	if (strcmp(a->unit, b->unit)) {
 		snprintf(verdict, sizeof(verdict), "units differ (%s, %s)", a->unit, b->unit);
 		tally[3]++;
-	} else if (p < 0) {
-		snprintf(verdict, sizeof(verdict), "too few samples (n=%zu+%zu)", a->ns, b->ns);
+	} else if (t->p < 0) {
+		snprintf(verdict, sizeof(verdict), "too few samples (n=%zu+%zu %s)", t->n0, t->n1,
+			 t->runs ? "runs" : "samples");
 		tally[3]++;
-	} else if (p >= ALPHA) {
-		snprintf(verdict, sizeof(verdict), "~ (p=%.3f n=%zu+%zu)", p, a->ns, b->ns);
+	} else if (t->q >= ALPHA) {
+		snprintf(verdict, sizeof(verdict), "~ (%s)", stat);
+		tally[2]++;
+	} else if (isfinite(r) && fabs(r - 1) < FLOOR) {
+		snprintf(verdict, sizeof(verdict), "~ within %.0f%% (%s)", FLOOR * 100, stat);
 		tally[2]++;
 	} else {
-		int up = m1 > m0 ? 1 : m1 < m0 ? -1 : dir; /* the medians say, else the ranks */
+		int up = t->m1 > t->m0 ? 1 : t->m1 < t->m0 ? -1 : t->dir; /* the medians say, else the ranks */
 		bool worse = (up > 0) != higher_is_better(a->unit);
 
 		if (!strcmp(a->unit, "x") || !strcmp(a->unit, "paired")) {
 			/* a ratio of two rows: which way is better depends on the row */
-			snprintf(verdict, sizeof(verdict), "%s (p=%.3f n=%zu+%zu)", up > 0 ? "higher" : "lower", p,
-				 a->ns, b->ns);
+			snprintf(verdict, sizeof(verdict), "%s (%s)", up > 0 ? "higher" : "lower", stat);
 			tally[4]++;
 		} else {
-			snprintf(verdict, sizeof(verdict), "%s (p=%.3f n=%zu+%zu)", worse ? "worse" : "better", p,
-				 a->ns, b->ns);
+			snprintf(verdict, sizeof(verdict), "%s (%s)", worse ? "worse" : "better", stat);
 			tally[worse ? 0 : 1]++;
 		}
 	}
@@ -566,6 +653,8 @@ int compare_main(int argc, char **argv)
 	struct file f[2] = {{0}};
 	int tally[5] = {0}, only[2] = {0};
 	const char *sc = NULL;
+	struct test *tests;
+	size_t nt = 0;
 	char *err;
 
 	if (argc != 2) {
@@ -594,28 +683,44 @@ int compare_main(int argc, char **argv)
 	printf("zpage-bench compare: old %s, new %s\n", argv[0], argv[1]);
 	env_diff(&f[0], &f[1]);
 	printf("new/old: the ratio of the medians (of a row's runs: the median of the run medians)\n"
-	       "test: Mann-Whitney U over the samples (the JSON keeps up to 200 per row and run; runs pooled),\n"
-	       "      two-sided, normal approximation with tie and continuity correction, alpha = %.2f:\n"
-	       "      '~' no significant difference; 'worse' or 'better' p < %.2f ('higher' or 'lower' for\n"
-	       "      a ratio of two rows, x or paired, whose better direction depends on the row); 'too few samples' when\n"
-	       "      even the most extreme ordering of that many samples would not reach p < %.2f\n"
-	       "caution: the samples of one run share that run's conditions, and this machine's drift from\n"
-	       "      run to run shows up as a difference; every row is tested at alpha, with no correction\n"
-	       "      for the number of rows.  Read a flag as real when it repeats over runs (--repeat) and\n"
-	       "      is larger than two runs of the same build differ\n",
-	       ALPHA, ALPHA, ALPHA);
+	       "test: Mann-Whitney U, two-sided, normal approximation with tie and continuity correction:\n"
+	       "      over the run medians when both files have at least %d runs of the row (--repeat %d):\n"
+	       "      runs differ by the machine's drift too, so that is what a difference must stand out from;\n"
+	       "      else over the samples (the JSON keeps up to 200 per row and run; runs pooled), which\n"
+	       "      share their run's conditions: a drift between two runs can pass for a change\n"
+	       "q: Benjamini-Hochberg over the rows of one column of a scenario's table (its family), so that\n"
+	       "      about %.0f%% of the flags or fewer are false; a lone change among m rows needs p < %.2f/m:\n"
+	       "      over run medians, 5 runs reach p = 0.012, 8 runs 0.001, 10 runs 0.0002\n"
+	       "verdict: '~' q >= %.2f, or a change of the median under %.0f%% (the floor); 'worse' or 'better'\n"
+	       "      q < %.2f ('higher' or 'lower' for a ratio of two rows, x or paired, whose better\n"
+	       "      direction depends on the row); 'too few samples' when even the most extreme ordering\n"
+	       "      of that many would not reach p < %.2f (Mann-Whitney U)\n"
+	       "caution: runs of one invocation share its hour; a load that changed between OLD's and NEW's\n"
+	       "      invocations (this machine's memory bandwidth drifts 20-80 GB/s) is a real difference\n"
+	       "      between the files, not a change of the code: compare runs made back to back, or twice\n"
+	       "      in alternation (old, new, old, new), and trust a flag that repeats\n",
+	       MIN_RUNS, MIN_RUNS, ALPHA * 100, ALPHA, ALPHA, FLOOR * 100, ALPHA, ALPHA);
+	tests = xmalloc((f[0].n ? f[0].n : 1) * sizeof(*tests));
 	for (size_t k = 0; k < f[0].n; k++) {
 		const struct row *a = &f[0].rows[k], *b = find_row(&f[1], a->scenario, a->row, a->metric);
 
 		if (!b)
 			continue;
+		tests[nt] = (struct test){.a = a, .b = b};
+		run_test(&tests[nt++]);
+	}
+	bh_adjust(tests, nt);
+	for (size_t k = 0; k < nt; k++) {
+		const struct row *a = tests[k].a;
+
 		if (!sc || strcmp(sc, a->scenario)) {
 			sc = a->scenario;
 			printf("\n== %s\n  %-34s %-36s %10s %10s %8s  %s\n", sc, "row", "metric (unit)", "old", "new",
 			       "new/old", "verdict");
 		}
-		compare_row(a, b, tally);
+		print_row(&tests[k], tally);
 	}
+	free(tests);
 	printf("\n%d worse, %d better, %d ratios higher or lower, %d ~, %d too few samples", tally[0], tally[1],
 	       tally[4], tally[2], tally[3]);
 	printf("; %d only in old, %d only in new\n", only[0], only[1]);

@@ -186,7 +186,7 @@ assert all(isinstance(r["samples"], list) and r["run"] == 1 for r in d["results"
 		grep -q "^0 worse, 0 better, 0 ratios higher or lower, [0-9]* ~, [0-9]* too few samples; 0 only in old, 0 only in new" "$out/same.txt" &&
 		! grep -q "^  .* [0-9.]* *\(worse\|better\|higher\|lower\) (p=" "$out/same.txt" &&
 		[ "$(sed -n '/^  row /,/^$/p' "$out/same.txt" | grep -v '^  row \|^$' | grep -cv ' \(1\.00\|-\)  ')" -eq 0 ] &&
-		grep -q "Mann-Whitney U" "$out/same.txt" && grep -q "alpha = 0.05" "$out/same.txt"; then
+		grep -q "Mann-Whitney U" "$out/same.txt" && grep -q "Benjamini-Hochberg" "$out/same.txt"; then
 		ok "compare: identical inputs, nothing flagged"
 	else
 		bad "compare: identical inputs"; tail -n 5 "$out/same.txt" | diag
@@ -205,6 +205,21 @@ assert all(isinstance(r["samples"], list) and r["run"] == 1 for r in d["results"
 		ok "compare: a 2x slowdown of one row flagged, nothing else"
 	else
 		bad "compare: a 2x slowdown"; grep "zpage, 1 thread\|worse," "$out/slow.txt" | diag
+	fi
+	# the same row 3% slower: significant over its samples, but under the 5% floor
+	awk -v t='"row": "zpage, 1 thread", "metric": "latency",' 'index($0, t) {
+		s = index($0, "\"samples\": [") + 12; head = substr($0, 1, s - 1); arr = substr($0, s)
+		e = index(arr, "]"); tail = substr(arr, e); n = split(substr(arr, 1, e - 1), v, ", "); arr = ""
+		for (i = 1; i <= n; i++) arr = arr (i > 1 ? ", " : "") (v[i] * 1.03)
+		match(head, /"median": [^,]*/); m = substr(head, RSTART + 10, RLENGTH - 10)
+		$0 = substr(head, 1, RSTART - 1) "\"median\": " (m * 1.03) substr(head, RSTART + RLENGTH) arr tail
+	} { print }' "$out/r.json" >"$out/slow3.json"
+	if "$bench" compare "$out/r.json" "$out/slow3.json" >"$out/slow3.txt" 2>&1 &&
+		grep -q "^  zpage, 1 thread  *latency (ns)  *[0-9.]*  *[0-9.]*  *1\.03  ~ within 5% (p=0\.0[0-4]" "$out/slow3.txt" &&
+		grep -q "^0 worse, 0 better" "$out/slow3.txt"; then
+		ok "compare: a significant 3% change is under the 5% floor: not flagged"
+	else
+		bad "compare: the 5% floor"; grep "zpage, 1 thread  *latency (ns)\|worse," "$out/slow3.txt" | diag
 	fi
 	# bad input: one line on stderr, exit 2
 	head -c 300 "$out/r.json" >"$out/truncated.json"
@@ -228,6 +243,34 @@ else
 	bad "machine outputs"; tail -n 5 "$out/machine.txt" | diag
 fi
 
+# compare over run medians (8 runs a side): a 2x change of one row in every run is flagged, tested
+# over the runs, and nothing else; the same file against itself flags nothing
+"$bench" pairs --scale 0.05 --repeat 8 --json "$out/p8a.json" >/dev/null 2>&1
+rc=$?
+scale_rows() { # $1: factor, $2: row ("" = every row), for the metric "1 thread"
+	awk -v f="$1" -v r="$2" 'index($0, "\"metric\": \"1 thread\",") && (r == "" || index($0, "\"row\": \"" r "\"")) {
+		s = index($0, "\"samples\": [") + 12; head = substr($0, 1, s - 1); arr = substr($0, s)
+		e = index(arr, "]"); tail = substr(arr, e); n = split(substr(arr, 1, e - 1), v, ", "); arr = ""
+		for (i = 1; i <= n; i++) arr = arr (i > 1 ? ", " : "") (v[i] * f)
+		match(head, /"median": [^,]*/); m = substr(head, RSTART + 10, RLENGTH - 10)
+		$0 = substr(head, 1, RSTART - 1) "\"median\": " (m * f) substr(head, RSTART + RLENGTH) arr tail
+	} { print }' "$out/p8a.json"
+}
+if [ $rc -eq 0 ] && "$bench" compare "$out/p8a.json" "$out/p8a.json" >"$out/c8.txt" 2>&1 &&
+	grep -q "^0 worse, 0 better, 0 ratios higher or lower, 100 ~, 0 too few samples" "$out/c8.txt" &&
+	grep -q "n=8+8 runs" "$out/c8.txt"; then
+	ok "compare: 8 runs against themselves, tested over the runs, nothing flagged"
+else
+	bad "compare: 8 runs against themselves (exit $rc)"; grep "worse\|better\|higher\|lower" "$out/c8.txt" | head -n 5 | diag
+fi
+scale_rows 2 "zpage, order 0 (4 KiB)" >"$out/p8x2.json"
+if "$bench" compare "$out/p8a.json" "$out/p8x2.json" >"$out/c8x2.txt" 2>&1 &&
+	grep -q "^  zpage, order 0 (4 KiB)  *1 thread (M pairs/s)  *[0-9.]*  *[0-9.]*  *2\.00  better (p=0\.00[0-9]* q=0\.0[0-4][0-9]* n=8+8 runs)" "$out/c8x2.txt" &&
+	grep -q "^0 worse, 1 better, 0 ratios higher or lower, 99 ~" "$out/c8x2.txt"; then
+	ok "compare: a 2x change of one row in every run flagged over the runs, nothing else"
+else
+	bad "compare: a 2x change over runs"; grep "order 0 (4 KiB)  *1 thread\|^[0-9]* worse" "$out/c8x2.txt" | diag
+fi
 # --repeat: every run's tables, then the spread of the medians; CSV and JSON carry each run
 "$bench" --scale 0.02 --repeat 2 --csv "$out/r2.csv" --json "$out/r2.json" --report "$out/report" churn \
 	>"$out/repeat.txt" 2>&1
