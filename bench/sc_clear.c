@@ -199,7 +199,8 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 	if (bsz >= BW_MIN)
 		note(sc,
 		     "of the limit: the row's clear bandwidth / %.1f GB/s, this machine's non-temporal clear of cold "
-		     "memory measured at the start",
+		     "memory measured at the start (a median in 2 MiB pieces, and the machine drifts: a row's "
+		     "p90, or a block cleared in one call, can go past 1; 'clear x NT' is the same-sample ratio)",
 		     calib.nt);
 	else
 		note(sc, "no 'of the limit' column: a clear this small is bound by the latency of its first misses, "

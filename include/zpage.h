@@ -167,7 +167,7 @@ ZP_API void zp_arena_destroy(struct zp_arena *a);
  * with a user_addr clears the page holding it last, so it is hot in cache.
  *
  * Context: any thread; not from a signal handler that interrupted a call
- * of the library on the same arena.  Never sleeps on I/O; may take the
+ * of the library (on any arena: the threads' caches share one lock).  Never sleeps on I/O; may take the
  * arena lock.  Orders 0-5 come from the calling thread's cache (no lock);
  * when no free block is found it empties every thread's cache and retries
  * with every lock held, and waits for a reporting or pre-zeroing pass in
@@ -219,7 +219,8 @@ ZP_API long zp_arena_report(struct zp_arena *a);
  * @a: the arena.
  * @max_bytes: clear at least this many bytes (rounded up to pages) when
  *             that much is dirty; 0 = until the arena has prezero_bytes of
- *             zeroed resident free memory.
+ *             zeroed resident free memory on its buddy lists (the threads'
+ *             caches, which it never clears, are not counted).
  *
  * Dirty free blocks are isolated one at a time under the lock, each no
  * larger than what is left to clear (a larger block is split), their

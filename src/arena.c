@@ -180,8 +180,8 @@ void arenas_fork_child(void)
 {
 	tc_fork_child_global();
 	for (struct zp_arena *a = registry; a; a = a->reg_next) {
-		tc_fork_child(a);
-		report_fork_child(a);
+		report_fork_child(a); /* first: it re-initialises the condition variables */
+		tc_fork_child(a);     /* whose free_one_page() may signal them */
 	}
 	fork_release();
 }

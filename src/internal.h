@@ -459,5 +459,6 @@ void zp_test_set_pcp(struct zp_arena *a, bool on); /* the caches on or off; drai
 void zp_test_drain_pcp(struct zp_arena *a);
 void zp_test_tc_force_fences(void);	   /* before the first cache: the fallback handshake */
 const char *zp_test_tc_handshake(void);	   /* "membarrier" or "fences" */
+unsigned zp_test_tc_thread_caches(void);   /* caches this thread owns */
 
 #endif /* ZPAGE_INTERNAL_H */

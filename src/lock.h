@@ -8,8 +8,12 @@
  *   3. a thread's "active" section on its own cache (a flag, not a lock:
  *      a quiescer holding tc_lock waits for it to end);
  *   4. the arena lock.
- * Never take tc_lock while holding the arena lock or while active (checked
- * too: the cache paths start with lock_assert_not_held(arena lock)).  No bulk
+ * Never take tc_lock while holding the arena lock (checked: the paths
+ * that take it begin with lock_assert_not_held(arena lock)) or while
+ * active (by construction: tc_enter() takes it only after clearing
+ * active).  Fork prepare holds the locks of the arenas it has quiesced
+ * while it waits for the next arena's owners: safe because an active
+ * section takes only its own arena's lock.  No bulk
  * clear, no allocation and no system call but the futex wake-up of a
  * condition variable is made under the arena lock; the one exception is
  * zp_arena_check() printing a broken invariant to stderr.

@@ -184,9 +184,17 @@ int os_membarrier(void)
 	return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0 : -errno;
 }
 
-void os_yield(void)
+void os_backoff(unsigned *n)
 {
-	sched_yield();
+	if ((*n)++ < 64) {
+		sched_yield();
+	} else {
+		/* sched_yield() runs nothing of lower priority (SCHED_FIFO):
+		 * sleep, so a preempted thread we wait for gets the CPU */
+		struct timespec ts = {0, 20000};
+
+		nanosleep(&ts, NULL);
+	}
 }
 
 /* ---- threads ---- */

@@ -3,7 +3,7 @@
  * os.h - every contact zpage has with the operating system (os.c).
  *
  * Nothing else in src/ maps or unmaps memory, gives memory back, reads a
- * clock, waits with a deadline, asks which CPU it runs on, starts a thread
+ * clock, waits with a deadline, issues a membarrier, starts a thread
  * or registers fork handlers: they call these.  (Elsewhere, src/ only waits
  * on condition variables without a deadline and joins its thread.)  Tests replace the reporting backend and the clock (struct
  * zp_backend) with fakes, and the fake clock covers the background
@@ -78,7 +78,7 @@ void os_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t de
 
 bool os_membarrier_register(void); /* true: os_membarrier() works in this process */
 int os_membarrier(void);	   /* a full barrier on every running thread; 0 or -errno */
-void os_yield(void);		   /* sched_yield() */
+void os_backoff(unsigned *n);	   /* waiting for another thread: yield, then sleep 20 us; *n = 0 first */
 
 /* ---- threads ---- */
 

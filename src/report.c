@@ -347,16 +347,17 @@ long zp_arena_report(struct zp_arena *a)
 	return reported ? reported : err;
 }
 
-/* Zeroed resident free pages the arena has now (buddy lists and caches). */
+/* Zeroed resident free pages on the buddy lists now: what the ZP_PREZERO
+ * thread counts too (prezero_wanted()); the threads' caches, which
+ * pre-zeroing never reaches, are not counted. */
 static size_t zeroed_resident(struct zp_arena *a)
 {
-	struct tc_totals tc;
+	size_t z;
 
-	lock_all(a);
-	tc_sum(a, &tc);
-	tc.cnt.zeroed += a->cnt.zeroed;
-	unlock_all(a);
-	return tc.cnt.zeroed;
+	zlock_lock(&a->lock);
+	z = a->cnt.zeroed;
+	zlock_unlock(&a->lock);
+	return z;
 }
 
 /* Largest order whose block is at most @pages pages (@pages >= 1). */
@@ -517,8 +518,8 @@ static void *daemon_main(void *arg)
 		if (a->prezero_resume_ms && now >= a->prezero_resume_ms)
 			a->prezero_resume_ms = 0;
 		/* pre-zero while the buddy lists hold less zeroed resident memory
-		 * than wanted and some resident free memory is dirty (the per-CPU
-		 * caches are small and not counted) */
+		 * than wanted and some resident free memory is dirty (the threads'
+		 * caches are not counted: pre-zeroing never reaches them) */
 		if (prezero_wanted(a) && !a->prezero_resume_ms) {
 			size_t chunk = ((a->prezero_bytes >> ZP_PAGE_SHIFT) - a->cnt.zeroed) << ZP_PAGE_SHIFT;
 			long done;

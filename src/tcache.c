@@ -15,8 +15,8 @@
  * state in preference order: take from the cache's list if it has one;
  * otherwise, if the buddy lists probably have a block of that state (an
  * unlocked hint), refill a batch of that state under the arena lock.  So a
- * zeroing request never clears a cached dirty page while known-zero memory
- * is free.  A cache above TC_HIGH_PAGES after a free gives its largest
+ * zeroing request never clears a cached dirty page while a block listed
+ * zeroed is free.  A cache above TC_HIGH_PAGES after a free gives its largest
  * lists' oldest blocks back to the buddy lists until it is TC_BATCH_PAGES
  * below the mark.
  *
@@ -93,6 +93,7 @@ struct tc_thread {
 	struct tcache *last;
 	uint64_t last_id; /* last->arena_id, or 0 */
 	struct tcache *caches;
+	bool exited; /* its destructor ran: later calls (other keys' destructors) get no cache */
 };
 
 static __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
@@ -177,6 +178,8 @@ static struct tcache *tc_lookup_slow(struct zp_arena *a)
 	struct tcache **pp = &me->caches, *t;
 
 	pthread_once(&tc_once, tc_global_init);
+	if (me->exited)
+		return NULL;
 	while ((t = *pp)) {
 		struct zp_arena *ta = atomic_load_explicit(&t->arena, memory_order_acquire);
 
@@ -377,8 +380,10 @@ static void tc_detach(struct zp_arena *a, struct tcache *t)
  * owner makes progress even against back-to-back quiescers. */
 static void tc_lock_quiescer(void)
 {
+	unsigned n = 0;
+
 	while (atomic_load_explicit(&tc_waiters, memory_order_acquire))
-		os_yield();
+		os_backoff(&n);
 	zlock_lock(&tc_lock);
 }
 
@@ -420,9 +425,12 @@ void tc_barrier(void)
 void tc_wait(struct zp_arena *a)
 {
 	lock_assert_held(&tc_lock);
-	for (struct tcache *t = a->tcaches; t; t = t->next)
+	for (struct tcache *t = a->tcaches; t; t = t->next) {
+		unsigned n = 0;
+
 		while (atomic_load_explicit(&t->active, memory_order_seq_cst))
-			os_yield();
+			os_backoff(&n);
+	}
 }
 
 /* Let the owners back on their lists.  tc_lock held. */
@@ -532,6 +540,7 @@ static void tc_thread_exit(void *arg)
 	}
 	me->last = NULL;
 	me->last_id = 0;
+	me->exited = true;
 }
 
 /* Forked child, every lock held: the other threads are gone, so are their
@@ -561,6 +570,15 @@ void tc_fork_child_global(void)
 	atomic_store_explicit(&tc_waiters, 0, memory_order_relaxed);
 	if (tc_asym && !os_membarrier_register())
 		tc_asym = false;
+}
+
+unsigned zp_test_tc_thread_caches(void)
+{
+	unsigned n = 0;
+
+	for (const struct tcache *t = tc_self.caches; t; t = t->thread_next)
+		n++;
+	return n;
 }
 
 void zp_test_tc_force_fences(void)

@@ -147,7 +147,7 @@ static void exhaustion(void)
 	EXPECT_EQ(t_stats(a).nr_free, 0);
 	for (size_t i = 0; i < n; i++)
 		EXPECT_EQ(zp_free_pages(a, p[i], 0), 0);
-	EXPECT_EQ(t_stats(a).nr_free, 64); /* many sit in per-CPU caches */
+	EXPECT_EQ(t_stats(a).nr_free, 64); /* many sit in this thread's cache */
 	for (int i = 0; i < 4; i++)
 		EXPECT((p[i] = zp_alloc_pages(a, ZP_GFP_ZERO, 4, ZP_USER_ADDR_NONE)) != NULL);
 	EXPECT(zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE) == NULL && errno == ENOMEM);
@@ -157,7 +157,8 @@ static void exhaustion(void)
 	zp_arena_destroy(a);
 }
 
-/* Pages cached on one CPU can be allocated, as a whole, from another. */
+/* Pages freed by a thread pinned to another CPU (its cache goes back when
+ * it exits) can be allocated, as a whole, here. */
 struct cpu_arg {
 	struct zp_arena *a;
 	int cpu;

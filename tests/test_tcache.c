@@ -20,9 +20,18 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test.h"
+
+static double t_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 #define PAGES 256
 
@@ -234,42 +243,86 @@ static void bad_frees_of_cached_blocks(void)
 	zp_arena_destroy(a);
 }
 
-/* A page cleared at free (init_on_free) sits zeroed in the freeing thread's
- * cache; another thread's zeroing allocation gets it without a clear. */
-static void *zero_alloc_one(void *arg)
-{
-	struct zp_arena *a = arg;
-	char *p = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE);
-	intptr_t bad = !p || !t_all_zero(p, ZP_PAGE_SIZE);
+/*
+ * Zero state in a cache: a thread with eight dirty pages cached makes a
+ * zeroing allocation; its cache refills with pre-zeroed pages (a block
+ * listed zeroed on the buddy lists), lists them as zeroed beside the dirty
+ * ones, and ten more zeroing allocations take them without a clear.  When
+ * the thread exits, the five zeroed pages left go back to the buddy lists
+ * (21 zeroed there then), and another thread's 21 zeroing allocations take
+ * them without a clear; its 22nd must clear a page.  (Zero pages merged
+ * into a partly dirty block sit on a dirty list: the caches' refill hint
+ * does not see them; that is the lists' rule, not the caches'.)
+ */
+struct zero_owner {
+	struct zp_arena *a;
+	char **free_first; /* 8 dirty pages to free into this thread's cache */
+	int nalloc;	   /* zeroing allocations to make */
+	size_t listed_zeroed, listed_dirty;
+	uint64_t cleared, skipped; /* by this thread's allocations */
+	int bad;
+};
 
-	if (p)
-		bad |= zp_free_pages(a, p, 0) != 0;
-	return (void *)bad;
+static void *zero_allocs(void *arg)
+{
+	struct zero_owner *z = arg;
+	struct zp_arena *a = z->a;
+	uint64_t c0 = t_stats(a).pages_cleared, s0 = t_stats(a).pages_clear_skipped;
+
+	for (int i = 0; z->free_first && i < 8; i++)
+		z->bad |= zp_free_pages(a, z->free_first[i], 0) != 0;
+	for (int i = 0; i < z->nalloc; i++) {
+		char *q = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE);
+
+		z->bad |= !q || !t_all_zero(q, ZP_PAGE_SIZE);
+		if (i == 0) {
+			struct tc_totals tc;
+
+			lock_all(a);
+			tc_sum(a, &tc);
+			unlock_all(a);
+			z->listed_zeroed = tc.blocks[0][ZS_ZEROED];
+			z->listed_dirty = tc.blocks[0][ZS_DIRTY];
+		}
+	}
+	z->cleared = t_stats(a).pages_cleared - c0;
+	z->skipped = t_stats(a).pages_clear_skipped - s0;
+	return NULL;
 }
 
 static void cached_zero_state_across_threads(void)
 {
-	struct zp_arena *a = t_arena(64, 6, ZP_INIT_ON_FREE);
-	char *p = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
-	uint64_t cleared, skipped;
+	struct zp_arena *a = t_arena(64, 6, 0);
+	struct zero_owner z1 = {.a = a, .nalloc = 11}, z2 = {.a = a, .nalloc = 22};
+	char *all[64];
 	pthread_t t;
-	void *ret;
 
-	ASSERT(p);
-	memset(p, 0x5a, ZP_PAGE_SIZE);
-	ASSERT_EQ(zp_free_pages(a, p, 0), 0); /* cleared once, cached zeroed here */
-	cleared = t_stats(a).pages_cleared;
-	skipped = t_stats(a).pages_clear_skipped;
-	EXPECT_EQ(cleared, 1);
-	/* the other thread's cache refills from the buddy lists, whose zero
-	 * pages are as good; drain ours first so the one we cleared is there */
+	/* every page allocated and written; half of them freed and drained
+	 * (dirty, on the buddy lists), then pre-zeroed: one zeroed block */
+	for (int i = 0; i < 64; i++) {
+		ASSERT((all[i] = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE)));
+		memset(all[i], 0x5a, ZP_PAGE_SIZE);
+	}
+	for (int i = 32; i < 64; i++)
+		ASSERT_EQ(zp_free_pages(a, all[i], 0), 0);
 	zp_test_drain_pcp(a);
-	ASSERT_EQ(pthread_create(&t, NULL, zero_alloc_one, a), 0);
-	pthread_join(t, &ret);
-	EXPECT_EQ(ret, NULL);
-	/* its allocation cleared nothing; its free (init_on_free) cleared one */
-	EXPECT_EQ(t_stats(a).pages_cleared, cleared + 1);
-	EXPECT_EQ(t_stats(a).pages_clear_skipped, skipped + 1);
+	ASSERT_EQ(zp_arena_prezero(a, 32 * ZP_PAGE_SIZE), 32);
+	EXPECT_EQ(t_stats(a).nr_free_zeroed, 32);
+	z1.free_first = all;
+	ASSERT_EQ(pthread_create(&t, NULL, zero_allocs, &z1), 0);
+	pthread_join(t, NULL);
+	EXPECT_EQ(z1.bad, 0);
+	EXPECT_EQ(z1.listed_dirty, 8);	 /* its frees */
+	EXPECT_EQ(z1.listed_zeroed, 15); /* the refill (16 pages), less the first allocation */
+	EXPECT_EQ(z1.cleared, 0);
+	EXPECT_EQ(z1.skipped, 11);
+	/* it exited: five zeroed pages and eight dirty ones went back */
+	EXPECT_EQ(t_stats(a).nr_free_zeroed, 21);
+	ASSERT_EQ(pthread_create(&t, NULL, zero_allocs, &z2), 0);
+	pthread_join(t, NULL);
+	EXPECT_EQ(z2.bad, 0);
+	EXPECT_EQ(z2.skipped, 21);
+	EXPECT_EQ(z2.cleared, 1);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 }
@@ -278,7 +331,8 @@ static void cached_zero_state_across_threads(void)
 struct churner {
 	struct zp_arena *a;
 	atomic_bool *stop;
-	uint64_t ops;
+	pthread_barrier_t *start;
+	_Atomic uint64_t ops;
 	int errors;
 };
 
@@ -288,6 +342,7 @@ static void *churn(void *arg)
 	void *p[16];
 	unsigned x = (unsigned)(uintptr_t)c;
 
+	pthread_barrier_wait(c->start);
 	while (!atomic_load(c->stop)) {
 		int n = 0;
 
@@ -306,52 +361,59 @@ static void *churn(void *arg)
 		for (int i = 0; i < n; i++)
 			if (p[i] && zp_free_pages(c->a, p[i], *(unsigned *)((char *)p[i] + 64)))
 				c->errors++;
-		c->ops += 2 * (uint64_t)n;
+		atomic_fetch_add(&c->ops, 2 * (uint64_t)n);
 	}
 	return NULL;
 }
 
 static void check_while_churning(void)
 {
-	enum { N = 2 };
+	enum { N = 2, MIN_OPS = 20000 };
 	struct zp_arena *a = t_arena(PAGES, 8, 0);
 	atomic_bool stop = false;
+	pthread_barrier_t start;
 	struct churner c[N];
 	pthread_t t[N];
 	FILE *devnull = fopen("/dev/null", "w");
+	double t0 = t_now_s();
 	int checks = 0;
 
 	ASSERT(devnull);
+	pthread_barrier_init(&start, NULL, N + 1);
 	for (int i = 0; i < N; i++) {
-		c[i] = (struct churner){.a = a, .stop = &stop};
+		c[i] = (struct churner){.a = a, .stop = &stop, .start = &start};
 		ASSERT_EQ(pthread_create(&t[i], NULL, churn, &c[i]), 0);
 	}
-	for (int i = 0; i < 300; i++) {
+	pthread_barrier_wait(&start);
+	/* at least 300 checks, and on until both churners did MIN_OPS calls
+	 * (at most 20 s): the checks overlap the churn */
+	while (checks < 300 ||
+	       ((atomic_load(&c[0].ops) < MIN_OPS || atomic_load(&c[1].ops) < MIN_OPS) && t_now_s() - t0 < 20)) {
 		struct zp_stats s = t_stats(a);
 
 		EXPECT_LE(s.nr_free, PAGES);
 		EXPECT_EQ(zp_arena_check(a), 0);
-		checks++;
-		if (i % 50 == 0)
+		if (checks++ % 50 == 0)
 			zp_arena_dump(a, devnull);
 	}
 	atomic_store(&stop, true);
 	for (int i = 0; i < N; i++) {
 		pthread_join(t[i], NULL);
 		EXPECT_EQ(c[i].errors, 0);
-		EXPECT_GT(c[i].ops, 0);
+		EXPECT_GE(atomic_load(&c[i].ops), MIN_OPS); /* not starved by the checks */
 	}
-	T_NOTE("%d checks while %llu + %llu operations ran", checks, (unsigned long long)c[0].ops,
-	       (unsigned long long)c[1].ops);
+	T_NOTE("%d checks while %llu + %llu operations ran", checks, (unsigned long long)atomic_load(&c[0].ops),
+	       (unsigned long long)atomic_load(&c[1].ops));
 	EXPECT_EQ(t_stats(a).nr_free, PAGES);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	fclose(devnull);
+	pthread_barrier_destroy(&start);
 	zp_arena_destroy(a);
 }
 
 /* An arena destroyed while a live thread has a cache for it: the thread
- * goes on with a new arena (the stale cache is freed at its next lookup:
- * ASan would see a use after free or a leak). */
+ * goes on with a new arena, and its stale cache is freed at that lookup
+ * (the thread then owns one cache, not two). */
 static void *use_arenas(void *arg)
 {
 	struct zp_arena **as = arg;
@@ -361,6 +423,7 @@ static void *use_arenas(void *arg)
 		void *p = zp_alloc_pages(as[k], 0, 0, ZP_USER_ADDR_NONE);
 
 		bad |= !p || zp_free_pages(as[k], p, 0);
+		bad |= (zp_test_tc_thread_caches() != 1) << 1;
 		if (k == 0) {
 			pthread_barrier_wait((pthread_barrier_t *)as[2]);
 			pthread_barrier_wait((pthread_barrier_t *)as[2]);
