@@ -1,0 +1,29 @@
+# zpage-bench: `gnuplot rss.gp` in this directory draws rss.svg from rss.dat
+set encoding utf8
+set datafile separator "\t"
+set terminal svg size 1000,276 noenhanced font 'sans,13' background rgb 'white'
+set output 'rss.svg'
+set title 'rss: RSS at the end (MiB) - lower is better' . "\n" . 'one sample per row' font ',15'
+set border 3 lc rgb '#444444'
+set tics nomirror
+set xlabel 'RSS at the end (MiB, log scale)'
+set yrange [2 - 0.4:-0.6]
+set ytics scale 0
+set xrange [1:2444.60444]
+set logscale x
+set grid xtics lc rgb '#dddddd'
+set style fill solid 0.9 noborder
+set bmargin 6
+set key at screen 0.5, screen 0.02 center bottom horizontal reverse Left samplen 1.5 width 1
+plot 'rss.dat' using 2:1:(1):2:($1-0.35):($1+0.35):6:ytic(7) with boxxyerror lc rgb variable notitle, \
+  '' using 4:1:5 with labels left offset char 0.7,0 notitle, \
+  keyentry with boxes fc rgb '#1f5fbf' title 'zpage', \
+  keyentry with boxes fc rgb '#9a9a9a' title 'baseline'
+# the same as PNG, when this gnuplot has the pngcairo terminal
+if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
+    set terminal pngcairo size 1000,276 noenhanced font 'sans,10' background rgb 'white'
+    set output 'rss.png'
+    set title font ',11'
+    replot
+}
+unset output
