@@ -11,7 +11,7 @@
  *   RSS after it   VmRSS after that pair minus before the creation
  *   steady pair    later order-4 alloc+free pairs on the same arena, each
  *                  timed (clock_gettime, ~20 ns, included): the thread's
- *                  cache serves them (orders 0..5)
+ *                  cache serves them (orders 0..8)
  *   buddy pair     the same with the caches emptied and turned off (a test
  *                  control): each pair splits the idle arena's largest
  *                  block down to order 4 and merges it back, 6 levels at

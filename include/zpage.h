@@ -167,10 +167,11 @@ ZP_API void zp_arena_destroy(struct zp_arena *a);
  * with a user_addr clears the page holding it last, so it is hot in cache.
  *
  * Context: any thread; not from a signal handler that interrupted a call
- * of the library (on any arena: the threads' caches share one lock).  Never sleeps on I/O; may take the
- * arena lock.  Orders 0-5 come from the calling thread's cache (no lock);
- * when no free block is found it empties every thread's cache and retries
- * with every lock held, and waits for a reporting or pre-zeroing pass in
+ * of the library (on any arena: the threads' caches share one lock).
+ * Never sleeps on I/O; may take the arena lock.  Orders 0-8 (below
+ * report_order) come from the calling thread's cache (no lock); when no
+ * free block is found it empties every thread's cache and retries with
+ * every lock held, and waits for a reporting or pre-zeroing pass in
  * flight to put back the blocks it holds.
  * Return: the block, aligned to its own size, or NULL with errno EINVAL
  * (NULL arena, unknown gfp bits, order above max_order) or ENOMEM (at one

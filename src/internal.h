@@ -53,7 +53,7 @@
 #define NR_ORDERS (ZP_MAX_ORDER_LIMIT + 1)
 
 /* Orders served from the per-thread caches. */
-#define TC_MAX_ORDER 5u
+#define TC_MAX_ORDER 8u
 
 /* Free-list states, in the order a zeroing request prefers them. */
 enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
@@ -304,8 +304,16 @@ enum zstate zs_summary(const struct zcount *c);
 static inline bool zs_small_all_dirty(const struct zp_arena *a, size_t pfn, unsigned order)
 {
 	static const uint64_t mask[7] = {0x1, 0x3, 0xf, 0xff, 0xffff, 0xffffffff, ~0ull};
-	uint64_t m = mask[order] << (pfn & 63);
+	uint64_t m;
 
+	if (order > 6) { /* whole words */
+		for (size_t w = pfn >> 6; w < (pfn + ((size_t)1 << order)) >> 6; w++)
+			if ((atomic_load_explicit(&a->dirty_bm[w], memory_order_relaxed) &
+			     atomic_load_explicit(&a->resident_bm[w], memory_order_relaxed)) != ~0ull)
+				return false;
+		return true;
+	}
+	m = mask[order] << (pfn & 63);
 	return (atomic_load_explicit(&a->dirty_bm[pfn >> 6], memory_order_relaxed) &
 		atomic_load_explicit(&a->resident_bm[pfn >> 6], memory_order_relaxed) & m) == m;
 }

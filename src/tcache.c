@@ -66,7 +66,7 @@
 #include "internal.h"
 
 #define TC_BATCH_PAGES 16
-#define TC_HIGH_PAGES  256
+#define TC_HIGH_PAGES  1024
 
 #if defined(__SANITIZE_THREAD__)
 #define TC_ASYM_OK 0
