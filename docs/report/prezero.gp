@@ -9,7 +9,7 @@ set tics nomirror
 set xlabel 'alloc latency (us)'
 set yrange [2 - 0.4:-0.6]
 set ytics scale 0
-set xrange [0:56.67125]
+set xrange [0:58.13625]
 unset logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder
