@@ -194,6 +194,56 @@ ZP_API void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order
 ZP_API int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order);
 
 /**
+ * zp_alloc() - allocate @size bytes, rounded up to whole pages, and no more
+ * (the kernel's alloc_pages_exact()).
+ * @a: the arena.
+ * @gfp: ZP_GFP_ZERO for zero-filled memory, or 0.
+ * @size: bytes, at least 1; rounded up to a multiple of ZP_PAGE_SIZE.
+ * @user_addr: as for zp_alloc_pages(): the address the caller touches first
+ *             (its offset within the block of the rounded-up power of two
+ *             picks the page cleared last; beyond the size, the last page),
+ *             or ZP_USER_ADDR_NONE.
+ *
+ * The block is taken as zp_alloc_pages() takes the power of two that holds
+ * the size, then the pages past the size go back to the free lists with
+ * their zero state, before anything is cleared: a 3 MiB request costs
+ * 3 MiB of the arena, and a zeroing one clears at most 3 MiB.  A size that
+ * is a power-of-two number of pages is a plain zp_alloc_pages() block.
+ *
+ * Context: as zp_alloc_pages(); a size that is not a power of two takes
+ * the arena lock once to give the rest back.
+ * Return: the block, page-aligned (aligned to the power of two that holds
+ * it), or NULL with errno EINVAL (NULL arena, unknown gfp bits, size 0) or
+ * ENOMEM (larger than a block of max_order or than the arena, or no free
+ * block that large at one instant).  Free it with zp_free().
+ */
+ZP_API void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_addr);
+
+/**
+ * zp_free() - free any live allocation: from zp_alloc(), or a block from
+ * zp_alloc_pages() (its order is read from the arena).
+ * @a: the arena.
+ * @addr: the address zp_alloc() or zp_alloc_pages() returned.
+ *
+ * Context: any thread.
+ * Return: 0, or -EINVAL with nothing changed: NULL arena or pointer, an
+ * address outside the arena, not page-aligned, inside a block rather than
+ * at its start, or not live (a double free, even one racing another).
+ */
+ZP_API int zp_free(struct zp_arena *a, void *addr);
+
+/**
+ * zp_usable_size() - the bytes usable at @addr.
+ * @a: the arena.
+ * @addr: an address.
+ *
+ * Return: the size of the live allocation that starts at @addr (whole
+ * pages: zp_alloc()'s rounded-up size, or ZP_PAGE_SIZE << order), or 0 for
+ * anything else (NULL, foreign, interior, free).
+ */
+ZP_API size_t zp_usable_size(struct zp_arena *a, const void *addr);
+
+/**
  * zp_arena_report() - hand free blocks of report_order or larger back to the OS now.
  * @a: the arena.
  *

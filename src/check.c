@@ -4,7 +4,9 @@
  * zp_arena_dump().
  *
  * zp_arena_check() takes every lock and proves, in this order:
- *  1. coverage: walking block heads by 2^order covers [0, frontier) exactly;
+ *  1. coverage: walking block heads by 2^order (an exact allocation's head
+ *     by its page count, fewer than 2^order and more than half) covers
+ *     [0, frontier) exactly;
  *     each head has exactly one owner flag, an order <= max_order, is
  *     aligned to its order and fits; every other page has info == 0, and
  *     so has every page at or above the frontier, whose zero state is that
@@ -135,11 +137,14 @@ static int check_list(struct zp_arena *a, const struct free_list *l, uint32_t ow
 static int check_coverage(struct zp_arena *a, size_t pfn, uint32_t info)
 {
 	unsigned o = pg_order(info);
-	size_t n = (size_t)1 << o;
+	size_t n = head_pages(a, pfn, info);
 
 	if (__builtin_popcount(info & PG_OWNER_MASK) != 1)
 		return fail("page %zu: expected a block head, info %#x", pfn, info);
-	if (o > a->max_order || (pfn & (n - 1)) || pfn + n > a->nr_pages)
+	if ((info & PG_EXACT) && (!(info & (PG_ALLOC | PG_BUSY)) || o == 0 || n <= (size_t)1 << (o - 1) ||
+				  n >= (size_t)1 << o))
+		return fail("exact allocation %zu: %zu pages for order %u, info %#x", pfn, n, o, info);
+	if (o > a->max_order || (pfn & (((size_t)1 << o) - 1)) || pfn + n > a->nr_pages)
 		return fail("block %zu: order %u misaligned or out of range", pfn, o);
 	for (size_t i = 1; i < n; i++)
 		if (pg_info(&a->pages[pfn + i]))
@@ -211,10 +216,10 @@ static int check_blocks(struct zp_arena *a, struct walk *w)
 		ret = check_coverage(a, pfn, info);
 		if (ret)
 			return ret;
-		if (pfn + ((size_t)1 << pg_order(info)) > frontier)
+		if (pfn + head_pages(a, pfn, info) > frontier)
 			return fail("block %zu order %u reaches beyond the frontier %zu", pfn, pg_order(info),
 				    frontier);
-		zs_count(a, pfn, (size_t)1 << pg_order(info), &c);
+		zs_count(a, pfn, head_pages(a, pfn, info), &c);
 		ret = check_zero_state(pfn, info, &c);
 		if (!ret)
 			ret = check_buddy_rule(a, pfn, info);

@@ -331,7 +331,16 @@ static void clear_runs(struct clear_ctx *x, size_t lo, size_t hi, enum run_mode 
  */
 size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr)
 {
-	size_t n = (size_t)1 << order;
+	return clear_dirty_range(a, pfn, (size_t)1 << order, order, user_addr);
+}
+
+/*
+ * The same for the first @n pages of a block of @order (an exact-size
+ * allocation, n <= 2^order): the user address maps to a page of the block
+ * as for the whole block, and to its last page when it falls beyond @n.
+ */
+size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned order, uintptr_t user_addr)
+{
 	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0, false};
 	bool all_dirty = block_all_dirty(&x, n);
 
@@ -342,7 +351,10 @@ size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr
 		return x.cleared;
 	}
 
-	size_t t = (user_addr >> ZP_PAGE_SHIFT) & (n - 1);
+	size_t t = (user_addr >> ZP_PAGE_SHIFT) & (((size_t)1 << order) - 1);
+
+	if (t >= n)
+		t = n - 1;
 	size_t h = a->hot_pages;
 	size_t wlo = t > h ? t - h : 0;
 	size_t whi = t + h + 1 < n ? t + h + 1 : n;
@@ -371,7 +383,11 @@ size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr
  */
 size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order)
 {
-	size_t n = (size_t)1 << order;
+	return clear_dirty_free_range(a, pfn, (size_t)1 << order);
+}
+
+size_t clear_dirty_free_range(struct zp_arena *a, size_t pfn, size_t n)
+{
 	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0, true};
 
 	clear_runs(&x, 0, n, RUN_NT, block_all_dirty(&x, n));

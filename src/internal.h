@@ -63,6 +63,9 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
  *   bits 0-4   order (meaningful in a head)
  *   bits 8-11  PG_buddy / PG_cache / PG_alloc / PG_busy (exactly one in a head)
  *   bits 12-13 enum zstate of the list a free head is on
+ *   bit 14     PG_EXACT: an exact-size allocation (zp_alloc) of n pages, n in
+ *              the head's next field, 2^(order-1) < n < 2^order; its pages
+ *              beyond n are free blocks of their own
  */
 #define PG_ORDER_MASK  0x1fu
 #define PG_BUDDY       0x100u
@@ -71,10 +74,13 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
 #define PG_BUSY	       0x800u
 #define PG_OWNER_MASK  (PG_BUDDY | PG_CACHE | PG_ALLOC | PG_BUSY)
 #define PG_STATE_SHIFT 12
+#define PG_EXACT       0x4000u /* with PG_alloc or PG_busy: an exact-size allocation of
+				  pages[head].next pages, order = the block it came from */
 
 struct page {
 	uint32_t next, prev;   /* free-list links (pfns) in listed heads; in tail
-				  pages, the summary tree's slots (buddy.c) */
+				  pages, the summary tree's slots (buddy.c); in
+				  an exact allocation's head, next = its pages */
 	_Atomic uint32_t info; /* see above; atomic so that a bad free can be refused safely */
 };
 
@@ -90,6 +96,8 @@ static inline unsigned pg_order(uint32_t info)
 {
 	return info & PG_ORDER_MASK;
 }
+/* Pages from a head with @info at @pfn: 2^order, or an exact allocation's n. */
+#define head_pages(a, pfn, info) (((info) & PG_EXACT) ? (size_t)(a)->pages[pfn].next : (size_t)1 << pg_order(info))
 static inline enum zstate pg_state(uint32_t info)
 {
 	return (enum zstate)((info >> PG_STATE_SHIFT) & 3u);
@@ -415,6 +423,8 @@ void tc_fork_child(struct zp_arena *a); /* every lock held */
 void clear_init(struct zp_arena *a, size_t hot_bytes, size_t nt_min);
 size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr);
 size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order); /* NT, marks what it cleared zeroed */
+size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned order, uintptr_t user_addr);
+size_t clear_dirty_free_range(struct zp_arena *a, size_t pfn, size_t n);
 void zero_cached(void *p, size_t len);
 void zero_nt(void *p, size_t len);
 struct zero_impl {

@@ -57,6 +57,7 @@
 struct alloc_context {
 	struct zp_arena *arena;
 	unsigned order;
+	size_t npages;	     /* 2^order, or fewer for an exact-size allocation (zp_alloc) */
 	uintptr_t user_addr; /* ZP_USER_ADDR_NONE: no address */
 	bool want_zero;	     /* ZP_GFP_ZERO, or the arena's init_on_alloc */
 };
@@ -136,12 +137,12 @@ static uint32_t alloc_pages_slowpath(const struct alloc_context *ac, struct zcou
 static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const struct zcount *cin)
 {
 	struct zp_arena *a = ac->arena;
-	size_t n = (size_t)1 << ac->order;
+	size_t n = ac->npages;
 	const struct zcount *c = cin;
 	struct zcount small;
 
-	if (!cin->pages) { /* a small block from a thread's cache */
-		if (!ac->want_zero && zs_small_all_dirty(a, pfn, ac->order))
+	if (!cin->pages) { /* from a thread's cache, or trimmed (exact size) */
+		if (!ac->want_zero && n == (size_t)1 << ac->order && zs_small_all_dirty(a, pfn, ac->order))
 			return; /* nothing to count, clear or record: the usual case */
 		zs_count(a, pfn, n, &small);
 		c = &small;
@@ -156,7 +157,7 @@ static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const 
 
 			if (a->flags & ZP_VERIFY)
 				verify_zero_pages(a, pfn, n);
-			cleared = clear_dirty_pages(a, pfn, ac->order, ac->user_addr);
+			cleared = clear_dirty_range(a, pfn, n, ac->order, ac->user_addr);
 			tstat_add(&st->cleared, cleared, shared);
 			tstat_add(&st->skipped, n - cleared, shared);
 		}
@@ -167,8 +168,10 @@ static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const 
 
 static void prep_new_page(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c)
 {
+	bool exact = ac->npages != (size_t)1 << ac->order;
+
 	post_alloc_hook(ac, pfn, c);
-	pg_set_info(&ac->arena->pages[pfn], mk_info(PG_ALLOC, ac->order, 0));
+	pg_set_info(&ac->arena->pages[pfn], mk_info(PG_ALLOC | (exact ? PG_EXACT : 0), ac->order, 0));
 }
 
 void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintptr_t user_addr)
@@ -184,6 +187,7 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 	const struct alloc_context ac = {
 		.arena = a,
 		.order = order,
+		.npages = (size_t)1 << order,
 		.user_addr = user_addr,
 		.want_zero = (gfp & ZP_GFP_ZERO) || (a->flags & ZP_INIT_ON_ALLOC),
 	};
@@ -244,4 +248,134 @@ int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 		zlock_unlock(&a->lock);
 	}
 	return 0;
+}
+
+/* ---- exact-size allocations (the kernel's alloc_pages_exact) ---- */
+
+/* log2 of the largest power of two <= @n (n >= 1). */
+static unsigned floor_log2(size_t n)
+{
+	return 63u - (unsigned)__builtin_clzll((unsigned long long)n);
+}
+
+/*
+ * Give back [s, end) of a block based at @base (aligned to the block's
+ * size) as the aligned power-of-two pieces it splits into, each merging
+ * with its free buddies; pages keep their zero state.  Arena lock held;
+ * nobody else owns these pages.
+ */
+static void free_range_locked(struct zp_arena *a, uint32_t base, size_t s, size_t end)
+{
+	lock_assert_held(&a->lock);
+	while (s < end) {
+		unsigned o = floor_log2(end - s);
+
+		if (s != base && (unsigned)__builtin_ctzll((unsigned long long)(s - base)) < o)
+			o = (unsigned)__builtin_ctzll((unsigned long long)(s - base));
+		pg_set_info(&a->pages[s], mk_info(PG_BUSY, o, 0));
+		free_one_page(a, (uint32_t)s, o);
+		s += (size_t)1 << o;
+	}
+}
+
+void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_addr)
+{
+	struct zcount c;
+	size_t n;
+	unsigned order;
+	uint32_t pfn;
+
+	if (!a || (gfp & ~ZP_GFP_ZERO) || !size) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (size > (ZP_PAGE_SIZE << a->max_order) || size > (a->nr_pages << ZP_PAGE_SHIFT)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	n = (size + ZP_PAGE_SIZE - 1) >> ZP_PAGE_SHIFT;
+	order = n == 1 ? 0 : floor_log2(n - 1) + 1;
+	if (n == (size_t)1 << order) /* a whole block: zp_free() takes it too */
+		return zp_alloc_pages(a, gfp, order, user_addr);
+
+	const struct alloc_context ac = {
+		.arena = a,
+		.order = order,
+		.npages = n,
+		.user_addr = user_addr,
+		.want_zero = (gfp & ZP_GFP_ZERO) || (a->flags & ZP_INIT_ON_ALLOC),
+	};
+
+	daemon_ensure(a);
+	pfn = get_page_from_freelist(&ac, &c);
+	if (pfn == NIL)
+		pfn = alloc_pages_slowpath(&ac, &c);
+	if (pfn == NIL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	/* keep n pages, give back the rest with its zero state: a 3 MiB
+	 * request costs 3 MiB */
+	zlock_lock(&a->lock);
+	a->pages[pfn].next = (uint32_t)n;
+	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY | PG_EXACT, order, 0));
+	free_range_locked(a, pfn, pfn + n, pfn + ((size_t)1 << order));
+	zlock_unlock(&a->lock);
+	c.pages = 0; /* post_alloc_hook counts the n pages kept */
+	prep_new_page(&ac, pfn, &c);
+	return pfn_to_addr(a, pfn);
+}
+
+/* The head pfn of @addr if it lies in @a and is page-aligned, else NIL. */
+static uint32_t addr_to_pfn(const struct zp_arena *a, const void *addr)
+{
+	uintptr_t base = (uintptr_t)a->base, off = (uintptr_t)addr - base;
+
+	if (!addr || (uintptr_t)addr < base || off >= (a->nr_pages << ZP_PAGE_SHIFT) || (off & (ZP_PAGE_SIZE - 1)))
+		return NIL;
+	return (uint32_t)(off >> ZP_PAGE_SHIFT);
+}
+
+int zp_free(struct zp_arena *a, void *addr)
+{
+	uint32_t pfn, info;
+	size_t n;
+
+	if (!a || (pfn = addr_to_pfn(a, addr)) == NIL)
+		return -EINVAL;
+	info = pg_info(&a->pages[pfn]);
+	if ((info & PG_OWNER_MASK) != PG_ALLOC)
+		return -EINVAL;
+	if (!(info & PG_EXACT))
+		return zp_free_pages(a, addr, pg_order(info)); /* its CAS decides */
+	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info,
+						     (info & ~PG_ALLOC) | PG_BUSY, memory_order_acq_rel,
+						     memory_order_acquire))
+		return -EINVAL;
+	n = a->pages[pfn].next; /* ours now */
+	daemon_ensure(a);
+	if (a->flags & ZP_INIT_ON_FREE) {
+		bool shared;
+		struct tc_stats *st = tc_stats_here(a, &shared);
+
+		tstat_add(&st->cleared, clear_dirty_free_range(a, pfn, n), shared);
+	} else if (a->flags & ZP_VERIFY) {
+		memset(pfn_to_addr(a, pfn), POISON_BYTE, n << ZP_PAGE_SHIFT);
+	}
+	zlock_lock(&a->lock);
+	free_range_locked(a, pfn, pfn, pfn + n);
+	zlock_unlock(&a->lock);
+	return 0;
+}
+
+size_t zp_usable_size(struct zp_arena *a, const void *addr)
+{
+	uint32_t pfn, info;
+
+	if (!a || (pfn = addr_to_pfn(a, addr)) == NIL)
+		return 0;
+	info = pg_info(&a->pages[pfn]);
+	if ((info & PG_OWNER_MASK) != PG_ALLOC)
+		return 0;
+	return head_pages(a, pfn, info) << ZP_PAGE_SHIFT;
 }

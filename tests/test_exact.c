@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Exact-size allocations: zp_alloc(), zp_free(), zp_usable_size().
+ *
+ *  - the pages in use are the request rounded up to pages, no more; the
+ *    rest of the power-of-two block goes back with its zero state;
+ *  - sizes: 0 is EINVAL, larger than a max_order block or the arena is
+ *    ENOMEM, a power of two is a plain block that zp_free() takes too;
+ *  - bad frees (interior, foreign, misaligned, double, zp_free_pages() of an
+ *    exact allocation) return -EINVAL with nothing changed;
+ *    zp_usable_size() is 0 for all of those;
+ *  - zeroing: only the pages kept are cleared, and only the dirty ones;
+ *  - random sizes against a model of page owners, with the checker.
+ */
+#include <pthread.h>
+
+#include "test.h"
+
+#define PAGES 1024
+
+static void sizes_and_pages_in_use(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 9, 0);
+	struct {
+		size_t size, pages;
+	} c[] = {{1, 1}, {4096, 1}, {4097, 2}, {3 * 4096, 3}, {3 * 4096 - 5, 3}, {5 * 4096, 5},
+		 {100 * 4096 + 1, 101}, {300 * 4096, 300}, {511 * 4096, 511}, {512 * 4096, 512}};
+	void *p;
+
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		ASSERT((p = zp_alloc(a, 0, c[i].size, ZP_USER_ADDR_NONE)));
+		EXPECT_EQ(t_stats(a).nr_free, PAGES - c[i].pages);
+		EXPECT_EQ(zp_usable_size(a, p), c[i].pages * ZP_PAGE_SIZE);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		memset(p, 0x11, c[i].size);
+		EXPECT_EQ(zp_free(a, p), 0);
+		EXPECT_EQ(t_stats(a).nr_free, PAGES);
+		EXPECT_EQ(zp_usable_size(a, p), 0);
+	}
+	errno = 0;
+	EXPECT(zp_alloc(a, 0, 0, ZP_USER_ADDR_NONE) == NULL && errno == EINVAL);
+	errno = 0;
+	EXPECT(zp_alloc(a, 0, 513 * 4096, ZP_USER_ADDR_NONE) == NULL && errno == ENOMEM); /* > max_order */
+	errno = 0;
+	EXPECT(zp_alloc(a, 0, SIZE_MAX, ZP_USER_ADDR_NONE) == NULL && errno == ENOMEM);
+	errno = 0;
+	EXPECT(zp_alloc(NULL, 0, 4096, ZP_USER_ADDR_NONE) == NULL && errno == EINVAL);
+	errno = 0;
+	EXPECT(zp_alloc(a, 0x80, 4096, ZP_USER_ADDR_NONE) == NULL && errno == EINVAL);
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	/* two 300-page allocations take two 512-page blocks and give back 212
+	 * pages of each (4 + 16 + 64 + 128): their 128-page pieces serve two
+	 * more 128-page requests, which whole blocks would not have left */
+	void *q[4];
+
+	for (int i = 0; i < 2; i++)
+		EXPECT((q[i] = zp_alloc(a, 0, 300 * 4096, ZP_USER_ADDR_NONE)) != NULL);
+	EXPECT_EQ(t_stats(a).nr_free, PAGES - 600);
+	for (int i = 2; i < 4; i++)
+		EXPECT((q[i] = zp_alloc(a, 0, 128 * 4096, ZP_USER_ADDR_NONE)) != NULL);
+	EXPECT_EQ(t_stats(a).nr_free, PAGES - 856);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	for (int i = 0; i < 4; i++)
+		if (q[i])
+			EXPECT_EQ(zp_free(a, q[i]), 0);
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	/* a smaller arena than a block: larger than the arena is ENOMEM */
+	zp_arena_destroy(a);
+	a = t_arena(100, 9, 0);
+	errno = 0;
+	EXPECT(zp_alloc(a, 0, 101 * 4096, ZP_USER_ADDR_NONE) == NULL && errno == ENOMEM);
+	EXPECT((p = zp_alloc(a, 0, 60 * 4096, ZP_USER_ADDR_NONE)) != NULL);
+	EXPECT_EQ(t_stats(a).nr_free, 40);
+	EXPECT_EQ(zp_free(a, p), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+static void bad_frees_change_nothing(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 9, 0);
+	char *p = zp_alloc(a, 0, 5 * 4096, ZP_USER_ADDR_NONE), *b = zp_alloc_pages(a, 0, 2, ZP_USER_ADDR_NONE);
+	struct zp_stats s0, s1;
+	char local[64];
+
+	ASSERT(p && b);
+	s0 = t_stats(a);
+	EXPECT_EQ(zp_free(a, p + ZP_PAGE_SIZE), -EINVAL);     /* interior */
+	EXPECT_EQ(zp_free(a, p + 4 * ZP_PAGE_SIZE), -EINVAL); /* its last page */
+	EXPECT_EQ(zp_free(a, p + 5 * ZP_PAGE_SIZE), -EINVAL); /* the first page given back */
+	EXPECT_EQ(zp_free(a, p + 8), -EINVAL);		      /* misaligned */
+	EXPECT_EQ(zp_free(a, local), -EINVAL);		      /* foreign */
+	EXPECT_EQ(zp_free(a, NULL), -EINVAL);
+	EXPECT_EQ(zp_free(NULL, p), -EINVAL);
+	EXPECT_EQ(zp_free(a, b + ZP_PAGE_SIZE), -EINVAL);     /* inside a plain block */
+	EXPECT_EQ(zp_free_pages(a, p, 3), -EINVAL);	      /* the order it came from */
+	EXPECT_EQ(zp_free_pages(a, p, 2), -EINVAL);
+	EXPECT_EQ(zp_usable_size(a, p + ZP_PAGE_SIZE), 0);
+	EXPECT_EQ(zp_usable_size(a, local), 0);
+	EXPECT_EQ(zp_usable_size(a, p + 5 * ZP_PAGE_SIZE), 0);
+	EXPECT_EQ(zp_usable_size(NULL, p), 0);
+	EXPECT_EQ(zp_usable_size(a, b), 4 * ZP_PAGE_SIZE);
+	s1 = t_stats(a);
+	EXPECT(t_stats_equal(&s0, &s1));
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_free(a, p), 0);
+	EXPECT_EQ(zp_free(a, p), -EINVAL); /* double */
+	EXPECT_EQ(zp_free(a, b), 0);	   /* a plain block, order read from the arena */
+	EXPECT_EQ(zp_free(a, b), -EINVAL);
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* Zeroing: fresh memory clears nothing and the page given back stays
+ * reported; dirty memory clears the pages kept, not the rest. */
+static void zeroing_clears_only_what_is_kept(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 9, 0);
+	struct zp_stats s;
+	char *p;
+
+	ASSERT((p = zp_alloc(a, ZP_GFP_ZERO, 3 * 4096, ZP_USER_ADDR_NONE)));
+	s = t_stats(a);
+	EXPECT_EQ(s.pages_cleared, 0);
+	EXPECT_EQ(s.pages_clear_skipped, 3);
+	EXPECT_EQ(s.nr_free_reported, PAGES - 3); /* the fourth page too */
+	EXPECT(t_all_zero(p, 3 * ZP_PAGE_SIZE));
+	memset(p, 0x22, 3 * ZP_PAGE_SIZE);
+	EXPECT_EQ(zp_free(a, p), 0);
+	/* every page dirty: a 300-page zeroing allocation clears 300, with the
+	 * target (page 400 of its 512-page block, beyond the size) last */
+	for (int i = 0; i < 2; i++) {
+		ASSERT((p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE)));
+		memset(p, 0x33, 512 * ZP_PAGE_SIZE);
+		if (i == 1)
+			EXPECT_EQ(zp_free_pages(a, p, 9), 0);
+	}
+	/* (the first stays allocated: the second's memory is the only free) */
+	s = t_stats(a);
+	ASSERT((p = zp_alloc(a, ZP_GFP_ZERO, 300 * 4096, (uintptr_t)400 << ZP_PAGE_SHIFT)));
+	EXPECT(t_all_zero(p, 300 * ZP_PAGE_SIZE));
+	EXPECT_EQ(t_stats(a).pages_cleared - s.pages_cleared, 300);
+	EXPECT_EQ(t_stats(a).nr_free, 212);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_free(a, p), 0);
+	zp_arena_destroy(a);
+}
+
+/* Random sizes against a model: every page has at most one owner, tags in
+ * every page survive until the free, zeroing allocations read zero, and
+ * the free page count is the model's. */
+struct live {
+	char *p;
+	size_t pages;
+	uint64_t tag;
+};
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545f4914f6cdd1dull;
+}
+
+static void random_sizes_against_a_model(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	static int owner[PAGES];
+	struct live live[64];
+	size_t nlive = 0, used = 0, enomem = 0;
+	uint64_t s = 0x5eed;
+
+	memset(owner, 0, sizeof(owner));
+	for (int op = 0; op < 20000; op++) {
+		uint64_t r = rnd(&s);
+
+		if (nlive < 64 && (nlive == 0 || (r & 1))) {
+			size_t size = 1 + (size_t)(rnd(&s) % (200 * ZP_PAGE_SIZE));
+			bool zero = (r >> 1) & 1;
+			struct live l = {.tag = rnd(&s) | 1};
+			size_t pfn;
+
+			l.p = zp_alloc(a, zero ? ZP_GFP_ZERO : 0, size, (r >> 2) & 1 ? (uintptr_t)rnd(&s) : ZP_USER_ADDR_NONE);
+			if (!l.p) {
+				ASSERT_EQ(errno, ENOMEM);
+				enomem++;
+				continue;
+			}
+			l.pages = (size + ZP_PAGE_SIZE - 1) / ZP_PAGE_SIZE;
+			ASSERT_EQ(zp_usable_size(a, l.p), l.pages * ZP_PAGE_SIZE);
+			pfn = t_pfn(a, l.p);
+			for (size_t i = 0; i < l.pages; i++) {
+				ASSERT_EQ(owner[pfn + i], 0);
+				owner[pfn + i] = op + 1;
+				if (zero)
+					ASSERT(t_all_zero(l.p + i * ZP_PAGE_SIZE, ZP_PAGE_SIZE));
+				*(uint64_t *)(l.p + i * ZP_PAGE_SIZE) = l.tag;
+				*(uint64_t *)(l.p + (i + 1) * ZP_PAGE_SIZE - 8) = l.tag;
+			}
+			used += l.pages;
+			live[nlive++] = l;
+		} else {
+			size_t k = (size_t)(r >> 8) % nlive, pfn;
+			struct live l = live[k];
+
+			live[k] = live[--nlive];
+			pfn = t_pfn(a, l.p);
+			for (size_t i = 0; i < l.pages; i++) {
+				ASSERT_EQ(*(uint64_t *)(l.p + i * ZP_PAGE_SIZE), l.tag);
+				ASSERT_EQ(*(uint64_t *)(l.p + (i + 1) * ZP_PAGE_SIZE - 8), l.tag);
+				owner[pfn + i] = 0;
+			}
+			ASSERT_EQ(zp_free(a, l.p), 0);
+			used -= l.pages;
+		}
+		if (op % 2000 == 1999) {
+			ASSERT_EQ(zp_arena_check(a), 0);
+			ASSERT_EQ(t_stats(a).nr_free, PAGES - used);
+		}
+	}
+	T_NOTE("random sizes: %zu ENOMEM in 20000 operations", enomem);
+	EXPECT_GT(enomem, 0); /* the arena was full at times */
+	while (nlive)
+		EXPECT_EQ(zp_free(a, live[--nlive].p), 0);
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	/* everything merged back: the whole arena as max-order blocks */
+	for (int i = 0; i < PAGES >> 8; i++)
+		EXPECT(zp_alloc_pages(a, 0, 8, ZP_USER_ADDR_NONE) != NULL);
+	zp_arena_destroy(a);
+}
+
+/* init_on_free and verify poisoning over an exact allocation's pages only. */
+static void free_flags_cover_the_pages_kept(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 9, ZP_INIT_ON_FREE);
+	char *p = zp_alloc(a, 0, 5 * 4096, ZP_USER_ADDR_NONE);
+	uint64_t c0;
+
+	ASSERT(p);
+	memset(p, 0x44, 5 * ZP_PAGE_SIZE);
+	c0 = t_stats(a).pages_cleared;
+	EXPECT_EQ(zp_free(a, p), 0);
+	EXPECT_EQ(t_stats(a).pages_cleared - c0, 5);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* Two threads freeing the same exact allocation: exactly one wins. */
+struct racer {
+	struct zp_arena *a;
+	void *p;
+	pthread_barrier_t *bar;
+	int ret;
+};
+
+static void *race_free(void *arg)
+{
+	struct racer *r = arg;
+
+	pthread_barrier_wait(r->bar);
+	r->ret = zp_free(r->a, r->p);
+	return NULL;
+}
+
+static void racing_double_free(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 9, 0);
+	pthread_barrier_t bar;
+
+	pthread_barrier_init(&bar, NULL, 2);
+	for (int round = 0; round < 200; round++) {
+		void *p = zp_alloc(a, 0, (size_t)(3 + round % 60) * ZP_PAGE_SIZE, ZP_USER_ADDR_NONE);
+		struct racer r[2] = {{a, p, &bar, 1}, {a, p, &bar, 1}};
+		pthread_t t[2];
+
+		ASSERT(p);
+		for (int i = 0; i < 2; i++)
+			ASSERT_EQ(pthread_create(&t[i], NULL, race_free, &r[i]), 0);
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+		if (r[0].ret + r[1].ret != -EINVAL || (r[0].ret && r[1].ret)) {
+			T_REPORT("round %d: frees returned %d and %d", round, r[0].ret, r[1].ret);
+			break;
+		}
+	}
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	pthread_barrier_destroy(&bar);
+	zp_arena_destroy(a);
+}
+
+int main(int argc, char **argv)
+{
+	t_init(argc, argv);
+	RUN(sizes_and_pages_in_use);
+	RUN(bad_frees_change_nothing);
+	RUN(zeroing_clears_only_what_is_kept);
+	RUN(random_sizes_against_a_model);
+	RUN(free_flags_cover_the_pages_kept);
+	RUN(racing_double_free);
+	return t_done("test_exact");
+}
