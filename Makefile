@@ -16,7 +16,7 @@ B := build
 OBJS := $(SRCS:src/%.c=$(B)/obj/%.o)
 
 .PHONY: all check bench install clean format
-all: $(B)/libzpage.a $(B)/libzpage.so
+all: $(B)/libzpage.a $(B)/libzpage.so $(B)/libzpage-preload.so $(B)/zpage-run
 
 $(B)/obj/%.o: src/%.c $(HDRS) | $(B)/obj
 	$(CC) $(ALLCFLAGS) -c $< -o $@
@@ -26,6 +26,14 @@ $(B)/libzpage.a: $(OBJS)
 
 $(B)/libzpage.so: $(OBJS) zpage.map
 	$(CC) -shared -pthread -Wl,-soname,libzpage.so.0 -Wl,--version-script=zpage.map -o $@ $(OBJS)
+
+# the drop-in: the malloc family over a process-wide arena (preload/preload.c)
+$(B)/obj/preload.o: preload/preload.c $(HDRS) | $(B)/obj
+	$(CC) $(ALLCFLAGS) -c $< -o $@
+$(B)/libzpage-preload.so: $(B)/obj/preload.o $(OBJS) preload/preload.map
+	$(CC) -shared -pthread -Wl,--version-script=preload/preload.map -o $@ $(B)/obj/preload.o $(OBJS) -ldl
+$(B)/zpage-run: preload/zpage-run.in | $(B)/obj
+	sed 's|@LIB@|libzpage-preload.so|' $< > $@ && chmod 755 $@
 
 $(B)/obj $(B)/asan/obj $(B)/tsan/obj $(B)/tests:
 	mkdir -p $@
@@ -65,8 +73,15 @@ $(B)/tests/example_basic: examples/basic.c all zpage.pc.in | $(B)/tests
 	$(CC) $(CSTD) $(WARN) examples/basic.c -o $@ \
 		$$(PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig pkg-config --cflags --libs zpage) -Wl,-rpath,$(STAGE)/lib
 
-check: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench
-	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic tests/bench_smoke.sh tests/abi.sh
+# A program that knows nothing of zpage, for the drop-in's test (tests/preload.sh)
+$(B)/tests/preload_prog: tests/preload_prog.c | $(B)/tests
+	$(CC) $(CSTD) $(WARN) -O2 -g -pthread $< -o $@
+
+# numpy, pytest and hypothesis for the drop-in's test are installed first when
+# missing (needs root; otherwise that test is skipped and says why)
+check: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench $(B)/tests/preload_prog
+	@bash scripts/deps.sh || echo "make check: could not install every test dependency; the tests that need one say so"
+	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic tests/bench_smoke.sh tests/abi.sh tests/preload.sh
 
 # ---- benchmark ----
 # zpage's version and commit, for the environment zpage-bench prints (the
@@ -93,9 +108,13 @@ install: all
 	ln -sf libzpage.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libzpage.so.0
 	ln -sf libzpage.so.0 $(DESTDIR)$(PREFIX)/lib/libzpage.so
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' zpage.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/zpage.pc
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(B)/libzpage-preload.so $(DESTDIR)$(PREFIX)/lib/
+	sed 's|@LIB@|$(PREFIX)/lib/libzpage-preload.so|' preload/zpage-run.in > $(DESTDIR)$(PREFIX)/bin/zpage-run
+	chmod 755 $(DESTDIR)$(PREFIX)/bin/zpage-run
 
 format:
-	clang-format -i include/*.h src/*.[ch] tests/*.[ch] bench/*.c
+	clang-format -i include/*.h src/*.[ch] tests/*.[ch] bench/*.c preload/*.c
 
 clean:
 	rm -rf $(B)

@@ -211,7 +211,7 @@ ZP_API int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order);
  * is a power-of-two number of pages is a plain zp_alloc_pages() block.
  *
  * Context: as zp_alloc_pages(); a size that is not a power of two takes
- * the arena lock once to give the rest back.
+ * the arena lock once more to give the rest back.
  * Return: the block, page-aligned (aligned to the power of two that holds
  * it), or NULL with errno EINVAL (NULL arena, unknown gfp bits, size 0) or
  * ENOMEM (larger than a block of max_order or than the arena, or no free
@@ -239,7 +239,8 @@ ZP_API int zp_free(struct zp_arena *a, void *addr);
  *
  * Return: the size of the live allocation that starts at @addr (whole
  * pages: zp_alloc()'s rounded-up size, or ZP_PAGE_SIZE << order), or 0 for
- * anything else (NULL, foreign, interior, free).
+ * anything else (NULL, foreign, interior, free).  Not while another thread
+ * frees @addr (as malloc_usable_size()): the answer may then be neither.
  */
 ZP_API size_t zp_usable_size(struct zp_arena *a, const void *addr);
 

@@ -22,6 +22,12 @@ for lib in libjemalloc.so.2:libjemalloc2 libmimalloc.so.2:libmimalloc2.0 libtcma
 done
 command -v gnuplot >/dev/null 2>&1 || pkgs+=(gnuplot-nox)
 
+# the drop-in's test (tests/preload.sh) runs numpy's own tests under
+# Debian's /usr/bin/python3
+for mod in numpy:python3-numpy pytest:python3-pytest hypothesis:python3-hypothesis; do
+	/usr/bin/python3 -c "import ${mod%%:*}" >/dev/null 2>&1 || pkgs+=("${mod##*:}")
+done
+
 if ((${#pkgs[@]})); then
 	if [[ $(id -u) -ne 0 ]]; then
 		echo "deps: missing ${pkgs[*]}; run as root or install them" >&2

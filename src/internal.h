@@ -24,7 +24,7 @@
  *
  * Every page that is not a head has info == 0 ("tail").  Every page below
  * a->frontier belongs to exactly one block, so walking heads by 2^order
- * covers [0, frontier) exactly: this is the first thing zp_arena_check()
+ * (an exact allocation's head by its page count) covers [0, frontier) exactly: this is the first thing zp_arena_check()
  * proves.  Pages at and above the frontier were never used and belong to
  * no block yet (buddy.c).
  *

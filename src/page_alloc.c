@@ -183,6 +183,10 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 		errno = EINVAL;
 		return NULL;
 	}
+	if (((size_t)1 << order) > a->nr_pages) { /* no such block in this arena, ever: */
+		errno = ENOMEM;			  /* no need to drain every cache to know */
+		return NULL;
+	}
 
 	const struct alloc_context ac = {
 		.arena = a,
@@ -295,6 +299,10 @@ void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_add
 	}
 	n = (size + ZP_PAGE_SIZE - 1) >> ZP_PAGE_SHIFT;
 	order = n == 1 ? 0 : floor_log2(n - 1) + 1;
+	if (((size_t)1 << order) > a->nr_pages) { /* no such block in this arena, ever */
+		errno = ENOMEM;
+		return NULL;
+	}
 	if (n == (size_t)1 << order) /* a whole block: zp_free() takes it too */
 		return zp_alloc_pages(a, gfp, order, user_addr);
 

@@ -233,7 +233,8 @@ static void random_sizes_against_a_model(void)
 	zp_arena_destroy(a);
 }
 
-/* init_on_free and verify poisoning over an exact allocation's pages only. */
+/* init_on_free over an exact allocation's pages only; verify poisoning of
+ * them at free, and the zero check of the pages kept at allocation. */
 static void free_flags_cover_the_pages_kept(void)
 {
 	struct zp_arena *a = t_arena(PAGES, 9, ZP_INIT_ON_FREE);
@@ -246,6 +247,80 @@ static void free_flags_cover_the_pages_kept(void)
 	EXPECT_EQ(zp_free(a, p), 0);
 	EXPECT_EQ(t_stats(a).pages_cleared - c0, 5);
 	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+
+	a = t_arena(PAGES, 9, ZP_VERIFY);
+	ASSERT((p = zp_alloc(a, 0, 5 * 4096, ZP_USER_ADDR_NONE)));
+	memset(p, 0x44, 5 * ZP_PAGE_SIZE);
+	EXPECT_EQ(zp_free(a, p), 0);
+	for (size_t i = 0; i < 5 * ZP_PAGE_SIZE; i += 997)
+		EXPECT_EQ((unsigned char)p[i], 0xaa); /* poisoned, all 5 pages (free, still mapped) */
+	/* a zeroing allocation checks the zero pages it hands out: fresh ones */
+	ASSERT((p = zp_alloc(a, ZP_GFP_ZERO, 7 * 4096, ZP_USER_ADDR_NONE)));
+	EXPECT(t_all_zero(p, 7 * ZP_PAGE_SIZE));
+	EXPECT_EQ(t_stats(a).verify_failures, 0);
+	EXPECT_EQ(zp_free(a, p), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* The pages given back keep their state: pre-zeroed ones stay zeroed (not
+ * merely reported), and a later zeroing allocation of them clears nothing. */
+static void pieces_keep_their_zero_state(void)
+{
+	struct zp_arena *a = t_arena(512, 9, 0);
+	char *p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	struct zp_stats s;
+
+	ASSERT(p);
+	memset(p, 0x55, 512 * ZP_PAGE_SIZE);
+	EXPECT_EQ(zp_free_pages(a, p, 9), 0);
+	EXPECT_EQ(zp_arena_prezero(a, 512 * ZP_PAGE_SIZE), 512);
+	ASSERT((p = zp_alloc(a, ZP_GFP_ZERO, 300 * 4096, ZP_USER_ADDR_NONE)));
+	s = t_stats(a);
+	EXPECT_EQ(s.nr_free, 212);
+	EXPECT_EQ(s.nr_free_zeroed, 212); /* zeroed and resident, not reported */
+	EXPECT_EQ(s.nr_free_reported, 0);
+	EXPECT_EQ(s.pages_cleared, 512); /* the pre-zero pass's, none since */
+	EXPECT_EQ(zp_free(a, p), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* With a user address whose page lies beyond the size, the last page kept is
+ * the target: cleared last, with cached stores. */
+struct last_clear {
+	size_t first, n;
+	int events;
+};
+
+static void note_clear(void *ctx, const struct clear_event *ev)
+{
+	struct last_clear *l = ctx;
+
+	l->first = ev->pfn;
+	l->n = ev->nr_pages;
+	l->events++;
+}
+
+static void target_beyond_the_size_is_cleared_last(void)
+{
+	struct zp_arena *a = t_arena(1024, 9, 0);
+	struct last_clear l = {0};
+	char *p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE), *q;
+
+	ASSERT(p);
+	memset(p, 0x66, 512 * ZP_PAGE_SIZE); /* dirty */
+	ASSERT((q = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE)));
+	EXPECT_EQ(zp_free_pages(a, p, 9), 0);
+	zp_test_set_clear_hook(a, note_clear, &l);
+	ASSERT((p = zp_alloc(a, ZP_GFP_ZERO, 300 * 4096, (uintptr_t)400 << ZP_PAGE_SHIFT)));
+	zp_test_set_clear_hook(a, NULL, NULL);
+	EXPECT(t_all_zero(p, 300 * ZP_PAGE_SIZE));
+	EXPECT_GE(l.events, 2);
+	EXPECT_EQ(l.first + l.n, t_pfn(a, p) + 300); /* the last clear ends with page 299 */
+	EXPECT_EQ(zp_free(a, p), 0);
+	EXPECT_EQ(zp_free_pages(a, q, 9), 0);
 	zp_arena_destroy(a);
 }
 
@@ -301,6 +376,8 @@ int main(int argc, char **argv)
 	RUN(zeroing_clears_only_what_is_kept);
 	RUN(random_sizes_against_a_model);
 	RUN(free_flags_cover_the_pages_kept);
+	RUN(pieces_keep_their_zero_state);
+	RUN(target_beyond_the_size_is_cleared_last);
 	RUN(racing_double_free);
 	return t_done("test_exact");
 }

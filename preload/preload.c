@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * preload.c - libzpage-preload.so: the malloc family, with large requests
+ * served by one process-wide zpage arena (LD_PRELOAD, or zpage-run).
+ *
+ * Requests of at least ZPAGE_PRELOAD_MIN bytes (default 1 MiB) go to the
+ * arena through zp_alloc() (exact sizes: 3 MiB costs 3 MiB); smaller ones,
+ * and any large one the arena cannot serve (exhausted, larger than its
+ * largest block, an alignment above a page that the block does not give,
+ * or no arena at all), go to the next allocator in the link order, found
+ * with dlsym(RTLD_NEXT).  Pointers inside the arena's range are zpage's;
+ * any other goes to the next allocator's free().
+ *
+ *   calloc        a zeroing allocation whose target is the returned address:
+ *                 pages already known zero (fresh, reported, pre-zeroed) are
+ *                 not cleared, the rest are, the first page last
+ *   realloc       a zpage block keeps its address while the new size fits its
+ *                 pages; otherwise a new allocation, a copy and a free
+ *   free          of a zpage pointer that is not a live allocation (double or
+ *                 interior free): one message on stderr for the process,
+ *                 then ignored, the arena intact
+ *
+ * The arena: ZPAGE_PRELOAD_ARENA bytes reserved (default: the machine's
+ * memory, at least 1 GiB), nothing committed until used; blocks up to
+ * 1 GiB; clears with cached stores up to ZPAGE_PRELOAD_NT_MIN (default 16
+ * MiB: the program writes what it asked for, and a block that fits the
+ * last-level cache is better left there); reporting and pre-zeroing on
+ * (ZP_REPORT | ZP_PREZERO, prezero_bytes ZPAGE_PREZERO_BYTES, default 32
+ * MiB), so an idle program gives its memory back after
+ * ZPAGE_REPORT_DELAY_MS.  ZPAGE_PRELOAD_STATS=1 prints zp_arena_stats()
+ * and zp_arena_dump() on stderr at exit (zpage-run --stats).
+ *
+ * Bootstrapping: dlsym() may allocate; while the next allocator is being
+ * looked up, allocations come from a small static buffer, and frees of it
+ * are ignored.
+ *
+ * Invariants: never abort a program that would run without the preload;
+ * a pointer is zpage's iff it lies in the arena's reserved range.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+#define DEFAULT_MIN	 ((size_t)1 << 20)
+#define DEFAULT_NT_MIN	 ((size_t)16 << 20)
+#define DEFAULT_PREZERO	 ((size_t)32 << 20)
+#define PRELOAD_MAXORDER 18u /* 1 GiB blocks */
+
+/* the next allocator */
+static void *(*next_malloc)(size_t);
+static void (*next_free)(void *);
+static void *(*next_calloc)(size_t, size_t);
+static void *(*next_realloc)(void *, size_t);
+static int (*next_posix_memalign)(void **, size_t, size_t);
+static void *(*next_aligned_alloc)(size_t, size_t);
+static void *(*next_memalign)(size_t, size_t);
+static size_t (*next_malloc_usable_size)(void *);
+
+/* bootstrap: what dlsym() allocates before the next allocator is known */
+static _Alignas(64) char boot_buf[64 << 10];
+static size_t boot_used;
+static _Atomic int resolving;	 /* 1 while resolve() runs */
+static atomic_bool resolved;	 /* the next_* pointers are set */
+static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
+
+static struct zp_arena *arena;
+static _Atomic uintptr_t arena_lo, arena_hi; /* [lo, hi): zpage's pointers; 0, 0 before */
+static size_t min_bytes = DEFAULT_MIN;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+static atomic_bool said_bad_free;
+
+static void *boot_alloc(size_t n)
+{
+	size_t at = (boot_used + 15) & ~(size_t)15;
+
+	if (at + n > sizeof(boot_buf))
+		return NULL;
+	boot_used = at + n;
+	return boot_buf + at;
+}
+
+static bool is_boot(const void *p)
+{
+	return (const char *)p >= boot_buf && (const char *)p < boot_buf + sizeof(boot_buf);
+}
+
+static void resolve(void)
+{
+	atomic_store(&resolving, 1);
+	next_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+	next_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+	next_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+	next_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+	next_posix_memalign = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
+	next_aligned_alloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "aligned_alloc");
+	next_memalign = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "memalign");
+	next_malloc_usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+	atomic_store(&resolving, 0);
+	if (next_malloc && next_free && next_calloc && next_realloc && next_posix_memalign && next_aligned_alloc &&
+	    next_memalign)
+		atomic_store_explicit(&resolved, true, memory_order_release);
+	else
+		fprintf(stderr, "zpage-run: no allocator after the preload in the link order\n");
+}
+
+/* The next allocator is known (false: we are inside resolve(), or there is
+ * none: then only the bootstrap buffer serves). */
+static bool ready(void)
+{
+	if (__builtin_expect(atomic_load_explicit(&resolved, memory_order_acquire), 1))
+		return true;
+	if (atomic_load(&resolving))
+		return false;
+	pthread_once(&resolve_once, resolve);
+	return atomic_load_explicit(&resolved, memory_order_acquire);
+}
+
+static void print_stats(void)
+{
+	struct zp_stats st;
+
+	if (!arena)
+		return;
+	zp_arena_stats(arena, &st);
+	fprintf(stderr,
+		"zpage-run: arena of %zu MiB: %zu pages free (%zu zeroed, %zu reported); cleared %llu, clears "
+		"skipped %llu, reported %llu, refaulted %llu, prezeroed %llu\n",
+		st.nr_pages >> (20 - ZP_PAGE_SHIFT), st.nr_free, st.nr_free_zeroed, st.nr_free_reported,
+		(unsigned long long)st.pages_cleared, (unsigned long long)st.pages_clear_skipped,
+		(unsigned long long)st.pages_reported, (unsigned long long)st.pages_refaulted,
+		(unsigned long long)st.pages_prezeroed);
+	zp_arena_dump(arena, stderr);
+}
+
+/* Parse a ZPAGE_PRELOAD_* byte value like env.c does (decimal, K/M/G);
+ * false (and one message) when set but invalid. */
+static bool env_bytes(const char *name, size_t lo, size_t hi, size_t *out)
+{
+	const char *s = getenv(name);
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s)
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end == 'k' || *end == 'K')
+		v <<= 10, end++;
+	else if (*end == 'm' || *end == 'M')
+		v <<= 20, end++;
+	else if (*end == 'g' || *end == 'G')
+		v <<= 30, end++;
+	if (errno || *end || *s < '0' || *s > '9' || v < lo || v > hi) {
+		fprintf(stderr, "zpage-run: ignoring %s=%s: expected bytes from %zu to %zu (K, M or G suffix)\n",
+			name, s, lo, hi);
+		return false;
+	}
+	*out = (size_t)v;
+	return true;
+}
+
+static void arena_init(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES);
+	size_t mem = pages > 0 ? (size_t)pages * (size_t)sysconf(_SC_PAGESIZE) : (size_t)4 << 30;
+	size_t size = mem < ((size_t)1 << 30) ? (size_t)1 << 30 : mem & ~(size_t)(ZP_PAGE_SIZE - 1);
+	size_t nt_min = DEFAULT_NT_MIN;
+	struct zp_config c;
+	const char *st;
+
+	env_bytes("ZPAGE_PRELOAD_MIN", ZP_PAGE_SIZE, (size_t)1 << 40, &min_bytes);
+	env_bytes("ZPAGE_PRELOAD_ARENA", (size_t)16 << 20, (size_t)1 << 46, &size);
+	env_bytes("ZPAGE_PRELOAD_NT_MIN", ZP_PAGE_SIZE, (size_t)1 << 40, &nt_min);
+	size &= ~(size_t)(ZP_PAGE_SIZE - 1);
+	c = (struct zp_config){
+		.size = size,
+		.max_order = PRELOAD_MAXORDER,
+		.flags = ZP_REPORT | ZP_PREZERO,
+		.clear_nt_min = nt_min,
+		.prezero_bytes = getenv("ZPAGE_PREZERO_BYTES") ? 0 : DEFAULT_PREZERO, /* 0: the variable's */
+	};
+	if (c.size < (ZP_PAGE_SIZE << c.max_order)) {
+		c.max_order = 0;
+		while ((ZP_PAGE_SIZE << (c.max_order + 1)) <= c.size)
+			c.max_order++;
+	}
+	arena = zp_arena_create(&c);
+	if (!arena) {
+		fprintf(stderr, "zpage-run: no arena (%s): every allocation goes to the next allocator\n",
+			strerror(errno));
+		return;
+	}
+	atomic_store(&arena_hi, (uintptr_t)arena->base + (arena->nr_pages << ZP_PAGE_SHIFT));
+	atomic_store(&arena_lo, (uintptr_t)arena->base);
+	st = getenv("ZPAGE_PRELOAD_STATS");
+	if (st && *st == '1')
+		atexit(print_stats);
+}
+
+static bool owned(const void *p)
+{
+	uintptr_t lo = atomic_load_explicit(&arena_lo, memory_order_relaxed);
+
+	return lo && (uintptr_t)p >= lo && (uintptr_t)p < atomic_load_explicit(&arena_hi, memory_order_relaxed);
+}
+
+/* A large request served by the arena, or NULL (then the caller asks the
+ * next allocator). */
+static void *zp_large(size_t size, bool zero)
+{
+	void *p;
+	int saved = errno;
+
+	if (size < min_bytes)
+		return NULL;
+	pthread_once(&arena_once, arena_init);
+	if (!arena)
+		return NULL;
+	p = zp_alloc(arena, zero ? ZP_GFP_ZERO : 0, size, 0);
+	errno = saved; /* a fallback is not a failure */
+	if (p)
+		return p;
+	return NULL;
+}
+
+static void bad_free(const void *p)
+{
+	if (!atomic_exchange(&said_bad_free, true))
+		fprintf(stderr,
+			"zpage-run: free(%p): not a live allocation (double or interior free); ignored, and so is "
+			"any other\n",
+			p);
+}
+
+EXPORT void *malloc(size_t size)
+{
+	void *p;
+
+	if (!ready())
+		return boot_alloc(size);
+	if ((p = zp_large(size, false)))
+		return p;
+	return next_malloc(size);
+}
+
+EXPORT void free(void *p)
+{
+	if (!p || is_boot(p))
+		return;
+	if (owned(p)) {
+		if (zp_free(arena, p))
+			bad_free(p);
+		return;
+	}
+	if (ready())
+		next_free(p);
+}
+
+EXPORT void *calloc(size_t n, size_t size)
+{
+	size_t total;
+	void *p;
+
+	if (__builtin_mul_overflow(n, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (!ready())
+		return boot_alloc(total); /* static: zero */
+	if ((p = zp_large(total, true)))
+		return p;
+	return next_calloc(n, size);
+}
+
+EXPORT size_t malloc_usable_size(void *p)
+{
+	if (!p)
+		return 0;
+	if (is_boot(p))
+		return 0;
+	if (owned(p))
+		return zp_usable_size(arena, p);
+	return ready() && next_malloc_usable_size ? next_malloc_usable_size(p) : 0;
+}
+
+EXPORT void *realloc(void *old, size_t size)
+{
+	size_t have;
+	void *p;
+
+	if (!old)
+		return malloc(size);
+	if (!ready())
+		return NULL;
+	if (!owned(old) && !is_boot(old)) {
+		if (size < min_bytes || !(p = zp_large(size, false)))
+			return next_realloc(old, size);
+		/* a small block grows past the threshold: into the arena */
+		have = next_malloc_usable_size ? next_malloc_usable_size(old) : 0;
+		memcpy(p, old, have < size ? have : size);
+		next_free(old);
+		return p;
+	}
+	if (!size) {
+		free(old);
+		return NULL;
+	}
+	have = is_boot(old) ? (size_t)(boot_buf + sizeof(boot_buf) - (char *)old) : zp_usable_size(arena, old);
+	if (!is_boot(old) && !have) {
+		bad_free(old);
+		return NULL;
+	}
+	if (size <= have && !is_boot(old))
+		return old; /* fits its pages */
+	p = malloc(size);
+	if (!p)
+		return NULL;
+	memcpy(p, old, have < size ? have : size);
+	free(old);
+	return p;
+}
+
+EXPORT void *reallocarray(void *old, size_t n, size_t size)
+{
+	size_t total;
+
+	if (__builtin_mul_overflow(n, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return realloc(old, total);
+}
+
+/* An aligned large request: the arena's blocks are aligned to the power of
+ * two that holds them, at least a page. */
+static void *zp_aligned(size_t align, size_t size)
+{
+	size_t n, block;
+
+	if (size < min_bytes)
+		return NULL;
+	n = (size + ZP_PAGE_SIZE - 1) & ~(size_t)(ZP_PAGE_SIZE - 1);
+	block = (size_t)1 << (63 - __builtin_clzll((unsigned long long)n));
+	if (block < n)
+		block <<= 1;
+	if (align > block)
+		return NULL;
+	return zp_large(size, false);
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+	void *p;
+
+	if (!align || (align & (align - 1)) || align % sizeof(void *))
+		return EINVAL;
+	if (!ready()) {
+		p = boot_alloc(size + align);
+		if (!p)
+			return ENOMEM;
+		*out = (void *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+		return 0;
+	}
+	if ((p = zp_aligned(align, size))) {
+		*out = p;
+		return 0;
+	}
+	return next_posix_memalign(out, align, size);
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+	void *p;
+
+	if (!ready())
+		return NULL;
+	if (align && !(align & (align - 1)) && (p = zp_aligned(align, size)))
+		return p;
+	return next_aligned_alloc(align, size);
+}
+
+EXPORT void *memalign(size_t align, size_t size)
+{
+	void *p;
+
+	if (!ready())
+		return NULL;
+	if (align && !(align & (align - 1)) && (p = zp_aligned(align, size)))
+		return p;
+	return next_memalign(align, size);
+}
+
+EXPORT void *valloc(size_t size)
+{
+	return memalign((size_t)sysconf(_SC_PAGESIZE), size);
+}
+
+EXPORT void *pvalloc(size_t size)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return memalign(pg, (size + pg - 1) & ~(pg - 1));
+}

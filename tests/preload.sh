@@ -1,0 +1,108 @@
+#!/bin/sh
+# The drop-in on other people's code (TAP): unmodified programs under
+# build/zpage-run, each against the same program without it.
+#   preload_prog   threads, fork, exec, realloc of large buffers (ours)
+#   --stats        the arena's statistics at exit
+#   sort           a 200 MB file, output identical to sort's without zpage
+#   git log        this repository's history, identical
+#   node           Buffer.alloc(32 MiB) reads zero, 50 times (if node is here)
+#   numpy          numpy's test_multiarray.py under /usr/bin/python3 with
+#                  pytest: the same passed/skipped/xfailed counts as without
+#                  (Debian's python3-numpy, python3-pytest, python3-hypothesis,
+#                  which scripts/deps.sh installs; a skip says so if missing)
+# Every command is time-bounded (timeout).
+B=${1:-build}
+run="$B/zpage-run"
+n=0 fails=0
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+bad() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
+skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
+diag() { sed 's/^/# /'; }
+
+echo "TAP version 13"
+if [ ! -x "$run" ] || [ ! -r "$B/libzpage-preload.so" ] || [ ! -x "$B/tests/preload_prog" ]; then
+	bad "build: $run, $B/libzpage-preload.so and $B/tests/preload_prog"
+	echo "1..$n"
+	exit 1
+fi
+
+# our program: threads, fork, exec, realloc; the double free is reported once
+if timeout 120 "$run" --stats "$B/tests/preload_prog" >"$out/prog.txt" 2>"$out/prog.err" &&
+	grep -q "^preload_prog: ok" "$out/prog.txt"; then
+	ok "preload_prog: threads, fork, exec and realloc of large buffers"
+else
+	bad "preload_prog"; diag <"$out/prog.err"
+fi
+if [ "$(grep -c "not a live allocation (double or interior free)" "$out/prog.err")" -eq 1 ]; then
+	ok "a double free of a large block is reported once and ignored"
+else
+	bad "double free report"; diag <"$out/prog.err"
+fi
+# --stats: the arena served the large requests (cleared or skipped pages)
+if grep -q "^zpage-run: arena of [0-9]* MiB: .*cleared [1-9][0-9]*, clears skipped [1-9]" "$out/prog.err" &&
+	grep -q "^zpage arena " "$out/prog.err"; then
+	ok "--stats prints the arena's counters and dump at exit"
+else
+	bad "--stats"; head -n 3 "$out/prog.err" | diag
+fi
+if "$run" >/dev/null 2>"$out/usage.txt"; [ $? -eq 2 ] && grep -q "usage: zpage-run" "$out/usage.txt"; then
+	ok "zpage-run without a command: usage, exit 2"
+else
+	bad "zpage-run usage"
+fi
+
+# sort: 200 MB of lines
+awk 'BEGIN { srand(7); for (i = 0; i < 20000000; i++) print int(rand() * 1e9) }' >"$out/lines"
+if timeout 300 sort "$out/lines" >"$out/sorted.plain" && timeout 300 "$run" sort "$out/lines" >"$out/sorted.zpage" &&
+	cmp -s "$out/sorted.plain" "$out/sorted.zpage"; then
+	ok "sort of a $(($(wc -c <"$out/lines") >> 20)) MiB file: the same output"
+else
+	bad "sort under zpage-run"
+fi
+rm -f "$out/lines" "$out/sorted.plain" "$out/sorted.zpage"
+
+# git log on this repository
+if command -v git >/dev/null 2>&1 && git rev-parse --git-dir >/dev/null 2>&1; then
+	if timeout 120 git log -p --stat >"$out/log.plain" 2>&1 && timeout 120 "$run" git log -p --stat >"$out/log.zpage" 2>&1 &&
+		cmp -s "$out/log.plain" "$out/log.zpage"; then
+		ok "git log -p --stat of this repository: the same output ($(($(wc -c <"$out/log.plain") >> 20)) MiB)"
+	else
+		bad "git log under zpage-run"
+	fi
+else
+	skip "git log" "not in a git checkout, or no git"
+fi
+
+# node: Buffer.alloc of 32 MiB reads zero
+if command -v node >/dev/null 2>&1; then
+	js='let s = 0; for (let i = 0; i < 50; i++) { const b = Buffer.alloc(32 << 20); s += b[0] + b[b.length - 1] + b[12345]; b.fill(7); } console.log("sum " + s)'
+	if [ "$(timeout 120 "$run" node -e "$js" 2>&1)" = "sum 0" ]; then
+		ok "node: Buffer.alloc(32 MiB) reads zero, 50 times"
+	else
+		bad "node under zpage-run"
+	fi
+else
+	skip "node" "node is not installed"
+fi
+
+# numpy's own tests, with and without zpage
+py=/usr/bin/python3
+t=/usr/lib/python3/dist-packages/numpy/core/tests/test_multiarray.py
+if [ -x "$py" ] && "$py" -c 'import numpy, pytest, hypothesis' 2>/dev/null && [ -r "$t" ]; then
+	counts() { grep -o '[0-9]* \(passed\|failed\|skipped\|xfailed\|xpassed\|errors\?\)' "$1" | tr '\n' ' '; }
+	timeout 600 "$py" -m pytest -q -p no:cacheprovider "$t" >"$out/np.plain" 2>&1
+	timeout 600 "$run" "$py" -m pytest -q -p no:cacheprovider "$t" >"$out/np.zpage" 2>&1
+	a=$(tail -n 1 "$out/np.plain" | counts /dev/stdin) b=$(tail -n 1 "$out/np.zpage" | counts /dev/stdin)
+	if [ -n "$a" ] && [ "$a" = "$b" ]; then
+		ok "numpy test_multiarray.py: the same result under zpage-run ($b)"
+	else
+		bad "numpy test_multiarray.py: without '$a', with zpage-run '$b'"; tail -n 3 "$out/np.zpage" | diag
+	fi
+else
+	skip "numpy test_multiarray.py" "needs /usr/bin/python3 with numpy, pytest and hypothesis (python3-numpy python3-pytest python3-hypothesis; scripts/deps.sh installs them)"
+fi
+
+echo "1..$n"
+[ "$fails" -eq 0 ]
