@@ -144,5 +144,6 @@ void sc_prezero(void);
 void sc_pairs(void);
 void sc_scale(void);
 void sc_seed(void);
+void sc_preload(void);
 
 #endif

@@ -43,6 +43,8 @@ static const struct scenario {
 	{"scale", "arenas of 1 GiB to 1 TiB, max_order 10 to 20: create time, RSS, order-4 pair cost", sc_scale, false},
 	{"seed", "the series' experiment: 256 MiB zeroed with THP from reported memory, skip vs clear again", sc_seed,
 	 false},
+	{"preload", "numpy.zeros and node Buffer.alloc loops under each allocator and zpage-run (per iteration, peak RSS)",
+	 sc_preload, false},
 };
 #define NR_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

@@ -25,6 +25,16 @@ for sc in fault anon-w-seq anon-w-rand churn clear rss prezero pairs scale seed;
 	fi
 done
 table() { sed -n "/^== $1/,/^  ($1 took/p" "$out/all.txt"; } # scenario $1's table
+# preload runs numpy and node under each allocator: its rows where they can
+# run, a note saying why where they cannot
+if [ $rc -eq 0 ] && { table preload | grep -q "^  numpy.zeros 32 MiB, zpage-run " ||
+	grep -q "numpy.zeros 32 MiB: skipped: " "$out/all.txt"; } &&
+	{ table preload | grep -q "^  node Buffer.alloc 32 MiB, zpage-run " ||
+		grep -q "node Buffer.alloc 32 MiB: skipped: node is not installed" "$out/all.txt"; }; then
+	ok "scenario preload (in all): zpage-run's rows, or why a workload cannot run"
+else
+	bad "scenario preload"; grep -A 8 "^== preload" "$out/all.txt" | diag
+fi
 # peers: `make bench` installs them (scripts/deps.sh); `make check` does
 # not, so a peer the system does not have is a skip that says so.  A peer
 # the system has must have its rows: fault's, and pairs' four orders.

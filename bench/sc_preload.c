@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * preload: unmodified programs that allocate big zeroed buffers, under each
+ * allocator.  Workloads (each a child process, timed inside it, so that the
+ * interpreter's start-up is not counted):
+ *   numpy.zeros 32 MiB / 2 MiB   /usr/bin/python3 (Debian's numpy): an
+ *                                 array of zeros, one byte written per
+ *                                 4 KiB page, freed; per iteration
+ *   node Buffer.alloc 32 MiB      the same with node's Buffer.alloc (freed
+ *                                 when node's collector runs)
+ * Rows: glibc (no preload), jemalloc, mimalloc and tcmalloc through
+ * LD_PRELOAD, and zpage-run (build/libzpage-preload.so).  A child prints the
+ * median of its iterations; a row's samples are its rounds, the rows of a
+ * workload running in an order that rotates from round to round.  Peak RSS
+ * is the child's ru_maxrss.  "vs glibc" divides each row's round by
+ * glibc's of the same round.  A workload whose interpreter or module is
+ * missing is a note, not a failure.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define SC "preload"
+
+static const char py_script[] =
+	"import sys, time\n"
+	"import numpy as np\n"
+	"n, it = int(sys.argv[1]), int(sys.argv[2]); ts = []\n"
+	"for i in range(it):\n"
+	"    t0 = time.perf_counter(); a = np.zeros(n, dtype=np.uint8); a[::4096] = 1; del a\n"
+	"    ts.append(time.perf_counter() - t0)\n"
+	"ts.sort(); print(ts[len(ts) // 2] * 1e6)\n";
+
+static const char js_script[] =
+	"const n = +process.argv[1], it = +process.argv[2]; const ts = [];"
+	"for (let i = 0; i < it; i++) { const t0 = process.hrtime.bigint(); let b = Buffer.alloc(n);"
+	" for (let j = 0; j < n; j += 4096) b[j] = 1; b = null;"
+	" ts.push(Number(process.hrtime.bigint() - t0) / 1e3); }"
+	"ts.sort((x, y) => x - y); console.log(ts[ts.length >> 1]);";
+
+struct workload {
+	const char *name;
+	const char *prog; /* interpreter */
+	bool python;
+	size_t bytes;
+	unsigned iters; /* at --scale 1 */
+};
+
+static const struct workload loads[] = {
+	{"numpy.zeros 32 MiB", "/usr/bin/python3", true, (size_t)32 << 20, 60},
+	{"numpy.zeros 2 MiB", "/usr/bin/python3", true, (size_t)2 << 20, 1000},
+	{"node Buffer.alloc 32 MiB", "node", false, (size_t)32 << 20, 60},
+};
+enum { NLOADS = sizeof(loads) / sizeof(loads[0]) };
+
+enum { A_GLIBC, A_JEMALLOC, A_MIMALLOC, A_TCMALLOC, A_ZPAGE, NALLOC };
+static const char *const alloc_names[NALLOC] = {"glibc", "jemalloc", "mimalloc", "tcmalloc", "zpage-run"};
+
+/* Run @w once under @preload (NULL: none): its median us per iteration and
+ * its peak RSS in MiB; false if it failed. */
+static bool run_child(const struct workload *w, const char *preload, unsigned iters, double *us, double *rss_mib)
+{
+	char nbuf[32], ibuf[32], out[128] = {0};
+	int fd[2], st;
+	struct rusage ru;
+	pid_t pid;
+	ssize_t got = 0, r;
+
+	snprintf(nbuf, sizeof(nbuf), "%zu", w->bytes);
+	snprintf(ibuf, sizeof(ibuf), "%u", iters);
+	if (pipe(fd))
+		return false;
+	pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		dup2(fd[1], 1);
+		close(fd[0]);
+		close(fd[1]);
+		if (preload)
+			setenv("LD_PRELOAD", preload, 1);
+		else
+			unsetenv("LD_PRELOAD");
+		if (w->python)
+			execl(w->prog, w->prog, "-c", py_script, nbuf, ibuf, (char *)NULL);
+		else
+			execlp(w->prog, w->prog, "-e", js_script, nbuf, ibuf, (char *)NULL);
+		_exit(127);
+	}
+	close(fd[1]);
+	while (got < (ssize_t)sizeof(out) - 1 && (r = read(fd[0], out + got, sizeof(out) - 1 - (size_t)got)) > 0)
+		got += r;
+	close(fd[0]);
+	if (wait4(pid, &st, 0, &ru) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+		return false;
+	*us = strtod(out, NULL);
+	*rss_mib = (double)ru.ru_maxrss / 1024;
+	return *us > 0;
+}
+
+/* Can @w run at all here (its interpreter, its module)? */
+static bool available(const struct workload *w, const char **why)
+{
+	double us, rss;
+
+	if (run_child(&(struct workload){w->name, w->prog, w->python, 4096, 1}, NULL, 1, &us, &rss))
+		return true;
+	*why = w->python ? "/usr/bin/python3 has no numpy (python3-numpy; scripts/deps.sh installs it)"
+			 : "node is not installed";
+	return false;
+}
+
+/* build/libzpage-preload.so beside this program, or NULL */
+static char *zpage_preload(void)
+{
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash, *path;
+
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	path = xasprintf("%s/libzpage-preload.so", exe);
+	if (access(path, R_OK)) {
+		free(path);
+		return NULL;
+	}
+	return path;
+}
+
+void sc_preload(void)
+{
+	unsigned rounds = opt_scale < 1 ? 2 : 5;
+	char *zp = zpage_preload();
+	const char *pre[NALLOC] = {NULL, "libjemalloc.so.2", "libmimalloc.so.2", "libtcmalloc.so.4", zp};
+	bool have[NALLOC];
+	int nrun = 0;
+
+	for (int k = 0; k < NALLOC; k++) {
+		have[k] = k == A_GLIBC || (k == A_ZPAGE ? zp != NULL : peers[k].available);
+		if (!have[k])
+			note(SC, "%s: not installed%s", alloc_names[k], k == A_ZPAGE ? " (build/libzpage-preload.so)" : "");
+	}
+	for (int l = 0; l < NLOADS; l++) {
+		const struct workload *w = &loads[l];
+		unsigned iters = (unsigned)(w->iters * opt_scale) < 3 ? 3 : (unsigned)(w->iters * opt_scale);
+		double us[NALLOC][8], rss[NALLOC][8], ratio[NALLOC][8];
+		size_t idx[NALLOC], na = 0;
+		bool ok[NALLOC];
+		struct rotation rot;
+		const char *why;
+
+		if (!available(w, &why)) {
+			note(SC, "%s: skipped: %s", w->name, why);
+			continue;
+		}
+		nrun++;
+		for (int k = 0; k < NALLOC; k++) {
+			ok[k] = have[k];
+			if (have[k])
+				idx[na++] = (size_t)k;
+		}
+		rotation_init(&rot, SC, "round", na, rounds);
+		for (unsigned r = 0; r < rounds; r++) {
+			const size_t *order = rotation_next(&rot);
+
+			for (size_t j = 0; j < na; j++) {
+				int k = (int)idx[order[j]];
+
+				progress("preload: %s, %s, round %u/%u", w->name, alloc_names[k], r + 1, rounds);
+				if (ok[k] && !run_child(w, pre[k], iters, &us[k][r], &rss[k][r])) {
+					note(SC, "%s under %s: the program failed", w->name, alloc_names[k]);
+					ok[k] = false;
+				}
+			}
+		}
+		rotation_done(&rot);
+		for (int k = 0; k < NALLOC; k++) {
+			char *row;
+
+			if (!ok[k])
+				continue;
+			row = xasprintf("%s, %s", w->name, alloc_names[k]);
+			result(SC, row, "time per iteration", "us", us[k], rounds);
+			if (ok[A_GLIBC]) {
+				for (unsigned r = 0; r < rounds; r++)
+					ratio[k][r] = us[k][r] / us[A_GLIBC][r];
+				result(SC, row, "vs glibc", "paired", ratio[k], rounds);
+			}
+			result(SC, row, "peak RSS", "MiB", rss[k], rounds);
+			free(row);
+		}
+		note(SC, "%s: %u iterations a round (one byte written per 4 KiB page), %u rounds", w->name, iters,
+		     rounds);
+	}
+	if (nrun)
+		note(SC, "each row's sample is one child's median per iteration; 'vs glibc' = that / glibc's in the "
+			 "same round; peak RSS is the child's ru_maxrss (the interpreter included)");
+	free(zp);
+}
