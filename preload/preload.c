@@ -26,8 +26,10 @@
  * MiB: the program writes what it asked for, and a block that fits the
  * last-level cache is better left there); reporting and pre-zeroing on
  * (ZP_REPORT | ZP_PREZERO, prezero_bytes ZPAGE_PREZERO_BYTES, default 32
- * MiB), so an idle program gives its memory back after
- * ZPAGE_REPORT_DELAY_MS.  ZPAGE_PRELOAD_STATS=1 prints zp_arena_stats()
+ * MiB), pre-zeroing only after PRELOAD_QUIET_MS (20 ms) without a buddy
+ * allocation or free, so an idle program gives its memory back after
+ * ZPAGE_REPORT_DELAY_MS and gets zeroed blocks ready, and a busy one reuses
+ * its blocks hot.  ZPAGE_PRELOAD_STATS=1 prints zp_arena_stats()
  * and zp_arena_dump() on stderr at exit (zpage-run --stats).
  *
  * Bootstrapping: dlsym() may allocate; while the next allocator is being
@@ -55,6 +57,7 @@
 #define DEFAULT_NT_MIN	 ((size_t)16 << 20)
 #define DEFAULT_PREZERO	 ((size_t)32 << 20)
 #define PRELOAD_MAXORDER 18u /* 1 GiB blocks */
+#define PRELOAD_QUIET_MS 20u
 
 /* the next allocator */
 static void *(*next_malloc)(size_t);
@@ -200,6 +203,12 @@ static void arena_init(void)
 			strerror(errno));
 		return;
 	}
+	/* pre-zero only what lies unused for PRELOAD_QUIET_MS: a program that
+	 * frees and reallocates at once gets its block back hot, cleared by
+	 * the allocation, not cold from the thread's non-temporal clear */
+	zlock_lock(&arena->lock);
+	arena->prezero_quiet_ms = PRELOAD_QUIET_MS;
+	zlock_unlock(&arena->lock);
 	atomic_store(&arena_hi, (uintptr_t)arena->base + (arena->nr_pages << ZP_PAGE_SHIFT));
 	atomic_store(&arena_lo, (uintptr_t)arena->base);
 	st = getenv("ZPAGE_PRELOAD_STATS");

@@ -225,7 +225,9 @@ struct zp_arena {
 	atomic_bool daemon_stop;     /* destroy asks the thread and its pass to stop */
 	bool report_pending;	     /* under lock: a large block was freed since the last pass */
 	uint64_t report_due_ms;	     /* under lock: when the scheduled pass runs; 0 = none */
-	uint64_t prezero_resume_ms;  /* under lock: rate cap, no pre-zero burst before this */
+	uint64_t prezero_resume_ms;  /* under lock: rate cap or quiet period, no pre-zero burst before this */
+	unsigned prezero_quiet_ms;   /* under lock: pre-zero only after this long without a buddy
+					allocation or free (0: no such wait; the drop-in sets it) */
 	pthread_cond_t daemon_cond;  /* with lock */
 	uint64_t daemon_sleeps;	     /* under lock: times the thread went to sleep */
 	struct free_list isolated;   /* under lock: blocks a report / pre-zero pass holds */

@@ -424,10 +424,36 @@ static void prezero_kick(struct zp_arena *a)
 		pthread_cond_signal(&a->daemon_cond);
 }
 
+/*
+ * Lock held.  With a quiet period, activity on the buddy lists puts off
+ * pre-zeroing until prezero_quiet_ms after the last of it: a block a
+ * program frees and takes again at once is better cleared by that
+ * allocation, hot in cache, than behind it with non-temporal stores, cold.
+ * The first deferral after a quiet spell wakes the thread once, to arm its
+ * timer; later ones only move the time (it wakes, finds it moved, sleeps on).
+ */
+static void prezero_defer(struct zp_arena *a)
+{
+	uint64_t until;
+
+	lock_assert_held(&a->lock);
+	if (!a->prezero_quiet_ms || !(a->flags & ZP_PREZERO) || !a->daemon_running)
+		return;
+	until = a->backend.now_ms(a->backend.ctx) + a->prezero_quiet_ms;
+	if (until > a->prezero_resume_ms) {
+		bool was_idle = !a->prezero_resume_ms;
+
+		a->prezero_resume_ms = until;
+		if (was_idle)
+			pthread_cond_signal(&a->daemon_cond);
+	}
+}
+
 /* Lock held.  An allocation took a block off the buddy lists. */
 void note_alloc_block(struct zp_arena *a)
 {
 	lock_assert_held(&a->lock);
+	prezero_defer(a);
 	prezero_kick(a);
 }
 
@@ -438,6 +464,7 @@ void note_free_block(struct zp_arena *a, uint32_t pfn, unsigned order)
 
 	if (!a->daemon_running)
 		return;
+	prezero_defer(a);
 	prezero_kick(a);
 	if (!(a->flags & ZP_REPORT) || order < a->report_order || a->report_pending)
 		return;

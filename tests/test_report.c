@@ -545,6 +545,38 @@ static void prezero_rate_cap_every_burst(void)
 	zp_arena_destroy(a);
 }
 
+/* The quiet period (the drop-in's): no pre-zeroing while buddy allocations
+ * and frees go on; PRELOAD's 20 ms (here 50, on the fake clock) after the
+ * last of them, the thread clears. */
+static void prezero_waits_for_a_quiet_period(void)
+{
+	struct fake f = {.now = 1000};
+	struct zp_config c = {.size = (size_t)64 << 20, .flags = ZP_PREZERO, .prezero_bytes = (size_t)8 << 20};
+	struct zp_backend b = {"fake", fake_report, true, fake_now, &f, NULL}; /* waits until kicked */
+	struct zp_arena *a = zp_arena_create(&c);
+
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	zlock_lock(&a->lock);
+	a->prezero_quiet_ms = 50;
+	zlock_unlock(&a->lock);
+	for (int i = 0; i < 5; i++) { /* activity, the fake clock 10 ms on each time */
+		t_dirty(a, 10, 2);
+		f.now += 10;
+		usleep(20 * 1000);
+	}
+	EXPECT_EQ(t_stats(a).pages_prezeroed, 0);
+	f.now += 35; /* the last activity was at f.now - 10: 45 ms after it */
+	zp_test_kick(a);
+	usleep(50 * 1000);
+	EXPECT_EQ(t_stats(a).pages_prezeroed, 0);
+	f.now += 10; /* 55 ms: one burst (4 MiB), then the rate cap's pause on the fake clock */
+	zp_test_kick(a);
+	EXPECT(wait_for(a, st_prezeroed, 1024, 2000));
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 /* After a burst's pause has ended and the target was met, memory used up
  * again wakes the thread again (a stale pause must not silence it). */
 static void prezero_refills_after_a_pause(void)
@@ -849,6 +881,7 @@ int main(int argc, char **argv)
 	RUN(prezero_splits_to_its_target);
 	RUN(prezero_rate_cap_every_burst);
 	RUN(prezero_refills_after_a_pause);
+	RUN(prezero_waits_for_a_quiet_period);
 	RUN(destroy_during_slow_prezero);
 	RUN(destroy_during_slow_report);
 	RUN(report_goes_on_past_a_failed_block);
