@@ -110,7 +110,7 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' zpage.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/zpage.pc
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(B)/libzpage-preload.so $(DESTDIR)$(PREFIX)/lib/
-	sed 's|@LIB@|$(PREFIX)/lib/libzpage-preload.so|' preload/zpage-run.in > $(DESTDIR)$(PREFIX)/bin/zpage-run
+	sed 's|@LIB@|$(abspath $(PREFIX))/lib/libzpage-preload.so|' preload/zpage-run.in > $(DESTDIR)$(PREFIX)/bin/zpage-run
 	chmod 755 $(DESTDIR)$(PREFIX)/bin/zpage-run
 
 format:

@@ -41,12 +41,14 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -72,7 +74,7 @@ static size_t (*next_malloc_usable_size)(void *);
 /* bootstrap: what dlsym() allocates before the next allocator is known */
 static _Alignas(64) char boot_buf[64 << 10];
 static size_t boot_used;
-static _Atomic int resolving;	 /* 1 while resolve() runs */
+static __thread int resolving __attribute__((tls_model("initial-exec"))); /* this thread is in resolve() */
 static atomic_bool resolved;	 /* the next_* pointers are set */
 static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
 
@@ -82,12 +84,15 @@ static size_t min_bytes = DEFAULT_MIN;
 static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
 static atomic_bool said_bad_free;
 
+/* Only the thread inside resolve() gets here (others wait in pthread_once). */
 static void *boot_alloc(size_t n)
 {
 	size_t at = (boot_used + 15) & ~(size_t)15;
 
-	if (at + n > sizeof(boot_buf))
+	if (n > sizeof(boot_buf) || at + n > sizeof(boot_buf)) {
+		errno = ENOMEM;
 		return NULL;
+	}
 	boot_used = at + n;
 	return boot_buf + at;
 }
@@ -97,9 +102,13 @@ static bool is_boot(const void *p)
 	return (const char *)p >= boot_buf && (const char *)p < boot_buf + sizeof(boot_buf);
 }
 
+static int stats_fd = -1; /* stderr as it was at start-up: programs close theirs at exit */
+static void print_stats(void);
+static bool env_bytes(const char *name, size_t lo, size_t hi, size_t *out);
+
 static void resolve(void)
 {
-	atomic_store(&resolving, 1);
+	resolving = 1;
 	next_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
 	next_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
 	next_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
@@ -108,12 +117,21 @@ static void resolve(void)
 	next_aligned_alloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "aligned_alloc");
 	next_memalign = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "memalign");
 	next_malloc_usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
-	atomic_store(&resolving, 0);
+	/* the settings every request reads, before any request is served
+	 * (still resolving: what they allocate comes from the static buffer) */
+	env_bytes("ZPAGE_PRELOAD_MIN", ZP_PAGE_SIZE, (size_t)1 << 40, &min_bytes);
+	{
+		const char *st = getenv("ZPAGE_PRELOAD_STATS");
+
+		if (st && *st == '1' && (stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3)) >= 0)
+			atexit(print_stats);
+	}
 	if (next_malloc && next_free && next_calloc && next_realloc && next_posix_memalign && next_aligned_alloc &&
 	    next_memalign)
 		atomic_store_explicit(&resolved, true, memory_order_release);
 	else
 		fprintf(stderr, "zpage-run: no allocator after the preload in the link order\n");
+	resolving = 0;
 }
 
 /* The next allocator is known (false: we are inside resolve(), or there is
@@ -122,7 +140,7 @@ static bool ready(void)
 {
 	if (__builtin_expect(atomic_load_explicit(&resolved, memory_order_acquire), 1))
 		return true;
-	if (atomic_load(&resolving))
+	if (resolving)
 		return false;
 	pthread_once(&resolve_once, resolve);
 	return atomic_load_explicit(&resolved, memory_order_acquire);
@@ -131,18 +149,20 @@ static bool ready(void)
 static void print_stats(void)
 {
 	struct zp_stats st;
+	FILE *f;
 
-	if (!arena)
+	if (!arena || stats_fd < 0 || !(f = fdopen(stats_fd, "w")))
 		return;
 	zp_arena_stats(arena, &st);
-	fprintf(stderr,
+	fprintf(f,
 		"zpage-run: arena of %zu MiB: %zu pages free (%zu zeroed, %zu reported); cleared %llu, clears "
 		"skipped %llu, reported %llu, refaulted %llu, prezeroed %llu\n",
 		st.nr_pages >> (20 - ZP_PAGE_SHIFT), st.nr_free, st.nr_free_zeroed, st.nr_free_reported,
 		(unsigned long long)st.pages_cleared, (unsigned long long)st.pages_clear_skipped,
 		(unsigned long long)st.pages_reported, (unsigned long long)st.pages_refaulted,
 		(unsigned long long)st.pages_prezeroed);
-	zp_arena_dump(arena, stderr);
+	zp_arena_dump(arena, f);
+	fclose(f);
 }
 
 /* Parse a ZPAGE_PRELOAD_* byte value like env.c does (decimal, K/M/G);
@@ -179,10 +199,24 @@ static void arena_init(void)
 	size_t size = mem < ((size_t)1 << 30) ? (size_t)1 << 30 : mem & ~(size_t)(ZP_PAGE_SIZE - 1);
 	size_t nt_min = DEFAULT_NT_MIN;
 	struct zp_config c;
-	const char *st;
 
-	env_bytes("ZPAGE_PRELOAD_MIN", ZP_PAGE_SIZE, (size_t)1 << 40, &min_bytes);
-	env_bytes("ZPAGE_PRELOAD_ARENA", (size_t)16 << 20, (size_t)1 << 46, &size);
+	struct rlimit rl;
+	FILE *f;
+	int overcommit = 0;
+
+	/* the reservation counts against RLIMIT_AS, and against the commit
+	 * limit under strict overcommit (MAP_NORESERVE is ignored there):
+	 * leave the program most of either */
+	if (!getrlimit(RLIMIT_AS, &rl) && rl.rlim_cur != RLIM_INFINITY && size > rl.rlim_cur / 4)
+		size = rl.rlim_cur / 4;
+	if ((f = fopen("/proc/sys/vm/overcommit_memory", "r"))) {
+		if (fscanf(f, "%d", &overcommit) != 1)
+			overcommit = 0;
+		fclose(f);
+	}
+	if (overcommit == 2 && size > mem / 8)
+		size = mem / 8;
+	env_bytes("ZPAGE_PRELOAD_ARENA", (size_t)16 << 20, ((size_t)1 << 44) - ZP_PAGE_SIZE, &size);
 	env_bytes("ZPAGE_PRELOAD_NT_MIN", ZP_PAGE_SIZE, (size_t)1 << 40, &nt_min);
 	size &= ~(size_t)(ZP_PAGE_SIZE - 1);
 	c = (struct zp_config){
@@ -211,9 +245,6 @@ static void arena_init(void)
 	zlock_unlock(&arena->lock);
 	atomic_store(&arena_hi, (uintptr_t)arena->base + (arena->nr_pages << ZP_PAGE_SHIFT));
 	atomic_store(&arena_lo, (uintptr_t)arena->base);
-	st = getenv("ZPAGE_PRELOAD_STATS");
-	if (st && *st == '1')
-		atexit(print_stats);
 }
 
 static bool owned(const void *p)
@@ -312,7 +343,7 @@ EXPORT void *realloc(void *old, size_t size)
 	if (!ready())
 		return NULL;
 	if (!owned(old) && !is_boot(old)) {
-		if (size < min_bytes || !(p = zp_large(size, false)))
+		if (size < min_bytes || !next_malloc_usable_size || !(p = zp_large(size, false)))
 			return next_realloc(old, size);
 		/* a small block grows past the threshold: into the arena */
 		have = next_malloc_usable_size ? next_malloc_usable_size(old) : 0;
@@ -356,7 +387,7 @@ static void *zp_aligned(size_t align, size_t size)
 {
 	size_t n, block;
 
-	if (size < min_bytes)
+	if (size < min_bytes || size > ((size_t)1 << 62))
 		return NULL;
 	n = (size + ZP_PAGE_SIZE - 1) & ~(size_t)(ZP_PAGE_SIZE - 1);
 	block = (size_t)1 << (63 - __builtin_clzll((unsigned long long)n));
@@ -418,5 +449,9 @@ EXPORT void *pvalloc(size_t size)
 {
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
 
+	if (size > SIZE_MAX - pg) {
+		errno = ENOMEM;
+		return NULL;
+	}
 	return memalign(pg, (size + pg - 1) & ~(pg - 1));
 }

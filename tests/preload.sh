@@ -52,14 +52,39 @@ if "$run" >/dev/null 2>"$out/usage.txt"; [ $? -eq 2 ] && grep -q "usage: zpage-r
 else
 	bad "zpage-run usage"
 fi
+# fallbacks: a tiny arena (exhausted at once) and no arena at all (an address
+# space limit too small for it) both leave the program running, contents kept
+if PRELOAD_PROG_NO_DOUBLE_FREE=1 ZPAGE_PRELOAD_ARENA=16M timeout 120 "$run" "$B/tests/preload_prog" >"$out/small.txt" 2>&1 &&
+	grep -q "^preload_prog: ok" "$out/small.txt"; then
+	ok "a 16 MiB arena: what does not fit goes to the next allocator"
+else
+	bad "a 16 MiB arena"; tail -n 3 "$out/small.txt" | diag
+fi
+if (ulimit -v 1500000 && PRELOAD_PROG_NO_DOUBLE_FREE=1 ZPAGE_PRELOAD_ARENA=4G timeout 120 "$run" "$B/tests/preload_prog") \
+	>"$out/noarena.txt" 2>&1 &&
+	grep -q "^preload_prog: ok" "$out/noarena.txt" && grep -q "^zpage-run: no arena" "$out/noarena.txt"; then
+	ok "no arena (RLIMIT_AS): one message, everything from the next allocator"
+else
+	bad "no arena"; tail -n 3 "$out/noarena.txt" | diag
+fi
+# ZPAGE_PRELOAD_MIN applies from the first request: 64 KiB requests use the arena
+if ZPAGE_PRELOAD_MIN=64K timeout 60 "$run" --stats /bin/sh -c 'exit 0' >/dev/null 2>&1 &&
+	PRELOAD_PROG_NO_DOUBLE_FREE=1 ZPAGE_PRELOAD_MIN=64K timeout 60 "$run" --stats "$B/tests/preload_prog" 2>"$out/min.err" >/dev/null &&
+	grep -q "^zpage-run: arena of" "$out/min.err"; then
+	ok "ZPAGE_PRELOAD_MIN=64K"
+else
+	bad "ZPAGE_PRELOAD_MIN"; head -n 3 "$out/min.err" | diag
+fi
 
 # sort: 200 MB of lines
 awk 'BEGIN { srand(7); for (i = 0; i < 20000000; i++) print int(rand() * 1e9) }' >"$out/lines"
-if timeout 300 sort "$out/lines" >"$out/sorted.plain" && timeout 300 "$run" sort "$out/lines" >"$out/sorted.zpage" &&
-	cmp -s "$out/sorted.plain" "$out/sorted.zpage"; then
-	ok "sort of a $(($(wc -c <"$out/lines") >> 20)) MiB file: the same output"
+if timeout 300 sort "$out/lines" >"$out/sorted.plain" &&
+	timeout 300 "$run" --stats sort "$out/lines" >"$out/sorted.zpage" 2>"$out/sort.err" &&
+	cmp -s "$out/sorted.plain" "$out/sorted.zpage" &&
+	grep -q "^zpage-run: arena of [0-9]* MiB: " "$out/sort.err"; then
+	ok "sort of a $(($(wc -c <"$out/lines") >> 20)) MiB file: the same output (it made a large request: the arena exists)"
 else
-	bad "sort under zpage-run"
+	bad "sort under zpage-run"; head -n 3 "$out/sort.err" | diag
 fi
 rm -f "$out/lines" "$out/sorted.plain" "$out/sorted.zpage"
 
