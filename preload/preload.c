@@ -15,7 +15,10 @@
  *                 pages already known zero (fresh, reported, pre-zeroed) are
  *                 not cleared, the rest are, the first page last
  *   realloc       a zpage block keeps its address while the new size fits its
- *                 pages; otherwise a new allocation, a copy and a free
+ *                 pages, or the free pages after it in its block
+ *                 (zp_grow_in_place()); otherwise a new zpage block gets its pages moved
+ *                 (mremap, no copy: zp_move_and_free()), or, into another
+ *                 allocator's block, a copy
  *   free          of a zpage pointer that is not a live allocation (double or
  *                 interior free): one message on stderr for the process,
  *                 then ignored, the arena intact
@@ -362,9 +365,14 @@ EXPORT void *realloc(void *old, size_t size)
 	}
 	if (size <= have && !is_boot(old))
 		return old; /* fits its pages */
+	if (!is_boot(old) && !zp_grow_in_place(arena, old, size))
+		return old; /* the pages after it were free */
 	p = malloc(size);
 	if (!p)
 		return NULL;
+	/* a zpage block into a zpage block: move the pages, do not copy them */
+	if (!is_boot(old) && owned(p) && !zp_move_and_free(arena, old, p, have))
+		return p;
 	memcpy(p, old, have < size ? have : size);
 	free(old);
 	return p;

@@ -462,6 +462,8 @@ size_t zp_test_isolated_pages(struct zp_arena *a);  /* pages passes hold now */
 
 /* page_alloc.c: the allocation and free paths */
 bool page_reads_zero(const struct zp_arena *a, size_t pfn);
+int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len); /* the drop-in's realloc */
+int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size);	    /* the drop-in's realloc */
 
 /* env.c: the ZPAGE_* variables */
 enum env_id { ENV_REPORT_DELAY_MS, ENV_REPORT_ORDER, ENV_PREZERO_BYTES, ENV_PREZERO_RATE_MB, NR_ENV };

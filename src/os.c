@@ -164,6 +164,27 @@ void os_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t de
 	pthread_cond_timedwait(cond, lock, &ts);
 }
 
+/* ---- moving pages ---- */
+
+/*
+ * Move the pages of [from, from + len) to [to, to + len), both inside one
+ * private anonymous mapping, without copying: mremap(MREMAP_DONTUNMAP)
+ * (Linux 5.7) moves the page tables and leaves [from, ...) mapped and
+ * empty, so it reads zero at the next touch, as after MADV_DONTNEED.  0, or
+ * -errno with nothing moved (an older kernel: EINVAL).
+ */
+int os_move_pages(void *from, void *to, size_t len)
+{
+#ifdef MREMAP_DONTUNMAP
+	void *r = mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to);
+
+	return r == to ? 0 : -errno;
+#else
+	(void)from, (void)to, (void)len;
+	return -EINVAL;
+#endif
+}
+
 /* ---- asymmetric fences ---- */
 
 /*

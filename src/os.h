@@ -74,6 +74,10 @@ int os_cond_init(pthread_cond_t *cond);
 /* Wait on @cond until os_now_ms() >= @deadline_ms or a signal; @lock held. */
 void os_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t deadline_ms);
 
+/* ---- moving pages ---- */
+
+int os_move_pages(void *from, void *to, size_t len); /* mremap, no copy; from reads zero after; 0 or -errno */
+
 /* ---- asymmetric fences ---- */
 
 bool os_membarrier_register(void); /* true: os_membarrier() works in this process */

@@ -376,6 +376,114 @@ int zp_free(struct zp_arena *a, void *addr)
 	return 0;
 }
 
+/*
+ * The drop-in's realloc (internal): grow the exact allocation at @addr to
+ * @size bytes where it is, taking the free pages that follow it inside the
+ * block it came from (the pieces zp_alloc() gave back, if nobody has taken
+ * them since: their buddies are inside the allocation, so they never merged
+ * away, but another allocation may have split them).  Everything under the
+ * arena lock, so the checker sees the allocation before or after.  0 (it
+ * now has at least @size bytes), or -ENOMEM with nothing changed (a plain
+ * block, a size past the block, or a page taken): the caller moves.
+ */
+int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
+{
+	uint32_t pfn = addr_to_pfn(a, addr), info;
+	size_t n, n2, end, s;
+	uint64_t refaulted = 0;
+	unsigned order;
+
+	if (pfn == NIL || !size)
+		return -EINVAL;
+	info = pg_info(&a->pages[pfn]);
+	if ((info & (PG_OWNER_MASK | PG_EXACT)) != (PG_ALLOC | PG_EXACT))
+		return -ENOMEM;
+	order = pg_order(info);
+	n = a->pages[pfn].next;
+	if (size > (ZP_PAGE_SIZE << order))
+		return -ENOMEM;
+	n2 = (size + ZP_PAGE_SIZE - 1) >> ZP_PAGE_SHIFT;
+	if (n2 <= n)
+		return 0;
+	end = pfn + ((size_t)1 << order);
+	zlock_lock(&a->lock);
+	for (s = pfn + n; s < pfn + n2;) { /* every piece [n, n2) needs is still free and whole */
+		unsigned o = floor_log2(end - s);
+		uint32_t pi = pg_info(&a->pages[s]);
+
+		if ((unsigned)__builtin_ctzll((unsigned long long)(s - pfn)) < o)
+			o = (unsigned)__builtin_ctzll((unsigned long long)(s - pfn));
+		if ((pi & PG_OWNER_MASK) != PG_BUDDY || pg_order(pi) != o) {
+			zlock_unlock(&a->lock);
+			return -ENOMEM;
+		}
+		s += (size_t)1 << o;
+	}
+	for (s = pfn + n; s < pfn + n2;) { /* take them */
+		uint32_t pi = pg_info(&a->pages[s]);
+		unsigned o = pg_order(pi);
+		struct zcount c;
+
+		del_from_free_list(a, (uint32_t)s, o, pg_state(pi), &c);
+		refaulted += c.reported;
+		s += (size_t)1 << o;
+	}
+	zs_clear(a, pfn + n, n2 - n); /* the caller's now; the excess keeps its state */
+	free_range_locked(a, pfn, pfn + n2, s); /* what the last piece brought past n2 */
+	if (n2 == (size_t)1 << order) {
+		pg_set_info(&a->pages[pfn], mk_info(PG_ALLOC, order, 0)); /* a whole block now */
+	} else {
+		a->pages[pfn].next = (uint32_t)n2;
+	}
+	zlock_unlock(&a->lock);
+	if (refaulted) {
+		bool shared;
+		struct tc_stats *st = tc_stats_here(a, &shared);
+
+		tstat_add(&st->refaulted, refaulted, shared);
+	}
+	return 0;
+}
+
+/*
+ * The drop-in's realloc (internal): move the first @len bytes (whole pages)
+ * of the live allocation @old into the live allocation @new by moving page
+ * tables (os_move_pages(): no copy), then free @old.  Its moved pages read
+ * zero afterwards, so they go back zeroed and reported (they cost a fault
+ * when used again, like reported ones); the rest of @old, if any, dirty.
+ * 0, or -errno with nothing changed (then the caller copies): not two live
+ * allocations of this arena, @len too long, init_on_free or verify (their
+ * free-time writes would take the pages back), or no mremap(DONTUNMAP).
+ */
+int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len)
+{
+	uint32_t pfn = addr_to_pfn(a, old), info;
+	size_t n, moved = len >> ZP_PAGE_SHIFT;
+	int err;
+
+	if (pfn == NIL || addr_to_pfn(a, new) == NIL || (len & (ZP_PAGE_SIZE - 1)) || !len ||
+	    ((char *)new < (char *)old + len && (char *)old < (char *)new + len) ||
+	    (a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY)) || len > zp_usable_size(a, old) ||
+	    len > zp_usable_size(a, new))
+		return -EINVAL;
+	info = pg_info(&a->pages[pfn]);
+	if ((info & PG_OWNER_MASK) != PG_ALLOC)
+		return -EINVAL;
+	err = os_move_pages(old, new, len);
+	if (err)
+		return err;
+	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, (info & ~PG_ALLOC) | PG_BUSY,
+						     memory_order_acq_rel, memory_order_acquire))
+		return -EINVAL; /* freed meanwhile by someone else: the caller's race */
+	n = head_pages(a, pfn, info);
+	daemon_ensure(a);
+	zs_mark_reported(a, pfn, moved, true); /* in flight (PG_busy): nobody judges it */
+	zlock_lock(&a->lock);
+	free_range_locked(a, pfn, pfn, pfn + n);
+	zlock_unlock(&a->lock);
+	return 0;
+}
+
 size_t zp_usable_size(struct zp_arena *a, const void *addr)
 {
 	uint32_t pfn, info;

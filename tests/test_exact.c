@@ -324,6 +324,66 @@ static void target_beyond_the_size_is_cleared_last(void)
 	zp_arena_destroy(a);
 }
 
+/* The drop-in's realloc: growing in place over the free pages after an
+ * allocation (refused when one was taken), and moving pages into another
+ * allocation without a copy (the moved-out pages come back zeroed and
+ * reported). */
+static void grow_in_place_and_move(void)
+{
+	struct zp_arena *a = t_arena(8, 3, 0);
+	char *p, *q;
+
+	zp_test_set_pcp(a, false); /* the buddy lists only: which pages are free is known */
+	ASSERT((p = zp_alloc(a, 0, 5 * 4096, ZP_USER_ADDR_NONE)));
+	memset(p, 0x42, 5 * ZP_PAGE_SIZE);
+	EXPECT_EQ(zp_grow_in_place(a, p, 6 * 4096), 0);
+	EXPECT_EQ(zp_usable_size(a, p), 6 * ZP_PAGE_SIZE);
+	EXPECT_EQ(t_stats(a).nr_free, 2);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_grow_in_place(a, p, 8 * 4096), 0); /* the whole block: a plain one now */
+	EXPECT_EQ(zp_usable_size(a, p), 8 * ZP_PAGE_SIZE);
+	EXPECT_EQ(t_stats(a).nr_free, 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_grow_in_place(a, p, 9 * 4096), -ENOMEM); /* past its block */
+	EXPECT((unsigned char)p[0] == 0x42 && (unsigned char)p[5 * ZP_PAGE_SIZE - 1] == 0x42);
+	EXPECT_EQ(zp_free(a, p), 0);
+	/* a page after it taken: refused, nothing changed */
+	ASSERT((p = zp_alloc(a, 0, 5 * 4096, ZP_USER_ADDR_NONE)));
+	ASSERT((q = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE)));
+	EXPECT_EQ(t_pfn(a, q), t_pfn(a, p) + 5);
+	EXPECT_EQ(zp_grow_in_place(a, p, 6 * 4096), -ENOMEM);
+	EXPECT_EQ(zp_usable_size(a, p), 5 * ZP_PAGE_SIZE);
+	EXPECT_EQ(t_stats(a).nr_free, 2);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_free(a, q), 0);
+	EXPECT_EQ(zp_free(a, p), 0);
+	zp_arena_destroy(a);
+
+	/* moving: 3 pages of content into a 6-page allocation */
+	a = t_arena(64, 6, 0);
+	ASSERT((p = zp_alloc(a, 0, 3 * 4096, ZP_USER_ADDR_NONE)));
+	ASSERT((q = zp_alloc(a, 0, 6 * 4096, ZP_USER_ADDR_NONE)));
+	for (int i = 0; i < 3; i++)
+		memset(p + i * ZP_PAGE_SIZE, 0x10 + i, ZP_PAGE_SIZE);
+	if (zp_move_and_free(a, p, q, 3 * ZP_PAGE_SIZE) == -EINVAL) {
+		zp_free(a, p);
+		zp_free(a, q);
+		zp_arena_destroy(a);
+		SKIP("mremap(MREMAP_DONTUNMAP) refused (a kernel before 5.7)");
+	}
+	for (int i = 0; i < 3; i++)
+		EXPECT_EQ((unsigned char)q[i * ZP_PAGE_SIZE + 77], 0x10 + i);
+	EXPECT(t_all_zero(p, 3 * ZP_PAGE_SIZE)); /* free now: moved out, reads zero */
+	EXPECT_EQ(t_stats(a).nr_free, 64 - 6);
+	EXPECT_EQ(zp_free(a, p), -EINVAL); /* it was freed */
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_move_and_free(a, q, q, 4 * ZP_PAGE_SIZE), -EINVAL); /* into itself: refused */
+	EXPECT_EQ(zp_free(a, q), 0);
+	EXPECT_EQ(t_stats(a).nr_free, 64);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 /* Two threads freeing the same exact allocation: exactly one wins. */
 struct racer {
 	struct zp_arena *a;
@@ -379,5 +439,6 @@ int main(int argc, char **argv)
 	RUN(pieces_keep_their_zero_state);
 	RUN(target_beyond_the_size_is_cleared_last);
 	RUN(racing_double_free);
+	RUN(grow_in_place_and_move);
 	return t_done("test_exact");
 }
