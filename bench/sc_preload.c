@@ -25,7 +25,8 @@
 
 #include "bench.h"
 
-#define SC "preload"
+#define SC	"preload"
+#define IDLE_S	3
 
 static const char py_script[] =
 	"import sys, time\n"
@@ -34,7 +35,14 @@ static const char py_script[] =
 	"for i in range(it):\n"
 	"    t0 = time.perf_counter(); a = np.zeros(n, dtype=np.uint8); a[::4096] = 1; del a\n"
 	"    ts.append(time.perf_counter() - t0)\n"
-	"ts.sort(); print(ts[len(ts) // 2] * 1e6)\n";
+	"ts.sort(); med = ts[len(ts) // 2] * 1e6\n"
+	"idle = float(sys.argv[3]) if len(sys.argv) > 3 else 0\n"
+	"rss = 0\n"
+	"if idle > 0:\n"
+	"    time.sleep(idle)\n"
+	"    for l in open('/proc/self/status'):\n"
+	"        if l.startswith('VmRSS:'): rss = int(l.split()[1])\n"
+	"print(med, rss)\n";
 
 static const char js_script[] =
 	"const n = +process.argv[1], it = +process.argv[2]; const ts = [];"
@@ -63,9 +71,11 @@ static const char *const alloc_names[NALLOC] = {"glibc", "jemalloc", "mimalloc",
 
 /* Run @w once under @preload (NULL: none): its median us per iteration and
  * its peak RSS in MiB; false if it failed. */
-static bool run_child(const struct workload *w, const char *preload, unsigned iters, double *us, double *rss_mib)
+static bool run_child(const struct workload *w, const char *preload, unsigned iters, double idle_s, double *us,
+		      double *rss_mib, double *idle_rss_mib)
 {
-	char nbuf[32], ibuf[32], out[128] = {0};
+	char nbuf[32], ibuf[32], sbuf[32], out[128] = {0};
+	char *end;
 	int fd[2], st;
 	struct rusage ru;
 	pid_t pid;
@@ -73,6 +83,7 @@ static bool run_child(const struct workload *w, const char *preload, unsigned it
 
 	snprintf(nbuf, sizeof(nbuf), "%zu", w->bytes);
 	snprintf(ibuf, sizeof(ibuf), "%u", iters);
+	snprintf(sbuf, sizeof(sbuf), "%g", idle_s);
 	if (pipe(fd))
 		return false;
 	pid = fork();
@@ -87,7 +98,7 @@ static bool run_child(const struct workload *w, const char *preload, unsigned it
 		else
 			unsetenv("LD_PRELOAD");
 		if (w->python)
-			execl(w->prog, w->prog, "-c", py_script, nbuf, ibuf, (char *)NULL);
+			execl(w->prog, w->prog, "-c", py_script, nbuf, ibuf, sbuf, (char *)NULL);
 		else
 			execlp(w->prog, w->prog, "-e", js_script, nbuf, ibuf, (char *)NULL);
 		_exit(127);
@@ -98,7 +109,9 @@ static bool run_child(const struct workload *w, const char *preload, unsigned it
 	close(fd[0]);
 	if (wait4(pid, &st, 0, &ru) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
 		return false;
-	*us = strtod(out, NULL);
+	*us = strtod(out, &end);
+	if (idle_rss_mib)
+		*idle_rss_mib = strtod(end, NULL) / 1024;
 	*rss_mib = (double)ru.ru_maxrss / 1024;
 	return *us > 0;
 }
@@ -108,7 +121,7 @@ static bool available(const struct workload *w, const char **why)
 {
 	double us, rss;
 
-	if (run_child(&(struct workload){w->name, w->prog, w->python, 4096, 1}, NULL, 1, &us, &rss))
+	if (run_child(&(struct workload){w->name, w->prog, w->python, 4096, 1}, NULL, 1, 0, &us, &rss, NULL))
 		return true;
 	*why = w->python ? "/usr/bin/python3 has no numpy (python3-numpy; scripts/deps.sh installs it)"
 			 : "node is not installed";
@@ -153,7 +166,10 @@ void sc_preload(void)
 	for (int l = 0; l < NLOADS; l++) {
 		const struct workload *w = &loads[l];
 		unsigned iters = (unsigned)(w->iters * opt_scale) < 3 ? 3 : (unsigned)(w->iters * opt_scale);
-		double us[NALLOC][8], rss[NALLOC][8], ratio[NALLOC][8];
+		double us[NALLOC][8], rss[NALLOC][8], ratio[NALLOC][8], idle_rss[NALLOC][1];
+		/* numpy 32 MiB's first round also idles past the report delay, then
+		 * reads its RSS: does a program that idles give its memory back? */
+		double idle_s = l == 0 ? (double)IDLE_S : 0;
 		size_t idx[NALLOC], na = 0;
 		bool ok[NALLOC];
 		struct rotation rot;
@@ -177,7 +193,8 @@ void sc_preload(void)
 				int k = (int)idx[order[j]];
 
 				progress("preload: %s, %s, round %u/%u", w->name, alloc_names[k], r + 1, rounds);
-				if (ok[k] && !run_child(w, pre[k], iters, &us[k][r], &rss[k][r])) {
+				if (ok[k] && !run_child(w, pre[k], iters, r == 0 ? idle_s : 0, &us[k][r], &rss[k][r],
+							r == 0 ? &idle_rss[k][0] : NULL)) {
 					note(SC, "%s under %s: the program failed", w->name, alloc_names[k]);
 					ok[k] = false;
 				}
@@ -197,11 +214,16 @@ void sc_preload(void)
 				result(SC, row, "vs glibc", "paired", ratio[k], rounds);
 			}
 			result(SC, row, "peak RSS", "MiB", rss[k], rounds);
+			if (idle_s > 0)
+				result(SC, row, "RSS after idle", "MiB", idle_rss[k], 1);
 			free(row);
 		}
 		note(SC, "%s: %u iterations a round (one byte written per 4 KiB page), %u rounds", w->name, iters,
 		     rounds);
 	}
+	if (nrun)
+		note(SC, "RSS after idle (numpy.zeros 32 MiB, first round only): VmRSS after the loop and %d s asleep, "
+			 "past zpage's report delay (2 s): what an idle program keeps", IDLE_S);
 	if (nrun)
 		note(SC, "each row's sample is one child's median per iteration; 'vs glibc' = that / glibc's in the "
 			 "same round; peak RSS is the child's ru_maxrss (the interpreter included)");

@@ -227,7 +227,11 @@ struct zp_arena {
 	uint64_t report_due_ms;	     /* under lock: when the scheduled pass runs; 0 = none */
 	uint64_t prezero_resume_ms;  /* under lock: rate cap or quiet period, no pre-zero burst before this */
 	unsigned prezero_quiet_ms;   /* under lock: pre-zero only after this long without a buddy
-					allocation or free (0: no such wait; the drop-in sets it) */
+					allocation or free (0: no such wait; the drop-in sets it); and
+					a report pass after a report delay of such quiet gives back
+					the pre-zero reserve too */
+	uint64_t last_activity_ms;   /* under lock, with prezero_quiet_ms: the last buddy allocation or free */
+	bool in_putback;	     /* under lock: a pass is putting blocks back (not activity) */
 	pthread_cond_t daemon_cond;  /* with lock */
 	uint64_t daemon_sleeps;	     /* under lock: times the thread went to sleep */
 	struct free_list isolated;   /* under lock: blocks a report / pre-zero pass holds */

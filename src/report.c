@@ -150,6 +150,12 @@ static size_t isolate_for_report(struct zp_arena *a, struct isolated *out, size_
 {
 	size_t reserve = a->prezero_bytes >> ZP_PAGE_SHIFT;
 	size_t kept = 0; /* zeroed pages isolated with keep_zeroed: still the reserve's */
+
+	/* with a quiet period (the drop-in's): an arena idle for a whole
+	 * report delay gives its reserve back too; an idle program keeps
+	 * nothing it does not use */
+	if (a->prezero_quiet_ms && a->backend.now_ms(a->backend.ctx) - a->last_activity_ms >= a->report_delay_ms)
+		reserve = 0;
 	size_t n = 0;
 
 	lock_assert_held(&a->lock);
@@ -263,11 +269,13 @@ static void put_back(struct zp_arena *a, const struct isolated *b, size_t n)
 
 	lock_assert_held(&a->lock);
 
+	a->in_putback = true; /* not the program's activity (prezero_defer()) */
 	for (size_t i = 0; i < n; i++) {
 		list_del(a, &a->isolated, b[i].pfn);
 		a->isolated_pages -= (size_t)1 << b[i].order;
 		free_one_page(a, b[i].pfn, b[i].order);
 	}
+	a->in_putback = false;
 	a->report_pending = pending;
 	if (n)
 		pthread_cond_broadcast(&a->putback_cond);
@@ -437,9 +445,10 @@ static void prezero_defer(struct zp_arena *a)
 	uint64_t until;
 
 	lock_assert_held(&a->lock);
-	if (!a->prezero_quiet_ms || !(a->flags & ZP_PREZERO) || !a->daemon_running)
+	if (!a->prezero_quiet_ms || !(a->flags & ZP_PREZERO) || !a->daemon_running || a->in_putback)
 		return;
-	until = a->backend.now_ms(a->backend.ctx) + a->prezero_quiet_ms;
+	a->last_activity_ms = a->backend.now_ms(a->backend.ctx);
+	until = a->last_activity_ms + a->prezero_quiet_ms;
 	if (until > a->prezero_resume_ms) {
 		bool was_idle = !a->prezero_resume_ms;
 
@@ -538,6 +547,14 @@ static void *daemon_main(void *arg)
 			zlock_unlock(&a->lock);
 			zp_arena_report(a);
 			zlock_lock(&a->lock);
+			/* a quiet period's reserve goes back once the arena has been
+			 * idle a whole report delay: if this pass came sooner (it
+			 * is timed from the first free), come back then */
+			if (a->prezero_quiet_ms && a->cnt.zeroed && !a->report_pending &&
+			    a->last_activity_ms + a->report_delay_ms > a->backend.now_ms(a->backend.ctx)) {
+				a->report_pending = true;
+				a->report_due_ms = a->last_activity_ms + a->report_delay_ms;
+			}
 			continue;
 		}
 		if (a->report_due_ms)
