@@ -174,6 +174,20 @@ static void prep_new_page(const struct alloc_context *ac, uint32_t pfn, const st
 	pg_set_info(&ac->arena->pages[pfn], mk_info(PG_ALLOC | (exact ? PG_EXACT : 0), ac->order, 0));
 }
 
+/* The fast path, else the slow one; NIL with errno ENOMEM. */
+static uint32_t take_block(const struct alloc_context *ac, struct zcount *c)
+{
+	uint32_t pfn;
+
+	daemon_ensure(ac->arena);
+	pfn = get_page_from_freelist(ac, c);
+	if (pfn == NIL)
+		pfn = alloc_pages_slowpath(ac, c);
+	if (pfn == NIL)
+		errno = ENOMEM;
+	return pfn;
+}
+
 void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintptr_t user_addr)
 {
 	struct zcount c;
@@ -196,14 +210,9 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 		.want_zero = (gfp & ZP_GFP_ZERO) || (a->flags & ZP_INIT_ON_ALLOC),
 	};
 
-	daemon_ensure(a);
-	pfn = get_page_from_freelist(&ac, &c);
+	pfn = take_block(&ac, &c);
 	if (pfn == NIL)
-		pfn = alloc_pages_slowpath(&ac, &c);
-	if (pfn == NIL) {
-		errno = ENOMEM;
 		return NULL;
-	}
 	prep_new_page(&ac, pfn, &c);
 	return pfn_to_addr(a, pfn);
 }
@@ -314,14 +323,9 @@ void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_add
 		.want_zero = (gfp & ZP_GFP_ZERO) || (a->flags & ZP_INIT_ON_ALLOC),
 	};
 
-	daemon_ensure(a);
-	pfn = get_page_from_freelist(&ac, &c);
+	pfn = take_block(&ac, &c);
 	if (pfn == NIL)
-		pfn = alloc_pages_slowpath(&ac, &c);
-	if (pfn == NIL) {
-		errno = ENOMEM;
 		return NULL;
-	}
 	/* keep n pages, give back the rest with its zero state: a 3 MiB
 	 * request costs 3 MiB */
 	zlock_lock(&a->lock);

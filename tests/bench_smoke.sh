@@ -13,6 +13,22 @@ skipped() { n=$((n + 1)) skip=$((skip + 1)); echo "ok $n - $1 # SKIP $2"; }
 diag() { sed 's/^/# /'; } # stdin as TAP diagnostics
 echo "TAP version 13"
 
+# A copy of JSON file $1 with the median and samples of the lines containing
+# every one of the strings $3, $4... multiplied by $2.
+scale_json() {
+	f=$1 k=$2
+	shift 2
+	awk -v f="$k" -v pats="$(printf '%s\034' "$@")" 'BEGIN { n = split(pats, want, "\034") - 1 }
+	{ hit = 1; for (i = 1; i <= n; i++) if (!index($0, want[i])) hit = 0 }
+	hit {
+		s = index($0, "\"samples\": [") + 12; head = substr($0, 1, s - 1); arr = substr($0, s)
+		e = index(arr, "]"); tail = substr(arr, e); c = split(substr(arr, 1, e - 1), v, ", "); arr = ""
+		for (i = 1; i <= c; i++) arr = arr (i > 1 ? ", " : "") (v[i] * f)
+		match(head, /"median": [^,]*/); m = substr(head, RSTART + 10, RLENGTH - 10)
+		$0 = substr(head, 1, RSTART - 1) "\"median\": " (m * f) substr(head, RSTART + RLENGTH) arr tail
+	} { print }' "$f"
+}
+
 # every scenario, run by "all": each must have its table there (and the
 # order the rows ran in, step by step, in order.txt)
 ZPAGE_BENCH_ROW_ORDER="$out/order.txt" "$bench" --scale 0.02 all >"$out/all.txt" 2>&1
@@ -202,13 +218,7 @@ assert all(isinstance(r["samples"], list) and r["run"] == 1 for r in d["results"
 		bad "compare: identical inputs"; tail -n 5 "$out/same.txt" | diag
 	fi
 	# a synthetic 2x slowdown of one row (every sample and the median doubled) must be flagged
-	awk -v t='"row": "zpage, 1 thread", "metric": "latency",' 'index($0, t) {
-		s = index($0, "\"samples\": [") + 12; head = substr($0, 1, s - 1); arr = substr($0, s)
-		e = index(arr, "]"); tail = substr(arr, e); n = split(substr(arr, 1, e - 1), v, ", "); arr = ""
-		for (i = 1; i <= n; i++) arr = arr (i > 1 ? ", " : "") (v[i] * 2)
-		match(head, /"median": [^,]*/); m = substr(head, RSTART + 10, RLENGTH - 10)
-		$0 = substr(head, 1, RSTART - 1) "\"median\": " (m * 2) substr(head, RSTART + RLENGTH) arr tail
-	} { print }' "$out/r.json" >"$out/slow.json"
+	scale_json "$out/r.json" 2 '"row": "zpage, 1 thread", "metric": "latency",' >"$out/slow.json"
 	if "$bench" compare "$out/r.json" "$out/slow.json" >"$out/slow.txt" 2>&1 &&
 		grep -q "^  zpage, 1 thread  *latency (ns)  *[0-9.]*  *[0-9.]*  *2\.00  worse (p=0\.0" "$out/slow.txt" &&
 		grep -q "^1 worse, 0 better" "$out/slow.txt"; then
@@ -218,13 +228,7 @@ assert all(isinstance(r["samples"], list) and r["run"] == 1 for r in d["results"
 	fi
 	# every row's latency 3% slower: significant over the samples (and after the correction for the
 	# ten rows of the column), but under the 5% floor
-	awk -v t='"metric": "latency",' 'index($0, t) {
-		s = index($0, "\"samples\": [") + 12; head = substr($0, 1, s - 1); arr = substr($0, s)
-		e = index(arr, "]"); tail = substr(arr, e); n = split(substr(arr, 1, e - 1), v, ", "); arr = ""
-		for (i = 1; i <= n; i++) arr = arr (i > 1 ? ", " : "") (v[i] * 1.03)
-		match(head, /"median": [^,]*/); m = substr(head, RSTART + 10, RLENGTH - 10)
-		$0 = substr(head, 1, RSTART - 1) "\"median\": " (m * 1.03) substr(head, RSTART + RLENGTH) arr tail
-	} { print }' "$out/r.json" >"$out/slow3.json"
+	scale_json "$out/r.json" 1.03 '"metric": "latency",' >"$out/slow3.json"
 	if "$bench" compare "$out/r.json" "$out/slow3.json" >"$out/slow3.txt" 2>&1 &&
 		grep -q "^  zpage, 1 thread  *latency (ns)  *[0-9.]*  *[0-9.]*  *1\.03  ~ within 5% (p=0\.0[0-4]" "$out/slow3.txt" &&
 		grep -q "^0 worse, 0 better" "$out/slow3.txt"; then
@@ -258,15 +262,6 @@ fi
 # over the runs, and nothing else; the same file against itself flags nothing
 "$bench" pairs --scale 0.05 --repeat 8 --json "$out/p8a.json" >/dev/null 2>&1
 rc=$?
-scale_rows() { # $1: factor, $2: row ("" = every row), for the metric "1 thread"
-	awk -v f="$1" -v r="$2" 'index($0, "\"metric\": \"1 thread\",") && (r == "" || index($0, "\"row\": \"" r "\"")) {
-		s = index($0, "\"samples\": [") + 12; head = substr($0, 1, s - 1); arr = substr($0, s)
-		e = index(arr, "]"); tail = substr(arr, e); n = split(substr(arr, 1, e - 1), v, ", "); arr = ""
-		for (i = 1; i <= n; i++) arr = arr (i > 1 ? ", " : "") (v[i] * f)
-		match(head, /"median": [^,]*/); m = substr(head, RSTART + 10, RLENGTH - 10)
-		$0 = substr(head, 1, RSTART - 1) "\"median\": " (m * f) substr(head, RSTART + RLENGTH) arr tail
-	} { print }' "$out/p8a.json"
-}
 if [ $rc -eq 0 ] && "$bench" compare "$out/p8a.json" "$out/p8a.json" >"$out/c8.txt" 2>&1 &&
 	grep -q "^0 worse, 0 better, 0 ratios higher or lower, 100 ~, 0 too few samples" "$out/c8.txt" &&
 	grep -q "n=8+8 runs" "$out/c8.txt"; then
@@ -274,7 +269,7 @@ if [ $rc -eq 0 ] && "$bench" compare "$out/p8a.json" "$out/p8a.json" >"$out/c8.t
 else
 	bad "compare: 8 runs against themselves (exit $rc)"; grep "worse\|better\|higher\|lower" "$out/c8.txt" | head -n 5 | diag
 fi
-scale_rows 2 "zpage, order 0 (4 KiB)" >"$out/p8x2.json"
+scale_json "$out/p8a.json" 2 '"metric": "1 thread",' '"row": "zpage, order 0 (4 KiB)"' >"$out/p8x2.json"
 if "$bench" compare "$out/p8a.json" "$out/p8x2.json" >"$out/c8x2.txt" 2>&1 &&
 	grep -q "^  zpage, order 0 (4 KiB)  *1 thread (M pairs/s)  *[0-9.]*  *[0-9.]*  *2\.00  better (p=0\.00[0-9]* q=0\.0[0-4][0-9]* n=8+8 runs)" "$out/c8x2.txt" &&
 	grep -q "^0 worse, 1 better, 0 ratios higher or lower, 99 ~" "$out/c8x2.txt"; then
