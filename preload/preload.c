@@ -63,6 +63,7 @@
 #define DEFAULT_PREZERO	 ((size_t)32 << 20)
 #define PRELOAD_MAXORDER 18u /* 1 GiB blocks */
 #define PRELOAD_QUIET_MS 20u
+#define MOVE_MIN	 ((size_t)2 << 20)
 
 /* the next allocator */
 static void *(*next_malloc)(size_t);
@@ -370,8 +371,10 @@ EXPORT void *realloc(void *old, size_t size)
 	p = malloc(size);
 	if (!p)
 		return NULL;
-	/* a zpage block into a zpage block: move the pages, do not copy them */
-	if (!is_boot(old) && owned(p) && !zp_move_and_free(arena, old, p, have))
+	/* a zpage block of 2 MiB or more into a zpage block: move the pages,
+	 * do not copy them (each move splits the arena's mapping where it
+	 * lands: only large moves are worth that) */
+	if (!is_boot(old) && owned(p) && have >= MOVE_MIN && !zp_move_and_free(arena, old, p, have))
 		return p;
 	memcpy(p, old, have < size ? have : size);
 	free(old);

@@ -423,13 +423,17 @@ int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
 		}
 		s += (size_t)1 << o;
 	}
+	{ /* reported pages among those the allocation takes (not the excess) */
+		struct zcount c;
+
+		zs_count(a, pfn + n, n2 - n, &c);
+		refaulted = c.reported;
+	}
 	for (s = pfn + n; s < pfn + n2;) { /* take them */
 		uint32_t pi = pg_info(&a->pages[s]);
 		unsigned o = pg_order(pi);
-		struct zcount c;
 
-		del_from_free_list(a, (uint32_t)s, o, pg_state(pi), &c);
-		refaulted += c.reported;
+		del_from_free_list(a, (uint32_t)s, o, pg_state(pi), NULL);
 		s += (size_t)1 << o;
 	}
 	zs_clear(a, pfn + n, n2 - n); /* the caller's now; the excess keeps its state */
@@ -473,12 +477,15 @@ int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len)
 	info = pg_info(&a->pages[pfn]);
 	if ((info & PG_OWNER_MASK) != PG_ALLOC)
 		return -EINVAL;
-	err = os_move_pages(old, new, len);
-	if (err)
-		return err;
+	/* ours first (a racing free then fails), then the move */
 	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, (info & ~PG_ALLOC) | PG_BUSY,
 						     memory_order_acq_rel, memory_order_acquire))
-		return -EINVAL; /* freed meanwhile by someone else: the caller's race */
+		return -EINVAL;
+	err = os_move_pages(old, new, len);
+	if (err) {
+		pg_set_info(&a->pages[pfn], info); /* live again, unchanged */
+		return err;
+	}
 	n = head_pages(a, pfn, info);
 	daemon_ensure(a);
 	zs_mark_reported(a, pfn, moved, true); /* in flight (PG_busy): nobody judges it */

@@ -577,6 +577,49 @@ static void prezero_waits_for_a_quiet_period(void)
 	zp_arena_destroy(a);
 }
 
+/* With a quiet period, an arena idle for a whole report delay gives its
+ * pre-zero reserve back; a pass that came sooner (timed from the first
+ * free) keeps it and comes back at last activity + delay. */
+static uint64_t st_free_zeroed(const struct zp_stats *s)
+{
+	return s->nr_free_zeroed;
+}
+
+static void idle_arena_gives_its_reserve_back(void)
+{
+	struct fake f = {.now = 1000};
+	struct zp_config c = {.size = (size_t)64 << 20,
+			      .flags = ZP_PREZERO | ZP_REPORT,
+			      .prezero_bytes = (size_t)4 << 20,
+			      .report_delay_ms = 100};
+	struct zp_backend b = {"fake", fake_report, true, fake_now, &f, NULL}; /* waits until kicked */
+	struct zp_arena *a = zp_arena_create(&c);
+
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	zlock_lock(&a->lock);
+	a->prezero_quiet_ms = 20;
+	zlock_unlock(&a->lock);
+	t_dirty(a, 10, 8); /* 32 MiB dirty, first free at 1000: a pass due a delay later */
+	f.now = 1030;	   /* quiet: the thread pre-zeroes its 4 MiB reserve */
+	zp_test_kick(a);
+	ASSERT(wait_for(a, st_free_zeroed, 1024, 2000));
+	f.now = 1080;
+	t_dirty(a, 0, 1); /* activity at 1080 (a buddy allocation and free) */
+	f.now = 1175;	  /* a delay after the first pass's wake-up: idle for 95 ms only */
+	zp_test_kick(a);
+	usleep(100 * 1000);
+	EXPECT_GE(t_stats(a).nr_free_zeroed, 1024); /* the reserve stays */
+	f.now = 1181; /* 101 ms after the last activity: the pass it scheduled */
+	zp_test_kick(a);
+	for (int i = 0; i < 2000 && t_stats(a).nr_free_zeroed >= 1024; i++)
+		usleep(1000);
+	EXPECT_LT(t_stats(a).nr_free_zeroed, 1024); /* the reserve's large blocks reported too */
+	EXPECT_GE(t_stats(a).pages_reported, 1024);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 /* After a burst's pause has ended and the target was met, memory used up
  * again wakes the thread again (a stale pause must not silence it). */
 static void prezero_refills_after_a_pause(void)
@@ -882,6 +925,7 @@ int main(int argc, char **argv)
 	RUN(prezero_rate_cap_every_burst);
 	RUN(prezero_refills_after_a_pause);
 	RUN(prezero_waits_for_a_quiet_period);
+	RUN(idle_arena_gives_its_reserve_back);
 	RUN(destroy_during_slow_prezero);
 	RUN(destroy_during_slow_report);
 	RUN(report_goes_on_past_a_failed_block);
