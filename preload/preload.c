@@ -108,7 +108,7 @@ static bool is_boot(const void *p)
 
 static int stats_fd = -1; /* stderr as it was at start-up: programs close theirs at exit */
 static void print_stats(void);
-static bool env_bytes(const char *name, size_t lo, size_t hi, size_t *out);
+static void env_bytes(enum env_id id, size_t *out);
 
 static void resolve(void)
 {
@@ -123,7 +123,7 @@ static void resolve(void)
 	next_malloc_usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
 	/* the settings every request reads, before any request is served
 	 * (still resolving: what they allocate comes from the static buffer) */
-	env_bytes("ZPAGE_PRELOAD_MIN", ZP_PAGE_SIZE, (size_t)1 << 40, &min_bytes);
+	env_bytes(ENV_PRELOAD_MIN, &min_bytes);
 	{
 		const char *st = getenv("ZPAGE_PRELOAD_STATS");
 
@@ -169,31 +169,14 @@ static void print_stats(void)
 	fclose(f);
 }
 
-/* Parse a ZPAGE_PRELOAD_* byte value like env.c does (decimal, K/M/G);
- * false (and one message) when set but invalid. */
-static bool env_bytes(const char *name, size_t lo, size_t hi, size_t *out)
+/* A ZPAGE_PRELOAD_* byte value through env.c (its parsing, ranges and one
+ * message per variable); @out unchanged when unset or invalid. */
+static void env_bytes(enum env_id id, size_t *out)
 {
-	const char *s = getenv(name);
-	char *end;
-	unsigned long long v;
+	uint64_t v;
 
-	if (!s || !*s)
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (*end == 'k' || *end == 'K')
-		v <<= 10, end++;
-	else if (*end == 'm' || *end == 'M')
-		v <<= 20, end++;
-	else if (*end == 'g' || *end == 'G')
-		v <<= 30, end++;
-	if (errno || *end || *s < '0' || *s > '9' || v < lo || v > hi) {
-		fprintf(stderr, "zpage-run: ignoring %s=%s: expected bytes from %zu to %zu (K, M or G suffix)\n",
-			name, s, lo, hi);
-		return false;
-	}
-	*out = (size_t)v;
-	return true;
+	if (env_get(id, &v))
+		*out = (size_t)v;
 }
 
 static void arena_init(void)
@@ -220,8 +203,8 @@ static void arena_init(void)
 	}
 	if (overcommit == 2 && size > mem / 8)
 		size = mem / 8;
-	env_bytes("ZPAGE_PRELOAD_ARENA", (size_t)16 << 20, ((size_t)1 << 44) - ZP_PAGE_SIZE, &size);
-	env_bytes("ZPAGE_PRELOAD_NT_MIN", ZP_PAGE_SIZE, (size_t)1 << 40, &nt_min);
+	env_bytes(ENV_PRELOAD_ARENA, &size);
+	env_bytes(ENV_PRELOAD_NT_MIN, &nt_min);
 	size &= ~(size_t)(ZP_PAGE_SIZE - 1);
 	c = (struct zp_config){
 		.size = size,

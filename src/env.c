@@ -29,6 +29,10 @@ static const struct env_var {
 	[ENV_REPORT_ORDER] = {"ZPAGE_REPORT_ORDER", 1, ZP_MAX_ORDER_LIMIT, false, "a block order"},
 	[ENV_PREZERO_BYTES] = {"ZPAGE_PREZERO_BYTES", 0, (uint64_t)1 << 46, true, "bytes, K/M/G suffix allowed"},
 	[ENV_PREZERO_RATE_MB] = {"ZPAGE_PREZERO_RATE_MB", 1, 1048576, false, "MiB per second"},
+	[ENV_PRELOAD_MIN] = {"ZPAGE_PRELOAD_MIN", 4096, (uint64_t)1 << 40, true, "bytes, K/M/G suffix allowed"},
+	[ENV_PRELOAD_ARENA] = {"ZPAGE_PRELOAD_ARENA", (uint64_t)16 << 20, ((uint64_t)1 << 44) - 4096, true,
+			       "bytes, K/M/G suffix allowed"},
+	[ENV_PRELOAD_NT_MIN] = {"ZPAGE_PRELOAD_NT_MIN", 4096, (uint64_t)1 << 40, true, "bytes, K/M/G suffix allowed"},
 };
 
 static atomic_bool said[NR_ENV];

@@ -470,7 +470,16 @@ int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len); /* t
 int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size);	    /* the drop-in's realloc */
 
 /* env.c: the ZPAGE_* variables */
-enum env_id { ENV_REPORT_DELAY_MS, ENV_REPORT_ORDER, ENV_PREZERO_BYTES, ENV_PREZERO_RATE_MB, NR_ENV };
+enum env_id {
+	ENV_REPORT_DELAY_MS,
+	ENV_REPORT_ORDER,
+	ENV_PREZERO_BYTES,
+	ENV_PREZERO_RATE_MB,
+	ENV_PRELOAD_MIN,    /* the drop-in's (preload/preload.c) */
+	ENV_PRELOAD_ARENA,
+	ENV_PRELOAD_NT_MIN,
+	NR_ENV
+};
 bool env_get(enum env_id id, uint64_t *out); /* true: set and valid */
 void env_say_clamped(enum env_id id, uint64_t value, uint64_t to, const char *why);
 

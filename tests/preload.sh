@@ -67,6 +67,14 @@ if (ulimit -v 1500000 && PRELOAD_PROG_NO_DOUBLE_FREE=1 ZPAGE_PRELOAD_ARENA=4G ti
 else
 	bad "no arena"; tail -n 3 "$out/noarena.txt" | diag
 fi
+# a bad setting: one message (env.c's), the default kept, the program runs
+if PRELOAD_PROG_NO_DOUBLE_FREE=1 ZPAGE_PRELOAD_MIN=lots timeout 120 "$run" "$B/tests/preload_prog" >"$out/bad.txt" 2>&1 &&
+	grep -q "^preload_prog: ok" "$out/bad.txt" &&
+	[ "$(grep -c "zpage: ignoring ZPAGE_PRELOAD_MIN=lots: expected a decimal number" "$out/bad.txt")" -eq 1 ]; then
+	ok "ZPAGE_PRELOAD_MIN=lots: one message, the default kept"
+else
+	bad "a bad ZPAGE_PRELOAD_MIN"; tail -n 3 "$out/bad.txt" | diag
+fi
 # ZPAGE_PRELOAD_MIN applies from the first request: 64 KiB requests use the arena
 if ZPAGE_PRELOAD_MIN=64K timeout 60 "$run" --stats /bin/sh -c 'exit 0' >/dev/null 2>&1 &&
 	PRELOAD_PROG_NO_DOUBLE_FREE=1 ZPAGE_PRELOAD_MIN=64K timeout 60 "$run" --stats "$B/tests/preload_prog" 2>"$out/min.err" >/dev/null &&
