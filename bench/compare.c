@@ -15,6 +15,11 @@
  * could not reach p < alpha even if every new observation were above
  * every old one (3 and 3, say) is "too few samples".
  *
+ * zpage-bench compare OLD.json... -- NEW.json...: each side is several
+ * files whose runs are pooled, as if one invocation had made them all --
+ * what bench/ab.sh writes when it runs two builds in alternation, one run
+ * per invocation, so that a drift of the machine falls on both sides.
+ *
  * Bad input -- a file missing or unreadable, JSON that is malformed or not
  * zpage-bench's, no row in common -- is one line on stderr and exit 2.
  *
@@ -316,10 +321,18 @@ struct row {
 	size_t nmed, capmed, ns, caps;
 };
 
-struct file {
+/* One side of the comparison: one file, or several whose runs are pooled
+ * (zpage-bench compare OLD... -- NEW..., as bench/ab.sh writes them). */
+struct jfile {
 	const char *path;
-	struct jval root;
-	const struct jval *env;
+	struct jval root; /* the rows point into it */
+};
+
+struct file {
+	const char *path; /* the first file's */
+	struct jfile **files;
+	size_t nfiles, capfiles;
+	const struct jval *env; /* the first file's */
 	struct row *rows;
 	size_t n, cap;
 };
@@ -331,7 +344,11 @@ static void file_free(struct file *f)
 		free(f->rows[i].samples);
 	}
 	free(f->rows);
-	jval_free(&f->root);
+	for (size_t i = 0; i < f->nfiles; i++) {
+		jval_free(&f->files[i]->root);
+		free(f->files[i]);
+	}
+	free(f->files);
 }
 
 static struct row *find_row(const struct file *f, const char *sc, const char *row, const char *metric)
@@ -384,16 +401,23 @@ static char *add_result(struct file *f, const struct jval *r)
 	return NULL;
 }
 
-/* Read and check @path; NULL, or the one line that says what is wrong. */
+/* Read and check @path, adding its runs to side @f; NULL, or the one line
+ * that says what is wrong. */
 static char *load(struct file *f, const char *path)
 {
 	FILE *in = fopen(path, "rb");
 	struct parser ps = {0};
 	const struct jval *results;
+	struct jfile *jf = xmalloc(sizeof(*jf));
+	struct jval *root = &jf->root;
 	char *buf = NULL;
 	size_t n = 0, cap = 0, got;
 
-	f->path = path;
+	*jf = (struct jfile){.path = path};
+	GROW(f->files, f->capfiles, f->nfiles + 1);
+	f->files[f->nfiles++] = jf;
+	if (!f->path)
+		f->path = path;
 	if (!in)
 		return xasprintf("%s: %s", path, strerror(errno));
 	do {
@@ -409,7 +433,7 @@ static char *load(struct file *f, const char *path)
 	}
 	fclose(in);
 	ps = (struct parser){.s = buf, .p = buf, .end = buf + n};
-	if (parse_value(&ps, &f->root, 0)) {
+	if (parse_value(&ps, root, 0)) {
 		skip_ws(&ps);
 		if (ps.p < ps.end)
 			fail(&ps, "text after the JSON");
@@ -421,10 +445,11 @@ static char *load(struct file *f, const char *path)
 		free(ps.err);
 		return msg;
 	}
-	results = member(&f->root, "results");
+	results = member(root, "results");
 	if (!results || results->t != J_ARR)
 		return xasprintf("%s: not a zpage-bench JSON (no \"results\" array)", path);
-	f->env = member(&f->root, "environment");
+	if (f->nfiles == 1)
+		f->env = member(root, "environment");
 	for (size_t i = 0; i < results->n; i++) {
 		char *why = add_result(f, &results->v[i]);
 
@@ -501,28 +526,50 @@ static char *env_text(const struct jval *v)
 	return xstrdup(v->t == J_NULL ? "null" : v->t == J_BOOL ? (v->num ? "true" : "false") : "(a list)");
 }
 
-/* The environment fields that differ, but for the date and command line. */
-static void env_diff(const struct file *old, const struct file *new)
+/* Print the fields of environment @x that differ in @y, but for the date
+ * and the command line, under @head; returns how many. */
+static int env_fields(const struct jval *x, const struct jval *y, const char *head)
 {
 	int n = 0;
 
-	for (size_t i = 0; old->env && old->env->t == J_OBJ && i < old->env->n; i++) {
-		const char *k = old->env->keys[i];
+	for (size_t i = 0; x && x->t == J_OBJ && i < x->n; i++) {
+		const char *k = x->keys[i];
 		char *a, *b;
 
 		if (!strcmp(k, "date") || !strcmp(k, "command"))
 			continue;
-		a = env_text(&old->env->v[i]);
-		b = env_text(member(new->env, k));
+		a = env_text(&x->v[i]);
+		b = env_text(member(y, k));
 		if (strcmp(a, b))
-			printf("%s  %s: %s -> %s\n", n++ ? "" : "environment, where it differs:\n", k, a, b);
+			printf("%s  %s: %s -> %s\n", n++ ? "" : head, k, a, b);
 		free(a);
 		free(b);
 	}
+	return n;
+}
+
+/* The environment fields that differ between the sides, and within a side
+ * of several files (which should have run on one machine). */
+static void env_diff(const struct file *old, const struct file *new)
+{
+	const struct file *side[2] = {old, new};
+
 	if (!old->env || !new->env)
 		printf("environment: %s has none\n", old->env ? new->path : old->path);
-	else if (!n)
+	else if (!env_fields(old->env, new->env, "environment, where it differs:\n"))
 		printf("environment: the same (the date and command line aside)\n");
+	for (int s = 0; s < 2; s++)
+		for (size_t i = 1; i < side[s]->nfiles; i++) {
+			const struct jval *e = member(&side[s]->files[i]->root, "environment");
+			char *head = xasprintf("environment of %s, where it differs from %s:\n",
+					       side[s]->files[i]->path, side[s]->path);
+
+			if (!e)
+				printf("environment: %s has none\n", side[s]->files[i]->path);
+			else
+				env_fields(side[s]->env, e, head);
+			free(head);
+		}
 }
 
 /* One common row's test, before the correction for the number of rows. */
@@ -651,18 +698,28 @@ static void print_row(const struct test *t, int tally[5])
 int compare_main(int argc, char **argv)
 {
 	struct file f[2] = {{0}};
-	int tally[5] = {0}, only[2] = {0};
+	int tally[5] = {0}, only[2] = {0}, sep = -1;
 	const char *sc = NULL;
 	struct test *tests;
 	size_t nt = 0;
 	char *err;
 
-	if (argc != 2) {
-		fprintf(stderr, "zpage-bench compare: wants two files: zpage-bench compare OLD.json NEW.json\n");
+	for (int i = 0; i < argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			sep = i;
+			break;
+		}
+	if (sep < 0 ? argc != 2 : sep == 0 || sep == argc - 1) {
+		fprintf(stderr, "zpage-bench compare: wants two files, or two lists of them: zpage-bench compare "
+				"OLD.json NEW.json, or OLD.json... -- NEW.json...\n");
 		return 2;
 	}
-	for (int i = 0; i < 2; i++) {
-		if ((err = load(&f[i], argv[i]))) {
+	if (sep < 0)
+		sep = 1;
+	for (int i = 0; i < argc; i++) {
+		if (i == sep && !strcmp(argv[i], "--"))
+			continue;
+		if ((err = load(&f[i >= sep], argv[i]))) {
 			fprintf(stderr, "zpage-bench compare: %s\n", err);
 			free(err);
 			file_free(&f[0]);
@@ -674,17 +731,24 @@ int compare_main(int argc, char **argv)
 		for (size_t k = 0; k < f[i].n; k++)
 			only[i] += !find_row(&f[!i], f[i].rows[k].scenario, f[i].rows[k].row, f[i].rows[k].metric);
 	if ((size_t)only[0] == f[0].n) {
-		fprintf(stderr, "zpage-bench compare: %s and %s have no scenario, row and metric in common\n", argv[0],
-			argv[1]);
+		fprintf(stderr, "zpage-bench compare: %s and %s have no scenario, row and metric in common\n", f[0].path,
+			f[1].path);
 		file_free(&f[0]);
 		file_free(&f[1]);
 		return 2;
 	}
-	printf("zpage-bench compare: old %s, new %s\n", argv[0], argv[1]);
+	printf("zpage-bench compare: old %s", f[0].path);
+	if (f[0].nfiles > 1)
+		printf(" and %zu more", f[0].nfiles - 1);
+	printf(", new %s", f[1].path);
+	if (f[1].nfiles > 1)
+		printf(" and %zu more", f[1].nfiles - 1);
+	printf("%s\n", f[0].nfiles > 1 || f[1].nfiles > 1 ? " (the runs of a side's files pooled)" : "");
 	env_diff(&f[0], &f[1]);
 	printf("new/old: the ratio of the medians (of a row's runs: the median of the run medians)\n"
 	       "test: Mann-Whitney U, two-sided, normal approximation with tie and continuity correction:\n"
-	       "      over the run medians when both files have at least %d runs of the row (--repeat %d):\n"
+	       "      over the run medians when both sides have at least %d runs of the row (--repeat %d, or as\n"
+	       "      many files a side):\n"
 	       "      runs differ by the machine's drift too, so that is what a difference must stand out from;\n"
 	       "      else over the samples (the JSON keeps up to 200 per row and run; runs pooled), which\n"
 	       "      share their run's conditions: a drift between two runs can pass for a change\n"
@@ -697,8 +761,9 @@ int compare_main(int argc, char **argv)
 	       "      of that many would not reach p < %.2f (Mann-Whitney U)\n"
 	       "caution: runs of one invocation share its hour; a load that changed between OLD's and NEW's\n"
 	       "      invocations (this machine's memory bandwidth drifts 20-80 GB/s) is a real difference\n"
-	       "      between the files, not a change of the code: compare runs made back to back, or twice\n"
-	       "      in alternation (old, new, old, new), and trust a flag that repeats\n",
+	       "      between the files, not a change of the code: to compare two builds, run them in\n"
+	       "      alternation, one run per invocation (bench/ab.sh OLD-BENCH NEW-BENCH RUNS ...), so a\n"
+	       "      drift falls on both sides alike, and compare the lists: OLD.json... -- NEW.json...\n",
 	       MIN_RUNS, MIN_RUNS, ALPHA * 100, ALPHA, ALPHA, FLOOR * 100, ALPHA, ALPHA);
 	tests = xmalloc((f[0].n ? f[0].n : 1) * sizeof(*tests));
 	for (size_t k = 0; k < f[0].n; k++) {

@@ -51,7 +51,8 @@ static const struct scenario {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: zpage-bench [options] [scenario ...]\n"
-		   "       zpage-bench compare OLD.json NEW.json\n\n"
+		   "       zpage-bench compare OLD.json NEW.json\n"
+		   "       zpage-bench compare OLD.json... -- NEW.json...\n\n"
 		   "With no scenario, runs the default suite (");
 	for (size_t i = 0, n = 0; i < NR_SCENARIOS; i++)
 		if (scenarios[i].by_default)
@@ -85,7 +86,10 @@ static void usage(FILE *f)
 		   "The output starts with the environment (CPU, kernel, THP, VM, versions); CSV\n"
 		   "has it as rows of scenario \"environment\", JSON as an \"environment\" object.\n"
 		   "compare: per row and metric in both JSON files, new/old of the medians and a\n"
-		   "Mann-Whitney U test of the samples (alpha 0.05); bad input exits 2.\n"
+		   "Mann-Whitney U test (over run medians from 5 runs a side, else the samples;\n"
+		   "Benjamini-Hochberg q < 0.05, a 5%% floor); with --, the runs of each side's files\n"
+		   "are pooled (bench/ab.sh runs two builds in alternation and compares them so);\n"
+		   "bad input exits 2.\n"
 		   "ZPAGE_BENCH_ROW_ORDER=FILE appends the order rows ran in, step by step, to FILE.\n");
 }
 

@@ -278,6 +278,57 @@ if "$bench" compare "$out/p8a.json" "$out/p8x2.json" >"$out/c8x2.txt" 2>&1 &&
 else
 	bad "compare: a 10x change over runs"; grep "order 0 (4 KiB)  *1 thread\|^[0-9]* worse" "$out/c8x2.txt" | diag
 fi
+# compare OLD... -- NEW...: the runs of a side's files pooled; the 8 runs above, one file per run,
+# give the same verdicts as the two files that hold them
+split_run() {
+	awk -v k="$2" '/"run": [0-9]+, "samples"/ {
+		if (index($0, "\"run\": " k ", ")) { sub(/,$/, ""); r[n++] = $0 }
+		next
+	}
+	/^\]\}$/ { for (i = 0; i < n; i++) print r[i] (i < n - 1 ? "," : ""); print; next }
+	{ print }' "$1"
+}
+for k in 1 2 3 4 5 6 7 8; do
+	split_run "$out/p8a.json" $k >"$out/p8a-$k.json"
+	split_run "$out/p8x2.json" $k >"$out/p8x2-$k.json"
+done
+if "$bench" compare "$out"/p8a-?.json -- "$out"/p8x2-?.json >"$out/c8l.txt" 2>&1 &&
+	grep -q "^zpage-bench compare: old $out/p8a-1.json and 7 more, new $out/p8x2-1.json and 7 more" "$out/c8l.txt" &&
+	grep -q "^  zpage, order 0 (4 KiB)  *1 thread (M pairs/s)  *[0-9.]*  *[0-9.]*  *10\.00  better (p=0\.00[0-9]* q=0\.0[0-4][0-9]* n=8+8 runs)" "$out/c8l.txt" &&
+	grep -q "^0 worse, 1 better, 0 ratios higher or lower, 99 ~" "$out/c8l.txt" &&
+	[ "$(grep -c '^  ' "$out/c8l.txt")" -eq "$(grep -c '^  ' "$out/c8x2.txt")" ]; then
+	ok "compare OLD... -- NEW...: one file per run, the runs pooled, as from the files that hold them"
+else
+	bad "compare OLD... -- NEW..."; grep "order 0 (4 KiB)  *1 thread\|^[0-9]* worse\|^zpage-bench compare" "$out/c8l.txt" | diag
+fi
+# bench/ab.sh: alternating runs (old new, new old), one per invocation, then the compare of the lists
+AB_DIR=$out/ab sh bench/ab.sh "$bench" "$bench" 2 pairs --scale 0.02 >"$out/ab.txt" 2>"$out/ab.err"
+rc=$?
+if [ $rc -eq 0 ] && [ "$(sed -n 's/^bench\/ab.sh: run \([0-9]\) of 2: \(old\|new\)$/\1\2/p' "$out/ab.err" | tr '\n' ' ')" = "1old 1new 2new 2old " ] &&
+	[ -s "$out/ab/old-002.json" ] && [ -s "$out/ab/new-002.json" ] &&
+	grep -q "^zpage-bench compare: old $out/ab/old-001.json and 1 more, new $out/ab/new-001.json and 1 more" "$out/ab.txt" &&
+	grep -q " n=[0-9]*+[0-9]* samples)$" "$out/ab.txt" && grep -q "; 0 only in old, 0 only in new$" "$out/ab.txt"; then
+	ok "bench/ab.sh: two runs a side in ABBA order, then compare of the lists"
+else
+	bad "bench/ab.sh (exit $rc)"; tail -n 5 "$out/ab.err" | diag
+fi
+for args in "$bench" "$bench $bench 0 pairs" "$bench $bench x" "$bench $bench 2 --json x.json pairs" \
+	"$out/nonexistent $bench 2 pairs"; do
+	# shellcheck disable=SC2086
+	AB_DIR=$out/ab-bad sh bench/ab.sh $args >/dev/null 2>"$out/ab-bad.err"
+	rc=$?
+	if [ $rc -eq 2 ] && [ "$(wc -l <"$out/ab-bad.err")" -eq 1 ]; then ok "bench/ab.sh rejects: ${args#"$bench"}"; else
+		bad "bench/ab.sh rejects: $args (exit $rc)"; diag <"$out/ab-bad.err"
+	fi
+done
+for args in "one.json --" "-- one.json" "a.json b.json c.json"; do
+	# shellcheck disable=SC2086
+	"$bench" compare $args >/dev/null 2>"$out/err.txt"
+	rc=$?
+	if [ $rc -eq 2 ] && [ "$(wc -l <"$out/err.txt")" -eq 1 ]; then ok "compare rejects $args"; else
+		bad "compare rejects $args (exit $rc)"; diag <"$out/err.txt"
+	fi
+done
 # --repeat: every run's tables, then the spread of the medians; CSV and JSON carry each run
 "$bench" --scale 0.02 --repeat 2 --csv "$out/r2.csv" --json "$out/r2.json" --report "$out/report" churn \
 	>"$out/repeat.txt" 2>&1

@@ -1,0 +1,59 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# bench/ab.sh OLD-BENCH NEW-BENCH RUNS [zpage-bench options and scenarios]
+#
+# Compare two builds of zpage-bench (say, main's and a branch's) on a
+# machine whose speed drifts: each build runs RUNS times, one run per
+# invocation, in alternation (old new, new old, old new, ...: the ABBA order,
+# so a drift that grows steadily through the session falls on both sides
+# alike), then NEW-BENCH compares the two lists of JSON files, every file a
+# run (zpage-bench compare OLD.json... -- NEW.json...).  With RUNS >= 5 the
+# test is over the run medians.
+#
+# The runs' JSON and text output stay in $AB_DIR (default: a new directory
+# under ${TMPDIR:-/tmp}, printed).  Exit: compare's status; 2 when an
+# argument is wrong or a run fails (its output's last lines on stderr).
+set -u
+
+usage() {
+	echo "usage: bench/ab.sh OLD-BENCH NEW-BENCH RUNS [zpage-bench options and scenarios]" >&2
+	exit 2
+}
+[ $# -ge 3 ] || usage
+old=$1 new=$2 runs=$3
+shift 3
+for b in "$old" "$new"; do
+	[ -x "$b" ] || { echo "bench/ab.sh: $b: not an executable zpage-bench" >&2; exit 2; }
+done
+case $runs in '' | *[!0-9]* | 0) echo "bench/ab.sh: RUNS must be a number >= 1, not '$runs'" >&2; exit 2 ;; esac
+for a in "$@"; do
+	case $a in --json | --json=* | --csv | --csv=* | --report | --report=* | --plot | --plot=*)
+		echo "bench/ab.sh: $a: ab.sh writes the runs' JSON itself; give zpage-bench's other options" >&2
+		exit 2 ;;
+	esac
+done
+dir=${AB_DIR:-}
+if [ -z "$dir" ]; then
+	dir=$(mktemp -d "${TMPDIR:-/tmp}/zpage-ab.XXXXXX") || exit 2
+fi
+mkdir -p "$dir" || exit 2
+echo "bench/ab.sh: $runs runs each of $old (old) and $new (new), alternating; output in $dir" >&2
+
+i=1
+while [ "$i" -le "$runs" ]; do
+	if [ $((i % 2)) -eq 1 ]; then order="old new"; else order="new old"; fi
+	for side in $order; do
+		if [ "$side" = old ]; then bin=$old; else bin=$new; fi
+		f=$dir/$side-$(printf '%03d' "$i")
+		echo "bench/ab.sh: run $i of $runs: $side" >&2
+		if ! "$bin" "$@" --json "$f.json" >"$f.txt" 2>&1; then
+			echo "bench/ab.sh: $bin failed in run $i; the end of $f.txt:" >&2
+			tail -n 5 "$f.txt" >&2
+			exit 2
+		fi
+	done
+	i=$((i + 1))
+done
+# the file names sort in run order
+exec "$new" compare "$dir"/old-*.json -- "$dir"/new-*.json
