@@ -15,15 +15,28 @@
  * is the child's ru_maxrss.  "vs glibc" divides each row's round by
  * glibc's of the same round.  A workload whose interpreter or module is
  * missing is a note, not a failure.
+ *
+ * One more row per workload, in the rotation, measured in this process:
+ * what clearing the buffer costs with no program and no allocator around
+ * it -- a resident block of the same size, cleared whole and then written
+ * one byte per 4 KiB page, with zpage's non-temporal and its cached
+ * primitive in turn, the faster median of the two.  A program whose loop
+ * clears its buffer every iteration costs about this much at best (its own
+ * work overlaps the clear's tail, so a row can come out a few percent
+ * under it); only memory already zero (pre-zeroed, or handed back to the
+ * OS and faulted in again, which moves the clear into the kernel) costs
+ * less.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "internal.h"
 
 #define SC	"preload"
 #define IDLE_S	3
@@ -66,8 +79,46 @@ static const struct workload loads[] = {
 };
 enum { NLOADS = sizeof(loads) / sizeof(loads[0]) };
 
-enum { A_GLIBC, A_JEMALLOC, A_MIMALLOC, A_TCMALLOC, A_ZPAGE, NALLOC };
-static const char *const alloc_names[NALLOC] = {"glibc", "jemalloc", "mimalloc", "tcmalloc", "zpage-run"};
+enum { A_GLIBC, A_JEMALLOC, A_MIMALLOC, A_TCMALLOC, A_ZPAGE, A_FLOOR, NALLOC };
+static const char *const alloc_names[NALLOC] = {"glibc",     "jemalloc", "mimalloc",
+						"tcmalloc",  "zpage-run", "clear + 1 B/page, no program"};
+
+/* The clear-and-write reference of @w (the file's comment), round @round: median us per
+ * iteration of the faster primitive over @iters iterations of each; false
+ * if no memory. */
+static bool floor_us(const struct workload *w, unsigned iters, unsigned round, double *us)
+{
+	char *p = mmap(NULL, w->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	double *t[2];
+
+	if (p == MAP_FAILED)
+		return false;
+	(void)madvise(p, w->bytes, MADV_HUGEPAGE); /* as zpage's arena asks */
+	memset(p, 0x5a, w->bytes);
+	t[0] = xmalloc(iters * sizeof(double));
+	t[1] = xmalloc(iters * sizeof(double));
+	/* each primitive's iterations back to back, after one untimed, as a
+	 * loop reusing one block would run: a cached clear finds the block
+	 * where its last iteration left it (in L2 when it fits) */
+	for (unsigned j = 0; j < 2; j++) {
+		unsigned m = (j + round) & 1; /* which goes first alternates by round */
+
+		for (unsigned i = 0; i <= iters; i++) {
+			double t0 = now_ns();
+
+			(m ? zero_cached : zero_nt)(p, w->bytes);
+			for (size_t off = 0; off < w->bytes; off += 4096)
+				((volatile char *)p)[off] = 1;
+			if (i)
+				t[m][i - 1] = (now_ns() - t0) / 1e3;
+		}
+	}
+	*us = median(t[0], iters) < median(t[1], iters) ? median(t[0], iters) : median(t[1], iters);
+	free(t[0]);
+	free(t[1]);
+	munmap(p, w->bytes);
+	return true;
+}
 
 /* Run @w once under @preload (NULL: none): its median us per iteration and
  * its peak RSS in MiB; false if it failed. */
@@ -159,7 +210,7 @@ void sc_preload(void)
 	int nrun = 0;
 
 	for (int k = 0; k < NALLOC; k++) {
-		have[k] = k == A_GLIBC || (k == A_ZPAGE ? zp != NULL : peers[k].available);
+		have[k] = k == A_GLIBC || k == A_FLOOR || (k == A_ZPAGE ? zp != NULL : peers[k].available);
 		if (!have[k])
 			note(SC, "%s: not installed%s", alloc_names[k], k == A_ZPAGE ? " (build/libzpage-preload.so)" : "");
 	}
@@ -193,6 +244,13 @@ void sc_preload(void)
 				int k = (int)idx[order[j]];
 
 				progress("preload: %s, %s, round %u/%u", w->name, alloc_names[k], r + 1, rounds);
+				if (k == A_FLOOR) {
+					if (ok[k] && !floor_us(w, iters, r, &us[k][r])) {
+						note(SC, "%s, clear + 1 B/page: no memory for it", w->name);
+						ok[k] = false;
+					}
+					continue;
+				}
 				if (ok[k] && !run_child(w, pre[k], iters, r == 0 ? idle_s : 0, &us[k][r], &rss[k][r],
 							r == 0 ? &idle_rss[k][0] : NULL)) {
 					note(SC, "%s under %s: the program failed", w->name, alloc_names[k]);
@@ -213,6 +271,10 @@ void sc_preload(void)
 					ratio[k][r] = us[k][r] / us[A_GLIBC][r];
 				result(SC, row, "vs glibc", "paired", ratio[k], rounds);
 			}
+			if (k == A_FLOOR) {
+				free(row);
+				continue;
+			}
 			result(SC, row, "peak RSS", "MiB", rss[k], rounds);
 			if (idle_s > 0)
 				result(SC, row, "RSS after idle", "MiB", idle_rss[k], 1);
@@ -227,5 +289,10 @@ void sc_preload(void)
 	if (nrun)
 		note(SC, "each row's sample is one child's median per iteration; 'vs glibc' = that / glibc's in the "
 			 "same round; peak RSS is the child's ru_maxrss (the interpreter included)");
+	if (nrun)
+		note(SC, "clear + 1 B/page, no program: in this process, a resident block of the size cleared whole and "
+			 "written one byte per 4 KiB page (the faster of zpage's %s and %s clears): what a loop that "
+			 "clears its buffer costs at best, its own work aside (it overlaps the clear's tail a little)",
+		     zero_nt_name(), zero_cached_name());
 	free(zp);
 }
