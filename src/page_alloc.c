@@ -89,7 +89,7 @@ static void verify_zero_pages(struct zp_arena *a, size_t pfn, size_t n)
 /* The block and, in @c, the counts of its pages (they cannot change while
  * the block is in flight: post_alloc_hook needs them); c->pages = 0 from a
  * thread's cache, whose small blocks post_alloc_hook counts itself. */
-static uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zcount *c)
+static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zcount *c)
 {
 	struct zp_arena *a = ac->arena;
 	uint32_t pfn;
@@ -112,7 +112,7 @@ static uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zc
  * the pass to put them back, then try again.  So ENOMEM means that at one
  * instant no free block of the order existed anywhere in the arena.
  */
-static uint32_t alloc_pages_slowpath(const struct alloc_context *ac, struct zcount *c)
+static ZP_NOINLINE uint32_t alloc_pages_slowpath(const struct alloc_context *ac, struct zcount *c)
 {
 	struct zp_arena *a = ac->arena;
 
@@ -134,7 +134,8 @@ static uint32_t alloc_pages_slowpath(const struct alloc_context *ac, struct zcou
 	}
 }
 
-static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const struct zcount *cin)
+/* post_alloc_hook() past its usual case: count, clear and record. */
+static ZP_NOINLINE void post_alloc_init(const struct alloc_context *ac, uint32_t pfn, const struct zcount *cin)
 {
 	struct zp_arena *a = ac->arena;
 	size_t n = ac->npages;
@@ -142,8 +143,6 @@ static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const 
 	struct zcount small;
 
 	if (!cin->pages) { /* from a thread's cache, or trimmed (exact size) */
-		if (!ac->want_zero && n == (size_t)1 << ac->order && zs_small_all_dirty(a, pfn, ac->order))
-			return; /* nothing to count, clear or record: the usual case */
 		zs_count(a, pfn, n, &small);
 		c = &small;
 	}
@@ -166,7 +165,17 @@ static void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const 
 		zs_clear(a, pfn, n);
 }
 
-static void prep_new_page(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c)
+static ZP_ALWAYS_INLINE void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c)
+{
+	/* a whole block from a thread's cache, dirty, no zeroing asked: nothing
+	 * to count, clear or record (the usual case) */
+	if (!c->pages && !ac->want_zero && ac->npages == (size_t)1 << ac->order &&
+	    zs_small_all_dirty(ac->arena, pfn, ac->order))
+		return;
+	post_alloc_init(ac, pfn, c);
+}
+
+static ZP_ALWAYS_INLINE void prep_new_page(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c)
 {
 	bool exact = ac->npages != (size_t)1 << ac->order;
 
@@ -175,7 +184,7 @@ static void prep_new_page(const struct alloc_context *ac, uint32_t pfn, const st
 }
 
 /* The fast path, else the slow one; NIL with errno ENOMEM. */
-static uint32_t take_block(const struct alloc_context *ac, struct zcount *c)
+static ZP_ALWAYS_INLINE uint32_t take_block(const struct alloc_context *ac, struct zcount *c)
 {
 	uint32_t pfn;
 

@@ -80,14 +80,6 @@
 #define TC_ASYM_OK 1
 #endif
 
-#ifdef __GNUC__
-#define likely(x)   __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
-#else
-#define likely(x)   (x)
-#define unlikely(x) (x)
-#endif
-
 /* One per thread: the caches it owns, and the one it used last. */
 struct tc_thread {
 	struct tcache *last;
