@@ -6,14 +6,17 @@
 # Compare two builds of zpage-bench (say, main's and a branch's) on a
 # machine whose speed drifts: each build runs RUNS times, one run per
 # invocation, in alternation (old new, new old, old new, ...: the ABBA order,
-# so a drift that grows steadily through the session falls on both sides
-# alike), then NEW-BENCH compares the two lists of JSON files, every file a
-# run (zpage-bench compare OLD.json... -- NEW.json...).  With RUNS >= 5 the
-# test is over the run medians.
+# which cancels a drift that grows steadily through the session when RUNS
+# is even), then NEW-BENCH compares the two lists of JSON files, every file
+# a run (zpage-bench compare OLD.json... -- NEW.json...).  From 5 runs a
+# side the test is over the run medians; a change of a single row among the
+# m rows of a table's column needs p < 0.05/m, which 6 runs a side cannot
+# reach for m = 20 (pairs) and 8 runs can (0.001): use 8 or more.
 #
-# The runs' JSON and text output stay in $AB_DIR (default: a new directory
-# under ${TMPDIR:-/tmp}, printed).  Exit: compare's status; 2 when an
-# argument is wrong or a run fails (its output's last lines on stderr).
+# The runs' JSON and text output go to $AB_DIR, which must be empty or new
+# (default: a new directory under ${TMPDIR:-/tmp}, printed).  Exit:
+# compare's status; 2 when an argument is wrong or a run fails (its
+# output's last lines on stderr).
 set -u
 
 usage() {
@@ -23,19 +26,30 @@ usage() {
 [ $# -ge 3 ] || usage
 old=$1 new=$2 runs=$3
 shift 3
+# a name without a slash would be looked up in PATH when run, not here
+case $old in */*) ;; *) old=./$old ;; esac
+case $new in */*) ;; *) new=./$new ;; esac
 for b in "$old" "$new"; do
-	[ -x "$b" ] || { echo "bench/ab.sh: $b: not an executable zpage-bench" >&2; exit 2; }
+	[ -f "$b" ] && [ -x "$b" ] || { echo "bench/ab.sh: $b: not an executable zpage-bench" >&2; exit 2; }
 done
-case $runs in '' | *[!0-9]* | 0) echo "bench/ab.sh: RUNS must be a number >= 1, not '$runs'" >&2; exit 2 ;; esac
+case $runs in
+'' | *[!0-9]* | 0*) echo "bench/ab.sh: RUNS must be a number from 1 to 9999, not '$runs'" >&2; exit 2 ;;
+esac
+[ "$runs" -le 9999 ] || { echo "bench/ab.sh: RUNS must be a number from 1 to 9999, not '$runs'" >&2; exit 2; }
 for a in "$@"; do
-	case $a in --json | --json=* | --csv | --csv=* | --report | --report=* | --plot | --plot=*)
-		echo "bench/ab.sh: $a: ab.sh writes the runs' JSON itself; give zpage-bench's other options" >&2
+	# zpage-bench takes unambiguous abbreviations of its long options
+	case $a in --j* | --cs* | --rep* | --p*)
+		echo "bench/ab.sh: $a: ab.sh runs one run per invocation and writes its JSON itself;" \
+			"give zpage-bench's other options" >&2
 		exit 2 ;;
 	esac
 done
 dir=${AB_DIR:-}
 if [ -z "$dir" ]; then
 	dir=$(mktemp -d "${TMPDIR:-/tmp}/zpage-ab.XXXXXX") || exit 2
+elif [ -e "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
+	echo "bench/ab.sh: AB_DIR $dir is not empty: its files would be pooled with this session's" >&2
+	exit 2
 fi
 mkdir -p "$dir" || exit 2
 echo "bench/ab.sh: $runs runs each of $old (old) and $new (new), alternating; output in $dir" >&2
@@ -45,9 +59,9 @@ while [ "$i" -le "$runs" ]; do
 	if [ $((i % 2)) -eq 1 ]; then order="old new"; else order="new old"; fi
 	for side in $order; do
 		if [ "$side" = old ]; then bin=$old; else bin=$new; fi
-		f=$dir/$side-$(printf '%03d' "$i")
+		f=$dir/$side-$(printf '%04d' "$i")
 		echo "bench/ab.sh: run $i of $runs: $side" >&2
-		if ! "$bin" "$@" --json "$f.json" >"$f.txt" 2>&1; then
+		if ! "$bin" --json "$f.json" "$@" >"$f.txt" 2>&1; then
 			echo "bench/ab.sh: $bin failed in run $i; the end of $f.txt:" >&2
 			tail -n 5 "$f.txt" >&2
 			exit 2
@@ -55,5 +69,5 @@ while [ "$i" -le "$runs" ]; do
 	done
 	i=$((i + 1))
 done
-# the file names sort in run order
+# the file names sort in run order (RUNS <= 9999)
 exec "$new" compare "$dir"/old-*.json -- "$dir"/new-*.json

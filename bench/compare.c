@@ -6,7 +6,7 @@
  * medians) and whether the difference stands out from the spread: a
  * Mann-Whitney U test (the test benchstat uses), two-sided, normal
  * approximation with tie and continuity correction, over the run medians
- * when both files have MIN_RUNS runs or more (so the run-to-run drift of a
+ * when both sides have MIN_RUNS runs or more (so the run-to-run drift of a
  * shared machine is part of the spread), else over the samples the JSON
  * keeps (every run's pooled).  The p values of all rows are corrected for
  * their number in each column of a scenario's table (Benjamini-Hochberg q,
@@ -31,6 +31,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "results.h"
 
@@ -385,6 +386,8 @@ static char *add_result(struct file *f, const struct jval *r)
 		GROW(f->rows, f->cap, f->n + 1);
 		w = &f->rows[f->n++];
 		*w = (struct row){.scenario = text[0], .row = text[1], .metric = text[2], .unit = text[3]};
+	} else if (strcmp(w->unit, text[3])) {
+		return xasprintf("has unit \"%s\" where an earlier run of the side has \"%s\"", text[3], w->unit);
 	}
 	if (med->t == J_NUM) {
 		GROW(w->medians, w->capmed, w->nmed + 1);
@@ -429,6 +432,7 @@ static char *load(struct file *f, const char *path)
 		char *msg = xasprintf("%s: %s", path, strerror(errno));
 
 		fclose(in);
+		free(buf);
 		return msg;
 	}
 	fclose(in);
@@ -526,24 +530,29 @@ static char *env_text(const struct jval *v)
 	return xstrdup(v->t == J_NULL ? "null" : v->t == J_BOOL ? (v->num ? "true" : "false") : "(a list)");
 }
 
-/* Print the fields of environment @x that differ in @y, but for the date
- * and the command line, under @head; returns how many. */
+/* Print the fields of environments @x and @y that differ (a field only one
+ * has included), but for the date and the command line, under @head;
+ * returns how many. */
 static int env_fields(const struct jval *x, const struct jval *y, const char *head)
 {
 	int n = 0;
 
-	for (size_t i = 0; x && x->t == J_OBJ && i < x->n; i++) {
-		const char *k = x->keys[i];
-		char *a, *b;
+	for (int pass = 0; pass < 2; pass++) {
+		const struct jval *e = pass ? y : x, *other = pass ? x : y;
 
-		if (!strcmp(k, "date") || !strcmp(k, "command"))
-			continue;
-		a = env_text(&x->v[i]);
-		b = env_text(member(y, k));
-		if (strcmp(a, b))
-			printf("%s  %s: %s -> %s\n", n++ ? "" : head, k, a, b);
-		free(a);
-		free(b);
+		for (size_t i = 0; e && e->t == J_OBJ && i < e->n; i++) {
+			const char *k = e->keys[i];
+			char *a, *b;
+
+			if (!strcmp(k, "date") || !strcmp(k, "command") || (pass && member(other, k)))
+				continue; /* the second pass: only the fields @x lacks */
+			a = env_text(pass ? NULL : &e->v[i]);
+			b = env_text(pass ? &e->v[i] : member(other, k));
+			if (strcmp(a, b))
+				printf("%s  %s: %s -> %s\n", n++ ? "" : head, k, a, b);
+			free(a);
+			free(b);
+		}
 	}
 	return n;
 }
@@ -564,8 +573,8 @@ static void env_diff(const struct file *old, const struct file *new)
 			char *head = xasprintf("environment of %s, where it differs from %s:\n",
 					       side[s]->files[i]->path, side[s]->path);
 
-			if (!e)
-				printf("environment: %s has none\n", side[s]->files[i]->path);
+			if (!e || !side[s]->env)
+				printf("environment: %s has none\n", e ? side[s]->path : side[s]->files[i]->path);
 			else
 				env_fields(side[s]->env, e, head);
 			free(head);
@@ -699,6 +708,7 @@ int compare_main(int argc, char **argv)
 {
 	struct file f[2] = {{0}};
 	int tally[5] = {0}, only[2] = {0}, sep = -1;
+	bool lists;
 	const char *sc = NULL;
 	struct test *tests;
 	size_t nt = 0;
@@ -714,11 +724,31 @@ int compare_main(int argc, char **argv)
 				"OLD.json NEW.json, or OLD.json... -- NEW.json...\n");
 		return 2;
 	}
+	lists = sep >= 0;
 	if (sep < 0)
 		sep = 1;
 	for (int i = 0; i < argc; i++) {
+		struct stat si, sj;
+
 		if (i == sep && !strcmp(argv[i], "--"))
 			continue;
+		if (!strcmp(argv[i], "--")) {
+			fprintf(stderr, "zpage-bench compare: -- given twice\n");
+			file_free(&f[0]);
+			file_free(&f[1]);
+			return 2;
+		}
+		/* in lists, a run counted twice would pass for two (OLD NEW: a
+		 * file against itself is a check that nothing stands out) */
+		for (int j = 0; lists && j < i; j++)
+			if (j != sep && !stat(argv[i], &si) && !stat(argv[j], &sj) && si.st_dev == sj.st_dev &&
+			    si.st_ino == sj.st_ino) {
+				fprintf(stderr, "zpage-bench compare: %s given twice (as %s): each run may count once\n",
+					argv[i], argv[j]);
+				file_free(&f[0]);
+				file_free(&f[1]);
+				return 2;
+			}
 		if ((err = load(&f[i >= sep], argv[i]))) {
 			fprintf(stderr, "zpage-bench compare: %s\n", err);
 			free(err);
@@ -747,8 +777,8 @@ int compare_main(int argc, char **argv)
 	env_diff(&f[0], &f[1]);
 	printf("new/old: the ratio of the medians (of a row's runs: the median of the run medians)\n"
 	       "test: Mann-Whitney U, two-sided, normal approximation with tie and continuity correction:\n"
-	       "      over the run medians when both sides have at least %d runs of the row (--repeat %d, or as\n"
-	       "      many files a side):\n"
+	       "      over the run medians when both sides have at least %d runs of the row in all (a file's\n"
+	       "      --repeat runs, summed over the side's files):\n"
 	       "      runs differ by the machine's drift too, so that is what a difference must stand out from;\n"
 	       "      else over the samples (the JSON keeps up to 200 per row and run; runs pooled), which\n"
 	       "      share their run's conditions: a drift between two runs can pass for a change\n"
@@ -764,7 +794,7 @@ int compare_main(int argc, char **argv)
 	       "      between the files, not a change of the code: to compare two builds, run them in\n"
 	       "      alternation, one run per invocation (bench/ab.sh OLD-BENCH NEW-BENCH RUNS ...), so a\n"
 	       "      drift falls on both sides alike, and compare the lists: OLD.json... -- NEW.json...\n",
-	       MIN_RUNS, MIN_RUNS, ALPHA * 100, ALPHA, ALPHA, FLOOR * 100, ALPHA, ALPHA);
+	       MIN_RUNS, ALPHA * 100, ALPHA, ALPHA, FLOOR * 100, ALPHA, ALPHA);
 	tests = xmalloc((f[0].n ? f[0].n : 1) * sizeof(*tests));
 	for (size_t k = 0; k < f[0].n; k++) {
 		const struct row *a = &f[0].rows[k], *b = find_row(&f[1], a->scenario, a->row, a->metric);

@@ -43,7 +43,7 @@ static const struct scenario {
 	{"scale", "arenas of 1 GiB to 1 TiB, max_order 10 to 20: create time, RSS, order-4 pair cost", sc_scale, false},
 	{"seed", "the series' experiment: 256 MiB zeroed with THP from reported memory, skip vs clear again", sc_seed,
 	 false},
-	{"preload", "numpy.zeros and node Buffer.alloc loops under each allocator and zpage-run (per iteration, peak RSS)",
+	{"preload", "numpy.zeros and node Buffer.alloc loops under each allocator and zpage-run (per iteration, peak RSS), beside a bare clear",
 	 sc_preload, false},
 };
 #define NR_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
@@ -85,7 +85,7 @@ static void usage(FILE *f)
 		   "tcmalloc) are loaded with dlopen; a missing one is reported as not installed.\n"
 		   "The output starts with the environment (CPU, kernel, THP, VM, versions); CSV\n"
 		   "has it as rows of scenario \"environment\", JSON as an \"environment\" object.\n"
-		   "compare: per row and metric in both JSON files, new/old of the medians and a\n"
+		   "compare: per row and metric on both sides, new/old of the medians and a\n"
 		   "Mann-Whitney U test (over run medians from 5 runs a side, else the samples;\n"
 		   "Benjamini-Hochberg q < 0.05, a 5%% floor); with --, the runs of each side's files\n"
 		   "are pooled (bench/ab.sh runs two builds in alternation and compares them so);\n"

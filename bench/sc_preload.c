@@ -16,16 +16,16 @@
  * glibc's of the same round.  A workload whose interpreter or module is
  * missing is a note, not a failure.
  *
- * One more row per workload, in the rotation, measured in this process:
- * what clearing the buffer costs with no program and no allocator around
- * it -- a resident block of the same size, cleared whole and then written
- * one byte per 4 KiB page, with zpage's non-temporal and its cached
- * primitive in turn, the faster median of the two.  A program whose loop
- * clears its buffer every iteration costs about this much at best (its own
- * work overlaps the clear's tail, so a row can come out a few percent
- * under it); only memory already zero (pre-zeroed, or handed back to the
- * OS and faulted in again, which moves the clear into the kernel) costs
- * less.
+ * One more row per workload, in the rotation, measured in this process,
+ * "bare clear": a reference for what clearing the buffer costs with no
+ * program and no allocator around it -- a resident block of the same size
+ * (2 MiB-aligned, MADV_HUGEPAGE, as zpage's arena is), cleared whole and
+ * then written one byte per 4 KiB page, with zpage's non-temporal and its
+ * cached primitive, each for the workload's iterations back to back; the
+ * row is the smaller of the two medians (both are in a note).  It is a
+ * reference, not a bound: a program's own work overlaps the clear's tail,
+ * and clearing page by page just before each write (as the kernel's fault
+ * path does) or memory already zero can cost less.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -37,6 +37,7 @@
 
 #include "bench.h"
 #include "internal.h"
+#include "results.h"
 
 #define SC	"preload"
 #define IDLE_S	3
@@ -79,21 +80,25 @@ static const struct workload loads[] = {
 };
 enum { NLOADS = sizeof(loads) / sizeof(loads[0]) };
 
-enum { A_GLIBC, A_JEMALLOC, A_MIMALLOC, A_TCMALLOC, A_ZPAGE, A_FLOOR, NALLOC };
+enum { A_GLIBC, A_JEMALLOC, A_MIMALLOC, A_TCMALLOC, A_ZPAGE, A_BARE, NALLOC };
 static const char *const alloc_names[NALLOC] = {"glibc",     "jemalloc", "mimalloc",
-						"tcmalloc",  "zpage-run", "clear + 1 B/page, no program"};
+						"tcmalloc",  "zpage-run", "bare clear"};
 
-/* The clear-and-write reference of @w (the file's comment), round @round: median us per
- * iteration of the faster primitive over @iters iterations of each; false
- * if no memory. */
-static bool floor_us(const struct workload *w, unsigned iters, unsigned round, double *us)
+/* The bare clear of @w (the file's comment), round @round: the smaller
+ * median us per iteration of the two primitives over @iters iterations of
+ * each, and in @both the non-temporal's and the cached's; false if no
+ * memory. */
+static bool bare_clear_us(const struct workload *w, unsigned iters, unsigned round, double *us, double both[2])
 {
-	char *p = mmap(NULL, w->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	const size_t huge = (size_t)2 << 20;
+	char *map = mmap(NULL, w->bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *p;
 	double *t[2];
 
-	if (p == MAP_FAILED)
+	if (map == MAP_FAILED)
 		return false;
+	p = (char *)(((uintptr_t)map + huge - 1) & ~(uintptr_t)(huge - 1));
 	(void)madvise(p, w->bytes, MADV_HUGEPAGE); /* as zpage's arena asks */
+	(void)zero_nt_name();			   /* the primitives are chosen at first use */
 	memset(p, 0x5a, w->bytes);
 	t[0] = xmalloc(iters * sizeof(double));
 	t[1] = xmalloc(iters * sizeof(double));
@@ -113,10 +118,12 @@ static bool floor_us(const struct workload *w, unsigned iters, unsigned round, d
 				t[m][i - 1] = (now_ns() - t0) / 1e3;
 		}
 	}
-	*us = median(t[0], iters) < median(t[1], iters) ? median(t[0], iters) : median(t[1], iters);
+	both[0] = median(t[0], iters);
+	both[1] = median(t[1], iters);
+	*us = both[0] < both[1] ? both[0] : both[1];
 	free(t[0]);
 	free(t[1]);
-	munmap(p, w->bytes);
+	munmap(map, w->bytes + huge);
 	return true;
 }
 
@@ -210,14 +217,14 @@ void sc_preload(void)
 	int nrun = 0;
 
 	for (int k = 0; k < NALLOC; k++) {
-		have[k] = k == A_GLIBC || k == A_FLOOR || (k == A_ZPAGE ? zp != NULL : peers[k].available);
+		have[k] = k == A_GLIBC || k == A_BARE || (k == A_ZPAGE ? zp != NULL : peers[k].available);
 		if (!have[k])
 			note(SC, "%s: not installed%s", alloc_names[k], k == A_ZPAGE ? " (build/libzpage-preload.so)" : "");
 	}
 	for (int l = 0; l < NLOADS; l++) {
 		const struct workload *w = &loads[l];
 		unsigned iters = (unsigned)(w->iters * opt_scale) < 3 ? 3 : (unsigned)(w->iters * opt_scale);
-		double us[NALLOC][8], rss[NALLOC][8], ratio[NALLOC][8], idle_rss[NALLOC][1];
+		double us[NALLOC][8], rss[NALLOC][8], ratio[NALLOC][8], idle_rss[NALLOC][1], bare[8][2];
 		/* numpy 32 MiB's first round also idles past the report delay, then
 		 * reads its RSS: does a program that idles give its memory back? */
 		double idle_s = l == 0 ? (double)IDLE_S : 0;
@@ -244,9 +251,9 @@ void sc_preload(void)
 				int k = (int)idx[order[j]];
 
 				progress("preload: %s, %s, round %u/%u", w->name, alloc_names[k], r + 1, rounds);
-				if (k == A_FLOOR) {
-					if (ok[k] && !floor_us(w, iters, r, &us[k][r])) {
-						note(SC, "%s, clear + 1 B/page: no memory for it", w->name);
+				if (k == A_BARE) {
+					if (ok[k] && !bare_clear_us(w, iters, r, &us[k][r], bare[r])) {
+						note(SC, "%s, bare clear: no memory for it", w->name);
 						ok[k] = false;
 					}
 					continue;
@@ -271,7 +278,16 @@ void sc_preload(void)
 					ratio[k][r] = us[k][r] / us[A_GLIBC][r];
 				result(SC, row, "vs glibc", "paired", ratio[k], rounds);
 			}
-			if (k == A_FLOOR) {
+			if (k == A_BARE) {
+				char nt[32], cached[32];
+				double v[2][8];
+
+				for (unsigned r = 0; r < rounds; r++)
+					v[0][r] = bare[r][0], v[1][r] = bare[r][1];
+				fmt_val(nt, sizeof(nt), median(v[0], rounds));
+				fmt_val(cached, sizeof(cached), median(v[1], rounds));
+				note(SC, "%s, bare clear: median over rounds %s us non-temporal (%s), %s us cached (%s)",
+				     w->name, nt, zero_nt_name(), cached, zero_cached_name());
 				free(row);
 				continue;
 			}
@@ -290,9 +306,9 @@ void sc_preload(void)
 		note(SC, "each row's sample is one child's median per iteration; 'vs glibc' = that / glibc's in the "
 			 "same round; peak RSS is the child's ru_maxrss (the interpreter included)");
 	if (nrun)
-		note(SC, "clear + 1 B/page, no program: in this process, a resident block of the size cleared whole and "
-			 "written one byte per 4 KiB page (the faster of zpage's %s and %s clears): what a loop that "
-			 "clears its buffer costs at best, its own work aside (it overlaps the clear's tail a little)",
-		     zero_nt_name(), zero_cached_name());
+		note(SC, "bare clear: in this process, no program and no allocator, a resident block of the size (THP) "
+			 "cleared whole with zpage's non-temporal or cached primitive and then written one byte per "
+			 "4 KiB page; the smaller median of the two: a reference for what clearing the buffer costs, "
+			 "not a bound (a program's work overlaps the clear's tail)");
 	free(zp);
 }

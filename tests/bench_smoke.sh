@@ -44,12 +44,12 @@ table() { sed -n "/^== $1/,/^  ($1 took/p" "$out/all.txt"; } # scenario $1's tab
 # preload runs numpy and node under each allocator: its rows where they can
 # run, a note saying why where they cannot
 if [ $rc -eq 0 ] && { { table preload | grep -q "^  numpy.zeros 32 MiB, zpage-run " &&
-	table preload | grep -Eq "^  numpy.zeros 32 MiB, clear \+ 1 B/page, no program +[0-9.]+ \[" &&
-	table preload | grep -Eq "^  numpy.zeros 2 MiB, clear \+ 1 B/page, no program +[0-9.]+ \["; } ||
+	table preload | grep -Eq "^  numpy.zeros 32 MiB, bare clear +[0-9.]+ \[" &&
+	table preload | grep -Eq "^  numpy.zeros 2 MiB, bare clear +[0-9.]+ \["; } ||
 	grep -q "numpy.zeros 32 MiB: skipped: " "$out/all.txt"; } &&
 	{ table preload | grep -q "^  node Buffer.alloc 32 MiB, zpage-run " ||
 		grep -q "node Buffer.alloc 32 MiB: skipped: node is not installed" "$out/all.txt"; }; then
-	ok "scenario preload (in all): zpage-run's rows and the clear + 1 B/page reference, or why a workload cannot run"
+	ok "scenario preload (in all): zpage-run's rows and the bare clear, or why a workload cannot run"
 else
 	bad "scenario preload"; grep -A 8 "^== preload" "$out/all.txt" | diag
 fi
@@ -303,24 +303,50 @@ if "$bench" compare "$out"/p8a-?.json -- "$out"/p8x2-?.json >"$out/c8l.txt" 2>&1
 else
 	bad "compare OLD... -- NEW..."; grep "order 0 (4 KiB)  *1 thread\|^[0-9]* worse\|^zpage-bench compare" "$out/c8l.txt" | diag
 fi
-# bench/ab.sh: alternating runs (old new, new old), one per invocation, then the compare of the lists
-AB_DIR=$out/ab sh bench/ab.sh "$bench" "$bench" 2 pairs --scale 0.02 >"$out/ab.txt" 2>"$out/ab.err"
+# bench/ab.sh: alternating runs (old new, new old), one per invocation, then the compare of the
+# lists; two wrappers of the bench say which side ran, so a swap of the sides would show
+printf '#!/bin/sh\necho old >>"%s"\nexec "%s" "$@"\n' "$out/ab-log" "$bench" >"$out/old-bench"
+printf '#!/bin/sh\necho new >>"%s"\nexec "%s" "$@"\n' "$out/ab-log" "$bench" >"$out/new-bench"
+chmod +x "$out/old-bench" "$out/new-bench"
+AB_DIR=$out/ab sh bench/ab.sh "$out/old-bench" "$out/new-bench" 2 pairs --scale 0.02 >"$out/ab.txt" 2>"$out/ab.err"
 rc=$?
 if [ $rc -eq 0 ] && [ "$(sed -n 's/^bench\/ab.sh: run \([0-9]\) of 2: \(old\|new\)$/\1\2/p' "$out/ab.err" | tr '\n' ' ')" = "1old 1new 2new 2old " ] &&
-	[ -s "$out/ab/old-002.json" ] && [ -s "$out/ab/new-002.json" ] &&
-	grep -q "^zpage-bench compare: old $out/ab/old-001.json and 1 more, new $out/ab/new-001.json and 1 more" "$out/ab.txt" &&
+	[ "$(tr '\n' ' ' <"$out/ab-log")" = "old new new old new " ] &&
+	[ -s "$out/ab/old-0002.json" ] && [ -s "$out/ab/new-0002.json" ] &&
+	grep -q "^zpage-bench compare: old $out/ab/old-0001.json and 1 more, new $out/ab/new-0001.json and 1 more" "$out/ab.txt" &&
 	grep -q " n=[0-9]*+[0-9]* samples)$" "$out/ab.txt" && grep -q "; 0 only in old, 0 only in new$" "$out/ab.txt"; then
-	ok "bench/ab.sh: two runs a side in ABBA order, then compare of the lists"
+	ok "bench/ab.sh: two runs a side in ABBA order, each by its own build, then compare of the lists"
 else
 	bad "bench/ab.sh (exit $rc)"; tail -n 5 "$out/ab.err" | diag
 fi
-for args in "$bench" "$bench $bench 0 pairs" "$bench $bench x" "$bench $bench 2 --json x.json pairs" \
-	"$out/nonexistent $bench 2 pairs"; do
+for args in "$bench" "$bench $bench 0 pairs" "$bench $bench 00 pairs" "$bench $bench x" \
+	"$bench $bench 2 --json x.json pairs" "$bench $bench 2 --js=x.json pairs" "$bench $bench 2 --repeat 3 pairs" \
+	"$out/nonexistent $bench 2 pairs" "$out $bench 2 pairs"; do
 	# shellcheck disable=SC2086
 	AB_DIR=$out/ab-bad sh bench/ab.sh $args >/dev/null 2>"$out/ab-bad.err"
 	rc=$?
 	if [ $rc -eq 2 ] && [ "$(wc -l <"$out/ab-bad.err")" -eq 1 ]; then ok "bench/ab.sh rejects: ${args#"$bench"}"; else
 		bad "bench/ab.sh rejects: $args (exit $rc)"; diag <"$out/ab-bad.err"
+	fi
+done
+# a used AB_DIR: its runs would be pooled with the new ones
+AB_DIR=$out/ab sh bench/ab.sh "$bench" "$bench" 1 pairs --scale 0.02 >/dev/null 2>"$out/ab-bad.err"
+rc=$?
+if [ $rc -eq 2 ] && grep -q "is not empty" "$out/ab-bad.err" && [ ! -e "$out/ab/old-0003.json" ]; then
+	ok "bench/ab.sh refuses an AB_DIR that holds files"
+else
+	bad "bench/ab.sh and a used AB_DIR (exit $rc)"; diag <"$out/ab-bad.err"
+fi
+# in lists, a file given twice (one run counted twice would pass for two) or a unit that changes
+# within a side is refused; OLD NEW naming one file stays the check that nothing stands out
+sed 's/"unit": "M pairs\/s"/"unit": "ns"/' "$out/p8a-2.json" >"$out/p8a-2ns.json"
+for args in "$out/p8a-1.json $out/p8a-1.json -- $out/p8a-2.json" "$out/p8a-1.json -- $out/p8a-2.json $out/p8a-1.json" \
+	"$out/p8a-1.json -- $out/p8a-2.json -- $out/p8a-3.json" "$out/p8a-1.json $out/p8a-2ns.json -- $out/p8a-3.json"; do
+	# shellcheck disable=SC2086
+	"$bench" compare $args >/dev/null 2>"$out/err.txt"
+	rc=$?
+	if [ $rc -eq 2 ] && [ "$(wc -l <"$out/err.txt")" -eq 1 ]; then ok "compare rejects $(echo "$args" | sed "s|$out/||g")"; else
+		bad "compare rejects $args (exit $rc)"; diag <"$out/err.txt"
 	fi
 done
 for args in "one.json --" "-- one.json" "a.json b.json c.json"; do
