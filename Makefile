@@ -84,13 +84,22 @@ check: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench $(B)/tests/pre
 	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic tests/bench_smoke.sh tests/abi.sh tests/preload.sh
 
 # ---- benchmark ----
-# zpage's version and commit, for the environment zpage-bench prints (the
-# commit as of this build: "unknown" outside a git checkout)
+# zpage's version and commit, for the environment zpage-bench prints: the
+# commit of the tree the binary was built from ("-dirty" with uncommitted
+# changes, "unknown" outside a git checkout).  $(B)/commit.h is rewritten
+# whenever that changes, so a commit (or a checkout) rebuilds the bench and
+# its stamp cannot go stale.
+$(B)/commit.h: FORCE
+	@mkdir -p $(B); \
+	line="#define ZPAGE_COMMIT \"$$([ -e .git ] && git describe --always --dirty 2>/dev/null || echo unknown)\""; \
+	[ -f $@ ] && [ "$$(cat $@)" = "$$line" ] || echo "$$line" >$@
+FORCE:
+.PHONY: FORCE
+
 BENCH_SRCS := $(wildcard bench/*.c)
-$(B)/zpage-bench: $(BENCH_SRCS) $(wildcard bench/*.h) $(HDRS) $(B)/libzpage.a
+$(B)/zpage-bench: $(BENCH_SRCS) $(wildcard bench/*.h) $(HDRS) $(B)/libzpage.a $(B)/commit.h
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) -Iinclude -Isrc -Ibench -pthread -DZPAGE_VERSION='"$(VERSION)"' \
-		-DZPAGE_COMMIT="\"$$([ -e .git ] && git describe --always --dirty 2>/dev/null || echo unknown)\"" \
-		$(BENCH_SRCS) $(B)/libzpage.a -o $@ -lm -ldl
+		-include $(B)/commit.h $(BENCH_SRCS) $(B)/libzpage.a -o $@ -lm -ldl
 
 # `make bench` runs the default suite; BENCH_ARGS="all --plot bench-out" for everything
 # The peers are installed first when missing (needs root; otherwise their
