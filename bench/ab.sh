@@ -38,7 +38,7 @@ esac
 [ "$runs" -le 9999 ] || { echo "bench/ab.sh: RUNS must be a number from 1 to 9999, not '$runs'" >&2; exit 2; }
 for a in "$@"; do
 	# zpage-bench takes unambiguous abbreviations of its long options
-	case $a in --j* | --cs* | --rep* | --p*)
+	case $a in --j* | --cs* | --re | --re=* | --rep* | --p*)
 		echo "bench/ab.sh: $a: ab.sh runs one run per invocation and writes its JSON itself;" \
 			"give zpage-bench's other options" >&2
 		exit 2 ;;

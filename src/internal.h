@@ -54,7 +54,9 @@
 #define unlikely(x)	    __builtin_expect(!!(x), 0)
 /* The allocation fast path is a few functions shared by zp_alloc_pages and
  * zp_alloc; with two callers GCC stops inlining them, which cost the order-0
- * pair ~15% (pairs, bench/ab.sh): force it, and keep the slow parts out. */
+ * pair ~15% (pairs, bench/ab.sh): force it, and keep the slow parts out.
+ * For static functions only (a non-static C11 inline definition would need
+ * an external one elsewhere). */
 #define ZP_ALWAYS_INLINE    inline __attribute__((always_inline))
 #define ZP_NOINLINE	    __attribute__((noinline))
 #else

@@ -320,7 +320,7 @@ else
 	bad "bench/ab.sh (exit $rc)"; tail -n 5 "$out/ab.err" | diag
 fi
 for args in "$bench" "$bench $bench 0 pairs" "$bench $bench 00 pairs" "$bench $bench x" \
-	"$bench $bench 2 --json x.json pairs" "$bench $bench 2 --js=x.json pairs" "$bench $bench 2 --repeat 3 pairs" \
+	"$bench $bench 2 --json x.json pairs" "$bench $bench 2 --js=x.json pairs" "$bench $bench 2 --repeat 3 pairs" "$bench $bench 2 --re 3 pairs" \
 	"$out/nonexistent $bench 2 pairs" "$out $bench 2 pairs"; do
 	# shellcheck disable=SC2086
 	AB_DIR=$out/ab-bad sh bench/ab.sh $args >/dev/null 2>"$out/ab-bad.err"
