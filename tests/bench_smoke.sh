@@ -43,11 +43,11 @@ done
 table() { sed -n "/^== $1/,/^  ($1 took/p" "$out/all.txt"; } # scenario $1's table
 # preload runs numpy and node under each allocator: its rows where they can
 # run, a note saying why where they cannot
-if [ $rc -eq 0 ] && { { table preload | grep -q "^  numpy.zeros 32 MiB, zpage-run " &&
-	table preload | grep -Eq "^  numpy.zeros 32 MiB, bare clear +[0-9.]+ \[" &&
-	table preload | grep -Eq "^  numpy.zeros 2 MiB, bare clear +[0-9.]+ \["; } ||
+if [ $rc -eq 0 ] && { { table preload | grep -q "^  zpage-run, numpy.zeros 32 MiB " &&
+	table preload | grep -Eq "^  bare clear, numpy.zeros 32 MiB +[0-9.]+ \[" &&
+	table preload | grep -Eq "^  bare clear, numpy.zeros 2 MiB +[0-9.]+ \["; } ||
 	grep -q "numpy.zeros 32 MiB: skipped: " "$out/all.txt"; } &&
-	{ table preload | grep -q "^  node Buffer.alloc 32 MiB, zpage-run " ||
+	{ table preload | grep -q "^  zpage-run, node Buffer.alloc 32 MiB " ||
 		grep -q "node Buffer.alloc 32 MiB: skipped: node is not installed" "$out/all.txt"; }; then
 	ok "scenario preload (in all): zpage-run's rows and the bare clear, or why a workload cannot run"
 else
