@@ -12,7 +12,7 @@
  * LD_PRELOAD, and zpage-run (build/libzpage-preload.so).  A child prints the
  * median of its iterations; a row's samples are its rounds, the rows of a
  * workload running in an order that rotates from round to round.  Peak RSS
- * is the child's ru_maxrss.  "vs glibc" divides each row's round by
+ * is the child's VmHWM, read by the child at its end.  "vs glibc" divides each row's round by
  * glibc's of the same round.  A workload whose interpreter or module is
  * missing is a note, not a failure.
  *
@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,19 +50,22 @@ static const char py_script[] =
 	"    ts.append(time.perf_counter() - t0)\n"
 	"ts.sort(); med = ts[len(ts) // 2] * 1e6\n"
 	"idle = float(sys.argv[3]) if len(sys.argv) > 3 else 0\n"
-	"rss = 0\n"
+	"rss = hwm = 0\n"
 	"if idle > 0:\n"
 	"    time.sleep(idle)\n"
-	"    for l in open('/proc/self/status'):\n"
-	"        if l.startswith('VmRSS:'): rss = int(l.split()[1])\n"
-	"print(med, rss)\n";
+	"for l in open('/proc/self/status'):\n"
+	"    if l.startswith('VmRSS:') and idle > 0: rss = int(l.split()[1])\n"
+	"    if l.startswith('VmHWM:'): hwm = int(l.split()[1])\n"
+	"print(med, rss, hwm)\n";
 
 static const char js_script[] =
 	"const n = +process.argv[1], it = +process.argv[2]; const ts = [];"
 	"for (let i = 0; i < it; i++) { const t0 = process.hrtime.bigint(); let b = Buffer.alloc(n);"
 	" for (let j = 0; j < n; j += 4096) b[j] = 1; b = null;"
 	" ts.push(Number(process.hrtime.bigint() - t0) / 1e3); }"
-	"ts.sort((x, y) => x - y); console.log(ts[ts.length >> 1]);";
+	"ts.sort((x, y) => x - y);"
+	"const hwm = /VmHWM:\\s*(\\d+)/.exec(require('fs').readFileSync('/proc/self/status', 'utf8'));"
+	"console.log(ts[ts.length >> 1], 0, hwm ? +hwm[1] : 0);";
 
 struct workload {
 	const char *name;
@@ -135,7 +137,6 @@ static bool run_child(const struct workload *w, const char *preload, unsigned it
 	char nbuf[32], ibuf[32], sbuf[32], out[128] = {0};
 	char *end;
 	int fd[2], st;
-	struct rusage ru;
 	pid_t pid;
 	ssize_t got = 0, r;
 
@@ -165,13 +166,18 @@ static bool run_child(const struct workload *w, const char *preload, unsigned it
 	while (got < (ssize_t)sizeof(out) - 1 && (r = read(fd[0], out + got, sizeof(out) - 1 - (size_t)got)) > 0)
 		got += r;
 	close(fd[0]);
-	if (wait4(pid, &st, 0, &ru) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
 		return false;
+	/* "median-us idle-rss-KiB peak-KiB": the peak is the child's own VmHWM;
+	 * ru_maxrss would be at least the bench's RSS when it forked (the
+	 * forked copy's high-water mark survives the exec) */
 	*us = strtod(out, &end);
 	if (idle_rss_mib)
-		*idle_rss_mib = strtod(end, NULL) / 1024;
-	*rss_mib = (double)ru.ru_maxrss / 1024;
-	return *us > 0;
+		*idle_rss_mib = strtod(end, &end) / 1024;
+	else
+		(void)strtod(end, &end);
+	*rss_mib = strtod(end, NULL) / 1024;
+	return *us > 0 && *rss_mib > 0;
 }
 
 /* Can @w run at all here (its interpreter, its module)? */
@@ -318,7 +324,7 @@ void sc_preload(void)
 			 "past zpage's report delay (2 s): what an idle program keeps", IDLE_S);
 	if (nrun)
 		note(SC, "each row's sample is one child's median per iteration; 'vs glibc' = that / glibc's in the "
-			 "same round; peak RSS is the child's ru_maxrss (the interpreter included)");
+			 "same round; peak RSS is the child's VmHWM (the interpreter included)");
 	if (nrun)
 		note(SC, "bare clear: in this process, no program and no allocator, a resident block of the size (THP) "
 			 "cleared whole with zpage's non-temporal or cached primitive and then written one byte per "
