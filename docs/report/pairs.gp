@@ -9,7 +9,7 @@ set tics nomirror
 set xlabel '1 thread (M pairs/s)'
 set yrange [20 - 0.4:-0.6]
 set ytics scale 0
-set xrange [0:188.66118]
+set xrange [0:154.282238]
 unset logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder
