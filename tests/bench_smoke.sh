@@ -191,6 +191,14 @@ if "$bench" --scale 0.02 --threads 2 --churn-touch block --csv "$out/r.csv" --js
 		grep -q "^kernel .*; THP enabled .*, defrag .*; hypervisor: .*; free page reporting: " "$out/machine.txt" &&
 		grep -q "^peers: glibc [0-9]" "$out/machine.txt" && ok "environment header" ||
 		{ bad "environment header"; head -n 5 "$out/machine.txt" | diag; }
+	# the commit stamp is the tree's as built (make rebuilds the bench when git describe changes)
+	if [ -e .git ] && command -v git >/dev/null 2>&1; then
+		want=$(git describe --always --dirty 2>/dev/null)
+		grep -q "^zpage-bench [0-9.]* (commit $want), " "$out/machine.txt" && ok "commit stamp is the tree's ($want)" ||
+			{ bad "commit stamp is not the tree's ($want)"; head -n 1 "$out/machine.txt" | diag; }
+	else
+		skipped "commit stamp" "not a git checkout"
+	fi
 	keys="zpage_version zpage_commit compiler cpu_model cpu_features clear_cached clear_nt cores_online
 		cores_configured memory_total_kib kernel_release thp_enabled thp_defrag hypervisor free_page_reporting
 		glibc_version jemalloc_version mimalloc_version tcmalloc_version"
