@@ -730,7 +730,7 @@ int compare_main(int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		struct stat si, sj;
 
-		if (i == sep && !strcmp(argv[i], "--"))
+		if (lists && i == sep)
 			continue;
 		if (!strcmp(argv[i], "--")) {
 			fprintf(stderr, "zpage-bench compare: -- given twice\n");

@@ -12,8 +12,8 @@
  * LD_PRELOAD, and zpage-run (build/libzpage-preload.so).  A child prints the
  * median of its iterations; a row's samples are its rounds, the rows of a
  * workload running in an order that rotates from round to round.  Peak RSS
- * is the child's VmHWM, read by the child at its end.  "vs glibc" divides each row's round by
- * glibc's of the same round.  A workload whose interpreter or module is
+ * is the child's VmHWM, read by the child at its end.  "vs glibc" divides
+ * each row's round by glibc's of the same round.  A workload whose interpreter or module is
  * missing is a note, not a failure.
  *
  * One more row per workload, in the rotation, measured in this process,
@@ -86,11 +86,10 @@ enum { A_GLIBC, A_JEMALLOC, A_MIMALLOC, A_TCMALLOC, A_ZPAGE, A_BARE, NALLOC };
 static const char *const alloc_names[NALLOC] = {"glibc",     "jemalloc", "mimalloc",
 						"tcmalloc",  "zpage-run", "bare clear"};
 
-/* The bare clear of @w (the file's comment), round @round: the smaller
- * median us per iteration of the two primitives over @iters iterations of
- * each, and in @both the non-temporal's and the cached's; false if no
- * memory. */
-static bool bare_clear_us(const struct workload *w, unsigned iters, unsigned round, double *us, double both[2])
+/* The bare clear of @w (the file's comment), round @round: in @both the
+ * median us per iteration of the non-temporal and of the cached primitive,
+ * over @iters iterations of each; false if no memory. */
+static bool bare_clear_us(const struct workload *w, unsigned iters, unsigned round, double both[2])
 {
 	const size_t huge = (size_t)2 << 20;
 	char *map = mmap(NULL, w->bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *p;
@@ -106,7 +105,7 @@ static bool bare_clear_us(const struct workload *w, unsigned iters, unsigned rou
 	t[1] = xmalloc(iters * sizeof(double));
 	/* each primitive's iterations back to back, after one untimed, as a
 	 * loop reusing one block would run: a cached clear finds the block
-	 * where its last iteration left it (in L2 when it fits) */
+	 * where its last iteration left it (in the L3 when it fits) */
 	for (unsigned j = 0; j < 2; j++) {
 		unsigned m = (j + round) & 1; /* which goes first alternates by round */
 
@@ -122,7 +121,6 @@ static bool bare_clear_us(const struct workload *w, unsigned iters, unsigned rou
 	}
 	both[0] = median(t[0], iters);
 	both[1] = median(t[1], iters);
-	*us = both[0] < both[1] ? both[0] : both[1];
 	free(t[0]);
 	free(t[1]);
 	munmap(map, w->bytes + huge);
@@ -258,10 +256,12 @@ void sc_preload(void)
 
 				progress("preload: %s, %s, round %u/%u", w->name, alloc_names[k], r + 1, rounds);
 				if (k == A_BARE) {
-					if (ok[k] && !bare_clear_us(w, iters, r, &us[k][r], bare[r])) {
+					if (ok[k] && !bare_clear_us(w, iters, r, bare[r])) {
 						note(SC, "%s, bare clear: no memory for it", w->name);
 						ok[k] = false;
 					}
+					if (ok[k]) /* the row: the faster of the two */
+						us[k][r] = bare[r][0] < bare[r][1] ? bare[r][0] : bare[r][1];
 					continue;
 				}
 				if (ok[k] && !run_child(w, pre[k], iters, r == 0 ? idle_s : 0, &us[k][r], &rss[k][r],
