@@ -34,7 +34,9 @@ extern unsigned opt_threads; /* default: online CPUs */
 extern double opt_scale;     /* multiplies sample counts and durations */
 extern bool opt_dump;	     /* --dump: zp_arena_dump() each kind of arena as it ends */
 extern double opt_idle;	     /* fault: seconds to idle before the "after idle" rows (0 = skip) */
-extern bool opt_churn_block; /* --churn-touch block: churn writes one byte per block, not per page */
+enum churn_touch { TOUCH_PAGE, TOUCH_BLOCK, TOUCH_NONE };
+extern enum churn_touch opt_churn_touch; /* --churn-touch: what churn writes in each block it gets */
+extern bool opt_churn_nozero; /* --churn-zero none: no zero-filled allocations in churn */
 extern unsigned opt_repeat;  /* --repeat: how many times the chosen scenarios run */
 
 /* util.c */

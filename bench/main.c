@@ -22,7 +22,8 @@ unsigned opt_threads;
 double opt_scale = 1.0;
 double opt_idle = -1; /* -1: 6 s, or none at --scale below 1 */
 bool opt_dump;
-bool opt_churn_block;
+enum churn_touch opt_churn_touch = TOUCH_PAGE;
+bool opt_churn_nozero;
 unsigned opt_repeat = 1;
 
 static const struct scenario {
@@ -73,7 +74,10 @@ static void usage(FILE *f)
 		   "                  hypervisor's) free page reporting delay (default 6; 0 = skip;\n"
 		   "                  skipped by default when --scale is below 1)\n"
 		   "  --churn-touch M churn writes one byte per page of each block it gets (M = page,\n"
-		   "                  the default, as a program would) or one per block (M = block)\n"
+		   "                  the default, as a program would), one per block (M = block) or\n"
+		   "                  none (M = none: with --churn-zero none, the allocator's path alone)\n"
+		   "  --churn-zero M  half of churn's allocations are zero-filled (M = half, the\n"
+		   "                  default) or none (M = none)\n"
 		   "  --dump          print zp_arena_dump() of the first zpage arena of each row as it ends\n"
 		   "  --report DIR    write DIR/index.md: the environment, each scenario's table, its charts\n"
 		   "                  (drawn into DIR, as --plot) and a reading generated from the numbers\n"
@@ -116,7 +120,7 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 		{"plot", required_argument, NULL, 'p'},	       {"threads", required_argument, NULL, 't'},
 		{"scale", required_argument, NULL, 's'},       {"help", no_argument, NULL, 'h'},
 		{"idle", required_argument, NULL, 'i'},	       {"dump", no_argument, NULL, 'd'},
-		{"churn-touch", required_argument, NULL, 'T'}, {"repeat", required_argument, NULL, 'r'},
+		{"churn-touch", required_argument, NULL, 'T'}, {"churn-zero", required_argument, NULL, 'Z'}, {"repeat", required_argument, NULL, 'r'},
 		{"report", required_argument, NULL, 'R'},      {NULL, 0, NULL, 0},
 	};
 	int c;
@@ -170,12 +174,19 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 			opt_idle = v;
 			break;
 		case 'T':
-			if (strcmp(optarg, "page") && strcmp(optarg, "block")) {
-				fprintf(stderr, "zpage-bench: --churn-touch wants page or block, not '%s'\n", optarg);
-				return 2;
+			if (!strcmp(optarg, "page") || !strcmp(optarg, "block") || !strcmp(optarg, "none")) {
+				opt_churn_touch = optarg[0] == 'p' ? TOUCH_PAGE : optarg[0] == 'b' ? TOUCH_BLOCK : TOUCH_NONE;
+				break;
 			}
-			opt_churn_block = !strcmp(optarg, "block");
-			break;
+			fprintf(stderr, "zpage-bench: --churn-touch wants page, block or none, not '%s'\n", optarg);
+			return 2;
+		case 'Z':
+			if (!strcmp(optarg, "half") || !strcmp(optarg, "none")) {
+				opt_churn_nozero = optarg[0] == 'n';
+				break;
+			}
+			fprintf(stderr, "zpage-bench: --churn-zero wants half or none, not '%s'\n", optarg);
+			return 2;
 		case 'h':
 			usage(stdout);
 			return 0;

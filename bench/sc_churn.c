@@ -5,7 +5,9 @@
  * live and writing one byte in each page of each block it gets, as a
  * program using the memory would (--churn-touch block: the first byte of
  * the block only, which spares allocators that hand out lazily mapped
- * memory the faults and zeroing of the rest).  Operations per
+ * memory the faults and zeroing of the rest; --churn-touch none with
+ * --churn-zero none: no writes and no zero-filled allocations, what is
+ * left is each allocator's own path).  Operations per
  * second (3 runs) and per-operation latency percentiles, 1 thread and
  * --threads threads, for zpage and the peers (4 KiB << order, page-aligned),
  * every row's run r before any row's run r + 1, the rows in an order
@@ -28,7 +30,8 @@ struct cw {
 	struct zp_arena *a;
 	const struct peer *pe;
 	double seconds;
-	size_t touch_step; /* one byte written every touch_step bytes of a block */
+	size_t touch_step; /* one byte written every touch_step bytes of a block (0: none) */
+	bool nozero;	   /* --churn-zero none */
 	uint64_t rng;
 	unsigned long ops;
 	double *lat;
@@ -72,7 +75,7 @@ static void *churn(void *arg)
 
 			if (n < LIVE && (n == 0 || (r & 2))) {
 				unsigned ord = pick_order(&w->rng);
-				bool zero = r & 4;
+				bool zero = !w->nozero && (r & 4);
 				size_t size = ZP_PAGE_SIZE << ord;
 				void *q;
 
@@ -85,7 +88,7 @@ static void *churn(void *arg)
 					w->failed++;
 					continue;
 				}
-				for (size_t off = 0; off < size; off += w->touch_step)
+				for (size_t off = 0; w->touch_step && off < size; off += w->touch_step)
 					((volatile char *)q)[off] = 1;
 				p[n] = q;
 				o[n++] = ord;
@@ -141,7 +144,10 @@ static void run_once(struct churn_row *x, int r)
 		w[i] = (struct cw){.a = a,
 				   .pe = x->pe,
 				   .seconds = seconds,
-				   .touch_step = opt_churn_block ? SIZE_MAX : ZP_PAGE_SIZE,
+				   .touch_step = opt_churn_touch == TOUCH_PAGE	? ZP_PAGE_SIZE
+						 : opt_churn_touch == TOUCH_BLOCK ? SIZE_MAX
+										  : 0,
+				   .nozero = opt_churn_nozero,
 				   .rng = 0x2545f4914f6cdd1dull * (i + 1) + (uint64_t)r,
 				   .lat = xmalloc(MAX_LAT * sizeof(double)),
 				   .stride = 1};
@@ -168,8 +174,13 @@ static void record(struct churn_row *x)
 {
 	double p[2] = {pct(x->lat, x->nlat, 99), pct(x->lat, x->nlat, 99.9)};
 
-	result("churn", x->name, opt_churn_block ? "throughput, 1 B/block" : "throughput, 1 B/page", "M ops/s",
-	       x->opsps, RUNS);
+	static const char *const col[2][3] = {
+		{"throughput, 1 B/page", "throughput, 1 B/block", "throughput, no writes"},
+		{"throughput, 1 B/page, no zeroing", "throughput, 1 B/block, no zeroing",
+		 "throughput, no writes, no zeroing"},
+	};
+
+	result("churn", x->name, col[opt_churn_nozero][opt_churn_touch], "M ops/s", x->opsps, RUNS);
 	result("churn", x->name, "latency", "ns", x->lat, x->nlat);
 	result("churn", x->name, "latency p99", "ns", &p[0], 1);
 	result("churn", x->name, "latency p99.9", "ns", &p[1], 1);
@@ -211,10 +222,14 @@ void sc_churn(void)
 		record(&x[j]);
 	free(x);
 	reference("churn", "glibc, 1 thread");
-	note("churn", "half the allocations zero-filled; orders 0..10, P(order >= k) = 2^-k; latency: every call, "
-		      "alloc and free");
-	note("churn", "touch: %s (--churn-touch %s)",
-	     opt_churn_block ? "one byte per block, its first" : "one byte per page of every block, as a program would",
-	     opt_churn_block ? "block" : "page");
+	static const char *const touch[3][2] = {
+		{"one byte per page of every block, as a program would", "page"},
+		{"one byte per block, its first", "block"},
+		{"none: the blocks are never written", "none"},
+	};
+
+	note("churn", "%s; orders 0..10, P(order >= k) = 2^-k; latency: every call, alloc and free",
+	     opt_churn_nozero ? "no allocation zero-filled (--churn-zero none)" : "half the allocations zero-filled");
+	note("churn", "touch: %s (--churn-touch %s)", touch[opt_churn_touch][0], touch[opt_churn_touch][1]);
 	rotation_done(&rot);
 }

@@ -393,9 +393,21 @@ else
 	bad "--report"; head -n 20 "$md" 2>/dev/null | diag
 fi
 
+# --churn-touch none --churn-zero none: the allocators' own path, said in the
+# column and the notes; zpage's arenas clear nothing (their dumps say so)
+if "$bench" --scale 0.02 --threads 2 --churn-touch none --churn-zero none --dump --csv "$out/nz.csv" churn \
+	>"$out/nz.txt" 2>&1; then
+	grep -q '"throughput, no writes, no zeroing"' "$out/nz.csv" && grep -q "(--churn-touch none)" "$out/nz.txt" &&
+		grep -q "(--churn-zero none)" "$out/nz.txt" && [ "$(grep -c '^counters: cleared 0,' "$out/nz.txt")" -eq 2 ] &&
+		ok "--churn-touch none --churn-zero none: column, notes, nothing cleared" ||
+		{ bad "--churn-touch none --churn-zero none"; grep '^counters' "$out/nz.txt" | diag; }
+else
+	bad "churn --churn-touch none --churn-zero none (exit)"; tail -n 5 "$out/nz.txt" | diag
+fi
+
 # bad input: one line on stderr, exit code 2
 for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "--churn-touch x" \
-	"--churn-touch" "nosuchscenario" "--repeat 0" "--repeat x" "compare" "compare one.json"; do
+	"--churn-touch" "--churn-zero x" "--churn-zero" "nosuchscenario" "--repeat 0" "--repeat x" "compare" "compare one.json"; do
 	# shellcheck disable=SC2086
 	"$bench" $args >/dev/null 2>"$out/err.txt"
 	rc=$?
@@ -404,7 +416,7 @@ for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv
 	fi
 done
 "$bench" --help >"$out/help.txt" && grep -q "anon-w-rand" "$out/help.txt" && grep -q "^  pairs " "$out/help.txt" &&
-	grep -q "^  scale " "$out/help.txt" && grep -q "^  seed " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" &&
+	grep -q "^  scale " "$out/help.txt" && grep -q "^  seed " "$out/help.txt" && grep -q "churn-touch" "$out/help.txt" && grep -q -- "--churn-zero M" "$out/help.txt" &&
 	grep -q -- "--repeat N" "$out/help.txt" && grep -q -- "--report DIR" "$out/help.txt" &&
 	grep -q "zpage-bench compare OLD.json NEW.json" "$out/help.txt" && ok "--help" || bad "--help"
 
