@@ -44,7 +44,9 @@ static const struct scenario {
 	{"scale", "arenas of 1 GiB to 1 TiB, max_order 10 to 20: create time, RSS, order-4 pair cost", sc_scale, false},
 	{"seed", "the series' experiment: 256 MiB zeroed with THP from reported memory, skip vs clear again", sc_seed,
 	 false},
-	{"preload", "numpy.zeros and node Buffer.alloc loops under each allocator and zpage-run (per iteration, peak RSS), beside a bare clear",
+	{"preload",
+	 "numpy.zeros and node Buffer.alloc loops under each allocator and zpage-run (per iteration, peak RSS), beside "
+	 "a bare clear",
 	 sc_preload, false},
 };
 #define NR_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
@@ -75,7 +77,8 @@ static void usage(FILE *f)
 		   "                  skipped by default when --scale is below 1)\n"
 		   "  --churn-touch M churn writes one byte per page of each block it gets (M = page,\n"
 		   "                  the default, as a program would), one per block (M = block) or\n"
-		   "                  none (M = none: with --churn-zero none, the allocator's path alone)\n"
+		   "                  none (M = none: with --churn-zero none, each allocator's page-aligned\n"
+		   "                  allocation and free alone)\n"
 		   "  --churn-zero M  half of churn's allocations are zero-filled (M = half, the\n"
 		   "                  default) or none (M = none)\n"
 		   "  --dump          print zp_arena_dump() of the first zpage arena of each row as it ends\n"
@@ -116,12 +119,19 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 			 const char **report)
 {
 	static const struct option longopts[] = {
-		{"csv", required_argument, NULL, 'c'},	       {"json", required_argument, NULL, 'j'},
-		{"plot", required_argument, NULL, 'p'},	       {"threads", required_argument, NULL, 't'},
-		{"scale", required_argument, NULL, 's'},       {"help", no_argument, NULL, 'h'},
-		{"idle", required_argument, NULL, 'i'},	       {"dump", no_argument, NULL, 'd'},
-		{"churn-touch", required_argument, NULL, 'T'}, {"churn-zero", required_argument, NULL, 'Z'}, {"repeat", required_argument, NULL, 'r'},
-		{"report", required_argument, NULL, 'R'},      {NULL, 0, NULL, 0},
+		{"csv", required_argument, NULL, 'c'},
+		{"json", required_argument, NULL, 'j'},
+		{"plot", required_argument, NULL, 'p'},
+		{"threads", required_argument, NULL, 't'},
+		{"scale", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{"idle", required_argument, NULL, 'i'},
+		{"dump", no_argument, NULL, 'd'},
+		{"churn-touch", required_argument, NULL, 'T'},
+		{"churn-zero", required_argument, NULL, 'Z'},
+		{"repeat", required_argument, NULL, 'r'},
+		{"report", required_argument, NULL, 'R'},
+		{NULL, 0, NULL, 0},
 	};
 	int c;
 	double v;
@@ -175,7 +185,9 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 			break;
 		case 'T':
 			if (!strcmp(optarg, "page") || !strcmp(optarg, "block") || !strcmp(optarg, "none")) {
-				opt_churn_touch = optarg[0] == 'p' ? TOUCH_PAGE : optarg[0] == 'b' ? TOUCH_BLOCK : TOUCH_NONE;
+				opt_churn_touch = optarg[0] == 'p'   ? TOUCH_PAGE
+						  : optarg[0] == 'b' ? TOUCH_BLOCK
+								     : TOUCH_NONE;
 				break;
 			}
 			fprintf(stderr, "zpage-bench: --churn-touch wants page, block or none, not '%s'\n", optarg);
@@ -191,7 +203,7 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 			usage(stdout);
 			return 0;
 		default:
-			fprintf(stderr, "zpage-bench: unknown option or missing value: '%s' (see --help)\n",
+			fprintf(stderr, "zpage-bench: unknown, ambiguous or incomplete option: '%s' (see --help)\n",
 				argv[optind - 1]);
 			return 2;
 		}

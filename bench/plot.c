@@ -13,7 +13,7 @@
  *                    the medians span more than 50x; the title says
  *                    whether lower or higher is better
  *   NAME_cdf.svg     the latency distribution of every row, when the
- *                    scenario has a "latency" metric of many samples
+ *                    scenario has a "latency..." metric of many samples
  *   NAME_series.svg  the scenario's series as lines (rss over time)
  *
  * With --repeat, the charts are those of the first run.
@@ -327,7 +327,7 @@ static int cdf_chart(const char *dir, const char *sc)
 	for (size_t i = 0; i < results_count() && !lm; i++) {
 		const struct res *r = result_at(i);
 
-		if (!strcmp(r->scenario, sc) && !strcmp(r->metric, "latency") && r->n > 100)
+		if (!strcmp(r->scenario, sc) && !strncmp(r->metric, "latency", 7) && r->n > 100)
 			lm = r;
 	}
 	if (!lm)

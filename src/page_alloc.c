@@ -167,11 +167,23 @@ static ZP_NOINLINE void post_alloc_init(const struct alloc_context *ac, uint32_t
 
 static ZP_ALWAYS_INLINE void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c)
 {
-	/* a whole block from a thread's cache, dirty, no zeroing asked: nothing
-	 * to count, clear or record (the usual case) */
-	if (!c->pages && !ac->want_zero && ac->npages == (size_t)1 << ac->order &&
-	    zs_small_all_dirty(ac->arena, pfn, ac->order))
-		return;
+	struct zp_arena *a = ac->arena;
+
+	/* a whole block from a thread's cache, every page dirty and resident
+	 * (the usual case): no zeroing asked, nothing to count, clear or
+	 * record; zeroing asked and the block small, clear it whole and count
+	 * it (its zero bits say dirty already, as the caller's pages should) */
+	if (!c->pages && ac->npages == (size_t)1 << ac->order && zs_small_all_dirty(a, pfn, ac->order)) {
+		if (!ac->want_zero)
+			return;
+		if (clear_small_dirty_block(a, pfn, ac->order, ac->user_addr)) {
+			bool shared;
+			struct tc_stats *st = tc_stats_here(a, &shared); /* sets shared */
+
+			tstat_add(&st->cleared, ac->npages, shared);
+			return;
+		}
+	}
 	post_alloc_init(ac, pfn, c);
 }
 

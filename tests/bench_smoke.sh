@@ -147,7 +147,8 @@ for size in "1 GiB" "64 GiB" "1 TiB"; do
 		fi
 	done
 done
-table churn | grep -q "throughput, 1 B/page" && table churn | grep -q "(--churn-touch page)" &&
+table churn | grep -q "throughput, 1 B/page (M ops/s)" && table churn | grep -q "(--churn-touch page)" &&
+	table churn | grep -q "half the allocations zero-filled" &&
 	ok "churn writes every page by default" || bad "churn writes every page by default"
 # no scenario named: the default suite, fault, anon-w-seq and churn
 if "$bench" --scale 0.02 >"$out/default.txt" 2>&1 && grep -q "^== fault" "$out/default.txt" &&
@@ -228,9 +229,10 @@ assert all(isinstance(r["samples"], list) and r["run"] == 1 for r in d["results"
 		bad "compare: identical inputs"; tail -n 5 "$out/same.txt" | diag
 	fi
 	# a synthetic 2x slowdown of one row (every sample and the median doubled) must be flagged
-	scale_json "$out/r.json" 2 '"row": "zpage, 1 thread", "metric": "latency",' >"$out/slow.json"
+	# (the run is --churn-touch block, so its latency columns carry the mode)
+	scale_json "$out/r.json" 2 '"row": "zpage, 1 thread", "metric": "latency, 1 B/block",' >"$out/slow.json"
 	if "$bench" compare "$out/r.json" "$out/slow.json" >"$out/slow.txt" 2>&1 &&
-		grep -q "^  zpage, 1 thread  *latency (ns)  *[0-9.]*  *[0-9.]*  *2\.00  worse (p=0\.0" "$out/slow.txt" &&
+		grep -q "^  zpage, 1 thread  *latency, 1 B/block (ns)  *[0-9.]*  *[0-9.]*  *2\.00  worse (p=0\.0" "$out/slow.txt" &&
 		grep -q "^1 worse, 0 better" "$out/slow.txt"; then
 		ok "compare: a 2x slowdown of one row flagged, nothing else"
 	else
@@ -238,13 +240,13 @@ assert all(isinstance(r["samples"], list) and r["run"] == 1 for r in d["results"
 	fi
 	# every row's latency 3% slower: significant over the samples (and after the correction for the
 	# ten rows of the column), but under the 5% floor
-	scale_json "$out/r.json" 1.03 '"metric": "latency",' >"$out/slow3.json"
+	scale_json "$out/r.json" 1.03 '"metric": "latency, 1 B/block",' >"$out/slow3.json"
 	if "$bench" compare "$out/r.json" "$out/slow3.json" >"$out/slow3.txt" 2>&1 &&
-		grep -q "^  zpage, 1 thread  *latency (ns)  *[0-9.]*  *[0-9.]*  *1\.03  ~ within 5% (p=0\.0[0-4]" "$out/slow3.txt" &&
+		grep -q "^  zpage, 1 thread  *latency, 1 B/block (ns)  *[0-9.]*  *[0-9.]*  *1\.03  ~ within 5% (p=0\.0[0-4]" "$out/slow3.txt" &&
 		grep -q "^0 worse, 0 better" "$out/slow3.txt"; then
 		ok "compare: a significant 3% change of every row is under the 5% floor: not flagged"
 	else
-		bad "compare: the 5% floor"; grep "zpage, 1 thread  *latency (ns)\|worse," "$out/slow3.txt" | diag
+		bad "compare: the 5% floor"; grep "zpage, 1 thread  *latency, 1 B/block (ns)\|worse," "$out/slow3.txt" | diag
 	fi
 	# bad input: one line on stderr, exit 2
 	head -c 300 "$out/r.json" >"$out/truncated.json"
@@ -399,15 +401,23 @@ if "$bench" --scale 0.02 --threads 2 --churn-touch none --churn-zero none --dump
 	>"$out/nz.txt" 2>&1; then
 	grep -q '"throughput, no writes, no zeroing"' "$out/nz.csv" && grep -q "(--churn-touch none)" "$out/nz.txt" &&
 		grep -q "(--churn-zero none)" "$out/nz.txt" && [ "$(grep -c '^counters: cleared 0,' "$out/nz.txt")" -eq 2 ] &&
-		ok "--churn-touch none --churn-zero none: column, notes, nothing cleared" ||
+		grep -q '"latency p99, no writes, no zeroing"' "$out/nz.csv" &&
+		ok "--churn-touch none --churn-zero none: columns, notes, nothing cleared" ||
 		{ bad "--churn-touch none --churn-zero none"; grep '^counters' "$out/nz.txt" | diag; }
 else
 	bad "churn --churn-touch none --churn-zero none (exit)"; tail -n 5 "$out/nz.txt" | diag
 fi
+if "$bench" --scale 0.02 --threads 2 --churn-zero none --dump --csv "$out/pz.csv" churn >"$out/pz.txt" 2>&1 &&
+	grep -q '"throughput, 1 B/page, no zeroing"' "$out/pz.csv" && grep -q "(--churn-touch page)" "$out/pz.txt" &&
+	[ "$(grep -c '^counters: cleared 0,' "$out/pz.txt")" -eq 2 ]; then
+	ok "--churn-zero none alone: every page written, nothing cleared"
+else
+	bad "--churn-zero none alone"; grep '^counters' "$out/pz.txt" | diag
+fi
 
 # bad input: one line on stderr, exit code 2
 for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "--churn-touch x" \
-	"--churn-touch" "--churn-zero x" "--churn-zero" "nosuchscenario" "--repeat 0" "--repeat x" "compare" "compare one.json"; do
+	"--churn-touch" "--churn-zero x" "--churn-zero" "--churn x" "nosuchscenario" "--repeat 0" "--repeat x" "compare" "compare one.json"; do
 	# shellcheck disable=SC2086
 	"$bench" $args >/dev/null 2>"$out/err.txt"
 	rc=$?

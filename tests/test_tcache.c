@@ -9,7 +9,8 @@
  *    drained before ENOMEM, by any order, the largest included;
  *  - bad frees of cached blocks (double, wrong order, interior, sitting in
  *    another live thread's cache) return -EINVAL with nothing changed;
- *  - a cached page never forgets it is zero, across threads;
+ *  - a cached page never forgets it is zero, across threads; a small dirty
+ *    one comes back cleared (the zeroing allocation's short path);
  *  - zp_arena_check(), stats and dump quiesce caches whose owners are
  *    allocating and freeing at that moment;
  *  - an arena destroyed while threads still have caches for it: those
@@ -327,6 +328,40 @@ static void cached_zero_state_across_threads(void)
 	zp_arena_destroy(a);
 }
 
+/*
+ * The short path for the usual zeroing allocation (clear_small_dirty_block):
+ * a small block this thread freed dirty comes back from its cache zeroed,
+ * counted as cleared, with or without a user address, at every order below
+ * the non-temporal threshold and at the first order above it (the general
+ * path).
+ */
+static void small_dirty_cached_block_cleared(void)
+{
+	struct zp_arena *a = t_arena(1024, 8, 0);
+
+	for (unsigned order = 0; order <= 6; order++) {
+		for (int with_addr = 0; with_addr < 2; with_addr++) {
+			size_t len = ZP_PAGE_SIZE << order;
+			char *p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE), *q;
+			uintptr_t ua = with_addr ? (uintptr_t)0x7f0000000000 + len / 2 + 123 : ZP_USER_ADDR_NONE;
+			uint64_t before;
+
+			ASSERT(p);
+			memset(p, 0xa5, len);
+			ASSERT_EQ(zp_free_pages(a, p, order), 0);
+			before = t_stats(a).pages_cleared;
+			q = zp_alloc_pages(a, ZP_GFP_ZERO, order, ua);
+			EXPECT_EQ(q, p); /* the block just freed, from the cache */
+			ASSERT(q);
+			EXPECT(t_all_zero(q, len));
+			EXPECT_EQ(t_stats(a).pages_cleared - before, (uint64_t)1 << order);
+			EXPECT_EQ(zp_arena_check(a), 0);
+			ASSERT_EQ(zp_free_pages(a, q, order), 0);
+		}
+	}
+	zp_arena_destroy(a);
+}
+
 /* Checks, stats and dumps while two threads churn small blocks. */
 struct churner {
 	struct zp_arena *a;
@@ -530,6 +565,7 @@ int main(int argc, char **argv)
 	RUN(exhaustion_drains_other_threads);
 	RUN(bad_frees_of_cached_blocks);
 	RUN(cached_zero_state_across_threads);
+	RUN(small_dirty_cached_block_cleared);
 	RUN(check_while_churning);
 	RUN(destroy_with_live_caches);
 	RUN(fork_returns_other_threads_caches);
