@@ -133,7 +133,7 @@ void tc_init(struct zp_arena *a)
 
 /* ---- the owner's side ---- */
 
-static inline bool tc_enter(struct tcache *t)
+static ZP_ALWAYS_INLINE bool tc_enter(struct tcache *t)
 {
 	if (TC_ASYM_OK && likely(tc_asym)) {
 		atomic_store_explicit(&t->active, 1, memory_order_relaxed);
@@ -154,7 +154,7 @@ static inline bool tc_enter(struct tcache *t)
 }
 
 /* @entered: what tc_enter() returned. */
-static inline void tc_exit(struct tcache *t, bool entered)
+static ZP_ALWAYS_INLINE void tc_exit(struct tcache *t, bool entered)
 {
 	if (likely(entered))
 		atomic_store_explicit(&t->active, 0, memory_order_release);
@@ -212,7 +212,7 @@ found:
 	return t;
 }
 
-static inline struct tcache *tc_get(struct zp_arena *a)
+static ZP_ALWAYS_INLINE struct tcache *tc_get(struct zp_arena *a)
 {
 	if (likely(tc_self.last_id == a->id))
 		return tc_self.last;
@@ -228,7 +228,7 @@ struct tc_stats *tc_stats_here(struct zp_arena *a, bool *shared)
 }
 
 /* Put a free block (head PG_busy or fresh from the buddy) in @t. */
-static inline void tc_add(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order)
+static ZP_ALWAYS_INLINE void tc_add(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order)
 {
 	enum zstate st = ZS_DIRTY;
 
@@ -244,7 +244,7 @@ static inline void tc_add(struct zp_arena *a, struct tcache *t, uint32_t pfn, un
 }
 
 /* Take @pfn, of @order and on @t's list @st, off @t; its head becomes PG_busy. */
-static inline void tc_del(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order, enum zstate st)
+static ZP_ALWAYS_INLINE void tc_del(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order, enum zstate st)
 {
 	list_del(a, &t->lists[order][st], pfn);
 	t->pages -= (size_t)1 << order;
