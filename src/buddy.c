@@ -241,12 +241,6 @@ static bool carve_frontier(struct zp_arena *a)
 	return true;
 }
 
-/* Pages beyond the frontier: free, zeroed and reported, on no list. */
-size_t frontier_pages(const struct zp_arena *a)
-{
-	return a->nr_pages - atomic_load_explicit(&a->frontier, memory_order_relaxed);
-}
-
 /* Does the upper half @hi suit @keep better than the lower half @lo? */
 static bool keep_upper(enum expand_keep keep, const struct zcount *lo, const struct zcount *hi)
 {
@@ -328,13 +322,6 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
 	note_alloc_block(a);
 	return pfn;
-}
-
-/* Unlocked hint: is there probably a block of @order or larger in state @st? */
-bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstate st)
-{
-	return (atomic_load_explicit(&a->nonempty[st], memory_order_relaxed) >> order) ||
-	       (st == ZS_REPORTED && frontier_pages(a));
 }
 
 /*

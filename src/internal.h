@@ -385,7 +385,6 @@ static inline void zcount_sub(struct zcount *d, const struct zcount *s)
 void buddy_init(struct zp_arena *a);
 #define ALL_STATES ((1u << NR_ZSTATES) - 1)
 uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states, struct zcount *out);
-bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstate st);
 /* The state a request of @want_zero tries @r-th (0 first). */
 static inline enum zstate state_of_rank(int r, bool want_zero)
 {
@@ -399,7 +398,18 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order);
 void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st,
 			struct zcount *out); /* head info -> 0; its counts into @out (may be NULL) */
 void block_count(const struct zp_arena *a, uint32_t pfn, unsigned order, struct zcount *c); /* listed block */
-size_t frontier_pages(const struct zp_arena *a); /* never used: free, zeroed, reported, unlisted */
+/* Pages never used: free, zeroed, reported, unlisted (an unlocked hint). */
+static inline size_t frontier_pages(const struct zp_arena *a)
+{
+	return a->nr_pages - atomic_load_explicit(&a->frontier, memory_order_relaxed);
+}
+/* Do the buddy lists (or the frontier) probably have a block of @order or
+ * larger in state @st?  An unlocked hint. */
+static inline bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstate st)
+{
+	return (atomic_load_explicit(&a->nonempty[st], memory_order_relaxed) >> order) ||
+	       (st == ZS_REPORTED && frontier_pages(a));
+}
 #define NODE_MIN_ORDER 6 /* smaller blocks fit in a bitmap word: counted from it */
 enum expand_keep {
 	KEEP_FOR_ZERO,	  /* the half a zeroing request prefers */
@@ -423,6 +433,144 @@ static inline bool tc_serves(const struct zp_arena *a, unsigned order)
 	return order < a->tc_orders;
 }
 struct tc_stats *tc_stats_here(struct zp_arena *a, bool *shared); /* this thread's counters */
+
+/*
+ * The owner's fast path, inline in the allocation and free paths
+ * (page_alloc.c); tcache.c has the whole way (a cache to make, a quiescer
+ * to wait for, a refill, a drain) and the handshake's description.
+ */
+#define TC_HIGH_PAGES 1024 /* a cache above this after a free drains its largest lists */
+
+#if defined(__SANITIZE_THREAD__)
+#define TC_ASYM_OK 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TC_ASYM_OK 0
+#else
+#define TC_ASYM_OK 1
+#endif
+#else
+#define TC_ASYM_OK 1
+#endif
+
+/* One per thread: the caches it owns, and the one it used last. */
+struct tc_thread {
+	struct tcache *last;
+	uint64_t last_id; /* last->arena_id, or 0 */
+	struct tcache *caches;
+	bool exited; /* its destructor ran: later calls (other keys' destructors) get no cache */
+};
+extern __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
+extern bool tc_asym;					  /* membarrier registered: owners use a compiler barrier */
+void tc_drain_high(struct zp_arena *a, struct tcache *t); /* the owner, active */
+
+/* This thread's cache for @a if it is the one it used last, else NULL. */
+static ZP_ALWAYS_INLINE struct tcache *tc_mine(const struct zp_arena *a)
+{
+	return likely(tc_self.last_id == a->id) ? tc_self.last : NULL;
+}
+
+/* The owner's side of the handshake: true, on its lists; false when a
+ * quiescer wants them (then off them again: the caller goes the whole way). */
+static ZP_ALWAYS_INLINE bool tc_try_enter(struct tcache *t)
+{
+	if (TC_ASYM_OK && likely(tc_asym)) {
+		atomic_store_explicit(&t->active, 1, memory_order_relaxed);
+		atomic_signal_fence(memory_order_seq_cst);
+	} else {
+		atomic_store_explicit(&t->active, 1, memory_order_seq_cst);
+	}
+	if (likely(!atomic_load_explicit(&t->stop, memory_order_seq_cst)))
+		return true;
+	atomic_store_explicit(&t->active, 0, memory_order_release);
+	return false;
+}
+
+static ZP_ALWAYS_INLINE void tc_leave(struct tcache *t)
+{
+	atomic_store_explicit(&t->active, 0, memory_order_release);
+}
+
+/* Put a free block (head PG_busy or fresh from the buddy) in @t. */
+static ZP_ALWAYS_INLINE void tc_add(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order)
+{
+	enum zstate st = ZS_DIRTY;
+
+	if (unlikely(!zs_small_all_dirty(a, pfn, order))) {
+		struct zcount c;
+
+		zs_count(a, pfn, (size_t)1 << order, &c);
+		st = zs_summary(&c);
+	}
+	pg_set_info(&a->pages[pfn], mk_info(PG_CACHE, order, st));
+	list_add(a, &t->lists[order][st], pfn, false);
+	t->pages += (size_t)1 << order;
+}
+
+/* Take @pfn, of @order and on @t's list @st, off @t; its head becomes PG_busy. */
+static ZP_ALWAYS_INLINE void tc_del(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order, enum zstate st)
+{
+	list_del(a, &t->lists[order][st], pfn);
+	t->pages -= (size_t)1 << order;
+	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
+}
+
+/*
+ * rmqueue_tcache() without leaving the caller: the first block in the
+ * state preference order when this thread's last cache is @a's, no
+ * quiescer wants it, and no refill comes first (a state whose list is
+ * empty here but probably not on the buddy lists).  NIL otherwise: the
+ * caller then goes the whole way, which decides the same.
+ */
+static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigned order, bool want_zero)
+{
+	struct tcache *t = tc_mine(a);
+	uint32_t pfn = NIL;
+
+	if (unlikely(!t) || unlikely(!tc_try_enter(t)))
+		return NIL;
+	for (int r = 0; r < NR_ZSTATES; r++) {
+		enum zstate st = state_of_rank(r, want_zero);
+		struct free_list *l = &t->lists[order][st];
+
+		if (likely(l->nr)) {
+			pfn = l->head;
+			tc_del(a, t, pfn, order, st);
+			break;
+		}
+		if (buddy_may_have(a, order, st))
+			break; /* a refill first: the whole way */
+	}
+	tc_leave(t);
+	return pfn;
+}
+
+/* free_tcache() without leaving the caller; false, having done nothing,
+ * when it must go the whole way. */
+static ZP_ALWAYS_INLINE bool free_tcache_fast(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	struct tcache *t = tc_mine(a);
+
+	if (unlikely(!t) || unlikely(!tc_try_enter(t)))
+		return false;
+	tc_add(a, t, pfn, order);
+	if (unlikely(t->pages > TC_HIGH_PAGES))
+		tc_drain_high(a, t);
+	tc_leave(t);
+	return true;
+}
+
+/* This thread's counters, without leaving the caller when it can. */
+static ZP_ALWAYS_INLINE struct tc_stats *tc_stats_fast(struct zp_arena *a, bool *shared)
+{
+	struct tcache *t = tc_mine(a);
+
+	if (likely(t)) {
+		*shared = false;
+		return &t->stats;
+	}
+	return tc_stats_here(a, shared);
+}
 void tc_sum(struct zp_arena *a, struct tc_totals *s);		   /* lock_all() held */
 /* lock_all(): tc_lock, every cache of @a quiesced, then the arena lock */
 void lock_all(struct zp_arena *a);

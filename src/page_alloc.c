@@ -96,7 +96,8 @@ static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_conte
 
 	if (tc_serves(a, ac->order)) {
 		c->pages = 0;
-		return rmqueue_tcache(a, ac->order, ac->want_zero);
+		pfn = rmqueue_tcache_fast(a, ac->order, ac->want_zero);
+		return likely(pfn != NIL) ? pfn : rmqueue_tcache(a, ac->order, ac->want_zero);
 	}
 	zlock_lock(&a->lock);
 	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c);
@@ -178,7 +179,7 @@ static ZP_ALWAYS_INLINE void post_alloc_hook(const struct alloc_context *ac, uin
 			return;
 		if (clear_small_dirty_block(a, pfn, ac->order, ac->user_addr)) {
 			bool shared;
-			struct tc_stats *st = tc_stats_here(a, &shared); /* sets shared */
+			struct tc_stats *st = tc_stats_fast(a, &shared); /* sets shared */
 
 			tstat_add(&st->cleared, ac->npages, shared);
 			return;
@@ -275,7 +276,8 @@ int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 	daemon_ensure(a);
 	free_pages_prepare(a, pfn, order);
 	if (tc_serves(a, order)) {
-		free_tcache(a, pfn, order);
+		if (!free_tcache_fast(a, pfn, order))
+			free_tcache(a, pfn, order);
 	} else {
 		zlock_lock(&a->lock);
 		free_one_page(a, pfn, order);
@@ -381,9 +383,8 @@ int zp_free(struct zp_arena *a, void *addr)
 		return -EINVAL;
 	if (!(info & PG_EXACT))
 		return zp_free_pages(a, addr, pg_order(info)); /* its CAS decides */
-	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info,
-						     (info & ~PG_ALLOC) | PG_BUSY, memory_order_acq_rel,
-						     memory_order_acquire))
+	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, (info & ~PG_ALLOC) | PG_BUSY,
+						     memory_order_acq_rel, memory_order_acquire))
 		return -EINVAL;
 	n = a->pages[pfn].next; /* ours now */
 	daemon_ensure(a);
@@ -457,7 +458,7 @@ int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
 		del_from_free_list(a, (uint32_t)s, o, pg_state(pi), NULL);
 		s += (size_t)1 << o;
 	}
-	zs_clear(a, pfn + n, n2 - n); /* the caller's now; the excess keeps its state */
+	zs_clear(a, pfn + n, n2 - n);		/* the caller's now; the excess keeps its state */
 	free_range_locked(a, pfn, pfn + n2, s); /* what the last piece brought past n2 */
 	if (n2 == (size_t)1 << order) {
 		pg_set_info(&a->pages[pfn], mk_info(PG_ALLOC, order, 0)); /* a whole block now */
@@ -492,8 +493,7 @@ int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len)
 
 	if (pfn == NIL || addr_to_pfn(a, new) == NIL || (len & (ZP_PAGE_SIZE - 1)) || !len ||
 	    ((char *)new < (char *)old + len && (char *)old < (char *)new + len) ||
-	    (a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY)) || len > zp_usable_size(a, old) ||
-	    len > zp_usable_size(a, new))
+	    (a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY)) || len > zp_usable_size(a, old) || len > zp_usable_size(a, new))
 		return -EINVAL;
 	info = pg_info(&a->pages[pfn]);
 	if ((info & PG_OWNER_MASK) != PG_ALLOC)

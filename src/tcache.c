@@ -9,7 +9,10 @@
  * owner works on them without a lock and without an atomic
  * read-modify-write: the steady state of alloc+free writes only the
  * thread's own cache lines, the block's descriptor and, for a free, the
- * compare-and-swap that validates it (page_alloc.c).
+ * compare-and-swap that validates it (page_alloc.c).  The owner's usual
+ * allocation and free run inline in page_alloc.c (internal.h:
+ * rmqueue_tcache_fast(), free_tcache_fast(), with tc_try_enter(), tc_add()
+ * and tc_del()); this file has the whole way and everything else.
  *
  * Allocation follows the buddy lists' state preference (buddy.c).  For each
  * state in preference order: take from the cache's list if it has one;
@@ -66,33 +69,12 @@
 #include "internal.h"
 
 #define TC_BATCH_PAGES 16
-#define TC_HIGH_PAGES  1024
 
-#if defined(__SANITIZE_THREAD__)
-#define TC_ASYM_OK 0
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TC_ASYM_OK 0
-#else
-#define TC_ASYM_OK 1
-#endif
-#else
-#define TC_ASYM_OK 1
-#endif
-
-/* One per thread: the caches it owns, and the one it used last. */
-struct tc_thread {
-	struct tcache *last;
-	uint64_t last_id; /* last->arena_id, or 0 */
-	struct tcache *caches;
-	bool exited; /* its destructor ran: later calls (other keys' destructors) get no cache */
-};
-
-static __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
+__thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
 
 /* Guards every arena's list of caches and the quiescing handshake. */
 struct zlock tc_lock = {PTHREAD_MUTEX_INITIALIZER, 0};
-static bool tc_asym; /* membarrier registered: owners use a compiler barrier */
+bool tc_asym;			    /* membarrier registered: owners use a compiler barrier */
 static _Atomic unsigned tc_waiters; /* owners waiting for tc_lock in tc_enter() */
 static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tc_key;
@@ -135,18 +117,11 @@ void tc_init(struct zp_arena *a)
 
 static ZP_ALWAYS_INLINE bool tc_enter(struct tcache *t)
 {
-	if (TC_ASYM_OK && likely(tc_asym)) {
-		atomic_store_explicit(&t->active, 1, memory_order_relaxed);
-		atomic_signal_fence(memory_order_seq_cst);
-	} else {
-		atomic_store_explicit(&t->active, 1, memory_order_seq_cst);
-	}
-	if (likely(!atomic_load_explicit(&t->stop, memory_order_seq_cst)))
+	if (likely(tc_try_enter(t)))
 		return true;
 	/* A quiescer holds tc_lock until it is done with the caches: wait for
 	 * it, and work under tc_lock (no quiescer can start meanwhile), so an
 	 * owner makes progress even against back-to-back quiescers. */
-	atomic_store_explicit(&t->active, 0, memory_order_release);
 	atomic_fetch_add_explicit(&tc_waiters, 1, memory_order_relaxed);
 	zlock_lock(&tc_lock);
 	atomic_fetch_sub_explicit(&tc_waiters, 1, memory_order_release);
@@ -214,9 +189,9 @@ found:
 
 static ZP_ALWAYS_INLINE struct tcache *tc_get(struct zp_arena *a)
 {
-	if (likely(tc_self.last_id == a->id))
-		return tc_self.last;
-	return tc_lookup_slow(a);
+	struct tcache *t = tc_mine(a);
+
+	return likely(t) ? t : tc_lookup_slow(a);
 }
 
 struct tc_stats *tc_stats_here(struct zp_arena *a, bool *shared)
@@ -225,30 +200,6 @@ struct tc_stats *tc_stats_here(struct zp_arena *a, bool *shared)
 
 	*shared = !t;
 	return t ? &t->stats : &a->tc_gone;
-}
-
-/* Put a free block (head PG_busy or fresh from the buddy) in @t. */
-static ZP_ALWAYS_INLINE void tc_add(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order)
-{
-	enum zstate st = ZS_DIRTY;
-
-	if (unlikely(!zs_small_all_dirty(a, pfn, order))) {
-		struct zcount c;
-
-		zs_count(a, pfn, (size_t)1 << order, &c);
-		st = zs_summary(&c);
-	}
-	pg_set_info(&a->pages[pfn], mk_info(PG_CACHE, order, st));
-	list_add(a, &t->lists[order][st], pfn, false);
-	t->pages += (size_t)1 << order;
-}
-
-/* Take @pfn, of @order and on @t's list @st, off @t; its head becomes PG_busy. */
-static ZP_ALWAYS_INLINE void tc_del(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order, enum zstate st)
-{
-	list_del(a, &t->lists[order][st], pfn);
-	t->pages -= (size_t)1 << order;
-	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
 }
 
 /* Refill @t with up to a batch of @order blocks in state @st. */
@@ -341,12 +292,16 @@ void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order)
 	}
 	entered = tc_enter(t);
 	tc_add(a, t, pfn, order);
-	if (unlikely(t->pages > TC_HIGH_PAGES)) {
-		zlock_lock(&a->lock);
-		tc_drain(a, t, TC_HIGH_PAGES - TC_BATCH_PAGES);
-		zlock_unlock(&a->lock);
-	}
+	if (unlikely(t->pages > TC_HIGH_PAGES))
+		tc_drain_high(a, t);
 	tc_exit(t, entered);
+}
+
+void tc_drain_high(struct zp_arena *a, struct tcache *t)
+{
+	zlock_lock(&a->lock);
+	tc_drain(a, t, TC_HIGH_PAGES - TC_BATCH_PAGES);
+	zlock_unlock(&a->lock);
 }
 
 /* ---- quiescing: every other thread's side ---- */
