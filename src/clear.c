@@ -376,19 +376,25 @@ size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned orde
 /*
  * The usual zeroing allocation from a thread's cache, in short: a whole
  * block every page of which is dirty and resident (the caller checked),
- * smaller than nt_min_bytes, so that clear_dirty_range() would clear it all
- * with cached stores, [t + 1, n) then [0, t] (target last), or [0, n)
- * without an address.  The same stores in the same order, without the
- * bitmap scans and the layers between (they cost a small block's clear a
- * quarter of its time).  False, having done nothing, when a test hook or the
- * aliasing mode wants the general path, or the block is too large.
+ * cleared with cached stores, [t + 1, n) then [0, t] (target last), or
+ * [0, n) without an address: what clear_dirty_range() does for a block
+ * smaller than nt_min_bytes, without the bitmap scans and the layers
+ * between (they cost a small block's clear a quarter of its time).  @hot:
+ * the block was freed into this thread's cache and comes back without a
+ * refill (at most TC_MAX_ORDER, 1 MiB), so it was in use a moment ago and
+ * is likely in this core's caches; it is cleared the same way whatever its
+ * size, where clear_dirty_range() would use non-temporal stores from
+ * nt_min_bytes and leave cold the lines its caller writes next (churn,
+ * which writes every page: 3% more operations a second at one thread, 8+8
+ * runs).  False, having done nothing, when a test hook or the aliasing mode
+ * wants the general path, or the block is too large and not hot.
  */
-bool clear_small_dirty_block(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr)
+bool clear_small_dirty_block(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr, bool hot)
 {
 	size_t n = (size_t)1 << order;
 	char *p = pfn_to_addr(a, pfn);
 
-	if ((n << ZP_PAGE_SHIFT) >= a->nt_min_bytes || a->clear_hook || a->aliasing)
+	if ((!hot && (n << ZP_PAGE_SHIFT) >= a->nt_min_bytes) || a->clear_hook || a->aliasing)
 		return false;
 	if (user_addr == ZP_USER_ADDR_NONE || n == 1) {
 		zero_cached(p, n << ZP_PAGE_SHIFT);

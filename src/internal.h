@@ -596,7 +596,7 @@ size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr
 size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order); /* NT, marks what it cleared zeroed */
 size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned order, uintptr_t user_addr);
 size_t clear_dirty_free_range(struct zp_arena *a, size_t pfn, size_t n);
-bool clear_small_dirty_block(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr);
+bool clear_small_dirty_block(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr, bool hot);
 void zero_cached(void *p, size_t len);
 void zero_nt(void *p, size_t len);
 struct zero_impl {

@@ -89,15 +89,20 @@ static void verify_zero_pages(struct zp_arena *a, size_t pfn, size_t n)
 /* The block and, in @c, the counts of its pages (they cannot change while
  * the block is in flight: post_alloc_hook needs them); c->pages = 0 from a
  * thread's cache, whose small blocks post_alloc_hook counts itself. */
-static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zcount *c)
+static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zcount *c, bool *hot)
 {
 	struct zp_arena *a = ac->arena;
 	uint32_t pfn;
 
+	*hot = false;
 	if (tc_serves(a, ac->order)) {
 		c->pages = 0;
 		pfn = rmqueue_tcache_fast(a, ac->order, ac->want_zero);
-		return likely(pfn != NIL) ? pfn : rmqueue_tcache(a, ac->order, ac->want_zero);
+		if (likely(pfn != NIL)) {
+			*hot = true; /* freed into this thread's cache, no refill */
+			return pfn;
+		}
+		return rmqueue_tcache(a, ac->order, ac->want_zero);
 	}
 	zlock_lock(&a->lock);
 	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c);
@@ -166,7 +171,8 @@ static ZP_NOINLINE void post_alloc_init(const struct alloc_context *ac, uint32_t
 		zs_clear(a, pfn, n);
 }
 
-static ZP_ALWAYS_INLINE void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c)
+static ZP_ALWAYS_INLINE void post_alloc_hook(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c,
+					     bool hot)
 {
 	struct zp_arena *a = ac->arena;
 
@@ -177,7 +183,7 @@ static ZP_ALWAYS_INLINE void post_alloc_hook(const struct alloc_context *ac, uin
 	if (!c->pages && ac->npages == (size_t)1 << ac->order && zs_small_all_dirty(a, pfn, ac->order)) {
 		if (!ac->want_zero)
 			return;
-		if (clear_small_dirty_block(a, pfn, ac->order, ac->user_addr)) {
+		if (clear_small_dirty_block(a, pfn, ac->order, ac->user_addr, hot)) {
 			bool shared;
 			struct tc_stats *st = tc_stats_fast(a, &shared); /* sets shared */
 
@@ -188,21 +194,22 @@ static ZP_ALWAYS_INLINE void post_alloc_hook(const struct alloc_context *ac, uin
 	post_alloc_init(ac, pfn, c);
 }
 
-static ZP_ALWAYS_INLINE void prep_new_page(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c)
+static ZP_ALWAYS_INLINE void prep_new_page(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c,
+					   bool hot)
 {
 	bool exact = ac->npages != (size_t)1 << ac->order;
 
-	post_alloc_hook(ac, pfn, c);
+	post_alloc_hook(ac, pfn, c, hot);
 	pg_set_info(&ac->arena->pages[pfn], mk_info(PG_ALLOC | (exact ? PG_EXACT : 0), ac->order, 0));
 }
 
 /* The fast path, else the slow one; NIL with errno ENOMEM. */
-static ZP_ALWAYS_INLINE uint32_t take_block(const struct alloc_context *ac, struct zcount *c)
+static ZP_ALWAYS_INLINE uint32_t take_block(const struct alloc_context *ac, struct zcount *c, bool *hot)
 {
 	uint32_t pfn;
 
 	daemon_ensure(ac->arena);
-	pfn = get_page_from_freelist(ac, c);
+	pfn = get_page_from_freelist(ac, c, hot);
 	if (pfn == NIL)
 		pfn = alloc_pages_slowpath(ac, c);
 	if (pfn == NIL)
@@ -214,6 +221,7 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 {
 	struct zcount c;
 	uint32_t pfn;
+	bool hot;
 
 	if (!a || (gfp & ~ZP_GFP_ZERO) || order > a->max_order) {
 		errno = EINVAL;
@@ -232,10 +240,10 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 		.want_zero = (gfp & ZP_GFP_ZERO) || (a->flags & ZP_INIT_ON_ALLOC),
 	};
 
-	pfn = take_block(&ac, &c);
+	pfn = take_block(&ac, &c, &hot);
 	if (pfn == NIL)
 		return NULL;
-	prep_new_page(&ac, pfn, &c);
+	prep_new_page(&ac, pfn, &c, hot);
 	return pfn_to_addr(a, pfn);
 }
 
@@ -317,6 +325,7 @@ static void free_range_locked(struct zp_arena *a, uint32_t base, size_t s, size_
 void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_addr)
 {
 	struct zcount c;
+	bool hot; /* unused: a trimmed block is not whole */
 	size_t n;
 	unsigned order;
 	uint32_t pfn;
@@ -346,7 +355,7 @@ void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_add
 		.want_zero = (gfp & ZP_GFP_ZERO) || (a->flags & ZP_INIT_ON_ALLOC),
 	};
 
-	pfn = take_block(&ac, &c);
+	pfn = take_block(&ac, &c, &hot);
 	if (pfn == NIL)
 		return NULL;
 	/* keep n pages, give back the rest with its zero state: a 3 MiB
@@ -357,7 +366,7 @@ void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_add
 	free_range_locked(a, pfn, pfn + n, pfn + ((size_t)1 << order));
 	zlock_unlock(&a->lock);
 	c.pages = 0; /* post_alloc_hook counts the n pages kept */
-	prep_new_page(&ac, pfn, &c);
+	prep_new_page(&ac, pfn, &c, false);
 	return pfn_to_addr(a, pfn);
 }
 

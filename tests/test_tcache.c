@@ -330,16 +330,16 @@ static void cached_zero_state_across_threads(void)
 
 /*
  * The short path for the usual zeroing allocation (clear_small_dirty_block):
- * a small block this thread freed dirty comes back from its cache zeroed,
- * counted as cleared, with or without a user address, at every order below
- * the non-temporal threshold and at the first order above it (the general
- * path).
+ * a block this thread freed dirty comes back from its cache zeroed, counted
+ * as cleared, with or without a user address, at every order the caches
+ * serve (below the non-temporal threshold and above it: a block freed here
+ * a moment ago is cleared with cached stores whatever its size).
  */
 static void small_dirty_cached_block_cleared(void)
 {
-	struct zp_arena *a = t_arena(1024, 8, 0);
+	struct zp_arena *a = t_arena(2048, 10, 0);
 
-	for (unsigned order = 0; order <= 6; order++) {
+	for (unsigned order = 0; order <= 8; order++) {
 		for (int with_addr = 0; with_addr < 2; with_addr++) {
 			size_t len = ZP_PAGE_SIZE << order;
 			char *p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE), *q;
