@@ -92,7 +92,10 @@ struct zp_config {
 				   clear_hot_bytes / 8 KiB pages on each side
 				   (default 64 KiB: 17 pages) */
 	size_t clear_nt_min;	/* dirty runs at least this long are cleared with
-				   non-temporal stores (default 256 KiB) */
+				   non-temporal stores (default 256 KiB), except
+				   a whole dirty block of order 4 to 8 that the
+				   allocating thread freed into its own cache:
+				   cached stores (docs/DESIGN.md, section 6) */
 };
 
 /* Counters of one arena.  Page counts are in pages of ZP_PAGE_SIZE. */

@@ -49,7 +49,7 @@
  *
  * Every function here that touches the lists expects a->lock held and says
  * so with lock_assert_held() (checked in the ZPAGE_LOCKDEP build), except
- * buddy_may_have() and frontier_pages() (unlocked hints), list_add /
+ * list_add /
  * list_del, which run under whichever lock owns the list (the arena's, or
  * a thread's cache), and zp_test_nr_free_blocks(), which takes it.  The rank
  * helpers touch no state.

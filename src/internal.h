@@ -328,9 +328,10 @@ static inline void list_del(struct zp_arena *a, struct free_list *l, uint32_t pf
 void zs_count(const struct zp_arena *a, size_t pfn, size_t n, struct zcount *c);
 enum zstate zs_summary(const struct zcount *c);
 /*
- * Are all pages of a block of at most 64 pages, aligned to its size (so in
- * one bitmap word), dirty and resident (as an allocated block's are)?  The
- * allocation path's usual case, told without counting bits.
+ * Are all pages of a block aligned to its size dirty and resident (as an
+ * allocated block's are)?  Up to 64 pages one word of each bitmap, larger
+ * blocks whole words.  The allocation path's usual case, told without
+ * counting bits.
  */
 static inline bool zs_small_all_dirty(const struct zp_arena *a, size_t pfn, unsigned order)
 {
@@ -439,7 +440,8 @@ struct tc_stats *tc_stats_here(struct zp_arena *a, bool *shared); /* this thread
  * (page_alloc.c); tcache.c has the whole way (a cache to make, a quiescer
  * to wait for, a refill, a drain) and the handshake's description.
  */
-#define TC_HIGH_PAGES 1024 /* a cache above this after a free drains its largest lists */
+#define TC_HIGH_PAGES  1024 /* a cache above this after a free drains its largest lists */
+#define TC_BATCH_PAGES 16   /* a refill brings this many pages, at least one block */
 
 #if defined(__SANITIZE_THREAD__)
 #define TC_ASYM_OK 0
@@ -462,7 +464,7 @@ struct tc_thread {
 };
 extern __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
 extern bool tc_asym;					  /* membarrier registered: owners use a compiler barrier */
-void tc_drain_high(struct zp_arena *a, struct tcache *t); /* the owner, active */
+void tc_drain_high(struct zp_arena *a, struct tcache *t); /* the owner, active or under tc_lock */
 
 /* This thread's cache for @a if it is the one it used last, else NULL. */
 static ZP_ALWAYS_INLINE struct tcache *tc_mine(const struct zp_arena *a)
@@ -519,7 +521,7 @@ static ZP_ALWAYS_INLINE void tc_del(struct zp_arena *a, struct tcache *t, uint32
  * rmqueue_tcache() without leaving the caller: the first block in the
  * state preference order when this thread's last cache is @a's, no
  * quiescer wants it, and no refill comes first (a state whose list is
- * empty here but probably not on the buddy lists).  NIL otherwise: the
+ * empty here but which the buddy lists probably have).  NIL otherwise: the
  * caller then goes the whole way, which decides the same.
  */
 static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigned order, bool want_zero)
@@ -527,6 +529,7 @@ static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigne
 	struct tcache *t = tc_mine(a);
 	uint32_t pfn = NIL;
 
+	lock_assert_not_held(&a->lock);
 	if (unlikely(!t) || unlikely(!tc_try_enter(t)))
 		return NIL;
 	for (int r = 0; r < NR_ZSTATES; r++) {
@@ -551,6 +554,7 @@ static ZP_ALWAYS_INLINE bool free_tcache_fast(struct zp_arena *a, uint32_t pfn, 
 {
 	struct tcache *t = tc_mine(a);
 
+	lock_assert_not_held(&a->lock);
 	if (unlikely(!t) || unlikely(!tc_try_enter(t)))
 		return false;
 	tc_add(a, t, pfn, order);

@@ -88,7 +88,11 @@ static void verify_zero_pages(struct zp_arena *a, size_t pfn, size_t n)
 
 /* The block and, in @c, the counts of its pages (they cannot change while
  * the block is in flight: post_alloc_hook needs them); c->pages = 0 from a
- * thread's cache, whose small blocks post_alloc_hook counts itself. */
+ * thread's cache, whose small blocks post_alloc_hook counts itself.  @hot:
+ * the block was freed into this thread's cache by this thread, most
+ * recently first, and comes back on the inline path (a guess that its
+ * lines are still in this core's caches: a block another thread wrote, or
+ * one left long in the cache, is cold). */
 static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zcount *c, bool *hot)
 {
 	struct zp_arena *a = ac->arena;
@@ -99,7 +103,10 @@ static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_conte
 		c->pages = 0;
 		pfn = rmqueue_tcache_fast(a, ac->order, ac->want_zero);
 		if (likely(pfn != NIL)) {
-			*hot = true; /* freed into this thread's cache, no refill */
+			/* from order 4 up a refill brings one block and hands it
+			 * out at once: one in the cache was freed there, by this
+			 * thread (a free goes to the freeing thread's cache) */
+			*hot = (TC_BATCH_PAGES >> ac->order) <= 1;
 			return pfn;
 		}
 		return rmqueue_tcache(a, ac->order, ac->want_zero);

@@ -36,6 +36,10 @@
  *     active = 0 (release)                ... every cache's lists ...
  *                                         stop = 0, unlock tc_lock
  *
+ * The inline path (internal.h) does the owner's half as tc_try_enter() /
+ * tc_leave(): on stop it leaves at once and goes the whole way, whose
+ * tc_enter() tries once more and then waits for tc_lock as above.
+ *
  * membarrier() puts a full barrier between the owner's store of active and
  * its load of stop wherever the owner is, so either the quiescer sees
  * active == 1 and waits, or the owner sees stop == 1 and keeps off its
@@ -68,7 +72,6 @@
 
 #include "internal.h"
 
-#define TC_BATCH_PAGES 16
 
 __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
 

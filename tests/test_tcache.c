@@ -337,29 +337,39 @@ static void cached_zero_state_across_threads(void)
  */
 static void small_dirty_cached_block_cleared(void)
 {
-	struct zp_arena *a = t_arena(2048, 10, 0);
+	/* flags: plain (ZP_GFP_ZERO asked), init_on_alloc (no gfp), verify */
+	static const unsigned flags[3] = {0, ZP_INIT_ON_ALLOC, ZP_VERIFY};
 
-	for (unsigned order = 0; order <= 8; order++) {
-		for (int with_addr = 0; with_addr < 2; with_addr++) {
+	for (int f = 0; f < 3; f++) {
+		struct zp_arena *a = t_arena(2048, 10, flags[f]);
+		zp_gfp_t gfp = flags[f] == ZP_INIT_ON_ALLOC ? 0 : ZP_GFP_ZERO;
+
+		for (unsigned order = 0; order <= 8; order++) {
 			size_t len = ZP_PAGE_SIZE << order;
-			char *p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE), *q;
-			uintptr_t ua = with_addr ? (uintptr_t)0x7f0000000000 + len / 2 + 123 : ZP_USER_ADDR_NONE;
-			uint64_t before;
+			/* no address; the target in the middle, on the first and the last page */
+			uintptr_t base = (uintptr_t)0x7f0000000000, ua[4] = {ZP_USER_ADDR_NONE, base + len / 2 + 123,
+									      base, base + len - 1};
 
-			ASSERT(p);
-			memset(p, 0xa5, len);
-			ASSERT_EQ(zp_free_pages(a, p, order), 0);
-			before = t_stats(a).pages_cleared;
-			q = zp_alloc_pages(a, ZP_GFP_ZERO, order, ua);
-			EXPECT_EQ(q, p); /* the block just freed, from the cache */
-			ASSERT(q);
-			EXPECT(t_all_zero(q, len));
-			EXPECT_EQ(t_stats(a).pages_cleared - before, (uint64_t)1 << order);
-			EXPECT_EQ(zp_arena_check(a), 0);
-			ASSERT_EQ(zp_free_pages(a, q, order), 0);
+			for (int u = 0; u < 4; u++) {
+				char *p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE), *q;
+				uint64_t before;
+
+				ASSERT(p);
+				memset(p, 0xa5, len);
+				ASSERT_EQ(zp_free_pages(a, p, order), 0);
+				before = t_stats(a).pages_cleared;
+				q = zp_alloc_pages(a, gfp, order, ua[u]);
+				EXPECT_EQ(q, p); /* the block just freed, from the cache */
+				ASSERT(q);
+				EXPECT(t_all_zero(q, len));
+				EXPECT_EQ(t_stats(a).pages_cleared - before, (uint64_t)1 << order);
+				EXPECT_EQ(t_stats(a).verify_failures, 0);
+				ASSERT_EQ(zp_free_pages(a, q, order), 0);
+			}
 		}
+		EXPECT_EQ(zp_arena_check(a), 0);
+		zp_arena_destroy(a);
 	}
-	zp_arena_destroy(a);
 }
 
 /* Checks, stats and dumps while two threads churn small blocks. */
