@@ -185,8 +185,9 @@ static ZP_ALWAYS_INLINE void post_alloc_hook(const struct alloc_context *ac, uin
 
 	/* a whole block from a thread's cache, every page dirty and resident
 	 * (the usual case): no zeroing asked, nothing to count, clear or
-	 * record; zeroing asked and the block small, clear it whole and count
-	 * it (its zero bits say dirty already, as the caller's pages should) */
+	 * record; zeroing asked and the block small or hot, clear it whole and
+	 * count it (its zero bits say dirty already, as the caller's pages
+	 * should) */
 	if (!c->pages && ac->npages == (size_t)1 << ac->order && zs_small_all_dirty(a, pfn, ac->order)) {
 		if (!ac->want_zero)
 			return;

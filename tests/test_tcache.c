@@ -9,8 +9,9 @@
  *    drained before ENOMEM, by any order, the largest included;
  *  - bad frees of cached blocks (double, wrong order, interior, sitting in
  *    another live thread's cache) return -EINVAL with nothing changed;
- *  - a cached page never forgets it is zero, across threads; a small dirty
- *    one comes back cleared (the zeroing allocation's short path);
+ *  - a cached page never forgets it is zero, across threads; a dirty one
+ *    comes back cleared (the zeroing allocation's short path), with cached
+ *    stores when this thread freed it there (a clear hook sees which);
  *  - zp_arena_check(), stats and dump quiesce caches whose owners are
  *    allocating and freeing at that moment;
  *  - an arena destroyed while threads still have caches for it: those
@@ -372,6 +373,65 @@ static void small_dirty_cached_block_cleared(void)
 	}
 }
 
+/* What a clear hook saw: the events of one allocation. */
+struct seen {
+	int n;
+	size_t pages, nt_pages;
+	size_t last_pfn, last_n; /* the last clear */
+};
+
+static void see(void *ctx, const struct clear_event *ev)
+{
+	struct seen *s = ctx;
+
+	s->n++;
+	s->pages += ev->nr_pages;
+	s->nt_pages += ev->nt ? ev->nr_pages : 0;
+	s->last_pfn = ev->pfn;
+	s->last_n = ev->nr_pages;
+}
+
+/*
+ * The clearing exception, seen by the hook: a dirty order-8 block (1 MiB,
+ * above clear_nt_min) that this thread freed into its cache comes back
+ * cleared with cached stores only, the target page last; the same block
+ * drained to the buddy lists first comes back through a refill and gets
+ * the general order, its far runs non-temporal.
+ */
+static void hot_block_cleared_cached(void)
+{
+	struct zp_arena *a = t_arena(2048, 10, 0);
+	const unsigned order = 8;
+	const size_t len = ZP_PAGE_SIZE << order, tpage = 100;
+	uintptr_t ua = (uintptr_t)0x7f0000000000 + tpage * ZP_PAGE_SIZE + 5;
+
+	for (int drained = 0; drained < 2; drained++) {
+		struct seen s = {0};
+		char *p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE), *q;
+
+		ASSERT(p);
+		memset(p, 0x3c, len);
+		ASSERT_EQ(zp_free_pages(a, p, order), 0);
+		if (drained)
+			zp_test_drain_pcp(a);
+		zp_test_set_clear_hook(a, see, &s);
+		q = zp_alloc_pages(a, ZP_GFP_ZERO, order, ua);
+		zp_test_set_clear_hook(a, NULL, NULL);
+		ASSERT(q);
+		EXPECT(t_all_zero(q, len));
+		EXPECT_EQ(s.pages, len / ZP_PAGE_SIZE);
+		/* the target page is the last page of the last clear */
+		EXPECT_EQ(s.last_pfn + s.last_n - 1, ((uintptr_t)q - (uintptr_t)a->base) / ZP_PAGE_SIZE + tpage);
+		if (drained)
+			EXPECT_GT(s.nt_pages, 0);
+		else
+			EXPECT_EQ(s.nt_pages, 0);
+		ASSERT_EQ(zp_free_pages(a, q, order), 0);
+	}
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 /* Checks, stats and dumps while two threads churn small blocks. */
 struct churner {
 	struct zp_arena *a;
@@ -576,6 +636,7 @@ int main(int argc, char **argv)
 	RUN(bad_frees_of_cached_blocks);
 	RUN(cached_zero_state_across_threads);
 	RUN(small_dirty_cached_block_cleared);
+	RUN(hot_block_cleared_cached);
 	RUN(check_while_churning);
 	RUN(destroy_with_live_caches);
 	RUN(fork_returns_other_threads_caches);
