@@ -49,9 +49,10 @@
  *
  * Every function here that touches the lists expects a->lock held and says
  * so with lock_assert_held() (checked in the ZPAGE_LOCKDEP build), except
- * list_add /
- * list_del, which run under whichever lock owns the list (the arena's, or
- * a thread's cache), and zp_test_nr_free_blocks(), which takes it.  The rank
+ * list_add / list_del, which run under whichever lock owns the list (the
+ * arena's, or a thread's cache), and zp_test_nr_free_blocks(), which takes
+ * it; the unlocked hints buddy_may_have() and frontier_pages() are inline in
+ * internal.h.  The rank
  * helpers touch no state.
  */
 #include "internal.h"

@@ -72,12 +72,11 @@
 
 #include "internal.h"
 
-
 __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
 
 /* Guards every arena's list of caches and the quiescing handshake. */
 struct zlock tc_lock = {PTHREAD_MUTEX_INITIALIZER, 0};
-bool tc_asym;			    /* membarrier registered: owners use a compiler barrier */
+bool tc_asym; /* membarrier registered: owners use a compiler barrier */
 static _Atomic unsigned tc_waiters; /* owners waiting for tc_lock in tc_enter() */
 static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tc_key;
