@@ -11,7 +11,7 @@
  *   run         the command line, the date (UTC), threads, scale, runs
  *   CPU         model (/proc/cpuinfo), the features the clearing engine
  *               looks at (CPUID: ERMS, FSRM, AVX2, AVX-512F) and the
- *               primitives it chose (zero_cached_name, zero_nt_name)
+ *               primitives it chose (zero_cached_name, zero_small_name, zero_nt_name)
  *   machine     cores online / configured / this process may use, MemTotal
  *   kernel      release (uname), THP enabled and defrag (the bracketed
  *               value of /sys/kernel/mm/transparent_hugepage/...)
@@ -42,7 +42,7 @@
 #include <cpuid.h>
 #endif
 
-#include "internal.h" /* zero_cached_name, zero_nt_name */
+#include "internal.h" /* zero_cached_name, zero_small_name, zero_nt_name */
 #include "results.h"
 
 #ifndef ZPAGE_VERSION
@@ -187,6 +187,7 @@ static void cpu(void)
 	add("cpu_features", false, "not x86-64");
 #endif
 	add("clear_cached", false, "%s", zero_cached_name());
+	add("clear_cached_small", false, "%s up to %zu KiB", zero_small_name(), SMALL_CACHED_MAX >> 10);
 	add("clear_nt", false, "%s", zero_nt_name());
 }
 
@@ -349,9 +350,9 @@ void env_print(FILE *f)
 	fprintf(f, "zpage-bench %s (commit %s), %s; %s threads, scale %s, %s run%s\n", env_value("zpage_version"),
 		env_value("zpage_commit"), env_value("compiler"), env_value("threads"), env_value("scale"), env_value("runs"),
 		opt_repeat > 1 ? "s" : "");
-	fprintf(f, "cpu: %s, %s cores online of %s (%s allowed), %.1f GiB; %s; clears: %s cached, %s non-temporal\n",
+	fprintf(f, "cpu: %s, %s cores online of %s (%s allowed), %.1f GiB; %s; clears: %s cached (%s), %s non-temporal\n",
 		env_value("cpu_model"), env_value("cores_online"), env_value("cores_configured"), env_value("cores_allowed"), kib / 1048576.0,
-		env_value("cpu_features"), env_value("clear_cached"), env_value("clear_nt"));
+		env_value("cpu_features"), env_value("clear_cached"), env_value("clear_cached_small"), env_value("clear_nt"));
 	fprintf(f, "kernel %s %s; THP enabled %s, defrag %s; hypervisor: %s; free page reporting: %s\n",
 		env_value("kernel_release"), env_value("arch"), env_value("thp_enabled"), env_value("thp_defrag"), env_value("hypervisor"),
 		env_value("free_page_reporting"));

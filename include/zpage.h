@@ -93,7 +93,7 @@ struct zp_config {
 				   (default 64 KiB: 17 pages) */
 	size_t clear_nt_min;	/* dirty runs at least this long are cleared with
 				   non-temporal stores (default 256 KiB), except
-				   a whole dirty block of order 4 to 8 that the
+				   a whole dirty block of order 0 to 8 that the
 				   allocating thread freed into its own cache:
 				   cached stores (docs/DESIGN.md, section 6) */
 };

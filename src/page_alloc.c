@@ -89,10 +89,10 @@ static void verify_zero_pages(struct zp_arena *a, size_t pfn, size_t n)
 /* The block and, in @c, the counts of its pages (they cannot change while
  * the block is in flight: post_alloc_hook needs them); c->pages = 0 from a
  * thread's cache, whose small blocks post_alloc_hook counts itself.  @hot:
- * the block was freed into this thread's cache by this thread, most
- * recently first, and comes back on the inline path (a guess that its
- * lines are still in this core's caches: a block another thread wrote, or
- * one left long in the cache, is cold). */
+ * the block was freed into this thread's cache by this thread (not brought
+ * there by a refill: PG_COLD), most recently first, and comes back on the
+ * inline path (a guess that its lines are still in this core's caches: a
+ * block another thread wrote, or one left long in the cache, is cold). */
 static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zcount *c, bool *hot)
 {
 	struct zp_arena *a = ac->arena;
@@ -101,14 +101,9 @@ static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_conte
 	*hot = false;
 	if (tc_serves(a, ac->order)) {
 		c->pages = 0;
-		pfn = rmqueue_tcache_fast(a, ac->order, ac->want_zero);
-		if (likely(pfn != NIL)) {
-			/* from order 4 up a refill brings one block and hands it
-			 * out at once: one in the cache was freed there, by this
-			 * thread (a free goes to the freeing thread's cache) */
-			*hot = (TC_BATCH_PAGES >> ac->order) <= 1;
+		pfn = rmqueue_tcache_fast(a, ac->order, ac->want_zero, hot);
+		if (likely(pfn != NIL))
 			return pfn;
-		}
 		return rmqueue_tcache(a, ac->order, ac->want_zero);
 	}
 	zlock_lock(&a->lock);

@@ -17,7 +17,9 @@
  * Allocation follows the buddy lists' state preference (buddy.c).  For each
  * state in preference order: take from the cache's list if it has one;
  * otherwise, if the buddy lists probably have a block of that state (an
- * unlocked hint), refill a batch of that state under the arena lock.  So a
+ * unlocked hint), refill a batch of that state under the arena lock, each
+ * block marked PG_COLD (clear.c clears a block this thread freed here as a
+ * hot one, a refilled one as a cold one).  So a
  * zeroing request never clears a cached dirty page while a block listed
  * zeroed is free.  A cache above TC_HIGH_PAGES after a free gives its largest
  * lists' oldest blocks back to the buddy lists until it is TC_BATCH_PAGES
@@ -63,7 +65,8 @@
  * the arena lock only after every cache it stopped is inactive.
  *
  * Invariants (zp_arena_check()): a cached block's head has PG_CACHE, its
- * order and its list's state, which equals zs_summary() of its pages; each
+ * order and its list's state, which equals zs_summary() of its pages (and
+ * PG_COLD or not: only a cached head may have it); each
  * cache's pages equals the sum of its blocks' pages; every cache on an
  * arena's list is attached to that arena.
  */
@@ -215,7 +218,7 @@ static void tc_refill(struct zp_arena *a, struct tcache *t, unsigned order, enum
 
 		if (pfn == NIL)
 			break;
-		tc_add(a, t, pfn, order);
+		tc_add(a, t, pfn, order, true);
 	}
 	zlock_unlock(&a->lock);
 }
@@ -293,7 +296,7 @@ void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order)
 		return;
 	}
 	entered = tc_enter(t);
-	tc_add(a, t, pfn, order);
+	tc_add(a, t, pfn, order, false);
 	if (unlikely(t->pages > TC_HIGH_PAGES))
 		tc_drain_high(a, t);
 	tc_exit(t, entered);

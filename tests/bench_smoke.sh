@@ -200,7 +200,7 @@ if "$bench" --scale 0.02 --threads 2 --churn-touch block --csv "$out/r.csv" --js
 	else
 		skipped "commit stamp" "not a git checkout"
 	fi
-	keys="zpage_version zpage_commit compiler cpu_model cpu_features clear_cached clear_nt cores_online
+	keys="zpage_version zpage_commit compiler cpu_model cpu_features clear_cached clear_cached_small clear_nt cores_online
 		cores_configured memory_total_kib kernel_release thp_enabled thp_defrag hypervisor free_page_reporting
 		glibc_version jemalloc_version mimalloc_version tcmalloc_version"
 	missing=

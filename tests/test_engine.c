@@ -216,8 +216,8 @@ static void primitives_match_memset(void)
 		}
 	}
 	EXPECT(tested >= 2); /* at least one cached and one non-temporal */
-	T_NOTE("primitives tested: %d of %zu; chosen: cached %s, non-temporal %s", tested, nr_zero_impls,
-	       zero_cached_name(), zero_nt_name());
+	T_NOTE("primitives tested: %d of %zu; chosen: cached %s (up to %zu KiB: %s), non-temporal %s", tested,
+	       nr_zero_impls, zero_cached_name(), SMALL_CACHED_MAX >> 10, zero_small_name(), zero_nt_name());
 	free(buf);
 	free(ref);
 }

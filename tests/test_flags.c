@@ -83,13 +83,20 @@ static void checker_catches_corruption(void)
 	ASSERT_EQ(zp_free_pages(a, big, 4), 0); /* on the buddy lists */
 	cp = t_pfn(a, c);
 	ASSERT_EQ(zp_arena_check(a), 0);
-	T_DIAG("(eight check failures are expected here)");
+	T_DIAG("(nine check failures are expected here)");
 
 	/* a tail page claims to be a head */
 	saved = pg_info(&a->pages[ap + 1]);
 	pg_set_info(&a->pages[ap + 1], mk_info(PG_ALLOC, 0, 0));
 	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
 	pg_set_info(&a->pages[ap + 1], saved);
+
+	/* an allocated block carries the cached blocks' PG_cold */
+	saved = pg_info(&a->pages[ap]);
+	pg_set_info(&a->pages[ap], saved | PG_COLD);
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	pg_set_info(&a->pages[ap], saved);
+	EXPECT_EQ(zp_arena_check(a), 0);
 
 	/* an allocated page claims to be zero */
 	zs_mark_zeroed(a, ap + 2, 1);
