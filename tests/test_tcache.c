@@ -483,6 +483,69 @@ static void refilled_block_cleared_cold(void)
 	}
 }
 
+/*
+ * Partly dirty blocks in a cache: two 3-page exact allocations, written and
+ * freed, leave order-2 blocks whose last page was never used (zero); a
+ * refill of dirty order-1 blocks then brings two all-dirty pairs and two
+ * partly dirty ones, and every one of them, the first handed out by the
+ * refill, the others by the inline path, comes back with its zero bits
+ * dropped (the checker proves it of allocated blocks) and, for a zeroing
+ * request, only its dirty pages cleared.
+ */
+static void partial_cached_block(void)
+{
+	for (int zero = 0; zero < 2; zero++) {
+		struct zp_arena *a = t_arena(64, 4, 0);
+		char *x[2], *q[8];
+		int partial = 0, n = 0;
+		uint64_t cleared, skipped;
+
+		for (int i = 0; i < 2; i++) {
+			x[i] = zp_alloc(a, 0, 3 * ZP_PAGE_SIZE, ZP_USER_ADDR_NONE);
+			ASSERT(x[i]);
+			memset(x[i], 0x6b, 3 * ZP_PAGE_SIZE);
+		}
+		for (int i = 0; i < 2; i++)
+			ASSERT_EQ(zp_free(a, x[i]), 0);
+		zp_test_drain_pcp(a);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		cleared = t_stats(a).pages_cleared;
+		skipped = t_stats(a).pages_clear_skipped;
+		/* the first allocation refills; count what the refill brought */
+		q[n] = zp_alloc_pages(a, zero ? ZP_GFP_ZERO : 0, 1, ZP_USER_ADDR_NONE);
+		ASSERT(q[n]);
+		n++;
+		{
+			struct tcache *t = tc_mine(a);
+
+			ASSERT(t);
+			for (int st = 0; st < NR_ZSTATES; st++)
+				for (uint32_t pfn = t->lists[1][st].head; pfn != NIL; pfn = a->pages[pfn].next)
+					partial += !zs_small_all_dirty(a, pfn, 1);
+		}
+		EXPECT_GT(partial, 0); /* one at least for the inline path */
+		while (n < 8 && tc_mine(a)->lists[1][ZS_DIRTY].nr) {
+			q[n] = zp_alloc_pages(a, zero ? ZP_GFP_ZERO : 0, 1, ZP_USER_ADDR_NONE);
+			ASSERT(q[n]);
+			n++;
+		}
+		EXPECT_GT(n, 1);
+		for (int i = 0; i < n; i++)
+			if (zero)
+				EXPECT(t_all_zero(q[i], 2 * ZP_PAGE_SIZE));
+		EXPECT_EQ(zp_arena_check(a), 0); /* allocated pages: no zero bit left */
+		/* the four pairs of the two blocks: 6 dirty pages, 2 zero ones,
+		 * which a zeroing request does not clear */
+		EXPECT_EQ(n, 4);
+		EXPECT_EQ(t_stats(a).pages_cleared - cleared, zero ? 6u : 0u);
+		EXPECT_EQ(t_stats(a).pages_clear_skipped - skipped, zero ? 2u : 0u);
+		for (int i = 0; i < n; i++)
+			ASSERT_EQ(zp_free_pages(a, q[i], 1), 0);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		zp_arena_destroy(a);
+	}
+}
+
 /* Checks, stats and dumps while two threads churn small blocks. */
 struct churner {
 	struct zp_arena *a;
@@ -689,6 +752,7 @@ int main(int argc, char **argv)
 	RUN(small_dirty_cached_block_cleared);
 	RUN(hot_block_cleared_cached);
 	RUN(refilled_block_cleared_cold);
+	RUN(partial_cached_block);
 	RUN(check_while_churning);
 	RUN(destroy_with_live_caches);
 	RUN(fork_returns_other_threads_caches);
