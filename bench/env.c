@@ -187,7 +187,7 @@ static void cpu(void)
 	add("cpu_features", false, "not x86-64");
 #endif
 	add("clear_cached", false, "%s", zero_cached_name());
-	add("clear_cached_small", false, "%s up to %zu KiB", zero_small_name(), SMALL_CACHED_MAX >> 10);
+	add("clear_cached_small", false, "%s for hot blocks up to %zu KiB", zero_small_name(), SMALL_CACHED_MAX >> 10);
 	add("clear_nt", false, "%s", zero_nt_name());
 }
 

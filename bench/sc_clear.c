@@ -194,8 +194,8 @@ static void clear_one_order(unsigned order, unsigned samples, uint64_t *rng)
 	}
 	note(sc,
 	     "%u cache-cold dirty blocks per row from a 256 MiB ring; 'paired' = median of per-sample ratios; "
-	     "cached = %s (%s up to %zu KiB), non-temporal = %s",
-	     samples, zero_cached_name(), zero_small_name(), SMALL_CACHED_MAX >> 10, zero_nt_name());
+	     "cached = %s, non-temporal = %s",
+	     samples, zero_cached_name(), zero_nt_name());
 	if (bsz >= BW_MIN)
 		note(sc,
 		     "of the limit: the row's clear bandwidth / %.1f GB/s, this machine's non-temporal clear of cold "

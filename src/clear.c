@@ -4,9 +4,8 @@
  *
  * Primitives, chosen once from CPUID (with a portable C fallback):
  *   cached:         rep stosb where ERMS/FSRM is advertised, else memset;
- *                   for a hot block (zero_hot()), runs of at most
- *                   SMALL_CACHED_MAX (32 KiB) with AVX2 stores where AVX2
- *                   is advertised
+ *                   a hot block of at most SMALL_CACHED_MAX (32 KiB) with
+ *                   AVX2 stores where AVX2 is advertised (the small one)
  *   non-temporal:   AVX-512 or AVX2 streaming stores, else SSE2 streaming
  *                   stores (x86-64 baseline), else memset; then sfence
  *
@@ -155,8 +154,8 @@ NT_WRAPPER(zero_nt_sse2, nt_body_sse2)
 NT_WRAPPER(zero_nt_avx2, nt_body_avx2)
 NT_WRAPPER(zero_nt_avx512, nt_body_avx512)
 
-/* Cached 32-byte stores, 128 bytes a turn: for short runs on lines in
- * cache, where rep stosb's start-up shows (zero_hot()). */
+/* Cached 32-byte stores, 128 bytes a turn: for small blocks whose lines are
+ * probably in cache, where rep stosb's start-up shows (clear_small_dirty_block()). */
 __attribute__((target("avx2"))) static void zero_vec_avx2(void *p, size_t len)
 {
 	__m256i z = _mm256_setzero_si256();
@@ -175,7 +174,8 @@ __attribute__((target("avx2"))) static void zero_vec_avx2(void *p, size_t len)
 		_mm256_store_si256((__m256i *)(c + i + 64), z);
 		_mm256_store_si256((__m256i *)(c + i + 96), z);
 	}
-	memset(c + body, 0, len - body);
+	if (len != body) /* never for pages: no call */
+		memset(c + body, 0, len - body);
 }
 #endif
 
@@ -200,6 +200,9 @@ static pthread_once_t impl_once = PTHREAD_ONCE_INIT;
 
 static void choose_impls(void)
 {
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init(); /* we may run before libgcc's constructor (the drop-in) */
+#endif
 	for (size_t i = 0; i < nr_zero_impls; i++) {
 		const struct zero_impl *z = &zero_impls[i];
 
@@ -233,11 +236,6 @@ void zero_cached(void *p, size_t len)
 	cached_impl->fn(p, len);
 }
 
-void zero_hot(void *p, size_t len)
-{
-	(len <= SMALL_CACHED_MAX ? small_impl : cached_impl)->fn(p, len);
-}
-
 void zero_nt(void *p, size_t len)
 {
 	nt_impl->fn(p, len);
@@ -266,17 +264,18 @@ const char *zero_nt_name(void)
 static void hook(struct zp_arena *a, size_t pfn, size_t n, bool nt, bool user, uintptr_t uaddr)
 {
 	if (a->clear_hook) {
-		struct clear_event ev = {pfn, n, nt, user, uaddr, false};
+		struct clear_event ev = {pfn, n, nt, user, uaddr, false, (nt ? nt_impl : cached_impl)->name};
 
 		a->clear_hook(a->clear_hook_ctx, &ev);
 	}
 }
 
-/* A cached clear of clear_small_dirty_block(), @hot or not. */
-static void hook_hot(struct zp_arena *a, size_t pfn, size_t n, bool user, uintptr_t uaddr, bool hot)
+/* A cached clear of clear_small_dirty_block(), @hot or not, by @impl. */
+static void hook_hot(struct zp_arena *a, size_t pfn, size_t n, bool user, uintptr_t uaddr, bool hot,
+		     const struct zero_impl *impl)
 {
 	if (a->clear_hook) {
-		struct clear_event ev = {pfn, n, false, user, uaddr, hot};
+		struct clear_event ev = {pfn, n, false, user, uaddr, hot, impl->name};
 
 		a->clear_hook(a->clear_hook_ctx, &ev);
 	}
@@ -443,13 +442,14 @@ size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned orde
  * use non-temporal stores from nt_min_bytes and leave cold the lines its
  * caller writes next (churn, which writes every page: 3% more operations a
  * second at one thread over 8+8 runs, p = 0.03, not significant after the
- * correction for the 10 rows), and with zero_hot(): up to 32 KiB with
- * vector stores, which on lines in cache skip rep stosb's start-up (a 4 KiB
- * zeroing allocation 212 -> 180 cycles in a standalone churn loop timed
- * with rdtsc) but on cold lines read each line first (a cold 4 KiB clear
- * and a read of it ~10% slower in `zpage-bench clear`), so a block a
- * refill brought gets rep stosb.  A test's clear hook sees each clear as
- * the general path reports it, and whether it was hot.  False, having done
+ * correction for the 10 rows), and a hot block of up to SMALL_CACHED_MAX
+ * with the small primitive: vector stores, which on lines in cache skip
+ * rep stosb's start-up (a 4 KiB zeroing allocation 212 -> 180 cycles in a
+ * standalone loop of churn's mix timed with rdtsc, not in the repository)
+ * but on cold lines read each line first (a cold 4 KiB clear and a read of
+ * it ~10% slower in `zpage-bench clear`), so a block a refill brought gets
+ * rep stosb.  A test's clear hook sees each clear as the general path
+ * reports it, whether it was hot, and the primitive.  False, having done
  * nothing, in the aliasing mode (page-by-page user clears) or when the
  * block is too large and not hot.
  */
@@ -457,13 +457,14 @@ bool clear_small_dirty_block(struct zp_arena *a, size_t pfn, unsigned order, uin
 {
 	size_t n = (size_t)1 << order;
 	char *p = pfn_to_addr(a, pfn);
-	void (*zero)(void *, size_t) = hot ? zero_hot : zero_cached;
+	/* the primitive, once for the block (both of its clears) */
+	const struct zero_impl *z = hot && (n << ZP_PAGE_SHIFT) <= SMALL_CACHED_MAX ? small_impl : cached_impl;
 
 	if ((!hot && (n << ZP_PAGE_SHIFT) >= a->nt_min_bytes) || a->aliasing)
 		return false;
 	if (user_addr == ZP_USER_ADDR_NONE) {
-		zero(p, n << ZP_PAGE_SHIFT);
-		hook_hot(a, pfn, n, false, ZP_USER_ADDR_NONE, hot);
+		z->fn(p, n << ZP_PAGE_SHIFT);
+		hook_hot(a, pfn, n, false, ZP_USER_ADDR_NONE, hot, z);
 		return true;
 	}
 
@@ -471,11 +472,11 @@ bool clear_small_dirty_block(struct zp_arena *a, size_t pfn, unsigned order, uin
 	size_t t = (user_addr >> ZP_PAGE_SHIFT) & (n - 1);
 
 	if (t + 1 < n) {
-		zero(p + ((t + 1) << ZP_PAGE_SHIFT), (n - t - 1) << ZP_PAGE_SHIFT);
-		hook_hot(a, pfn + t + 1, n - t - 1, true, ubase + ((t + 1) << ZP_PAGE_SHIFT), hot);
+		z->fn(p + ((t + 1) << ZP_PAGE_SHIFT), (n - t - 1) << ZP_PAGE_SHIFT);
+		hook_hot(a, pfn + t + 1, n - t - 1, true, ubase + ((t + 1) << ZP_PAGE_SHIFT), hot, z);
 	}
-	zero(p, (t + 1) << ZP_PAGE_SHIFT);
-	hook_hot(a, pfn, t + 1, true, ubase, hot);
+	z->fn(p, (t + 1) << ZP_PAGE_SHIFT);
+	hook_hot(a, pfn, t + 1, true, ubase, hot, z);
 	return true;
 }
 

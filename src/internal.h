@@ -194,7 +194,8 @@ struct clear_event {
 	bool nt;	     /* non-temporal stores */
 	bool user_path;	     /* cleared through the user-congruent path */
 	uintptr_t user_addr; /* user address of the first page (user path), else ZP_USER_ADDR_NONE */
-	bool hot;	     /* a hot block's clear (zero_hot(): the small primitive up to SMALL_CACHED_MAX) */
+	bool hot;	     /* a hot block's clear (clear_small_dirty_block()) */
+	const char *impl;    /* the primitive's name (zero_impls[]) */
 };
 typedef void (*clear_hook_fn)(void *ctx, const struct clear_event *ev);
 
@@ -430,7 +431,7 @@ int state_rank(enum zstate st, bool want_zero);
 extern struct zlock tc_lock;
 void tc_init(struct zp_arena *a);
 void tc_destroy(struct zp_arena *a);
-uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero);
+uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero, bool *hot);
 void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order);
 void drain_all_pages(struct zp_arena *a);
 void drain_all_pages_locked(struct zp_arena *a); /* lock_all() held */
@@ -610,26 +611,27 @@ size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned orde
 size_t clear_dirty_free_range(struct zp_arena *a, size_t pfn, size_t n);
 bool clear_small_dirty_block(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr, bool hot);
 void zero_cached(void *p, size_t len);
-void zero_hot(void *p, size_t len); /* cached, for a block probably in cache: the small primitive up to
-				       SMALL_CACHED_MAX (cold lines want rep stosb, which skips their reads) */
 void zero_nt(void *p, size_t len);
 struct zero_impl {
 	const char *name;
 	void (*fn)(void *p, size_t len);
 	bool nt;
 	bool (*available)(void);
-	bool small; /* cached, preferred for a hot block's runs of at most SMALL_CACHED_MAX */
+	bool small; /* cached, preferred for a hot block of at most SMALL_CACHED_MAX */
 };
 extern const struct zero_impl zero_impls[];
 extern const size_t nr_zero_impls;
-/* A hot block's clears up to this long use the small primitive: on the
+/* A hot block up to this size is cleared with the small primitive: on the
  * machine the defaults were measured on, on lines in cache, 32-byte stores
- * beat rep stosb by 7% at 4 KiB, 4% at 8 and 16 KiB, 1% at 32 KiB and not
- * at all from 64 KiB (a standalone loop timed with rdtsc: a write to each
- * page, the clear, a write to each page again; clear.c). */
+ * beat rep stosb by 7% at 4 KiB, 4% at 8 KiB, 5% at 16 KiB, 1% at 32 KiB and
+ * not at all from 64 KiB (a standalone loop timed with rdtsc, not in the
+ * repository: a write to each page, the clear, a write to each page again;
+ * clear.c). */
 #define SMALL_CACHED_MAX ((size_t)32 << 10)
 const char *zero_cached_name(void);
-const char *zero_small_name(void); /* the cached primitive of zero_hot() up to SMALL_CACHED_MAX */
+const char *zero_small_name(void); /* the small cached primitive: a hot block of at most
+				      SMALL_CACHED_MAX (cold lines want rep stosb, which does not
+				      read them first) */
 const char *zero_nt_name(void);
 
 /* report.c: returning memory to the OS, pre-zeroing, the background thread */

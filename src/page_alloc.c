@@ -90,9 +90,9 @@ static void verify_zero_pages(struct zp_arena *a, size_t pfn, size_t n)
  * the block is in flight: post_alloc_hook needs them); c->pages = 0 from a
  * thread's cache, whose small blocks post_alloc_hook counts itself.  @hot:
  * the block was freed into this thread's cache by this thread (not brought
- * there by a refill: PG_COLD), most recently first, and comes back on the
- * inline path (a guess that its lines are still in this core's caches: a
- * block another thread wrote, or one left long in the cache, is cold). */
+ * there by a refill: PG_COLD), most recently first (a guess that its lines
+ * are still in this core's caches: a block another thread wrote, or one
+ * left long in the cache, is cold). */
 static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zcount *c, bool *hot)
 {
 	struct zp_arena *a = ac->arena;
@@ -104,7 +104,7 @@ static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_conte
 		pfn = rmqueue_tcache_fast(a, ac->order, ac->want_zero, hot);
 		if (likely(pfn != NIL))
 			return pfn;
-		return rmqueue_tcache(a, ac->order, ac->want_zero);
+		return rmqueue_tcache(a, ac->order, ac->want_zero, hot);
 	}
 	zlock_lock(&a->lock);
 	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c);

@@ -252,8 +252,8 @@ static void tc_drain(struct zp_arena *a, struct tcache *t, size_t target)
 }
 
 /* The block, or NIL: nothing cached and nothing to refill from (the caller
- * then takes the slow path). */
-uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero)
+ * then takes the slow path); @hot: this thread freed it here (not PG_COLD). */
+uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero, bool *hot)
 {
 	struct tcache *t = tc_get(a);
 	uint32_t pfn = NIL;
@@ -275,6 +275,7 @@ uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero)
 			tc_refill(a, t, order, st, want_zero);
 		if (likely(l->nr)) {
 			pfn = l->head;
+			*hot = !(pg_info(&a->pages[pfn]) & PG_COLD);
 			tc_del(a, t, pfn, order, st);
 			break;
 		}

@@ -377,6 +377,7 @@ static void small_dirty_cached_block_cleared(void)
 struct seen {
 	int n;
 	size_t pages, nt_pages, hot_pages;
+	size_t small_pages; /* cleared by the small primitive (the hot small blocks' one) */
 	size_t last_pfn, last_n; /* the last clear */
 };
 
@@ -388,6 +389,7 @@ static void see(void *ctx, const struct clear_event *ev)
 	s->pages += ev->nr_pages;
 	s->nt_pages += ev->nt ? ev->nr_pages : 0;
 	s->hot_pages += ev->hot ? ev->nr_pages : 0;
+	s->small_pages += strcmp(ev->impl, zero_small_name()) ? 0 : ev->nr_pages;
 	s->last_pfn = ev->pfn;
 	s->last_n = ev->nr_pages;
 }
@@ -430,6 +432,8 @@ static void hot_block_cleared_cached(void)
 			EXPECT_EQ(s.nt_pages, 0);
 			EXPECT_EQ(s.hot_pages, s.pages);
 		}
+		if (strcmp(zero_small_name(), zero_cached_name()))
+			EXPECT_EQ(s.small_pages, 0); /* 1 MiB: rep stosb */
 		ASSERT_EQ(zp_free_pages(a, q, order), 0);
 	}
 	EXPECT_EQ(zp_arena_check(a), 0);
@@ -473,6 +477,8 @@ static void refilled_block_cleared_cold(void)
 			EXPECT_EQ(s.pages, len / ZP_PAGE_SIZE);
 			EXPECT_EQ(s.nt_pages, 0);
 			EXPECT_EQ(s.hot_pages, k == 2 ? s.pages : 0);
+			if (strcmp(zero_small_name(), zero_cached_name())) /* a CPU with AVX2 */
+				EXPECT_EQ(s.small_pages, k == 2 ? s.pages : 0);
 		}
 		EXPECT_EQ(q[2], q[1]);
 		EXPECT_EQ(zp_arena_check(a), 0);
@@ -481,6 +487,58 @@ static void refilled_block_cleared_cold(void)
 		EXPECT_EQ(zp_arena_check(a), 0);
 		zp_arena_destroy(a);
 	}
+}
+
+/*
+ * The small primitive is chosen once a block: a hot block of 16 or 32 KiB
+ * gets it for both of its clears (target in the middle), a hot 64 KiB one
+ * rep stosb for both, though each of its clears is 32 KiB.  A block freed
+ * and taken back on the slow paths (this thread used another arena last,
+ * so the inline ones step aside) is hot as well.
+ */
+static void hot_primitive_per_block(void)
+{
+	struct zp_arena *a = t_arena(2048, 10, 0), *b = t_arena(64, 4, 0);
+	bool avx = strcmp(zero_small_name(), zero_cached_name()) != 0;
+
+	for (unsigned order = 2; order <= 4; order++) {
+		size_t len = ZP_PAGE_SIZE << order, n = (size_t)1 << order;
+		uintptr_t ua = (uintptr_t)0x7f0000000000 + len / 2 + 7;
+
+		for (int slow = 0; slow < 2; slow++) {
+			struct seen s = {0};
+			char *p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE), *q, *other = NULL;
+
+			ASSERT(p);
+			memset(p, 0x11, len);
+			if (slow) {
+				other = zp_alloc_pages(b, 0, 0, ZP_USER_ADDR_NONE);
+				ASSERT(other);
+				ASSERT(tc_mine(a) == NULL); /* b's cache is the last one */
+			}
+			ASSERT_EQ(zp_free_pages(a, p, order), 0);
+			if (slow) {
+				ASSERT_EQ(zp_free_pages(b, other, 0), 0);
+				ASSERT(tc_mine(a) == NULL);
+			}
+			zp_test_set_clear_hook(a, see, &s);
+			q = zp_alloc_pages(a, ZP_GFP_ZERO, order, ua);
+			zp_test_set_clear_hook(a, NULL, NULL);
+			ASSERT(q);
+			EXPECT_EQ(q, p);
+			EXPECT(t_all_zero(q, len));
+			EXPECT_EQ(s.pages, n);
+			EXPECT_EQ(s.n, 2);
+			EXPECT_EQ(s.hot_pages, n);
+			if (avx)
+				EXPECT_EQ(s.small_pages, len <= SMALL_CACHED_MAX ? n : 0);
+			ASSERT_EQ(zp_free_pages(a, q, order), 0);
+		}
+	}
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_arena_check(b), 0);
+	zp_arena_destroy(b);
+	zp_arena_destroy(a);
 }
 
 /*
@@ -752,6 +810,7 @@ int main(int argc, char **argv)
 	RUN(small_dirty_cached_block_cleared);
 	RUN(hot_block_cleared_cached);
 	RUN(refilled_block_cleared_cold);
+	RUN(hot_primitive_per_block);
 	RUN(partial_cached_block);
 	RUN(check_while_churning);
 	RUN(destroy_with_live_caches);
