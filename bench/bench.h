@@ -37,6 +37,7 @@ extern double opt_idle;	     /* fault: seconds to idle before the "after idle" r
 enum churn_touch { TOUCH_PAGE, TOUCH_BLOCK, TOUCH_NONE };
 extern enum churn_touch opt_churn_touch; /* --churn-touch: what churn writes in each block it gets */
 extern bool opt_churn_nozero; /* --churn-zero none: no zero-filled allocations in churn */
+extern bool opt_churn_orders; /* --churn-orders: churn's calls timed by block order too */
 extern unsigned opt_repeat;  /* --repeat: how many times the chosen scenarios run */
 
 /* util.c */

@@ -24,6 +24,7 @@ double opt_idle = -1; /* -1: 6 s, or none at --scale below 1 */
 bool opt_dump;
 enum churn_touch opt_churn_touch = TOUCH_PAGE;
 bool opt_churn_nozero;
+bool opt_churn_orders;
 unsigned opt_repeat = 1;
 
 static const struct scenario {
@@ -81,6 +82,9 @@ static void usage(FILE *f)
 		   "                  allocation and free alone)\n"
 		   "  --churn-zero M  half of churn's allocations are zero-filled (M = half, the\n"
 		   "                  default) or none (M = none)\n"
+		   "  --churn-orders  churn also gives, for each block order, the mean time of each\n"
+		   "                  kind of call and of what follows it up to the next call (the\n"
+		   "                  writes), every row (scenario 'churn orders, N thread(s)')\n"
 		   "  --dump          print zp_arena_dump() of the first zpage arena of each row as it ends\n"
 		   "  --report DIR    write DIR/index.md: the environment, each scenario's table, its charts\n"
 		   "                  (drawn into DIR, as --plot) and a reading generated from the numbers\n"
@@ -129,6 +133,7 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 		{"dump", no_argument, NULL, 'd'},
 		{"churn-touch", required_argument, NULL, 'T'},
 		{"churn-zero", required_argument, NULL, 'Z'},
+		{"churn-orders", no_argument, NULL, 'O'},
 		{"repeat", required_argument, NULL, 'r'},
 		{"report", required_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0},
@@ -199,6 +204,9 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 			}
 			fprintf(stderr, "zpage-bench: --churn-zero wants half or none, not '%s'\n", optarg);
 			return 2;
+		case 'O':
+			opt_churn_orders = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;

@@ -11,8 +11,16 @@
  * second (3 runs) and per-operation latency percentiles, 1 thread and
  * --threads threads, for zpage and the peers (4 KiB << order, page-aligned),
  * every row's run r before any row's run r + 1, the rows in an order
- * rotating from run to run.
+ * rotating from run to run.  zpage's rows share one arena for the whole
+ * scenario, as each peer keeps one heap for the process: neither pays
+ * again for memory it first touched in an earlier run (a new arena a run
+ * cost zpage's rows ~17 MiB of first writes to fresh memory in each).
  * Latency is timed around each call with clock_gettime (~20 ns included).
+ * --churn-orders: the same timestamps, summed by block order and kind of
+ * call (allocation, zeroing allocation, free) and for the time from each
+ * call's return to the next call (the writes into the block, and the
+ * loop's own work, which is all that follows a free): means a call, a
+ * sample a run.
  * A thread keeps at most MAX_LAT latencies: those of every stride-th call,
  * the stride doubling (and every other kept one dropped) when the buffer is
  * full, so that what is kept samples the whole run evenly.
@@ -25,6 +33,16 @@
 
 #define LIVE	64
 #define MAX_LAT ((size_t)1 << 20)
+#define ORDERS	11 /* 0..10 */
+
+/* --churn-orders: what is timed, by block order */
+enum { K_ALLOC, K_ZALLOC, K_AFTER, K_ZAFTER, K_FREE, K_FAFTER, NR_KINDS };
+static const char *const kind_name[NR_KINDS] = {"alloc", "zeroing alloc", "after alloc", "after zeroing alloc",
+						"free", "after free"};
+struct by_order {
+	double sum[ORDERS][NR_KINDS]; /* ns */
+	unsigned long n[ORDERS][NR_KINDS];
+};
 
 struct cw {
 	struct zp_arena *a;
@@ -38,6 +56,7 @@ struct cw {
 	size_t nlat;
 	unsigned long stride; /* a power of two: the latency of every stride-th call is kept */
 	int failed;
+	struct by_order bo;
 };
 
 static unsigned pick_order(uint64_t *rng)
@@ -66,12 +85,20 @@ static void *churn(void *arg)
 	void *p[LIVE];
 	unsigned o[LIVE];
 	size_t n = 0;
-	double end = now_ns() + w->seconds * 1e9;
+	double end = now_ns() + w->seconds * 1e9, t_end = 0;
+	int pend = -1; /* the kind of the time since the last call's return (t_end), or none */
+	unsigned pend_o = 0;
 
 	while (now_ns() < end) {
 		for (int k = 0; k < 64; k++) {
 			uint64_t r = rnd64(&w->rng);
-			double t0 = now_ns(), dt;
+			double t0 = now_ns(), t1, dt;
+
+			if (pend >= 0) {
+				w->bo.sum[pend_o][pend] += t0 - t_end;
+				w->bo.n[pend_o][pend]++;
+			}
+			pend = -1;
 
 			if (n < LIVE && (n == 0 || (r & 2))) {
 				unsigned ord = pick_order(&w->rng);
@@ -83,11 +110,16 @@ static void *churn(void *arg)
 					q = zp_alloc_pages(w->a, zero ? ZP_GFP_ZERO : 0, ord, ZP_USER_ADDR_NONE);
 				else
 					q = zero ? w->pe->zalloc(size) : w->pe->alloc(size);
-				dt = now_ns() - t0;
+				t1 = now_ns();
+				dt = t1 - t0;
 				if (!q) {
 					w->failed++;
 					continue;
 				}
+				w->bo.sum[ord][zero ? K_ZALLOC : K_ALLOC] += dt;
+				w->bo.n[ord][zero ? K_ZALLOC : K_ALLOC]++;
+				pend = zero ? K_ZAFTER : K_AFTER;
+				pend_o = ord;
 				for (size_t off = 0; w->touch_step && off < size; off += w->touch_step)
 					((volatile char *)q)[off] = 1;
 				p[n] = q;
@@ -99,12 +131,18 @@ static void *churn(void *arg)
 					zp_free_pages(w->a, p[i], o[i]);
 				else
 					w->pe->release(p[i], ZP_PAGE_SIZE << o[i]);
-				dt = now_ns() - t0;
+				t1 = now_ns();
+				dt = t1 - t0;
+				w->bo.sum[o[i]][K_FREE] += dt;
+				w->bo.n[o[i]][K_FREE]++;
+				pend = K_FAFTER;
+				pend_o = o[i];
 				p[i] = p[--n];
 				o[i] = o[n];
 			}
 			if (!(w->ops++ & (w->stride - 1)))
 				keep_latency(w, dt);
+			t_end = t1;
 		}
 	}
 	while (n--) {
@@ -127,15 +165,17 @@ struct churn_row {
 	double *lat;
 	size_t nlat;
 	long failed;
+	struct by_order bo[RUNS]; /* the threads' sums, per run */
 };
 
-/* Run @r of row @x: its threads churn for a fixed time. */
-static void run_once(struct churn_row *x, int r)
+/* Run @r of row @x, in @arena when it is zpage's: its threads churn for a
+ * fixed time. */
+static void run_once(struct churn_row *x, int r, struct zp_arena *arena)
 {
 	double seconds = 0.4 * opt_scale < 0.05 ? 0.05 : 0.4 * opt_scale, t0;
 	struct cw *w = xmalloc(x->nt * sizeof(*w));
 	pthread_t *t = xmalloc(x->nt * sizeof(*t));
-	struct zp_arena *a = x->pe ? NULL : arena_or_die(NULL);
+	struct zp_arena *a = x->pe ? NULL : arena;
 	unsigned long ops = 0;
 
 	progress("churn: %s run %d/%d", x->name, r + 1, RUNS);
@@ -157,6 +197,12 @@ static void run_once(struct churn_row *x, int r)
 		pthread_join(t[i], NULL);
 		ops += w[i].ops;
 		x->failed += w[i].failed;
+		for (int o = 0; o < ORDERS; o++) {
+			for (int k = 0; k < NR_KINDS; k++) {
+				x->bo[r].sum[o][k] += w[i].bo.sum[o][k];
+				x->bo[r].n[o][k] += w[i].bo.n[o][k];
+			}
+		}
 		/* keep every 8th latency: enough for p99.9, bounded memory
 		 * (at most MAX_LAT / 8 a thread and run: lat has room) */
 		for (size_t k = 0; k < w[i].nlat; k += 8)
@@ -164,8 +210,6 @@ static void run_once(struct churn_row *x, int r)
 		free(w[i].lat);
 	}
 	x->opsps[r] = ops / ((now_ns() - t0) / 1e9) / 1e6;
-	if (a)
-		arena_done(a, "churn", x->name);
 	free(w);
 	free(t);
 }
@@ -195,8 +239,44 @@ static void record(struct churn_row *x)
 		free(lat[i]);
 	if (x->failed)
 		note("churn", "%s: %ld allocations failed (arena or memory exhausted)", x->name, x->failed);
-	free(x->name);
 	free(x->lat);
+}
+
+/* --churn-orders: a table per thread count, a row per order and allocator
+ * (the allocators of one order together), a column per kind of call. */
+static void record_orders(struct churn_row *x, size_t n)
+{
+	for (size_t c = 0; c < n; c++) {
+		if (c && x[c].nt == x[c - 1].nt)
+			continue; /* the first row of a thread count */
+		char *sc = xasprintf("churn orders, %u thread%s", x[c].nt, x[c].nt > 1 ? "s" : "");
+
+		for (int o = 0; o < ORDERS; o++) {
+			for (size_t j = c; j < n && x[j].nt == x[c].nt; j++) {
+				char *row = xasprintf("order %d, %.*s", o, (int)strcspn(x[j].name, ","), x[j].name);
+
+				for (int k = 0; k < NR_KINDS; k++) {
+					double v[RUNS];
+					size_t nv = 0;
+
+					for (int r = 0; r < RUNS; r++)
+						if (x[j].bo[r].n[o][k])
+							v[nv++] = x[j].bo[r].sum[o][k] / (double)x[j].bo[r].n[o][k];
+					if (nv)
+						result(sc, row, kind_name[k], "ns", v, nv);
+				}
+				free(row);
+			}
+		}
+		note(sc, "mean time of a call by block order (orders 0..10: 4 KiB..4 MiB), a sample a run; "
+			 "zeroing: zero-filled (the peers' calloc); after: from a call's return to the next "
+			 "call, the writes into the block (%s) and the loop's own work, which is all that "
+			 "follows a free; every time includes a clock read (~20 ns)",
+		     opt_churn_touch == TOUCH_PAGE    ? "one byte per page"
+		     : opt_churn_touch == TOUCH_BLOCK ? "one byte"
+						      : "none");
+		free(sc);
+	}
 }
 
 /* The rows (zpage and each peer, at 1 and --threads threads) run one after
@@ -220,15 +300,24 @@ void sc_churn(void)
 			n++;
 		}
 	}
+	/* one arena for zpage's rows, as each peer has one heap for the
+	 * process: memory a run first touched is there for the next */
+	struct zp_arena *arena = arena_or_die(NULL);
+
 	rotation_init(&rot, "churn", "run", n, RUNS);
 	for (int r = 0; r < RUNS; r++) {
 		const size_t *order = rotation_next(&rot);
 
 		for (size_t j = 0; j < n; j++)
-			run_once(&x[order[j]], r);
+			run_once(&x[order[j]], r, arena);
 	}
+	arena_done(arena, "churn", "zpage rows");
 	for (size_t j = 0; j < n; j++)
 		record(&x[j]);
+	if (opt_churn_orders)
+		record_orders(x, n);
+	for (size_t j = 0; j < n; j++)
+		free(x[j].name);
 	free(x);
 	reference("churn", "glibc, 1 thread");
 	static const char *const touch[3][2] = {

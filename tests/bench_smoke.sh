@@ -396,11 +396,12 @@ else
 fi
 
 # --churn-touch none --churn-zero none: the allocators' own path, said in the
-# column and the notes; zpage's arenas clear nothing (their dumps say so)
+# column and the notes; zpage's arena clears nothing (its dump says so)
 if "$bench" --scale 0.02 --threads 2 --churn-touch none --churn-zero none --dump --csv "$out/nz.csv" churn \
 	>"$out/nz.txt" 2>&1; then
 	grep -q '"throughput, no writes, no zeroing"' "$out/nz.csv" && grep -q "(--churn-touch none)" "$out/nz.txt" &&
-		grep -q "(--churn-zero none)" "$out/nz.txt" && [ "$(grep -c '^counters: cleared 0,' "$out/nz.txt")" -eq 2 ] &&
+		grep -q "(--churn-zero none)" "$out/nz.txt" && [ "$(grep -c '^counters: cleared 0,' "$out/nz.txt")" -eq 1 ] &&
+		grep -q '^-- zp_arena_dump at the end of churn: zpage rows' "$out/nz.txt" &&
 		grep -q '"latency p99, no writes, no zeroing"' "$out/nz.csv" &&
 		ok "--churn-touch none --churn-zero none: columns, notes, nothing cleared" ||
 		{ bad "--churn-touch none --churn-zero none"; grep '^counters' "$out/nz.txt" | diag; }
@@ -409,15 +410,35 @@ else
 fi
 if "$bench" --scale 0.02 --threads 2 --churn-zero none --dump --csv "$out/pz.csv" churn >"$out/pz.txt" 2>&1 &&
 	grep -q '"throughput, 1 B/page, no zeroing"' "$out/pz.csv" && grep -q "(--churn-touch page)" "$out/pz.txt" &&
-	[ "$(grep -c '^counters: cleared 0,' "$out/pz.txt")" -eq 2 ]; then
+	[ "$(grep -c '^counters: cleared 0,' "$out/pz.txt")" -eq 1 ]; then
 	ok "--churn-zero none alone: every page written, nothing cleared"
 else
 	bad "--churn-zero none alone"; grep '^counters' "$out/pz.txt" | diag
 fi
 
+# --churn-orders: per order and kind of call, for every row at each thread
+# count; a run without it has no such table
+if "$bench" --scale 0.02 --threads 2 --churn-orders --csv "$out/co.csv" churn >"$out/co.txt" 2>&1; then
+	missing=
+	for t in "1 thread" "2 threads"; do
+		for r in "order 0, zpage" "order 10, zpage" "order 0, glibc" "order 10, glibc"; do
+			for m in "alloc" "zeroing alloc" "after alloc" "after zeroing alloc" "free" "after free"; do
+				grep -Eq "^\"churn orders, $t\",\"$r\",\"$m\",\"ns\",[0-9.e+]+," "$out/co.csv" ||
+					missing="$missing [$t / $r / $m]"
+			done
+		done
+	done
+	[ -z "$missing" ] && grep -q "mean time of a call by block order" "$out/co.txt" &&
+		ok "--churn-orders: every order, kind and thread count" || bad "--churn-orders, missing:$missing"
+	grep -q '"churn orders' "$out/pz.csv" && bad "churn orders without --churn-orders" ||
+		ok "no churn orders table without --churn-orders"
+else
+	bad "churn --churn-orders (exit)"; tail -n 5 "$out/co.txt" | diag
+fi
+
 # bad input: one line on stderr, exit code 2
 for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "--churn-touch x" \
-	"--churn-touch" "--churn-zero x" "--churn-zero" "--churn x" "nosuchscenario" "--repeat 0" "--repeat x" "compare" "compare one.json"; do
+	"--churn-touch" "--churn-zero x" "--churn-zero" "--churn-orders=1" "--churn x" "nosuchscenario" "--repeat 0" "--repeat x" "compare" "compare one.json"; do
 	# shellcheck disable=SC2086
 	"$bench" $args >/dev/null 2>"$out/err.txt"
 	rc=$?
