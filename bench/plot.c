@@ -211,7 +211,7 @@ static int chart_close(struct chart *c)
 /* the legend on a line of its own under the x axis's label */
 static void key_below(FILE *g)
 {
-	fprintf(g, "set bmargin 6\nset key at screen 0.5, screen 0.02 center bottom horizontal reverse Left "
+	fprintf(g, "set bmargin 6\nset key at screen 0.5, character 0.6 center bottom horizontal reverse Left "
 		   "samplen 1.5 width 1\n");
 }
 

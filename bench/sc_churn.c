@@ -242,8 +242,9 @@ static void record(struct churn_row *x)
 	free(x->lat);
 }
 
-/* --churn-orders: a table per thread count, a row per order and allocator
- * (the allocators of one order together), a column per kind of call. */
+/* --churn-orders: a table per thread count, a row per allocator and order
+ * (the allocators of one order together; the name starts with the
+ * allocator's, as charts colour by it), a column per kind of call. */
 static void record_orders(struct churn_row *x, size_t n)
 {
 	for (size_t c = 0; c < n; c++) {
@@ -253,7 +254,7 @@ static void record_orders(struct churn_row *x, size_t n)
 
 		for (int o = 0; o < ORDERS; o++) {
 			for (size_t j = c; j < n && x[j].nt == x[c].nt; j++) {
-				char *row = xasprintf("order %d, %.*s", o, (int)strcspn(x[j].name, ","), x[j].name);
+				char *row = xasprintf("%.*s, order %d", (int)strcspn(x[j].name, ","), x[j].name, o);
 
 				for (int k = 0; k < NR_KINDS; k++) {
 					double v[RUNS];

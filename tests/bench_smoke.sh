@@ -421,7 +421,7 @@ fi
 if "$bench" --scale 0.02 --threads 2 --churn-orders --csv "$out/co.csv" churn >"$out/co.txt" 2>&1; then
 	missing=
 	for t in "1 thread" "2 threads"; do
-		for r in "order 0, zpage" "order 10, zpage" "order 0, glibc" "order 10, glibc"; do
+		for r in "zpage, order 0" "zpage, order 10" "glibc, order 0" "glibc, order 10"; do
 			for m in "alloc" "zeroing alloc" "after alloc" "after zeroing alloc" "free" "after free"; do
 				grep -Eq "^\"churn orders, $t\",\"$r\",\"$m\",\"ns\",[0-9.e+]+," "$out/co.csv" ||
 					missing="$missing [$t / $r / $m]"
