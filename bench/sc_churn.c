@@ -11,16 +11,22 @@
  * second (3 runs) and per-operation latency percentiles, 1 thread and
  * --threads threads, for zpage and the peers (4 KiB << order, page-aligned),
  * every row's run r before any row's run r + 1, the rows in an order
- * rotating from run to run.  zpage's rows share one arena for the whole
- * scenario, as each peer keeps one heap for the process: neither pays
- * again for memory it first touched in an earlier run (a new arena a run
- * cost zpage's rows ~17 MiB of first writes to fresh memory in each).
- * Latency is timed around each call with clock_gettime (~20 ns included).
+ * rotating from run to run, after one warm-up run of every row that is not
+ * recorded.  zpage's rows share one arena for the whole scenario, as a
+ * long-lived program keeps one; each peer keeps its heap for the process.
+ * With the warm-up, no row's recorded runs pay the first touch of the
+ * memory it works in, though each allocator still pays for what its own
+ * policy gives back to the OS and takes again (zpage's default arena gives
+ * nothing back; churn does not report RSS).
+ * Latency is timed around each call with clock_gettime (~20 ns included);
+ * the block's order is drawn before the clock starts.
  * --churn-orders: the same timestamps, summed by block order and kind of
  * call (allocation, zeroing allocation, free) and for the time from each
- * call's return to the next call (the writes into the block, and the
- * loop's own work, which is all that follows a free): means a call, a
- * sample a run.
+ * call's return to the next call (after an allocation the writes into the
+ * block, and the loop's own work, which is all that follows a free;
+ * a gap with the latency buffer's compaction in it is left out): means a
+ * call, a sample a run.  Outside the timed calls, and only with the
+ * option.
  * A thread keeps at most MAX_LAT latencies: those of every stride-th call,
  * the stride doubling (and every other kept one dropped) when the buffer is
  * full, so that what is kept samples the whole run evenly.
@@ -36,8 +42,8 @@
 #define ORDERS	11 /* 0..10 */
 
 /* --churn-orders: what is timed, by block order */
-enum { K_ALLOC, K_ZALLOC, K_AFTER, K_ZAFTER, K_FREE, K_FAFTER, NR_KINDS };
-static const char *const kind_name[NR_KINDS] = {"alloc", "zeroing alloc", "after alloc", "after zeroing alloc",
+enum { K_ALLOC, K_AFTER, K_ZALLOC, K_ZAFTER, K_FREE, K_FAFTER, NR_KINDS }; /* a call, then its gap */
+static const char *const kind_name[NR_KINDS] = {"alloc", "after alloc", "zeroing alloc", "after zeroing alloc",
 						"free", "after free"};
 struct by_order {
 	double sum[ORDERS][NR_KINDS]; /* ns */
@@ -68,15 +74,21 @@ static unsigned pick_order(uint64_t *rng)
 	return o;
 }
 
-static void keep_latency(struct cw *w, double dt)
+/* Keep @dt when its turn comes; true when the buffer was compacted (a
+ * pause of its own, outside every call). */
+static bool keep_latency(struct cw *w, double dt)
 {
+	bool compacted = false;
+
 	if (w->nlat == MAX_LAT) {
 		for (size_t i = 0; i < MAX_LAT / 2; i++)
 			w->lat[i] = w->lat[2 * i];
 		w->nlat = MAX_LAT / 2;
 		w->stride *= 2;
+		compacted = true;
 	}
 	w->lat[w->nlat++] = dt;
+	return compacted;
 }
 
 static void *churn(void *arg)
@@ -86,22 +98,18 @@ static void *churn(void *arg)
 	unsigned o[LIVE];
 	size_t n = 0;
 	double end = now_ns() + w->seconds * 1e9, t_end = 0;
-	int pend = -1; /* the kind of the time since the last call's return (t_end), or none */
+	int pend = -1; /* --churn-orders: the kind of the time since the last call's return (t_end), or none */
 	unsigned pend_o = 0;
 
 	while (now_ns() < end) {
 		for (int k = 0; k < 64; k++) {
 			uint64_t r = rnd64(&w->rng);
-			double t0 = now_ns(), t1, dt;
+			bool alloc = n < LIVE && (n == 0 || (r & 2));
+			unsigned ord = alloc ? pick_order(&w->rng) : 0; /* before the clock starts */
+			double t0 = now_ns(), t1, dt, gap = t0 - t_end;
+			int kind;
 
-			if (pend >= 0) {
-				w->bo.sum[pend_o][pend] += t0 - t_end;
-				w->bo.n[pend_o][pend]++;
-			}
-			pend = -1;
-
-			if (n < LIVE && (n == 0 || (r & 2))) {
-				unsigned ord = pick_order(&w->rng);
+			if (alloc) {
 				bool zero = !w->nozero && (r & 4);
 				size_t size = ZP_PAGE_SIZE << ord;
 				void *q;
@@ -114,12 +122,10 @@ static void *churn(void *arg)
 				dt = t1 - t0;
 				if (!q) {
 					w->failed++;
+					pend = -1;
 					continue;
 				}
-				w->bo.sum[ord][zero ? K_ZALLOC : K_ALLOC] += dt;
-				w->bo.n[ord][zero ? K_ZALLOC : K_ALLOC]++;
-				pend = zero ? K_ZAFTER : K_AFTER;
-				pend_o = ord;
+				kind = zero ? K_ZALLOC : K_ALLOC;
 				for (size_t off = 0; w->touch_step && off < size; off += w->touch_step)
 					((volatile char *)q)[off] = 1;
 				p[n] = q;
@@ -133,15 +139,24 @@ static void *churn(void *arg)
 					w->pe->release(p[i], ZP_PAGE_SIZE << o[i]);
 				t1 = now_ns();
 				dt = t1 - t0;
-				w->bo.sum[o[i]][K_FREE] += dt;
-				w->bo.n[o[i]][K_FREE]++;
-				pend = K_FAFTER;
-				pend_o = o[i];
+				kind = K_FREE;
+				ord = o[i];
 				p[i] = p[--n];
 				o[i] = o[n];
 			}
-			if (!(w->ops++ & (w->stride - 1)))
-				keep_latency(w, dt);
+			/* outside the timed calls: the previous call's gap, this one */
+			if (opt_churn_orders) {
+				if (pend >= 0) {
+					w->bo.sum[pend_o][pend] += gap;
+					w->bo.n[pend_o][pend]++;
+				}
+				w->bo.sum[ord][kind] += dt;
+				w->bo.n[ord][kind]++;
+				pend = kind + 1; /* K_AFTER, K_ZAFTER, K_FAFTER */
+				pend_o = ord;
+			}
+			if (!(w->ops++ & (w->stride - 1)) && keep_latency(w, dt))
+				pend = -1; /* the compaction is no call's */
 			t_end = t1;
 		}
 	}
@@ -169,7 +184,7 @@ struct churn_row {
 };
 
 /* Run @r of row @x, in @arena when it is zpage's: its threads churn for a
- * fixed time. */
+ * fixed time.  @r < 0: a warm-up run, not recorded. */
 static void run_once(struct churn_row *x, int r, struct zp_arena *arena)
 {
 	double seconds = 0.4 * opt_scale < 0.05 ? 0.05 : 0.4 * opt_scale, t0;
@@ -178,7 +193,10 @@ static void run_once(struct churn_row *x, int r, struct zp_arena *arena)
 	struct zp_arena *a = x->pe ? NULL : arena;
 	unsigned long ops = 0;
 
-	progress("churn: %s run %d/%d", x->name, r + 1, RUNS);
+	if (r < 0)
+		progress("churn: %s warm-up run", x->name);
+	else
+		progress("churn: %s run %d/%d", x->name, r + 1, RUNS);
 	t0 = now_ns();
 	for (unsigned i = 0; i < x->nt; i++) {
 		w[i] = (struct cw){.a = a,
@@ -195,6 +213,10 @@ static void run_once(struct churn_row *x, int r, struct zp_arena *arena)
 	}
 	for (unsigned i = 0; i < x->nt; i++) {
 		pthread_join(t[i], NULL);
+		if (r < 0) {
+			free(w[i].lat);
+			continue;
+		}
 		ops += w[i].ops;
 		x->failed += w[i].failed;
 		for (int o = 0; o < ORDERS; o++) {
@@ -209,25 +231,32 @@ static void run_once(struct churn_row *x, int r, struct zp_arena *arena)
 			x->lat[x->nlat++] = w[i].lat[k];
 		free(w[i].lat);
 	}
-	x->opsps[r] = ops / ((now_ns() - t0) / 1e9) / 1e6;
+	if (r >= 0)
+		x->opsps[r] = ops / ((now_ns() - t0) / 1e9) / 1e6;
 	free(w);
 	free(t);
+}
+
+static const char *const col[2][3] = {
+	{"throughput, 1 B/page", "throughput, 1 B/block", "throughput, no writes"},
+	{"throughput, 1 B/page, no zeroing", "throughput, 1 B/block, no zeroing", "throughput, no writes, no zeroing"},
+};
+
+/* Outside the default mode every other column and table says the mode, so
+ * that compare never matches them against the default's: ", 1 B/block" and
+ * so on; "" in the default mode. */
+static const char *mode_suffix(void)
+{
+	bool dflt = !opt_churn_nozero && opt_churn_touch == TOUCH_PAGE;
+
+	return dflt ? "" : col[opt_churn_nozero][opt_churn_touch] + strlen("throughput");
 }
 
 static void record(struct churn_row *x)
 {
 	double p[2] = {pct(x->lat, x->nlat, 99), pct(x->lat, x->nlat, 99.9)};
-
-	static const char *const col[2][3] = {
-		{"throughput, 1 B/page", "throughput, 1 B/block", "throughput, no writes"},
-		{"throughput, 1 B/page, no zeroing", "throughput, 1 B/block, no zeroing",
-		 "throughput, no writes, no zeroing"},
-	};
-
-	/* outside the default mode the latency columns say the mode too, so
-	 * that compare never matches them against the default's */
-	const char *mode = col[opt_churn_nozero][opt_churn_touch] + strlen("throughput");
-	bool dflt = !opt_churn_nozero && opt_churn_touch == TOUCH_PAGE;
+	const char *mode = mode_suffix();
+	bool dflt = !*mode;
 	char *lat[3] = {xasprintf("latency%s", dflt ? "" : mode), xasprintf("latency p99%s", dflt ? "" : mode),
 			xasprintf("latency p99.9%s", dflt ? "" : mode)};
 
@@ -250,7 +279,7 @@ static void record_orders(struct churn_row *x, size_t n)
 	for (size_t c = 0; c < n; c++) {
 		if (c && x[c].nt == x[c - 1].nt)
 			continue; /* the first row of a thread count */
-		char *sc = xasprintf("churn orders, %u thread%s", x[c].nt, x[c].nt > 1 ? "s" : "");
+		char *sc = xasprintf("churn orders, %u thread%s%s", x[c].nt, x[c].nt > 1 ? "s" : "", mode_suffix());
 
 		for (int o = 0; o < ORDERS; o++) {
 			for (size_t j = c; j < n && x[j].nt == x[c].nt; j++) {
@@ -301,10 +330,15 @@ void sc_churn(void)
 			n++;
 		}
 	}
-	/* one arena for zpage's rows, as each peer has one heap for the
-	 * process: memory a run first touched is there for the next */
+	/* one arena for zpage's rows, as a long-lived program keeps one, and
+	 * a warm-up run of every row first: no row's recorded runs pay the
+	 * first touch of the memory it works in (each peer's heap lives as
+	 * long as the process, and in a repeated or later scenario is warm
+	 * already) */
 	struct zp_arena *arena = arena_or_die(NULL);
 
+	for (size_t j = 0; j < n; j++)
+		run_once(&x[j], -1, arena);
 	rotation_init(&rot, "churn", "run", n, RUNS);
 	for (int r = 0; r < RUNS; r++) {
 		const size_t *order = rotation_next(&rot);

@@ -430,8 +430,18 @@ if "$bench" --scale 0.02 --threads 2 --churn-orders --csv "$out/co.csv" churn >"
 	done
 	[ -z "$missing" ] && grep -q "mean time of a call by block order" "$out/co.txt" &&
 		ok "--churn-orders: every order, kind and thread count" || bad "--churn-orders, missing:$missing"
-	grep -q '"churn orders' "$out/pz.csv" && bad "churn orders without --churn-orders" ||
-		ok "no churn orders table without --churn-orders"
+	# the figures go where they belong: writing 1024 pages after an order-10
+	# allocation takes longer than one page after an order-0 one, and
+	# zeroing 4 MiB longer than not
+	med() { grep -F "\"churn orders, 1 thread\",\"zpage, order $1\",\"$2\",\"ns\"," "$out/co.csv" | sed 's/.*"ns",\([^,]*\),.*/\1/'; }
+	if awk -v a="$(med 10 "after alloc")" -v b="$(med 0 "after alloc")" -v z="$(med 10 "zeroing alloc")" \
+		-v n="$(med 10 "alloc")" 'BEGIN { exit !(a > 10 * b && b > 0 && z > 10 * n && n > 0) }'; then
+		ok "--churn-orders: the writes and the zeroing land in their columns"
+	else
+		bad "--churn-orders: after alloc order 10 $(med 10 "after alloc") / order 0 $(med 0 "after alloc"), zeroing alloc order 10 $(med 10 "zeroing alloc") / alloc $(med 10 "alloc")"
+	fi
+	[ -s "$out/pz.csv" ] && ! grep -q '"churn orders' "$out/pz.csv" &&
+		ok "no churn orders table without --churn-orders" || bad "churn orders without --churn-orders (or no csv)"
 else
 	bad "churn --churn-orders (exit)"; tail -n 5 "$out/co.txt" | diag
 fi
