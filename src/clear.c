@@ -261,24 +261,20 @@ const char *zero_nt_name(void)
 
 /* ---- paths ---- */
 
-static void hook(struct zp_arena *a, size_t pfn, size_t n, bool nt, bool user, uintptr_t uaddr)
+/* Tell a test's hook of a clear by @impl (@hot: clear_small_dirty_block()'s). */
+static void hook_by(struct zp_arena *a, size_t pfn, size_t n, bool user, uintptr_t uaddr, bool hot,
+		    const struct zero_impl *impl)
 {
 	if (a->clear_hook) {
-		struct clear_event ev = {pfn, n, nt, user, uaddr, false, (nt ? nt_impl : cached_impl)->name};
+		struct clear_event ev = {pfn, n, impl->nt, user, uaddr, hot, impl->name};
 
 		a->clear_hook(a->clear_hook_ctx, &ev);
 	}
 }
 
-/* A cached clear of clear_small_dirty_block(), @hot or not, by @impl. */
-static void hook_hot(struct zp_arena *a, size_t pfn, size_t n, bool user, uintptr_t uaddr, bool hot,
-		     const struct zero_impl *impl)
+static void hook(struct zp_arena *a, size_t pfn, size_t n, bool nt, bool user, uintptr_t uaddr)
 {
-	if (a->clear_hook) {
-		struct clear_event ev = {pfn, n, false, user, uaddr, hot, impl->name};
-
-		a->clear_hook(a->clear_hook_ctx, &ev);
-	}
+	hook_by(a, pfn, n, user, uaddr, false, nt ? nt_impl : cached_impl);
 }
 
 /* The one place that picks the stores: clear pages [pfn, pfn + n). */
@@ -436,7 +432,7 @@ size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned orde
  * smaller than nt_min_bytes, without the bitmap scans and the layers
  * between (they cost a small block's clear a quarter of its time).  @hot:
  * the block was freed into this thread's cache by this thread and comes
- * back on the inline path (orders 0 to TC_MAX_ORDER, up to 1 MiB:
+ * back from it (orders 0 to TC_MAX_ORDER, up to 1 MiB; not PG_COLD:
  * get_page_from_freelist()), so it was probably in use a moment ago; it is
  * cleared the same way whatever its size, where clear_dirty_range() would
  * use non-temporal stores from nt_min_bytes and leave cold the lines its
@@ -464,7 +460,7 @@ bool clear_small_dirty_block(struct zp_arena *a, size_t pfn, unsigned order, uin
 		return false;
 	if (user_addr == ZP_USER_ADDR_NONE) {
 		z->fn(p, n << ZP_PAGE_SHIFT);
-		hook_hot(a, pfn, n, false, ZP_USER_ADDR_NONE, hot, z);
+		hook_by(a, pfn, n, false, ZP_USER_ADDR_NONE, hot, z);
 		return true;
 	}
 
@@ -473,10 +469,10 @@ bool clear_small_dirty_block(struct zp_arena *a, size_t pfn, unsigned order, uin
 
 	if (t + 1 < n) {
 		z->fn(p + ((t + 1) << ZP_PAGE_SHIFT), (n - t - 1) << ZP_PAGE_SHIFT);
-		hook_hot(a, pfn + t + 1, n - t - 1, true, ubase + ((t + 1) << ZP_PAGE_SHIFT), hot, z);
+		hook_by(a, pfn + t + 1, n - t - 1, true, ubase + ((t + 1) << ZP_PAGE_SHIFT), hot, z);
 	}
 	z->fn(p, (t + 1) << ZP_PAGE_SHIFT);
-	hook_hot(a, pfn, t + 1, true, ubase, hot, z);
+	hook_by(a, pfn, t + 1, true, ubase, hot, z);
 	return true;
 }
 
