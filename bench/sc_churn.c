@@ -241,6 +241,12 @@ static const char *const col[2][3] = {
 	{"throughput, 1 B/page", "throughput, 1 B/block", "throughput, no writes"},
 	{"throughput, 1 B/page, no zeroing", "throughput, 1 B/block, no zeroing", "throughput, no writes, no zeroing"},
 };
+/* what --churn-touch writes, and its option value */
+static const char *const touch[3][2] = {
+	{"one byte per page of every block, as a program would", "page"},
+	{"one byte per block, its first", "block"},
+	{"none: the blocks are never written", "none"},
+};
 
 /* Outside the default mode every other column and table says the mode, so
  * that compare never matches them against the default's: ", 1 B/block" and
@@ -256,9 +262,8 @@ static void record(struct churn_row *x)
 {
 	double p[2] = {pct(x->lat, x->nlat, 99), pct(x->lat, x->nlat, 99.9)};
 	const char *mode = mode_suffix();
-	bool dflt = !*mode;
-	char *lat[3] = {xasprintf("latency%s", dflt ? "" : mode), xasprintf("latency p99%s", dflt ? "" : mode),
-			xasprintf("latency p99.9%s", dflt ? "" : mode)};
+	char *lat[3] = {xasprintf("latency%s", mode), xasprintf("latency p99%s", mode),
+			xasprintf("latency p99.9%s", mode)};
 
 	result("churn", x->name, col[opt_churn_nozero][opt_churn_touch], "M ops/s", x->opsps, RUNS);
 	result("churn", x->name, lat[0], "ns", x->lat, x->nlat);
@@ -302,9 +307,7 @@ static void record_orders(struct churn_row *x, size_t n)
 			 "zeroing: zero-filled (the peers' calloc); after: from a call's return to the next "
 			 "call, the writes into the block (%s) and the loop's own work, which is all that "
 			 "follows a free; every time includes a clock read (~20 ns)",
-		     opt_churn_touch == TOUCH_PAGE    ? "one byte per page"
-		     : opt_churn_touch == TOUCH_BLOCK ? "one byte"
-						      : "none");
+		     touch[opt_churn_touch][0]);
 		free(sc);
 	}
 }
@@ -355,12 +358,6 @@ void sc_churn(void)
 		free(x[j].name);
 	free(x);
 	reference("churn", "glibc, 1 thread");
-	static const char *const touch[3][2] = {
-		{"one byte per page of every block, as a program would", "page"},
-		{"one byte per block, its first", "block"},
-		{"none: the blocks are never written", "none"},
-	};
-
 	note("churn", "%s; orders 0..10, P(order >= k) = 2^-k; latency: every call, alloc and free",
 	     opt_churn_nozero ? "no allocation zero-filled (--churn-zero none)" : "half the allocations zero-filled");
 	note("churn", "touch: %s (--churn-touch %s)", touch[opt_churn_touch][0], touch[opt_churn_touch][1]);
