@@ -141,6 +141,7 @@ void sc_fault(void);
 void sc_anon_seq(void);
 void sc_anon_rand(void);
 void sc_churn(void);
+void sc_reuse(void);
 void sc_clear(void);
 void sc_rss(void);
 void sc_prezero(void);

@@ -37,6 +37,8 @@ static const struct scenario {
 	{"anon-w-seq", "threads take 2 MiB zeroed blocks and write every word in order (GB/s)", sc_anon_seq, true},
 	{"anon-w-rand", "the same, pages in random order", sc_anon_rand, false},
 	{"churn", "seeded alloc/free mix of orders 0..10, ops/s and latency percentiles", sc_churn, true},
+	{"reuse", "a zeroed block taken, written whole and given back, again and again (orders 6, 9, 10)", sc_reuse,
+	 true},
 	{"clear", "the clearing engine against Linux's orders, plain cached and non-temporal", sc_clear, false},
 	{"rss", "resident memory over time: grow, free, idle; reporting on and off", sc_rss, false},
 	{"prezero", "zeroing order-9 allocation latency with and without ZP_PREZERO", sc_prezero, false},

@@ -94,8 +94,10 @@ struct zp_config {
 	size_t clear_nt_min;	/* dirty runs at least this long are cleared with
 				   non-temporal stores (default 256 KiB), except
 				   a whole dirty block of order 0 to 8 that the
-				   allocating thread freed into its own cache:
-				   cached stores (docs/DESIGN.md, section 6) */
+				   allocating thread freed into its own cache,
+				   and a block freed less than 1 ms ago no larger
+				   than half the last-level cache: cached stores
+				   (docs/DESIGN.md, section 6) */
 };
 
 /* Counters of one arena.  Page counts are in pages of ZP_PAGE_SIZE. */

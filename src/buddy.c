@@ -181,14 +181,15 @@ static inline void nonempty_set(struct zp_arena *a, enum zstate st, unsigned ord
 		atomic_store_explicit(&a->nonempty[st], w, memory_order_relaxed);
 }
 
-static void add_to_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, const struct zcount *c)
+static void add_to_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, const struct zcount *c,
+			     uint16_t stamp)
 {
 	enum zstate st = zs_summary(c);
 
 	lock_assert_held(&a->lock);
 	if (order >= NODE_MIN_ORDER)
 		node_store(a, pfn, order, c);
-	pg_set_info(&a->pages[pfn], mk_info(PG_BUDDY, order, st));
+	pg_set_info(&a->pages[pfn], mk_info(PG_BUDDY, order, st) | (uint32_t)stamp << PG_STAMP_SHIFT);
 	/* reported blocks go to the tail: the last choice even within a list */
 	list_add(a, &a->free[order][st], pfn, st == ZS_REPORTED);
 	zcount_add(&a->cnt, c);
@@ -238,7 +239,7 @@ static bool carve_frontier(struct zp_arena *a)
 		o--;
 	c.pages = c.reported = (size_t)1 << o;
 	atomic_store_explicit(&a->frontier, pfn + c.pages, memory_order_relaxed);
-	add_to_free_list(a, (uint32_t)pfn, o, &c);
+	add_to_free_list(a, (uint32_t)pfn, o, &c, 0); /* never used: not warm */
 	return true;
 }
 
@@ -256,10 +257,11 @@ static bool keep_upper(enum expand_keep keep, const struct zcount *lo, const str
  * (the lower one on a tie) and list the other.  Returns the kept block of
  * order @low, still off the lists, and its counts in @c; nothing is copied
  * since the zero state is per page.  The lower half's counts come from its
- * slot (or its bitmap word) and the upper half's are the difference.
+ * slot (or its bitmap word) and the upper half's are the difference.  The
+ * halves listed keep the block's warmth @stamp.
  */
 uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, enum expand_keep keep,
-		struct zcount *c)
+		struct zcount *c, uint16_t stamp)
 {
 	lock_assert_held(&a->lock);
 	while (high > low) {
@@ -274,11 +276,11 @@ uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, e
 			zcount_sub(&chi, &clo);
 		}
 		if (keep_upper(keep, &clo, &chi)) {
-			add_to_free_list(a, lo, high, &clo);
+			add_to_free_list(a, lo, high, &clo, stamp);
 			pfn = hi;
 			*c = chi;
 		} else {
-			add_to_free_list(a, hi, high, &chi);
+			add_to_free_list(a, hi, high, &chi, stamp);
 			*c = clo;
 		}
 	}
@@ -288,12 +290,14 @@ uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, e
 /*
  * Take the best block of @order for the request, splitting a larger one if
  * needed.  Returns its head pfn with PG_busy set, or NIL; its counts into
- * @out unless NULL.
+ * @out unless NULL, and into @warm unless NULL whether it is warm (clear.c).
  */
-uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states, struct zcount *out)
+uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states, struct zcount *out,
+			  bool *warm)
 {
 	uint32_t pfn = NIL;
 	unsigned o = order;
+	uint16_t stamp = 0;
 
 	struct zcount c;
 
@@ -312,14 +316,17 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 			continue;
 		o = order + (unsigned)__builtin_ctz(m);
 		pfn = a->free[o][st].head;
+		stamp = pg_stamp(pg_info(&a->pages[pfn]));
 		del_from_free_list(a, pfn, o, st, &c);
 		break;
 	}
 	if (pfn == NIL)
 		return NIL;
-	pfn = expand(a, pfn, o, order, want_zero ? KEEP_FOR_ZERO : KEEP_FOR_NONZERO, &c);
+	pfn = expand(a, pfn, o, order, want_zero ? KEEP_FOR_ZERO : KEEP_FOR_NONZERO, &c, stamp);
 	if (out)
 		*out = c;
+	if (warm)
+		*warm = warm_block(a, stamp, order);
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
 	note_alloc_block(a);
 	return pfn;
@@ -327,14 +334,29 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 
 /*
  * Give a block (its head PG_busy, or just taken off a cache's list) back to the
- * buddy lists, merging with free buddies as far as they go.
+ * buddy lists, merging with free buddies as far as they go.  @stamp, its
+ * warmth (clear.c): STAMP_NOW when its caller wrote it a moment ago (a
+ * free, a drain of a block its owner freed into its cache), 0 when nobody
+ * did (a pass's put-back, a quiesced cache), else the stamp of the block
+ * it was free in (a trimmed exact allocation's excess).  A block larger
+ * than the warm range gets none: a part of it split off later was written
+ * long before the free.  The clock is read only for a block that ends up
+ * large enough for its stamp to matter (warm_min_order); a smaller one gets
+ * the last stamp read, which is older.  A merge keeps the older stamp of
+ * the parts that have pages to clear (a part whose pages all read zero adds
+ * nothing to a later clear, whatever its age), so no merged block looks
+ * warmer than the pages a clear of it would touch.
  */
-void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order)
+void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order, uint32_t stamp)
 {
 	struct zcount c;
+	bool now = stamp == STAMP_NOW && a->warm_units && order <= a->warm_max_order, self;
+	uint16_t s = stamp == STAMP_NOW || !a->warm_units ? 0 : (uint16_t)stamp, oldest = 0; /* oldest: of the buddies */
+	bool merged = false; /* a buddy with pages to clear merged */
 
 	lock_assert_held(&a->lock);
 	subtree_build(a, pfn, order, &c); /* this block only: its buddies' nodes are right */
+	self = c.dirty != 0;		  /* it has pages to clear itself */
 	while (order < a->max_order) {
 		uint32_t buddy = pfn ^ ((uint32_t)1 << order);
 		struct zcount cb;
@@ -346,6 +368,10 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order)
 		if ((bi & PG_OWNER_MASK) != PG_BUDDY || pg_order(bi) != order)
 			break;
 		del_from_free_list(a, buddy, order, pg_state(bi), &cb);
+		if (cb.dirty) {
+			oldest = merged ? warm_older(a, oldest, pg_stamp(bi)) : pg_stamp(bi);
+			merged = true;
+		}
 		zcount_add(&c, &cb);
 		pg_set_info(&a->pages[pfn], 0);
 		pfn &= buddy;
@@ -353,7 +379,13 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order)
 		if (order >= NODE_MIN_ORDER)
 			node_store(a, pfn, order, &c); /* a node of what is being formed */
 	}
-	add_to_free_list(a, pfn, order, &c);
+	if (now)
+		s = order >= a->warm_min_order ? warm_now(a) : a->warm_last;
+	if (!self)
+		s = oldest; /* 0 when no part has pages to clear */
+	else if (merged)
+		s = warm_older(a, s, oldest);
+	add_to_free_list(a, pfn, order, &c, s);
 	note_free_block(a, pfn, order);
 }
 

@@ -8,7 +8,8 @@
  *     by its page count, fewer than 2^order and more than half) covers
  *     [0, frontier) exactly;
  *     each head has exactly one owner flag, an order <= max_order, is
- *     aligned to its order and fits, and PG_cold only with PG_cache;
+ *     aligned to its order and fits, PG_cold only with PG_cache and a
+ *     warmth stamp only with PG_buddy;
  *     every other page has info == 0, and
  *     so has every page at or above the frontier, whose zero state is that
  *     of fresh memory (no bit set);
@@ -144,6 +145,8 @@ static int check_coverage(struct zp_arena *a, size_t pfn, uint32_t info)
 		return fail("page %zu: expected a block head, info %#x", pfn, info);
 	if ((info & PG_COLD) && (info & PG_OWNER_MASK) != PG_CACHE)
 		return fail("block %zu: PG_cold outside a cache, info %#x", pfn, info);
+	if (pg_stamp(info) && (info & PG_OWNER_MASK) != PG_BUDDY)
+		return fail("block %zu: a warmth stamp outside the buddy lists, info %#x", pfn, info);
 	if ((info & PG_EXACT) && (!(info & (PG_ALLOC | PG_BUSY)) || o == 0 || n <= (size_t)1 << (o - 1) ||
 				  n >= (size_t)1 << o))
 		return fail("exact allocation %zu: %zu pages for order %u, info %#x", pfn, n, o, info);

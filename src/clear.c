@@ -36,7 +36,23 @@
  *
  *   Except: a whole dirty block of order 0 to 8 the allocating thread freed
  *   into its own cache is cleared with cached stores whatever its size
- *   (clear_small_dirty_block(), @hot), up to 32 KiB with vector stores.
+ *   (clear_small_dirty_block(), @hot), up to 32 KiB with vector stores;
+ *   and a warm block (below) is cleared with cached stores only, in the
+ *   same order (its far runs cached too: clear_dirty_range(), @warm).
+ *
+ * Warmth: a block given back to the buddy lists less than DEFAULT_WARM_NS
+ * (1 ms) ago, of at least nt_min_bytes and at most half the last-level
+ * cache, is warm: its lines were probably written a moment ago and are
+ * still in that cache, where a non-temporal clear would evict them just
+ * before its caller writes them again (1 ms is about what one core takes
+ * to write a 32 MiB L3 with cached stores; other cores can evict sooner,
+ * and a wrong guess costs a cached clear of cold lines).  A block's stamp
+ * (its head's info bits 16-31, in units of 2^WARM_SHIFT ns, wrapping every
+ * 268 ms) is set by free_one_page() (buddy.c), which says when it is now
+ * and when there is none; split halves keep it, a merge keeps the oldest
+ * of the parts with pages to clear.  A stamp is a hint: a block free for a
+ * multiple of 268 ms may look warm and is then cleared cached, never
+ * wrongly.
  *
  * Why this order: non-temporal stores reach the write-bandwidth limit but
  * leave lines cold; cached stores (rep stosb) are ~2.5x slower per byte on
@@ -64,6 +80,7 @@
 #include <immintrin.h>
 #endif
 #include <pthread.h>
+#include <stdlib.h>
 
 #include "internal.h"
 
@@ -221,14 +238,56 @@ static void choose_impls(void)
 
 #define DEFAULT_HOT_BYTES ((size_t)64 << 10)
 #define DEFAULT_NT_MIN	  ((size_t)256 << 10)
+#define WARM_SHIFT	  12 /* a stamp unit: 2^12 ns */
+#define WARM_MAX_UNITS	  0x7fffu /* half the stamps' range: ages beyond it are ambiguous */
+#define DEFAULT_WARM_NS	  ((uint64_t)1000000)
+#define DEFAULT_LLC	  ((size_t)8 << 20) /* when the OS does not say */
 
 void clear_init(struct zp_arena *a, size_t hot_bytes, size_t nt_min)
 {
+	size_t llc = os_llc_bytes(), warm_max;
+
 	pthread_once(&impl_once, choose_impls);
 	if (!hot_bytes)
 		hot_bytes = DEFAULT_HOT_BYTES;
 	a->hot_pages = (hot_bytes >> ZP_PAGE_SHIFT) / 2;
 	a->nt_min_bytes = nt_min ? nt_min : DEFAULT_NT_MIN;
+	warm_max = (llc ? llc : DEFAULT_LLC) / 2;
+	a->warm_min_order = 0;
+	while (a->warm_min_order < ZP_MAX_ORDER_LIMIT && (ZP_PAGE_SIZE << a->warm_min_order) < a->nt_min_bytes)
+		a->warm_min_order++;
+	a->warm_max_order = 0;
+	while ((ZP_PAGE_SIZE << (a->warm_max_order + 1)) <= warm_max)
+		a->warm_max_order++;
+	a->warm_units = (unsigned)(DEFAULT_WARM_NS >> WARM_SHIFT);
+	a->warm_last = 0;
+}
+
+/* ---- warmth ---- */
+
+uint16_t warm_now(struct zp_arena *a)
+{
+	uint64_t ns = unlikely(a->warm_clock) ? a->warm_clock(a->warm_clock_ctx) : os_now_ns();
+	uint16_t s = (uint16_t)(ns >> WARM_SHIFT);
+
+	lock_assert_held(&a->lock);
+	s += !s; /* 0 is "not warm" */
+	a->warm_last = s;
+	return s;
+}
+
+uint16_t warm_older(const struct zp_arena *a, uint16_t s, uint16_t t)
+{
+	if (!s || !t)
+		return 0;
+	return (uint16_t)(a->warm_last - s) >= (uint16_t)(a->warm_last - t) ? s : t;
+}
+
+bool warm_block(struct zp_arena *a, uint16_t stamp, unsigned order)
+{
+	if (!stamp || !a->warm_units || order < a->warm_min_order || order > a->warm_max_order)
+		return false;
+	return (uint16_t)(warm_now(a) - stamp) <= a->warm_units;
 }
 
 void zero_cached(void *p, size_t len)
@@ -382,7 +441,7 @@ static void clear_runs(struct clear_ctx *x, size_t lo, size_t hi, enum run_mode 
  */
 size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr)
 {
-	return clear_dirty_range(a, pfn, (size_t)1 << order, order, user_addr);
+	return clear_dirty_range(a, pfn, (size_t)1 << order, order, user_addr, false);
 }
 
 /*
@@ -390,15 +449,16 @@ size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr
  * allocation, n <= 2^order): the user address maps to a page of the block
  * as for the whole block, and to its last page when it falls beyond @n.
  */
-size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned order, uintptr_t user_addr)
+size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned order, uintptr_t user_addr, bool warm)
 {
 	struct clear_ctx x = {a, pfn, ZP_USER_ADDR_NONE, 0, false};
 	bool all_dirty = block_all_dirty(&x, n);
+	enum run_mode far = warm ? RUN_CACHED : RUN_BY_SIZE;
 
 	if (user_addr != ZP_USER_ADDR_NONE)
 		x.ubase = user_addr & ~(uintptr_t)((ZP_PAGE_SIZE << order) - 1);
 	if (user_addr == ZP_USER_ADDR_NONE || n == 1) {
-		clear_runs(&x, 0, n, RUN_BY_SIZE, all_dirty);
+		clear_runs(&x, 0, n, far, all_dirty);
 		return x.cleared;
 	}
 
@@ -412,7 +472,7 @@ size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned orde
 
 	/* a block too small for any non-temporal run is all neighbourhood:
 	 * two cached clears, (t, n) then [0, t], instead of up to four */
-	if ((n << ZP_PAGE_SHIFT) < a->nt_min_bytes) {
+	if ((n << ZP_PAGE_SHIFT) < a->nt_min_bytes || warm) {
 		wlo = 0;
 		whi = n;
 	}
@@ -506,4 +566,21 @@ void zp_test_set_clear_hook(struct zp_arena *a, clear_hook_fn fn, void *ctx)
 void zp_test_set_aliasing(struct zp_arena *a, bool on)
 {
 	a->aliasing = on;
+}
+
+void zp_test_set_warm_ns(struct zp_arena *a, uint64_t ns)
+{
+	uint64_t u = ns >> WARM_SHIFT; /* as clear_init() rounds */
+
+	zlock_lock(&a->lock);
+	a->warm_units = (unsigned)(u > WARM_MAX_UNITS ? WARM_MAX_UNITS : u);
+	zlock_unlock(&a->lock);
+}
+
+void zp_test_set_warm_clock(struct zp_arena *a, uint64_t (*now_ns)(void *ctx), void *ctx)
+{
+	zlock_lock(&a->lock);
+	a->warm_clock = now_ns;
+	a->warm_clock_ctx = ctx;
+	zlock_unlock(&a->lock);
 }

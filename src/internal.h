@@ -86,6 +86,9 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
  *   bit 15     PG_COLD: with PG_cache, a block a refill brought from the
  *              buddy lists (not one this thread freed here): cold as far as
  *              the allocation path can tell
+ *   bits 16-31 with PG_buddy: the block's warmth stamp, when it was last
+ *              given back to the buddy lists (clear.c, warm_now()); 0: not
+ *              known to be warm
  */
 #define PG_ORDER_MASK  0x1fu
 #define PG_BUDDY       0x100u
@@ -97,6 +100,7 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
 #define PG_EXACT       0x4000u /* with PG_alloc or PG_busy: an exact-size allocation of
 				  pages[head].next pages, order = the block it came from */
 #define PG_COLD	       0x8000u /* with PG_cache: brought by a refill, not freed here */
+#define PG_STAMP_SHIFT 16
 
 struct page {
 	uint32_t next, prev;   /* free-list links (pfns) in listed heads; in tail
@@ -126,6 +130,10 @@ static inline enum zstate pg_state(uint32_t info)
 static inline uint32_t mk_info(uint32_t owner, unsigned order, enum zstate st)
 {
 	return owner | order | ((uint32_t)st << PG_STATE_SHIFT);
+}
+static inline uint16_t pg_stamp(uint32_t info)
+{
+	return (uint16_t)(info >> PG_STAMP_SHIFT);
 }
 
 /* A doubly linked list of free blocks, threaded through struct page by pfn. */
@@ -224,6 +232,13 @@ struct zp_arena {
 	/* clearing policy (clear.c) */
 	size_t nt_min_bytes; /* runs at least this long use non-temporal stores */
 	unsigned hot_pages;  /* neighbourhood half-width around the target page */
+	/* warmth (clear.c): a block of warm_min_order to warm_max_order given
+	 * back to the buddy lists at most warm_units stamp units ago is cleared
+	 * with cached stores; warm_units 0: never */
+	unsigned warm_units, warm_min_order, warm_max_order;
+	uint16_t warm_last;		 /* under lock: the newest stamp read */
+	uint64_t (*warm_clock)(void *ctx); /* test-only: nanoseconds, instead of os_now_ns() */
+	void *warm_clock_ctx;
 	bool aliasing;	     /* test-only: simulate an aliasing data cache */
 	clear_hook_fn clear_hook;
 	void *clear_hook_ctx;
@@ -391,7 +406,9 @@ static inline void zcount_sub(struct zcount *d, const struct zcount *s)
 /* buddy.c: free lists per order and state; callers hold a->lock */
 void buddy_init(struct zp_arena *a);
 #define ALL_STATES ((1u << NR_ZSTATES) - 1)
-uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states, struct zcount *out);
+/* @warm (may be NULL): the block is warm (clear.c, warm_block()) */
+uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states, struct zcount *out,
+			  bool *warm);
 /* The state a request of @want_zero tries @r-th (0 first). */
 static inline enum zstate state_of_rank(int r, bool want_zero)
 {
@@ -401,7 +418,8 @@ static inline enum zstate state_of_rank(int r, bool want_zero)
 	};
 	return (enum zstate)by_rank[want_zero][r];
 }
-void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order);
+#define STAMP_NOW 0x10000u /* free_one_page(): its caller wrote the block a moment ago */
+void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order, uint32_t stamp);
 void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st,
 			struct zcount *out); /* head info -> 0; its counts into @out (may be NULL) */
 void block_count(const struct zp_arena *a, uint32_t pfn, unsigned order, struct zcount *c); /* listed block */
@@ -424,7 +442,7 @@ enum expand_keep {
 	KEEP_CLEARABLE,	  /* the half with more resident dirty pages (pre-zeroing) */
 };
 uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, enum expand_keep keep,
-		struct zcount *c);
+		struct zcount *c, uint16_t stamp);
 int state_rank(enum zstate st, bool want_zero);
 
 /* tcache.c: per-thread caches of orders 0..TC_MAX_ORDER */
@@ -607,11 +625,15 @@ void tc_fork_child(struct zp_arena *a); /* every lock held */
 void clear_init(struct zp_arena *a, size_t hot_bytes, size_t nt_min);
 size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr);
 size_t clear_dirty_free_block(struct zp_arena *a, size_t pfn, unsigned order); /* NT, marks what it cleared zeroed */
-size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned order, uintptr_t user_addr);
+size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned order, uintptr_t user_addr, bool warm);
 size_t clear_dirty_free_range(struct zp_arena *a, size_t pfn, size_t n);
 bool clear_small_dirty_block(struct zp_arena *a, size_t pfn, unsigned order, uintptr_t user_addr, bool hot);
 void zero_cached(void *p, size_t len);
 void zero_nt(void *p, size_t len);
+/* warmth stamps (arena lock held) */
+uint16_t warm_now(struct zp_arena *a);				     /* a stamp for now */
+uint16_t warm_older(const struct zp_arena *a, uint16_t s, uint16_t t); /* the older stamp */
+bool warm_block(struct zp_arena *a, uint16_t stamp, unsigned order);    /* cleared cached? */
 struct zero_impl {
 	const char *name;
 	void (*fn)(void *p, size_t len);
@@ -679,6 +701,8 @@ void stats_locked(struct zp_arena *a, struct zp_stats *st); /* every lock held *
 /* test-only controls (tests link the static library) */
 void zp_test_set_clear_hook(struct zp_arena *a, clear_hook_fn fn, void *ctx);
 void zp_test_set_aliasing(struct zp_arena *a, bool on);
+void zp_test_set_warm_ns(struct zp_arena *a, uint64_t ns); /* 0: no block is warm */
+void zp_test_set_warm_clock(struct zp_arena *a, uint64_t (*now_ns)(void *ctx), void *ctx); /* NULL: the OS's */
 size_t zp_test_nr_free_blocks(struct zp_arena *a, unsigned order, enum zstate st);
 void zp_test_set_pcp(struct zp_arena *a, bool on); /* the caches on or off; drain them first */
 void zp_test_drain_pcp(struct zp_arena *a);

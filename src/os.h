@@ -64,9 +64,15 @@ extern const struct zp_backend os_backend_free;
  * self-test, run once per process (emulators may not zero-fill). */
 bool os_discard_zero_fills(void);
 
+/* ---- the CPU ---- */
+
+/* The last-level cache's size in bytes (sysfs, read once), 0 if unknown. */
+size_t os_llc_bytes(void);
+
 /* ---- time ---- */
 
 uint64_t os_now_ms(void); /* CLOCK_MONOTONIC */
+uint64_t os_now_ns(void); /* CLOCK_MONOTONIC */
 
 /* A condition variable whose timed waits use CLOCK_MONOTONIC. */
 int os_cond_init(pthread_cond_t *cond);

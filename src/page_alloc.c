@@ -107,7 +107,7 @@ static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_conte
 		return rmqueue_tcache(a, ac->order, ac->want_zero, hot);
 	}
 	zlock_lock(&a->lock);
-	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c);
+	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c, ac->want_zero ? hot : NULL);
 	zlock_unlock(&a->lock);
 	return pfn;
 }
@@ -120,7 +120,7 @@ static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_conte
  * the pass to put them back, then try again.  So ENOMEM means that at one
  * instant no free block of the order existed anywhere in the arena.
  */
-static ZP_NOINLINE uint32_t alloc_pages_slowpath(const struct alloc_context *ac, struct zcount *c)
+static ZP_NOINLINE uint32_t alloc_pages_slowpath(const struct alloc_context *ac, struct zcount *c, bool *warm)
 {
 	struct zp_arena *a = ac->arena;
 
@@ -130,7 +130,7 @@ static ZP_NOINLINE uint32_t alloc_pages_slowpath(const struct alloc_context *ac,
 
 		lock_all(a);
 		drain_all_pages_locked(a);
-		pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c);
+		pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c, ac->want_zero ? warm : NULL);
 		passes = a->isolated_pages != 0;
 		unlock_all(a);
 		if (pfn != NIL || !passes)
@@ -143,7 +143,8 @@ static ZP_NOINLINE uint32_t alloc_pages_slowpath(const struct alloc_context *ac,
 }
 
 /* post_alloc_hook() past its usual case: count, clear and record. */
-static ZP_NOINLINE void post_alloc_init(const struct alloc_context *ac, uint32_t pfn, const struct zcount *cin)
+static ZP_NOINLINE void post_alloc_init(const struct alloc_context *ac, uint32_t pfn, const struct zcount *cin,
+					 bool warm)
 {
 	struct zp_arena *a = ac->arena;
 	size_t n = ac->npages;
@@ -164,7 +165,7 @@ static ZP_NOINLINE void post_alloc_init(const struct alloc_context *ac, uint32_t
 
 			if (a->flags & ZP_VERIFY)
 				verify_zero_pages(a, pfn, n);
-			cleared = clear_dirty_range(a, pfn, n, ac->order, ac->user_addr);
+			cleared = clear_dirty_range(a, pfn, n, ac->order, ac->user_addr, warm);
 			tstat_add(&st->cleared, cleared, shared);
 			tstat_add(&st->skipped, n - cleared, shared);
 		}
@@ -194,7 +195,7 @@ static ZP_ALWAYS_INLINE void post_alloc_hook(const struct alloc_context *ac, uin
 			return;
 		}
 	}
-	post_alloc_init(ac, pfn, c);
+	post_alloc_init(ac, pfn, c, hot);
 }
 
 static ZP_ALWAYS_INLINE void prep_new_page(const struct alloc_context *ac, uint32_t pfn, const struct zcount *c,
@@ -214,7 +215,7 @@ static ZP_ALWAYS_INLINE uint32_t take_block(const struct alloc_context *ac, stru
 	daemon_ensure(ac->arena);
 	pfn = get_page_from_freelist(ac, c, hot);
 	if (pfn == NIL)
-		pfn = alloc_pages_slowpath(ac, c);
+		pfn = alloc_pages_slowpath(ac, c, hot);
 	if (pfn == NIL)
 		errno = ENOMEM;
 	return pfn;
@@ -291,7 +292,7 @@ int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 			free_tcache(a, pfn, order);
 	} else {
 		zlock_lock(&a->lock);
-		free_one_page(a, pfn, order);
+		free_one_page(a, pfn, order, STAMP_NOW);
 		zlock_unlock(&a->lock);
 	}
 	return 0;
@@ -308,10 +309,10 @@ static unsigned floor_log2(size_t n)
 /*
  * Give back [s, end) of a block based at @base (aligned to the block's
  * size) as the aligned power-of-two pieces it splits into, each merging
- * with its free buddies; pages keep their zero state.  Arena lock held;
- * nobody else owns these pages.
+ * with its free buddies; pages keep their zero state, and @stamp is their
+ * warmth (free_one_page()).  Arena lock held; nobody else owns these pages.
  */
-static void free_range_locked(struct zp_arena *a, uint32_t base, size_t s, size_t end)
+static void free_range_locked(struct zp_arena *a, uint32_t base, size_t s, size_t end, uint32_t stamp)
 {
 	lock_assert_held(&a->lock);
 	while (s < end) {
@@ -320,7 +321,7 @@ static void free_range_locked(struct zp_arena *a, uint32_t base, size_t s, size_
 		if (s != base && (unsigned)__builtin_ctzll((unsigned long long)(s - base)) < o)
 			o = (unsigned)__builtin_ctzll((unsigned long long)(s - base));
 		pg_set_info(&a->pages[s], mk_info(PG_BUSY, o, 0));
-		free_one_page(a, (uint32_t)s, o);
+		free_one_page(a, (uint32_t)s, o, stamp);
 		s += (size_t)1 << o;
 	}
 }
@@ -328,7 +329,7 @@ static void free_range_locked(struct zp_arena *a, uint32_t base, size_t s, size_
 void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_addr)
 {
 	struct zcount c;
-	bool hot; /* unused: a trimmed block is not whole */
+	bool hot; /* from a thread's cache, freed there by this thread; or warm */
 	size_t n;
 	unsigned order;
 	uint32_t pfn;
@@ -366,10 +367,10 @@ void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_add
 	zlock_lock(&a->lock);
 	a->pages[pfn].next = (uint32_t)n;
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY | PG_EXACT, order, 0));
-	free_range_locked(a, pfn, pfn + n, pfn + ((size_t)1 << order));
+	free_range_locked(a, pfn, pfn + n, pfn + ((size_t)1 << order), hot ? STAMP_NOW : 0);
 	zlock_unlock(&a->lock);
 	c.pages = 0; /* post_alloc_hook counts the n pages kept */
-	prep_new_page(&ac, pfn, &c, false);
+	prep_new_page(&ac, pfn, &c, hot); /* not whole: post_alloc_init() clears it, cached when hot */
 	return pfn_to_addr(a, pfn);
 }
 
@@ -409,7 +410,7 @@ int zp_free(struct zp_arena *a, void *addr)
 		memset(pfn_to_addr(a, pfn), POISON_BYTE, n << ZP_PAGE_SHIFT);
 	}
 	zlock_lock(&a->lock);
-	free_range_locked(a, pfn, pfn, pfn + n);
+	free_range_locked(a, pfn, pfn, pfn + n, STAMP_NOW);
 	zlock_unlock(&a->lock);
 	return 0;
 }
@@ -430,6 +431,7 @@ int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
 	size_t n, n2, end, s;
 	uint64_t refaulted = 0;
 	unsigned order;
+	uint16_t last_stamp = 0;
 
 	if (pfn == NIL || !size)
 		return -EINVAL;
@@ -467,11 +469,12 @@ int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
 		uint32_t pi = pg_info(&a->pages[s]);
 		unsigned o = pg_order(pi);
 
+		last_stamp = pg_stamp(pi);
 		del_from_free_list(a, (uint32_t)s, o, pg_state(pi), NULL);
 		s += (size_t)1 << o;
 	}
-	zs_clear(a, pfn + n, n2 - n);		/* the caller's now; the excess keeps its state */
-	free_range_locked(a, pfn, pfn + n2, s); /* what the last piece brought past n2 */
+	zs_clear(a, pfn + n, n2 - n); /* the caller's now; the excess keeps its state, */
+	free_range_locked(a, pfn, pfn + n2, s, last_stamp); /* and its warmth: what the last piece brought past n2 */
 	if (n2 == (size_t)1 << order) {
 		pg_set_info(&a->pages[pfn], mk_info(PG_ALLOC, order, 0)); /* a whole block now */
 	} else {
@@ -523,7 +526,7 @@ int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len)
 	daemon_ensure(a);
 	zs_mark_reported(a, pfn, moved, true); /* in flight (PG_busy): nobody judges it */
 	zlock_lock(&a->lock);
-	free_range_locked(a, pfn, pfn, pfn + n);
+	free_range_locked(a, pfn, pfn, pfn + n, STAMP_NOW);
 	zlock_unlock(&a->lock);
 	return 0;
 }

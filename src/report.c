@@ -235,6 +235,7 @@ static size_t isolate_for_prezero(struct zp_arena *a, unsigned want, struct isol
 	uint32_t pfn = NIL;
 	struct zcount c;
 	unsigned o;
+	uint16_t stamp;
 
 	lock_assert_held(&a->lock);
 	for (o = want; o <= a->max_order && pfn == NIL; o++)
@@ -248,9 +249,10 @@ static size_t isolate_for_prezero(struct zp_arena *a, unsigned want, struct isol
 			return 0;
 		o++;
 	}
+	stamp = pg_stamp(pg_info(&a->pages[pfn]));
 	del_from_free_list(a, pfn, o, ZS_DIRTY, &c);
 	if (o > want) {
-		pfn = expand(a, pfn, o, want, KEEP_CLEARABLE, &c);
+		pfn = expand(a, pfn, o, want, KEEP_CLEARABLE, &c, stamp);
 		o = want;
 	}
 	*out = isolate_block(a, pfn, o);
@@ -273,7 +275,7 @@ static void put_back(struct zp_arena *a, const struct isolated *b, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		list_del(a, &a->isolated, b[i].pfn);
 		a->isolated_pages -= (size_t)1 << b[i].order;
-		free_one_page(a, b[i].pfn, b[i].order);
+		free_one_page(a, b[i].pfn, b[i].order, 0); /* cleared non-temporally or given to the OS */
 	}
 	a->in_putback = false;
 	a->report_pending = pending;
@@ -661,7 +663,7 @@ void report_fork_child(struct zp_arena *a)
 
 		list_del(a, &a->isolated, pfn);
 		a->isolated_pages -= (size_t)1 << b.order;
-		free_one_page(a, b.pfn, b.order);
+		free_one_page(a, b.pfn, b.order, 0);
 	}
 	/* a pass may have been in flight (between batches, or about to start
 	 * after clearing report_pending): owe the child one */

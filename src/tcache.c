@@ -214,18 +214,24 @@ static void tc_refill(struct zp_arena *a, struct tcache *t, unsigned order, enum
 
 	zlock_lock(&a->lock);
 	for (unsigned got = 0; got < (batch ? batch : 1); got++) {
-		uint32_t pfn = rmqueue_smallest(a, order, want_zero, 1u << st, NULL);
+		bool warm = false;
+		uint32_t pfn = rmqueue_smallest(a, order, want_zero, 1u << st, NULL, want_zero ? &warm : NULL);
 
 		if (pfn == NIL)
 			break;
-		tc_add(a, t, pfn, order, true);
+		tc_add(a, t, pfn, order, !warm);
 	}
 	zlock_unlock(&a->lock);
 }
 
 /* Give blocks back to the buddy lists until @t holds at most @target pages.
- * The arena lock held, and @t is the caller's (active) or quiesced. */
-static void tc_drain(struct zp_arena *a, struct tcache *t, size_t target)
+ * The arena lock held, and @t is the caller's (active) or quiesced.
+ * @owner: the owner drains its own cache as it overflows; the blocks it
+ * freed there (not PG_cold) go back warm, as the last of some 4 MiB it has
+ * been freeing (the same guess as clear.c's hot blocks).  A quiescer's
+ * drain (before ENOMEM, at thread exit, in a forked child) knows nothing
+ * of when they were written: no stamp. */
+static void tc_drain(struct zp_arena *a, struct tcache *t, size_t target, bool owner)
 {
 	lock_assert_held(&a->lock);
 	while (t->pages > target) {
@@ -233,6 +239,7 @@ static void tc_drain(struct zp_arena *a, struct tcache *t, size_t target)
 		unsigned order = 0;
 		int st = 0;
 		uint32_t pfn;
+		bool warm;
 
 		for (unsigned o = 0; o <= TC_MAX_ORDER; o++) {
 			for (int s = 0; s < NR_ZSTATES; s++) {
@@ -246,8 +253,9 @@ static void tc_drain(struct zp_arena *a, struct tcache *t, size_t target)
 			}
 		}
 		pfn = t->lists[order][st].tail; /* the coldest */
+		warm = owner && !(pg_info(&a->pages[pfn]) & PG_COLD);
 		tc_del(a, t, pfn, order, (enum zstate)st);
-		free_one_page(a, pfn, order);
+		free_one_page(a, pfn, order, warm ? STAMP_NOW : 0);
 	}
 }
 
@@ -262,7 +270,7 @@ uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero, bool
 	lock_assert_not_held(&a->lock);
 	if (unlikely(!t)) {
 		zlock_lock(&a->lock);
-		pfn = rmqueue_smallest(a, order, want_zero, ALL_STATES, NULL);
+		pfn = rmqueue_smallest(a, order, want_zero, ALL_STATES, NULL, want_zero ? hot : NULL);
 		zlock_unlock(&a->lock);
 		return pfn;
 	}
@@ -292,7 +300,7 @@ void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order)
 	lock_assert_not_held(&a->lock);
 	if (unlikely(!t)) {
 		zlock_lock(&a->lock);
-		free_one_page(a, pfn, order);
+		free_one_page(a, pfn, order, STAMP_NOW);
 		zlock_unlock(&a->lock);
 		return;
 	}
@@ -306,7 +314,7 @@ void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order)
 void tc_drain_high(struct zp_arena *a, struct tcache *t)
 {
 	zlock_lock(&a->lock);
-	tc_drain(a, t, TC_HIGH_PAGES - TC_BATCH_PAGES);
+	tc_drain(a, t, TC_HIGH_PAGES - TC_BATCH_PAGES, true);
 	zlock_unlock(&a->lock);
 }
 
@@ -415,7 +423,7 @@ void drain_all_pages_locked(struct zp_arena *a)
 {
 	lock_assert_all_held(a);
 	for (struct tcache *t = a->tcaches; t; t = t->next)
-		tc_drain(a, t, 0);
+		tc_drain(a, t, 0, false);
 }
 
 void drain_all_pages(struct zp_arena *a)
@@ -484,7 +492,7 @@ static void tc_thread_exit(void *arg)
 		a = atomic_load_explicit(&t->arena, memory_order_relaxed);
 		if (a) {
 			zlock_lock(&a->lock);
-			tc_drain(a, t, 0);
+			tc_drain(a, t, 0, false);
 			tc_detach(a, t);
 			zlock_unlock(&a->lock);
 		}
@@ -508,7 +516,7 @@ void tc_fork_child(struct zp_arena *a)
 		if (t->owner == &tc_self)
 			continue;
 		atomic_store_explicit(&t->active, 0, memory_order_relaxed);
-		tc_drain(a, t, 0);
+		tc_drain(a, t, 0, false);
 		tc_detach(a, t);
 		free(t);
 	}

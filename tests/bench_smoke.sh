@@ -33,7 +33,7 @@ scale_json() {
 # order the rows ran in, step by step, in order.txt)
 ZPAGE_BENCH_ROW_ORDER="$out/order.txt" "$bench" --scale 0.02 all >"$out/all.txt" 2>&1
 rc=$?
-for sc in fault anon-w-seq anon-w-rand churn clear rss prezero pairs scale seed; do
+for sc in fault anon-w-seq anon-w-rand churn reuse clear rss prezero pairs scale seed; do
 	if [ $rc -eq 0 ] && grep -q "^== $sc" "$out/all.txt"; then
 		ok "scenario $sc (in all)"
 	else
@@ -99,6 +99,7 @@ fault|request
 anon-w-seq|round
 anon-w-rand|round
 churn|run
+reuse, order 9 (2048 KiB)|round
 clear order 0 (4 KiB)|sample
 clear order 10 (4096 KiB)|sample
 prezero|round
@@ -135,6 +136,16 @@ else
 	bad "seed: the series' figures, the rows checked"; tab seed | diag
 fi
 [ "$(table pairs | grep -c "^  zpage, order [0-3] (")" -eq 4 ] && ok "pairs: zpage rows" || bad "pairs: zpage rows"
+# reuse: every order's table, zpage's two rows with a median in each of the
+# three columns, and the row its x column divides by
+for o in "6 (256 KiB)" "9 (2048 KiB)" "10 (4096 KiB)"; do
+	if [ "$(tab "reuse, order $o" | grep -E '^  zpage(, warmth off)?  ' | grep -c '\[.*\[.*\[')" -eq 2 ] &&
+		tab "reuse, order $o" | grep -q "x = median / median of 'zpage, warmth off'"; then
+		ok "reuse, order $o: zpage's rows"
+	else
+		bad "reuse, order $o: zpage's rows"; tab "reuse, order $o" | diag
+	fi
+done
 # scale: every size and max_order, or for 1 TiB a note that it cannot be had
 for size in "1 GiB" "64 GiB" "1 TiB"; do
 	for o in 10 14 20; do
@@ -150,10 +161,12 @@ done
 table churn | grep -q "throughput, 1 B/page (M ops/s)" && table churn | grep -q "(--churn-touch page)" &&
 	table churn | grep -q "half the allocations zero-filled" &&
 	ok "churn writes every page by default" || bad "churn writes every page by default"
-# no scenario named: the default suite, fault, anon-w-seq and churn
+# no scenario named: the default suite, fault, anon-w-seq, churn and reuse
+# (a table per order)
 if "$bench" --scale 0.02 >"$out/default.txt" 2>&1 && grep -q "^== fault" "$out/default.txt" &&
 	grep -q "^== anon-w-seq" "$out/default.txt" && grep -q "^== churn" "$out/default.txt" &&
-	[ "$(grep -c '^== ' "$out/default.txt")" -eq 3 ]; then
+	[ "$(grep -c '^== reuse, order ' "$out/default.txt")" -eq 3 ] &&
+	[ "$(grep -c '^== ' "$out/default.txt")" -eq 6 ]; then
 	ok "default suite"
 else
 	bad "default suite"; grep '^== ' "$out/default.txt" | sed 's/^/# /'

@@ -288,9 +288,11 @@ static void pieces_keep_their_zero_state(void)
 }
 
 /* With a user address whose page lies beyond the size, the last page kept is
- * the target: cleared last, with cached stores. */
+ * the target: cleared last, with cached stores.  Cold (warmth off): the far
+ * pages first, non-temporal, then the neighbourhood; warm (the block freed a
+ * moment ago): one cached clear of the 300 pages, ending with the target. */
 struct last_clear {
-	size_t first, n;
+	size_t first, n, nt_pages;
 	int events;
 };
 
@@ -300,28 +302,41 @@ static void note_clear(void *ctx, const struct clear_event *ev)
 
 	l->first = ev->pfn;
 	l->n = ev->nr_pages;
+	l->nt_pages += ev->nt ? ev->nr_pages : 0;
 	l->events++;
 }
 
 static void target_beyond_the_size_is_cleared_last(void)
 {
-	struct zp_arena *a = t_arena(1024, 9, 0);
-	struct last_clear l = {0};
-	char *p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE), *q;
+	for (int warm = 0; warm < 2; warm++) {
+		struct zp_arena *a = t_arena(1024, 9, 0);
+		struct last_clear l = {0};
+		char *p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE), *q;
 
-	ASSERT(p);
-	memset(p, 0x66, 512 * ZP_PAGE_SIZE); /* dirty */
-	ASSERT((q = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE)));
-	EXPECT_EQ(zp_free_pages(a, p, 9), 0);
-	zp_test_set_clear_hook(a, note_clear, &l);
-	ASSERT((p = zp_alloc(a, ZP_GFP_ZERO, 300 * 4096, (uintptr_t)400 << ZP_PAGE_SHIFT)));
-	zp_test_set_clear_hook(a, NULL, NULL);
-	EXPECT(t_all_zero(p, 300 * ZP_PAGE_SIZE));
-	EXPECT_GE(l.events, 2);
-	EXPECT_EQ(l.first + l.n, t_pfn(a, p) + 300); /* the last clear ends with page 299 */
-	EXPECT_EQ(zp_free(a, p), 0);
-	EXPECT_EQ(zp_free_pages(a, q, 9), 0);
-	zp_arena_destroy(a);
+		if (!warm)
+			zp_test_set_warm_ns(a, 0);
+		else
+			zp_test_set_warm_ns(a, (uint64_t)1 << 40); /* capped: ~134 ms, whatever the machine's pace */
+		ASSERT(p);
+		memset(p, 0x66, 512 * ZP_PAGE_SIZE); /* dirty */
+		ASSERT((q = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE)));
+		EXPECT_EQ(zp_free_pages(a, p, 9), 0);
+		zp_test_set_clear_hook(a, note_clear, &l);
+		ASSERT((p = zp_alloc(a, ZP_GFP_ZERO, 300 * 4096, (uintptr_t)400 << ZP_PAGE_SHIFT)));
+		zp_test_set_clear_hook(a, NULL, NULL);
+		EXPECT(t_all_zero(p, 300 * ZP_PAGE_SIZE));
+		if (warm) {
+			EXPECT_EQ(l.events, 1);
+			EXPECT_EQ(l.nt_pages, 0);
+		} else {
+			EXPECT_GE(l.events, 2);
+			EXPECT_GT(l.nt_pages, 0);
+		}
+		EXPECT_EQ(l.first + l.n, t_pfn(a, p) + 300); /* the last clear ends with page 299 */
+		EXPECT_EQ(zp_free(a, p), 0);
+		EXPECT_EQ(zp_free_pages(a, q, 9), 0);
+		zp_arena_destroy(a);
+	}
 }
 
 /* The drop-in's realloc: growing in place over the free pages after an

@@ -40,13 +40,13 @@ static int in_child(void (*fn)(struct zp_arena *), struct zp_arena *a, char *out
 
 static void take_block_unlocked(struct zp_arena *a)
 {
-	rmqueue_smallest(a, 0, false, ALL_STATES, NULL);
+	rmqueue_smallest(a, 0, false, ALL_STATES, NULL, NULL);
 }
 
 static void take_block_locked(struct zp_arena *a)
 {
 	zlock_lock(&a->lock);
-	if (rmqueue_smallest(a, 0, false, ALL_STATES, NULL) == NIL)
+	if (rmqueue_smallest(a, 0, false, ALL_STATES, NULL, NULL) == NIL)
 		_exit(3);
 	zlock_unlock(&a->lock);
 }

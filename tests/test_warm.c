@@ -1,0 +1,577 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Warmth (clear.c): a dirty block given back to the buddy lists a moment
+ * ago is cleared with cached stores, one that has been free longer with
+ * the general order (far runs non-temporal).  A fake clock makes "a moment
+ * ago" exact, and a hook sees each clear.  Asserted:
+ *   - a block freed and taken back within the warm time is cleared cached
+ *     whole, with or without a user address (the target page last); at
+ *     exactly the warm time still warm, one stamp unit later cold; with
+ *     warmth off cold; across the stamps' 16-bit wrap still warm;
+ *   - split halves keep their parent's stamp, upper or lower half, and so
+ *     do the halves a pre-zero pass splits off; a merge keeps the oldest
+ *     stamp of the parts with pages to clear (three parts), and a part
+ *     whose pages read zero (never used, or pre-zeroed) does not count;
+ *   - a small block (below clear_nt_min) takes the last stamp read, not
+ *     the clock's time and not none;
+ *   - a pass's put-back (MADV_FREE: pages still dirty) and a quiescer's
+ *     drain of a thread's cache leave no stamp; the owner's drain of a block it freed into its cache, one;
+ *   - a refill: a warm block comes out hot (cached, whatever its size), a
+ *     cold one PG_cold;
+ *   - exact-size allocations: a warm block is cleared cached, and the
+ *     excess a trim gives back keeps the block's warmth (none when the
+ *     request did not zero and so did not look);
+ *   - a block larger than half the last-level cache is never warm, nor
+ *     are the parts split off it;
+ *   - the checker refuses a stamp outside the buddy lists.
+ */
+#include "test.h"
+
+struct clk {
+	uint64_t ns;
+};
+
+static uint64_t fake_now(void *ctx)
+{
+	return ((struct clk *)ctx)->ns;
+}
+
+struct seen {
+	size_t pages, nt_pages, hot_pages;
+	size_t last_pfn; /* the first page of the last clear */
+	size_t n;
+};
+
+static void see(void *ctx, const struct clear_event *ev)
+{
+	struct seen *s = ctx;
+
+	s->n++;
+	s->pages += ev->nr_pages;
+	s->nt_pages += ev->nt ? ev->nr_pages : 0;
+	s->hot_pages += ev->hot ? ev->nr_pages : 0;
+	s->last_pfn = ev->pfn;
+}
+
+#define UNIT	 ((uint64_t)4096) /* a stamp unit, ns */
+#define WARM_U	 244		  /* warm for 244 units (~1 ms) */
+#define WARM_NS	 (WARM_U * UNIT)
+#define CLK_BASE (((uint64_t)1 << 40) + 7 * UNIT) /* a stamp of 7, not 0 */
+
+/* An arena whose warmth runs on @c, warm for WARM_NS. */
+static struct zp_arena *warm_arena(size_t pages, unsigned max_order, struct clk *c)
+{
+	struct zp_arena *a = t_arena(pages, max_order, 0);
+
+	c->ns = CLK_BASE;
+	zp_test_set_warm_clock(a, fake_now, c);
+	zp_test_set_warm_ns(a, WARM_NS);
+	EXPECT_EQ(a->warm_units, WARM_U);
+	return a;
+}
+
+/* A dirty block of @order, freed at the clock's time; its address. */
+static char *dirty_freed(struct zp_arena *a, unsigned order)
+{
+	char *p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
+
+	if (!p)
+		return NULL;
+	memset(p, 0x3c, ZP_PAGE_SIZE << order);
+	if (zp_free_pages(a, p, order))
+		return NULL;
+	return p;
+}
+
+/* Take a zeroing block of @order (at @ua) and say how it was cleared. */
+static char *zalloc_seen(struct zp_arena *a, unsigned order, uintptr_t ua, struct seen *s)
+{
+	char *q;
+
+	memset(s, 0, sizeof(*s));
+	zp_test_set_clear_hook(a, see, s);
+	q = zp_alloc_pages(a, ZP_GFP_ZERO, order, ua);
+	zp_test_set_clear_hook(a, NULL, NULL);
+	if (q && !t_all_zero(q, ZP_PAGE_SIZE << order))
+		T_REPORT("order %u block at %p does not read zero", order, (void *)q);
+	return q;
+}
+
+/* Order 9 (2 MiB, above clear_nt_min, on the buddy lists): warm within the
+ * warm time, with and without a user address, and at its edge; cold one
+ * unit after it, or with warmth off.  What the block holds is the same
+ * every time. */
+static void warm_then_cold(void)
+{
+	struct clk c;
+	struct zp_arena *a = warm_arena(2048, 10, &c);
+	const unsigned order = 9;
+	const size_t n = (size_t)1 << order, tpage = 300;
+	uintptr_t ua = (uintptr_t)0x7f0000000000 + tpage * ZP_PAGE_SIZE + 9;
+
+	ASSERT(!tc_serves(a, order));
+	for (int k = 0; k < 5; k++) {
+		struct seen s;
+		char *p = dirty_freed(a, order), *q;
+		bool with_ua = k == 1;
+
+		ASSERT(p);
+		if (k == 2)
+			c.ns += WARM_NS; /* the edge: still warm */
+		if (k == 3)
+			c.ns += WARM_NS + UNIT; /* one stamp unit past it */
+		if (k == 4)
+			zp_test_set_warm_ns(a, 0);
+		q = zalloc_seen(a, order, with_ua ? ua : ZP_USER_ADDR_NONE, &s);
+		ASSERT(q);
+		EXPECT_EQ(q, p);
+		EXPECT_EQ(s.pages, n);
+		if (k <= 2) {
+			EXPECT_EQ(s.nt_pages, 0);
+			if (with_ua) /* two cached clears, the target page ending the last */
+				EXPECT_EQ(s.last_pfn, t_pfn(a, q));
+			else
+				EXPECT_EQ(s.n, 1);
+		} else {
+			EXPECT_EQ(s.nt_pages, n);
+		}
+		EXPECT_EQ(s.hot_pages, 0); /* "hot" is the caches' exception, not this */
+		ASSERT_EQ(zp_free_pages(a, q, order), 0);
+		EXPECT_EQ(zp_arena_check(a), 0);
+	}
+	zp_arena_destroy(a);
+}
+
+/* Split halves keep the stamp: a warm order-10 block split by an order-9
+ * zeroing request gives two warm halves.  A merge keeps the older stamp: an
+ * order-9 block freed long ago merged with its buddy freed now gives a
+ * cold order-10 block; both freed now, a warm one. */
+static void split_and_merge(void)
+{
+	struct clk c;
+	struct zp_arena *a = warm_arena(1024, 10, &c);
+	struct seen s;
+	char *p, *q, *r;
+
+	/* split */
+	p = dirty_freed(a, 10);
+	ASSERT(p);
+	q = zalloc_seen(a, 9, ZP_USER_ADDR_NONE, &s);
+	ASSERT(q);
+	EXPECT_EQ(s.pages, 512);
+	EXPECT_EQ(s.nt_pages, 0);
+	r = zalloc_seen(a, 9, ZP_USER_ADDR_NONE, &s);
+	ASSERT(r);
+	EXPECT_EQ(s.pages, 512);
+	EXPECT_EQ(s.nt_pages, 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+
+	/* merge: q freed long ago, r now */
+	memset(q, 1, 2 << 20);
+	memset(r, 1, 2 << 20);
+	ASSERT_EQ(zp_free_pages(a, q, 9), 0);
+	c.ns += 4 * WARM_NS;
+	ASSERT_EQ(zp_free_pages(a, r, 9), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	p = zalloc_seen(a, 10, ZP_USER_ADDR_NONE, &s);
+	ASSERT(p);
+	EXPECT_EQ(s.pages, 1024);
+	EXPECT_EQ(s.nt_pages, 1024);
+	memset(p, 1, 4 << 20);
+	ASSERT_EQ(zp_free_pages(a, p, 10), 0);
+
+	/* and both now */
+	q = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	r = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	ASSERT(q && r);
+	c.ns += 4 * WARM_NS;
+	ASSERT_EQ(zp_free_pages(a, q, 9), 0);
+	ASSERT_EQ(zp_free_pages(a, r, 9), 0);
+	p = zalloc_seen(a, 10, ZP_USER_ADDR_NONE, &s);
+	ASSERT(p);
+	EXPECT_EQ(s.pages, 1024);
+	EXPECT_EQ(s.nt_pages, 0);
+	ASSERT_EQ(zp_free_pages(a, p, 10), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* Never-used memory needs no clear; a block a pre-zero pass cleared and
+ * put back carries no stamp, whatever it merged into. */
+static void never_used_and_passes_not_warm(void)
+{
+	struct clk c;
+	struct zp_arena *a = warm_arena(1024, 10, &c);
+	struct seen s;
+	char *p = zalloc_seen(a, 9, ZP_USER_ADDR_NONE, &s);
+
+	ASSERT(p);
+	EXPECT_EQ(s.pages, 0); /* fresh: nothing to clear */
+	memset(p, 7, 2 << 20);
+	ASSERT_EQ(zp_free_pages(a, p, 9), 0);
+	EXPECT(zp_arena_prezero(a, 2 << 20) > 0); /* the pass clears it and puts it back */
+	EXPECT_EQ(zp_arena_check(a), 0);
+	for (size_t pfn = t_pfn(a, p), i = 0; i < 512; i++)
+		ASSERT(zs_test_zero(a, pfn + i));
+	/* the pass's put-back left no stamp on whatever the block merged into */
+	for (unsigned o = 0; o <= 10; o++)
+		for (int st = 0; st < NR_ZSTATES; st++)
+			for (uint32_t b = a->free[o][st].head; b != NIL; b = a->pages[b].next)
+				if (b <= t_pfn(a, p) && t_pfn(a, p) < b + ((size_t)1 << o))
+					EXPECT_EQ(pg_stamp(pg_info(&a->pages[b])), 0);
+	zp_arena_destroy(a);
+}
+
+/* A block larger than half the last-level cache (here set to order 8) is
+ * never warm: not when freed, not the parts split off it, not when two warm
+ * halves merge into it; the largest warm order is. */
+static void too_large_never_warm(void)
+{
+	struct clk c;
+	struct zp_arena *a = warm_arena(2048, 10, &c);
+	struct seen s;
+	char *p, *q, *r;
+
+	zp_test_set_pcp(a, false); /* order 8 on the buddy lists too */
+	a->warm_max_order = 8;
+	p = dirty_freed(a, 8);
+	ASSERT(p);
+	q = zalloc_seen(a, 8, ZP_USER_ADDR_NONE, &s);
+	EXPECT_EQ(q, p);
+	EXPECT_EQ(s.pages, 256);
+	EXPECT_EQ(s.nt_pages, 0);
+	ASSERT_EQ(zp_free_pages(a, q, 8), 0);
+	p = dirty_freed(a, 9);
+	ASSERT(p);
+	q = zalloc_seen(a, 9, ZP_USER_ADDR_NONE, &s);
+	EXPECT_EQ(q, p);
+	EXPECT_EQ(s.nt_pages, 512);
+	memset(q, 2, 2 << 20);
+	ASSERT_EQ(zp_free_pages(a, q, 9), 0);
+	q = zalloc_seen(a, 8, ZP_USER_ADDR_NONE, &s); /* split off it */
+	EXPECT_EQ(q, p);
+	EXPECT_EQ(s.nt_pages, 256);
+	r = zp_alloc_pages(a, 0, 8, ZP_USER_ADDR_NONE); /* its buddy */
+	EXPECT_EQ(r, p + (1 << 20));
+	memset(q, 2, 1 << 20);
+	memset(r, 2, 1 << 20);
+	ASSERT_EQ(zp_free_pages(a, q, 8), 0);
+	ASSERT_EQ(zp_free_pages(a, r, 8), 0); /* two warm halves make a block too large */
+	q = zalloc_seen(a, 9, ZP_USER_ADDR_NONE, &s);
+	EXPECT_EQ(q, p);
+	EXPECT_EQ(s.nt_pages, 512);
+	ASSERT_EQ(zp_free_pages(a, q, 9), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* A report pass with MADV_FREE leaves the pages dirty (the OS may keep
+ * them) and puts the block back without a stamp: a zeroing request right
+ * after clears them as cold ones. */
+static void reported_block_not_warm(void)
+{
+	struct clk c;
+	struct zp_arena *a = t_arena(512, 9, ZP_REPORT_MADV_FREE);
+	struct seen s;
+	char *p, *q;
+
+	c.ns = CLK_BASE;
+	zp_test_set_warm_clock(a, fake_now, &c);
+	zp_test_set_warm_ns(a, WARM_NS);
+	p = dirty_freed(a, 9);
+	ASSERT(p);
+	EXPECT(zp_arena_report(a) > 0);
+	q = zalloc_seen(a, 9, ZP_USER_ADDR_NONE, &s);
+	EXPECT_EQ(q, p);
+	EXPECT_EQ(s.pages, 512);
+	EXPECT_EQ(s.nt_pages, 512);
+	ASSERT_EQ(zp_free_pages(a, q, 9), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* A refill of a thread's cache.  Five dirty order-8 blocks (1 MiB, above
+ * clear_nt_min) freed into the cache overflow it, and its owner drains the
+ * two oldest to the buddy lists: warm.  Three zeroing allocations take the
+ * three still cached (hot), the fourth refills and gets a drained one, hot
+ * too when taken at once, PG_cold and its runs non-temporal after the warm
+ * time.  A quiescer's drain (zp_test_drain_pcp(): what the slow path,
+ * thread exit and fork do) leaves no stamp: cold at once. */
+static void refill_warm_is_hot(void)
+{
+	for (int k = 0; k < 3; k++) {
+		struct clk c;
+		struct zp_arena *a = warm_arena(2048, 10, &c);
+		const unsigned order = 8;
+		char *p[5], *q;
+		struct seen s;
+		bool cold = k > 0;
+
+		ASSERT(tc_serves(a, order));
+		for (int i = 0; i < 5; i++) {
+			p[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
+			ASSERT(p[i]);
+			memset(p[i], 0x11, 1 << 20);
+		}
+		for (int i = 0; i < 5; i++)
+			ASSERT_EQ(zp_free_pages(a, p[i], order), 0);
+		if (k == 2)
+			zp_test_drain_pcp(a);
+		for (int i = 0; i < 3 && k < 2; i++) {
+			q = zalloc_seen(a, order, ZP_USER_ADDR_NONE, &s);
+			ASSERT(q);
+			EXPECT_EQ(s.hot_pages, 256);
+		}
+		if (k == 1)
+			c.ns += WARM_NS + UNIT;
+		q = zalloc_seen(a, order, ZP_USER_ADDR_NONE, &s);
+		ASSERT(q);
+		EXPECT(q == p[0] || q == p[1] || k == 2);
+		EXPECT_EQ(s.pages, 256);
+		EXPECT_EQ(s.nt_pages, cold ? 256 : 0);
+		EXPECT_EQ(s.hot_pages, cold ? 0 : 256);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		zp_arena_destroy(a);
+	}
+}
+
+/* The stamps' 16 bits wrap every 2^16 units: a block freed just before a
+ * wrap and taken just after is as warm as its age says. */
+static void warm_across_the_wrap(void)
+{
+	struct clk c;
+	struct zp_arena *a = warm_arena(1024, 10, &c);
+	struct seen s;
+	char *p, *q;
+
+	c.ns = ((uint64_t)1 << 40) + 0xfff0 * UNIT; /* stamp 0xfff0 */
+	p = dirty_freed(a, 9);
+	ASSERT(p);
+	EXPECT_EQ(pg_stamp(pg_info(&a->pages[t_pfn(a, p)])), 0xfff0);
+	c.ns += 100 * UNIT; /* stamp 0x54 */
+	q = zalloc_seen(a, 9, ZP_USER_ADDR_NONE, &s);
+	EXPECT_EQ(q, p);
+	EXPECT_EQ(s.pages, 512);
+	EXPECT_EQ(s.nt_pages, 0);
+	ASSERT_EQ(zp_free_pages(a, q, 9), 0);
+	zp_arena_destroy(a);
+}
+
+/* A merge of three parts with pages to clear keeps the oldest stamp, even
+ * when it is the first buddy met and not the last.  Caches off, so order-8
+ * blocks go straight to the buddy lists.  B2 is freed at t0; B0 and B1 at
+ * t0 + 0.6 ms (they merge); B3 at t0 + 1.1 ms merges with B2, then with
+ * B0+B1: stamp t0, cold at t0 + 1.1 ms (B0+B1's stamp would say warm). */
+static void merge_keeps_oldest_of_three(void)
+{
+	struct clk c;
+	struct zp_arena *a = warm_arena(1024, 10, &c);
+	struct seen s;
+	char *b[4], *q;
+
+	zp_test_set_pcp(a, false);
+	for (int i = 0; i < 4; i++) {
+		b[i] = zp_alloc_pages(a, 0, 8, ZP_USER_ADDR_NONE);
+		ASSERT(b[i]);
+		memset(b[i], 3, 1 << 20);
+	}
+	/* the four quarters of the one order-10 block, in address order */
+	for (int i = 0; i < 3; i++)
+		ASSERT(b[i + 1] == b[i] + (1 << 20));
+	ASSERT_EQ(zp_free_pages(a, b[2], 8), 0);
+	c.ns += 150 * UNIT;
+	ASSERT_EQ(zp_free_pages(a, b[0], 8), 0);
+	ASSERT_EQ(zp_free_pages(a, b[1], 8), 0);
+	c.ns += 120 * UNIT; /* 270 units after B2, 120 after B0 and B1 */
+	ASSERT_EQ(zp_free_pages(a, b[3], 8), 0);
+	q = zalloc_seen(a, 10, ZP_USER_ADDR_NONE, &s);
+	ASSERT(q);
+	EXPECT_EQ(s.pages, 1024);
+	EXPECT_EQ(s.nt_pages, 1024);
+	ASSERT_EQ(zp_free_pages(a, q, 10), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* The lower half of a split keeps the stamp too: an order-10 block whose
+ * upper half a pre-zero pass cleared (no pages to clear, so its stamp does
+ * not count in the merge) and whose lower half was freed now; a zeroing
+ * order-9 request keeps the zeroed upper half and lists the lower one,
+ * which the next takes warm.  And the halves a pre-zero pass splits off
+ * keep the stamp of the block it split. */
+static void lower_half_and_prezero_split(void)
+{
+	struct clk c;
+	struct zp_arena *a = warm_arena(1024, 10, &c);
+	struct seen s;
+	char *lo, *hi, *q;
+
+	lo = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	hi = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	ASSERT(lo && hi);
+	if (lo > hi) {
+		char *t = lo;
+
+		lo = hi;
+		hi = t;
+	}
+	memset(lo, 4, 2 << 20);
+	memset(hi, 4, 2 << 20);
+	ASSERT_EQ(zp_free_pages(a, hi, 9), 0);
+	EXPECT(zp_arena_prezero(a, 2 << 20) > 0); /* hi: cleared, put back without a stamp */
+	c.ns += 10 * WARM_NS;
+	ASSERT_EQ(zp_free_pages(a, lo, 9), 0); /* merges with hi: the stamp is lo's */
+	q = zalloc_seen(a, 9, ZP_USER_ADDR_NONE, &s);
+	EXPECT_EQ(q, hi);
+	EXPECT_EQ(s.pages, 0);
+	q = zalloc_seen(a, 9, ZP_USER_ADDR_NONE, &s);
+	EXPECT_EQ(q, lo);
+	EXPECT_EQ(s.pages, 512);
+	EXPECT_EQ(s.nt_pages, 0);
+	memset(lo, 5, 2 << 20);
+	memset(hi, 5, 2 << 20);
+	ASSERT_EQ(zp_free_pages(a, lo, 9), 0);
+	ASSERT_EQ(zp_free_pages(a, hi, 9), 0); /* one warm dirty order-10 block */
+	EXPECT(zp_arena_prezero(a, 2 << 20) > 0); /* splits it: clears one half, lists the other */
+	EXPECT_EQ(zp_arena_check(a), 0);
+	q = zalloc_seen(a, 10, ZP_USER_ADDR_NONE, &s); /* merged again: half of it to clear, warm */
+	ASSERT(q);
+	EXPECT_EQ(s.pages, 512);
+	EXPECT_EQ(s.nt_pages, 0);
+	ASSERT_EQ(zp_free_pages(a, q, 10), 0);
+	zp_arena_destroy(a);
+}
+
+/* A small block (order 5, below clear_nt_min) does not read the clock: it
+ * takes the last stamp read.  Caches off.  At t0 an order-10 block is freed
+ * (the clock is read: t0) and taken back; A (order 5) is freed at t0 + 100
+ * units, its buddy B at t0 + 200, which reads the clock for the order-6
+ * block they make: stamp min(t0 + 200, A's).  A zeroing order-10 request
+ * takes the other order-10 block (all but their 64 pages fresh) at t0 + 230: warm (A's stamp is t0, not
+ * none); at t0 + 260: cold (A's stamp is t0, not t0 + 100). */
+static void small_blocks_take_last_stamp(void)
+{
+	for (int late = 0; late < 2; late++) {
+		struct clk c;
+		struct zp_arena *a = warm_arena(2048, 10, &c);
+		struct seen s;
+		char *x, *ba, *bb, *q;
+
+		zp_test_set_pcp(a, false);
+		x = zp_alloc_pages(a, 0, 10, ZP_USER_ADDR_NONE); /* one order-10 block */
+		ba = zp_alloc_pages(a, 0, 5, ZP_USER_ADDR_NONE); /* and two buddies in the other */
+		bb = zp_alloc_pages(a, 0, 5, ZP_USER_ADDR_NONE);
+		ASSERT(ba && bb && x);
+		ASSERT(bb == ba + (128 << 10));
+		memset(ba, 6, 128 << 10);
+		memset(bb, 6, 128 << 10);
+		memset(x, 6, 4 << 20);
+		ASSERT_EQ(zp_free_pages(a, x, 10), 0); /* the clock: t0 */
+		ASSERT(zp_alloc_pages(a, 0, 10, ZP_USER_ADDR_NONE) == x);
+		c.ns += 100 * UNIT;
+		ASSERT_EQ(zp_free_pages(a, ba, 5), 0);
+		c.ns += 100 * UNIT;
+		ASSERT_EQ(zp_free_pages(a, bb, 5), 0);
+		c.ns += (late ? 60 : 30) * UNIT;
+		q = zalloc_seen(a, 10, ZP_USER_ADDR_NONE, &s);
+		ASSERT(q);
+		EXPECT_EQ(s.pages, 64);
+		EXPECT_EQ(s.nt_pages, late ? 64 : 0);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		zp_arena_destroy(a);
+	}
+}
+
+/* Exact-size allocations (zp_alloc): a 3 MiB zeroing request that takes a
+ * warm 4 MiB block clears its 768 pages cached, and the 1 MiB it gives back
+ * keeps the warmth; a non-zeroing request does not look, and what it gives
+ * back has none. */
+static void exact_allocations(void)
+{
+	for (int zero = 1; zero >= 0; zero--) {
+		struct clk c;
+		struct zp_arena *a = warm_arena(1024, 10, &c);
+		struct seen s;
+		char *p = dirty_freed(a, 10), *q;
+
+		ASSERT(p);
+		zp_test_set_pcp(a, false); /* the excess's order 8 on the buddy lists */
+		memset(&s, 0, sizeof(s));
+		zp_test_set_clear_hook(a, see, &s);
+		q = zp_alloc(a, zero ? ZP_GFP_ZERO : 0, 3 << 20, ZP_USER_ADDR_NONE);
+		zp_test_set_clear_hook(a, NULL, NULL);
+		EXPECT_EQ(q, p);
+		EXPECT_EQ(s.pages, zero ? 768 : 0);
+		EXPECT_EQ(s.nt_pages, 0);
+		q = zalloc_seen(a, 8, ZP_USER_ADDR_NONE, &s); /* the excess */
+		EXPECT_EQ(q, p + (3 << 20));
+		EXPECT_EQ(s.pages, 256);
+		EXPECT_EQ(s.nt_pages, zero ? 0 : 256);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		zp_arena_destroy(a);
+	}
+}
+
+/* The checker: a stamp belongs on a buddy-list head only. */
+static void stamp_outside_buddy_refused(void)
+{
+	struct clk c;
+	struct zp_arena *a = warm_arena(1024, 10, &c);
+	char *p = dirty_freed(a, 9);
+	size_t pfn;
+	uint32_t info;
+
+	ASSERT(p);
+	pfn = t_pfn(a, p);
+	info = pg_info(&a->pages[pfn]);
+	EXPECT((info & PG_OWNER_MASK) == PG_BUDDY);
+	EXPECT(pg_stamp(info) != 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	ASSERT(p);
+	EXPECT_EQ(pg_stamp(pg_info(&a->pages[pfn])), 0); /* allocated: no stamp */
+	T_DIAG("(one check failure is expected here)");
+	info = pg_info(&a->pages[pfn]);
+	pg_set_info(&a->pages[pfn], info | (1u << PG_STAMP_SHIFT));
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	pg_set_info(&a->pages[pfn], info);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	ASSERT_EQ(zp_free_pages(a, p, 9), 0);
+	zp_arena_destroy(a);
+}
+
+/* The defaults: warm for 1 ms (244 units), from the smallest order cleared
+ * with non-temporal stores up to half the last-level cache (8 MiB assumed
+ * when sysfs does not say). */
+static void defaults(void)
+{
+	struct zp_arena *a = t_arena(64, 6, 0);
+	size_t llc = os_llc_bytes(), half = (llc ? llc : (size_t)8 << 20) / 2;
+
+	EXPECT_EQ(a->warm_units, 244);
+	EXPECT_EQ(ZP_PAGE_SIZE << a->warm_min_order, a->nt_min_bytes);
+	EXPECT(ZP_PAGE_SIZE << a->warm_max_order <= half);
+	EXPECT(ZP_PAGE_SIZE << (a->warm_max_order + 1) > half);
+	T_DIAG("last-level cache %zu KiB (sysfs%s): warm up to order %u", llc >> 10, llc ? "" : ": none, 8 MiB assumed",
+	       a->warm_max_order);
+	zp_arena_destroy(a);
+}
+
+int main(int argc, char **argv)
+{
+	t_init(argc, argv);
+	RUN(warm_then_cold);
+	RUN(split_and_merge);
+	RUN(never_used_and_passes_not_warm);
+	RUN(too_large_never_warm);
+	RUN(refill_warm_is_hot);
+	RUN(warm_across_the_wrap);
+	RUN(merge_keeps_oldest_of_three);
+	RUN(lower_half_and_prezero_split);
+	RUN(small_blocks_take_last_stamp);
+	RUN(exact_allocations);
+	RUN(reported_block_not_warm);
+	RUN(stamp_outside_buddy_refused);
+	RUN(defaults);
+	return t_done("test_warm");
+}
