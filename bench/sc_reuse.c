@@ -6,8 +6,9 @@
  * gave back a moment ago.  Orders 6, 9 and 10 (256 KiB, 2 MiB, 4 MiB:
  * blocks zpage clears with non-temporal stores when it takes them cold).
  * Rows: zpage (zp_alloc_pages(a, ZP_GFP_ZERO, order, ZP_USER_ADDR_NONE),
- * then zp_free_pages); zpage with warmth off (its own arena, every such
- * block cleared as a cold one: the rule before warmth, clear.c); each
+ * then zp_free_pages); zpage with warmth off (its own arena, every block of
+ * 2 and 4 MiB cleared as a cold one: the rule before warmth, clear.c; a
+ * 256 KiB block comes from the thread's cache and is hot in both); each
  * peer's zero-filled allocation (peers.c: calloc, or the peer's own, of
  * the same size) and free.  Every row writes every byte of what it gets
  * (memset), so each pays for its memory as a program that uses it would.

@@ -338,7 +338,9 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
  * warmth (clear.c): STAMP_NOW when its caller wrote it a moment ago (a
  * free, a drain of a block its owner freed into its cache), 0 when nobody
  * did (a pass's put-back, a quiesced cache), else the stamp of the block
- * it was free in (a trimmed exact allocation's excess).  A block larger
+ * it was free in (zp_grow_in_place()'s excess).  A trimmed exact
+ * allocation's excess is STAMP_NOW when the zeroing request found the
+ * block warm, else 0.  A block larger
  * than the warm range gets none: a part of it split off later was written
  * long before the free.  The clock is read only for a block that ends up
  * large enough for its stamp to matter (warm_min_order); a smaller one gets

@@ -37,8 +37,9 @@
  *   Except: a whole dirty block of order 0 to 8 the allocating thread freed
  *   into its own cache is cleared with cached stores whatever its size
  *   (clear_small_dirty_block(), @hot), up to 32 KiB with vector stores;
- *   and a warm block (below) is cleared with cached stores only, in the
- *   same order (its far runs cached too: clear_dirty_range(), @warm).
+ *   and a warm block (below) is cleared with cached stores only, as all
+ *   neighbourhood: (t, n) then [0, t], or ascending without an address
+ *   (clear_dirty_range(), @warm).
  *
  * Warmth: a block given back to the buddy lists less than DEFAULT_WARM_NS
  * (1 ms) ago, of at least nt_min_bytes and at most half the last-level
@@ -492,8 +493,9 @@ size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned orde
  * smaller than nt_min_bytes, without the bitmap scans and the layers
  * between (they cost a small block's clear a quarter of its time).  @hot:
  * the block was freed into this thread's cache by this thread and comes
- * back from it (orders 0 to TC_MAX_ORDER, up to 1 MiB; not PG_COLD:
- * get_page_from_freelist()), so it was probably in use a moment ago; it is
+ * back from it, or a zeroing refill found it warm (orders 0 to
+ * TC_MAX_ORDER, up to 1 MiB; not PG_COLD: get_page_from_freelist()), so it
+ * was probably in use a moment ago; it is
  * cleared the same way whatever its size, where clear_dirty_range() would
  * use non-temporal stores from nt_min_bytes and leave cold the lines its
  * caller writes next (churn, which writes every page: 3% more operations a

@@ -84,8 +84,9 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
  *              the head's next field, 2^(order-1) < n < 2^order; its pages
  *              beyond n are free blocks of their own
  *   bit 15     PG_COLD: with PG_cache, a block a refill brought from the
- *              buddy lists (not one this thread freed here): cold as far as
- *              the allocation path can tell
+ *              buddy lists (not one this thread freed here) and did not
+ *              find warm (clear.c): cold as far as the allocation path can
+ *              tell
  *   bits 16-31 with PG_buddy: the block's warmth stamp, when it was last
  *              given back to the buddy lists (clear.c, warm_now()); 0: not
  *              known to be warm
@@ -99,7 +100,7 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
 #define PG_STATE_SHIFT 12
 #define PG_EXACT       0x4000u /* with PG_alloc or PG_busy: an exact-size allocation of
 				  pages[head].next pages, order = the block it came from */
-#define PG_COLD	       0x8000u /* with PG_cache: brought by a refill, not freed here */
+#define PG_COLD	       0x8000u /* with PG_cache: brought by a refill, not freed here, not warm */
 #define PG_STAMP_SHIFT 16
 
 struct page {

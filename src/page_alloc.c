@@ -92,7 +92,9 @@ static void verify_zero_pages(struct zp_arena *a, size_t pfn, size_t n)
  * the block was freed into this thread's cache by this thread (not brought
  * there by a refill: PG_COLD), most recently first (a guess that its lines
  * are still in this core's caches: a block another thread wrote, or one
- * left long in the cache, is cold). */
+ * left long in the cache, is cold); or, for a zeroing request, it is warm
+ * (clear.c: freed to the buddy lists a moment ago, a refill's or the buddy
+ * path's). */
 static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_context *ac, struct zcount *c, bool *hot)
 {
 	struct zp_arena *a = ac->arena;
@@ -326,6 +328,14 @@ static void free_range_locked(struct zp_arena *a, uint32_t base, size_t s, size_
 	}
 }
 
+/* The warmth a free of @n pages gives its pieces: none when the allocation
+ * is larger than the warm range, as free_one_page() decides for a whole
+ * block (a piece of it was written long before the free). */
+static uint32_t free_stamp(const struct zp_arena *a, size_t n)
+{
+	return n <= ((size_t)1 << a->warm_max_order) ? STAMP_NOW : 0;
+}
+
 void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_addr)
 {
 	struct zcount c;
@@ -367,7 +377,7 @@ void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_add
 	zlock_lock(&a->lock);
 	a->pages[pfn].next = (uint32_t)n;
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY | PG_EXACT, order, 0));
-	free_range_locked(a, pfn, pfn + n, pfn + ((size_t)1 << order), hot ? STAMP_NOW : 0);
+	free_range_locked(a, pfn, pfn + n, pfn + ((size_t)1 << order), ac.want_zero && hot ? STAMP_NOW : 0);
 	zlock_unlock(&a->lock);
 	c.pages = 0; /* post_alloc_hook counts the n pages kept */
 	prep_new_page(&ac, pfn, &c, hot); /* not whole: post_alloc_init() clears it, cached when hot */
@@ -410,7 +420,7 @@ int zp_free(struct zp_arena *a, void *addr)
 		memset(pfn_to_addr(a, pfn), POISON_BYTE, n << ZP_PAGE_SHIFT);
 	}
 	zlock_lock(&a->lock);
-	free_range_locked(a, pfn, pfn, pfn + n, STAMP_NOW);
+	free_range_locked(a, pfn, pfn, pfn + n, free_stamp(a, n));
 	zlock_unlock(&a->lock);
 	return 0;
 }
@@ -526,7 +536,7 @@ int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len)
 	daemon_ensure(a);
 	zs_mark_reported(a, pfn, moved, true); /* in flight (PG_busy): nobody judges it */
 	zlock_lock(&a->lock);
-	free_range_locked(a, pfn, pfn, pfn + n, STAMP_NOW);
+	free_range_locked(a, pfn, pfn, pfn + n, free_stamp(a, n));
 	zlock_unlock(&a->lock);
 	return 0;
 }

@@ -18,8 +18,9 @@
  * state in preference order: take from the cache's list if it has one;
  * otherwise, if the buddy lists probably have a block of that state (an
  * unlocked hint), refill a batch of that state under the arena lock, each
- * block marked PG_COLD (clear.c clears a block this thread freed here as a
- * hot one, a refilled one as a cold one).  So a
+ * block marked PG_COLD unless a zeroing refill finds it warm (clear.c
+ * clears a block this thread freed here, or a warm one, as a hot one, a
+ * refilled one as a cold one).  So a
  * zeroing request never clears a cached dirty page while a block listed
  * zeroed is free.  A cache above TC_HIGH_PAGES after a free gives its largest
  * lists' oldest blocks back to the buddy lists until it is TC_BATCH_PAGES
@@ -260,7 +261,8 @@ static void tc_drain(struct zp_arena *a, struct tcache *t, size_t target, bool o
 }
 
 /* The block, or NIL: nothing cached and nothing to refill from (the caller
- * then takes the slow path); @hot: this thread freed it here (not PG_COLD). */
+ * then takes the slow path); @hot: this thread freed it here, or a zeroing
+ * refill found it warm (not PG_COLD); without a cache, a warm block. */
 uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero, bool *hot)
 {
 	struct tcache *t = tc_get(a);

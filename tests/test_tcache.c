@@ -399,8 +399,9 @@ static void see(void *ctx, const struct clear_event *ev)
  * above clear_nt_min) that this thread freed into its cache comes back
  * cleared with cached stores only, the target page last; the same block
  * drained to the buddy lists first comes back through a refill and gets
- * the general order, its far runs non-temporal (warmth off: a block
- * drained a moment ago would be warm, test_warm refill_warm_is_hot).
+ * the general order, its far runs non-temporal (zp_test_drain_pcp() is a
+ * quiescer's drain, which leaves no warmth stamp: the block is cold whatever
+ * the clock says; test_warm refill_warm_is_hot has the owner's drain).
  */
 static void hot_block_cleared_cached(void)
 {
@@ -408,8 +409,6 @@ static void hot_block_cleared_cached(void)
 	const unsigned order = 8;
 	const size_t len = ZP_PAGE_SIZE << order, tpage = 100;
 	uintptr_t ua = (uintptr_t)0x7f0000000000 + tpage * ZP_PAGE_SIZE + 5;
-
-	zp_test_set_warm_ns(a, 0);
 
 	for (int drained = 0; drained < 2; drained++) {
 		struct seen s = {0};

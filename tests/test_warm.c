@@ -38,7 +38,7 @@ static uint64_t fake_now(void *ctx)
 
 struct seen {
 	size_t pages, nt_pages, hot_pages;
-	size_t last_pfn; /* the first page of the last clear */
+	size_t last_pfn, last_n; /* the last clear */
 	size_t n;
 };
 
@@ -51,6 +51,7 @@ static void see(void *ctx, const struct clear_event *ev)
 	s->nt_pages += ev->nt ? ev->nr_pages : 0;
 	s->hot_pages += ev->hot ? ev->nr_pages : 0;
 	s->last_pfn = ev->pfn;
+	s->last_n = ev->nr_pages;
 }
 
 #define UNIT	 ((uint64_t)4096) /* a stamp unit, ns */
@@ -67,6 +68,7 @@ static struct zp_arena *warm_arena(size_t pages, unsigned max_order, struct clk 
 	zp_test_set_warm_clock(a, fake_now, c);
 	zp_test_set_warm_ns(a, WARM_NS);
 	EXPECT_EQ(a->warm_units, WARM_U);
+	a->warm_max_order = max_order; /* whatever this machine's cache: the cap has its own test */
 	return a;
 }
 
@@ -128,10 +130,13 @@ static void warm_then_cold(void)
 		EXPECT_EQ(s.pages, n);
 		if (k <= 2) {
 			EXPECT_EQ(s.nt_pages, 0);
-			if (with_ua) /* two cached clears, the target page ending the last */
+			if (with_ua) { /* two cached clears: (t, n), then [0, t] */
+				EXPECT_EQ(s.n, 2);
 				EXPECT_EQ(s.last_pfn, t_pfn(a, q));
-			else
+				EXPECT_EQ(s.last_n, tpage + 1);
+			} else {
 				EXPECT_EQ(s.n, 1);
+			}
 		} else {
 			EXPECT_EQ(s.nt_pages, n);
 		}
@@ -357,40 +362,50 @@ static void warm_across_the_wrap(void)
 	zp_arena_destroy(a);
 }
 
-/* A merge of three parts with pages to clear keeps the oldest stamp, even
- * when it is the first buddy met and not the last.  Caches off, so order-8
+/* A merge of three parts with pages to clear keeps the oldest stamp,
+ * whether it is the first buddy met or the last.  Caches off, so order-8
  * blocks go straight to the buddy lists.  B2 is freed at t0; B0 and B1 at
- * t0 + 0.6 ms (they merge); B3 at t0 + 1.1 ms merges with B2, then with
- * B0+B1: stamp t0, cold at t0 + 1.1 ms (B0+B1's stamp would say warm). */
+ * t0 + 150 units (they merge); B3 at t0 + 270 merges with B2, then with
+ * B0+B1: stamp t0, cold (B0+B1's stamp would say warm).  Mirrored: B0+B1
+ * at t0, B2 at t0 + 150. */
 static void merge_keeps_oldest_of_three(void)
 {
-	struct clk c;
-	struct zp_arena *a = warm_arena(1024, 10, &c);
-	struct seen s;
-	char *b[4], *q;
+	for (int mirror = 0; mirror < 2; mirror++) {
+		struct clk c;
+		struct zp_arena *a = warm_arena(1024, 10, &c);
+		struct seen s;
+		char *b[4], *q;
 
-	zp_test_set_pcp(a, false);
-	for (int i = 0; i < 4; i++) {
-		b[i] = zp_alloc_pages(a, 0, 8, ZP_USER_ADDR_NONE);
-		ASSERT(b[i]);
-		memset(b[i], 3, 1 << 20);
+		zp_test_set_pcp(a, false);
+		for (int i = 0; i < 4; i++) {
+			b[i] = zp_alloc_pages(a, 0, 8, ZP_USER_ADDR_NONE);
+			ASSERT(b[i]);
+			memset(b[i], 3, 1 << 20);
+		}
+		/* the four quarters of the one order-10 block, in address order */
+		for (int i = 0; i < 3; i++)
+			ASSERT(b[i + 1] == b[i] + (1 << 20));
+		if (!mirror) { /* the oldest part is the first buddy B3 meets */
+			ASSERT_EQ(zp_free_pages(a, b[2], 8), 0);
+			c.ns += 150 * UNIT;
+			ASSERT_EQ(zp_free_pages(a, b[0], 8), 0);
+			ASSERT_EQ(zp_free_pages(a, b[1], 8), 0);
+		} else { /* the last: B0+B1 at t0, B2 at t0 + 150 units */
+			ASSERT_EQ(zp_free_pages(a, b[0], 8), 0);
+			ASSERT_EQ(zp_free_pages(a, b[1], 8), 0);
+			c.ns += 150 * UNIT;
+			ASSERT_EQ(zp_free_pages(a, b[2], 8), 0);
+		}
+		c.ns += 120 * UNIT; /* 270 units after the oldest part, 120 after the newest */
+		ASSERT_EQ(zp_free_pages(a, b[3], 8), 0);
+		q = zalloc_seen(a, 10, ZP_USER_ADDR_NONE, &s);
+		ASSERT(q);
+		EXPECT_EQ(s.pages, 1024);
+		EXPECT_EQ(s.nt_pages, 1024);
+		ASSERT_EQ(zp_free_pages(a, q, 10), 0);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		zp_arena_destroy(a);
 	}
-	/* the four quarters of the one order-10 block, in address order */
-	for (int i = 0; i < 3; i++)
-		ASSERT(b[i + 1] == b[i] + (1 << 20));
-	ASSERT_EQ(zp_free_pages(a, b[2], 8), 0);
-	c.ns += 150 * UNIT;
-	ASSERT_EQ(zp_free_pages(a, b[0], 8), 0);
-	ASSERT_EQ(zp_free_pages(a, b[1], 8), 0);
-	c.ns += 120 * UNIT; /* 270 units after B2, 120 after B0 and B1 */
-	ASSERT_EQ(zp_free_pages(a, b[3], 8), 0);
-	q = zalloc_seen(a, 10, ZP_USER_ADDR_NONE, &s);
-	ASSERT(q);
-	EXPECT_EQ(s.pages, 1024);
-	EXPECT_EQ(s.nt_pages, 1024);
-	ASSERT_EQ(zp_free_pages(a, q, 10), 0);
-	EXPECT_EQ(zp_arena_check(a), 0);
-	zp_arena_destroy(a);
 }
 
 /* The lower half of a split keeps the stamp too: an order-10 block whose
@@ -485,7 +500,8 @@ static void small_blocks_take_last_stamp(void)
 /* Exact-size allocations (zp_alloc): a 3 MiB zeroing request that takes a
  * warm 4 MiB block clears its 768 pages cached, and the 1 MiB it gives back
  * keeps the warmth; a non-zeroing request does not look, and what it gives
- * back has none. */
+ * back has none.  A freed exact allocation larger than the warm range
+ * (here 2 MiB) leaves its pieces no stamp. */
 static void exact_allocations(void)
 {
 	for (int zero = 1; zero >= 0; zero--) {
@@ -507,6 +523,16 @@ static void exact_allocations(void)
 		EXPECT_EQ(q, p + (3 << 20));
 		EXPECT_EQ(s.pages, 256);
 		EXPECT_EQ(s.nt_pages, zero ? 0 : 256);
+		ASSERT_EQ(zp_free_pages(a, q, 8), 0);
+		if (zero) {
+			a->warm_max_order = 9;
+			memset(p, 7, 3 << 20);
+			ASSERT_EQ(zp_free(a, p), 0); /* 3 MiB: pieces of 2 and 1 MiB, no stamp */
+			q = zalloc_seen(a, 9, ZP_USER_ADDR_NONE, &s);
+			EXPECT_EQ(q, p);
+			EXPECT_EQ(s.pages, 512);
+			EXPECT_EQ(s.nt_pages, 512);
+		}
 		EXPECT_EQ(zp_arena_check(a), 0);
 		zp_arena_destroy(a);
 	}
