@@ -336,16 +336,15 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
  * Give a block (its head PG_busy, or just taken off a cache's list) back to the
  * buddy lists, merging with free buddies as far as they go.  @stamp, its
  * warmth (clear.c): STAMP_NOW when its caller wrote it a moment ago (a
- * free, a drain of a block its owner freed into its cache), 0 when nobody
- * did (a pass's put-back, a quiesced cache), else the stamp of the block
- * it was free in (zp_grow_in_place()'s excess).  A trimmed exact
- * allocation's excess is STAMP_NOW when the zeroing request found the
- * block warm, else 0.  A block larger
- * than the warm range gets none: a part of it split off later was written
- * long before the free.  The clock is read only for a block that ends up
- * large enough for its stamp to matter (warm_min_order); a smaller one gets
- * the last stamp read, which is older.  A merge keeps the older stamp of
- * the parts that have pages to clear (a part whose pages all read zero adds
+ * free, a drain of a block its owner freed into its cache, the excess of an
+ * exact allocation whose zeroing request found the block warm), 0 when
+ * nobody did (a pass's put-back, a quiesced cache), else the stamp of the
+ * block it was free in (zp_grow_in_place()'s excess).  A block larger than
+ * the warm range gets none: a part of it split off later was written long
+ * before the free.  The clock is read only for a block that ends up large
+ * enough for its stamp to matter (warm_min_order); a smaller one gets the
+ * last stamp read, which is older.  A merge keeps the oldest stamp of the
+ * parts that have pages to clear (a part whose pages all read zero adds
  * nothing to a later clear, whatever its age), so no merged block looks
  * warmer than the pages a clear of it would touch.
  */

@@ -258,7 +258,7 @@ void clear_init(struct zp_arena *a, size_t hot_bytes, size_t nt_min)
 	while (a->warm_min_order < ZP_MAX_ORDER_LIMIT && (ZP_PAGE_SIZE << a->warm_min_order) < a->nt_min_bytes)
 		a->warm_min_order++;
 	a->warm_max_order = 0;
-	while ((ZP_PAGE_SIZE << (a->warm_max_order + 1)) <= warm_max)
+	while (a->warm_max_order < ZP_MAX_ORDER_LIMIT && (ZP_PAGE_SIZE << (a->warm_max_order + 1)) <= warm_max)
 		a->warm_max_order++;
 	a->warm_units = (unsigned)(DEFAULT_WARM_NS >> WARM_SHIFT);
 	a->warm_last = 0;

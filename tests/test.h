@@ -494,6 +494,28 @@ static inline size_t t_pfn(struct zp_arena *a, const void *p)
 	return (size_t)((const char *)p - a->base) >> ZP_PAGE_SHIFT;
 }
 
+/* What a clear hook (zp_test_set_clear_hook(a, t_see, &seen)) saw: clears,
+ * pages in all, non-temporal, hot (clear_small_dirty_block()'s), by the
+ * small primitive, and the last clear. */
+struct t_seen {
+	size_t n;
+	size_t pages, nt_pages, hot_pages, small_pages;
+	size_t last_pfn, last_n;
+};
+
+static inline void t_see(void *ctx, const struct clear_event *ev)
+{
+	struct t_seen *s = ctx;
+
+	s->n++;
+	s->pages += ev->nr_pages;
+	s->nt_pages += ev->nt ? ev->nr_pages : 0;
+	s->hot_pages += ev->hot ? ev->nr_pages : 0;
+	s->small_pages += strcmp(ev->impl, zero_small_name()) ? 0 : ev->nr_pages;
+	s->last_pfn = ev->pfn;
+	s->last_n = ev->nr_pages;
+}
+
 /* Allocate @n (at most 128) blocks of @order, write them, free them: dirty
  * free memory.  Aborts if an allocation fails. */
 static inline void t_dirty(struct zp_arena *a, unsigned order, int n)

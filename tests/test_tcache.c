@@ -374,26 +374,6 @@ static void small_dirty_cached_block_cleared(void)
 }
 
 /* What a clear hook saw: the events of one allocation. */
-struct seen {
-	int n;
-	size_t pages, nt_pages, hot_pages;
-	size_t small_pages; /* cleared by the small primitive (the hot small blocks' one) */
-	size_t last_pfn, last_n; /* the last clear */
-};
-
-static void see(void *ctx, const struct clear_event *ev)
-{
-	struct seen *s = ctx;
-
-	s->n++;
-	s->pages += ev->nr_pages;
-	s->nt_pages += ev->nt ? ev->nr_pages : 0;
-	s->hot_pages += ev->hot ? ev->nr_pages : 0;
-	s->small_pages += strcmp(ev->impl, zero_small_name()) ? 0 : ev->nr_pages;
-	s->last_pfn = ev->pfn;
-	s->last_n = ev->nr_pages;
-}
-
 /*
  * The clearing exception, seen by the hook: a dirty order-8 block (1 MiB,
  * above clear_nt_min) that this thread freed into its cache comes back
@@ -411,7 +391,7 @@ static void hot_block_cleared_cached(void)
 	uintptr_t ua = (uintptr_t)0x7f0000000000 + tpage * ZP_PAGE_SIZE + 5;
 
 	for (int drained = 0; drained < 2; drained++) {
-		struct seen s = {0};
+		struct t_seen s = {0};
 		char *p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE), *q;
 
 		ASSERT(p);
@@ -419,7 +399,7 @@ static void hot_block_cleared_cached(void)
 		ASSERT_EQ(zp_free_pages(a, p, order), 0);
 		if (drained)
 			zp_test_drain_pcp(a);
-		zp_test_set_clear_hook(a, see, &s);
+		zp_test_set_clear_hook(a, t_see, &s);
 		q = zp_alloc_pages(a, ZP_GFP_ZERO, order, ua);
 		zp_test_set_clear_hook(a, NULL, NULL);
 		ASSERT(q);
@@ -467,11 +447,11 @@ static void refilled_block_cleared_cold(void)
 			ASSERT_EQ(zp_free_pages(a, p[i], order), 0);
 		zp_test_drain_pcp(a); /* one dirty block on the buddy lists */
 		for (int k = 0; k < 3; k++) {
-			struct seen s = {0};
+			struct t_seen s = {0};
 
 			if (k == 2) /* the second block back into the cache, then out again */
 				ASSERT_EQ(zp_free_pages(a, q[1], order), 0);
-			zp_test_set_clear_hook(a, see, &s);
+			zp_test_set_clear_hook(a, t_see, &s);
 			q[k] = zp_alloc_pages(a, ZP_GFP_ZERO, order, ZP_USER_ADDR_NONE);
 			zp_test_set_clear_hook(a, NULL, NULL);
 			ASSERT(q[k]);
@@ -508,7 +488,7 @@ static void hot_primitive_per_block(void)
 		uintptr_t ua = (uintptr_t)0x7f0000000000 + len / 2 + 7;
 
 		for (int slow = 0; slow < 2; slow++) {
-			struct seen s = {0};
+			struct t_seen s = {0};
 			char *p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE), *q, *other = NULL;
 
 			ASSERT(p);
@@ -523,7 +503,7 @@ static void hot_primitive_per_block(void)
 				ASSERT_EQ(zp_free_pages(b, other, 0), 0);
 				ASSERT(tc_mine(a) == NULL);
 			}
-			zp_test_set_clear_hook(a, see, &s);
+			zp_test_set_clear_hook(a, t_see, &s);
 			q = zp_alloc_pages(a, ZP_GFP_ZERO, order, ua);
 			zp_test_set_clear_hook(a, NULL, NULL);
 			ASSERT(q);

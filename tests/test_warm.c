@@ -36,24 +36,6 @@ static uint64_t fake_now(void *ctx)
 	return ((struct clk *)ctx)->ns;
 }
 
-struct seen {
-	size_t pages, nt_pages, hot_pages;
-	size_t last_pfn, last_n; /* the last clear */
-	size_t n;
-};
-
-static void see(void *ctx, const struct clear_event *ev)
-{
-	struct seen *s = ctx;
-
-	s->n++;
-	s->pages += ev->nr_pages;
-	s->nt_pages += ev->nt ? ev->nr_pages : 0;
-	s->hot_pages += ev->hot ? ev->nr_pages : 0;
-	s->last_pfn = ev->pfn;
-	s->last_n = ev->nr_pages;
-}
-
 #define UNIT	 ((uint64_t)4096) /* a stamp unit, ns */
 #define WARM_U	 244		  /* warm for 244 units (~1 ms) */
 #define WARM_NS	 (WARM_U * UNIT)
@@ -86,12 +68,12 @@ static char *dirty_freed(struct zp_arena *a, unsigned order)
 }
 
 /* Take a zeroing block of @order (at @ua) and say how it was cleared. */
-static char *zalloc_seen(struct zp_arena *a, unsigned order, uintptr_t ua, struct seen *s)
+static char *zalloc_seen(struct zp_arena *a, unsigned order, uintptr_t ua, struct t_seen *s)
 {
 	char *q;
 
 	memset(s, 0, sizeof(*s));
-	zp_test_set_clear_hook(a, see, s);
+	zp_test_set_clear_hook(a, t_see, s);
 	q = zp_alloc_pages(a, ZP_GFP_ZERO, order, ua);
 	zp_test_set_clear_hook(a, NULL, NULL);
 	if (q && !t_all_zero(q, ZP_PAGE_SIZE << order))
@@ -113,7 +95,7 @@ static void warm_then_cold(void)
 
 	ASSERT(!tc_serves(a, order));
 	for (int k = 0; k < 5; k++) {
-		struct seen s;
+		struct t_seen s;
 		char *p = dirty_freed(a, order), *q;
 		bool with_ua = k == 1;
 
@@ -155,7 +137,7 @@ static void split_and_merge(void)
 {
 	struct clk c;
 	struct zp_arena *a = warm_arena(1024, 10, &c);
-	struct seen s;
+	struct t_seen s;
 	char *p, *q, *r;
 
 	/* split */
@@ -207,7 +189,7 @@ static void never_used_and_passes_not_warm(void)
 {
 	struct clk c;
 	struct zp_arena *a = warm_arena(1024, 10, &c);
-	struct seen s;
+	struct t_seen s;
 	char *p = zalloc_seen(a, 9, ZP_USER_ADDR_NONE, &s);
 
 	ASSERT(p);
@@ -234,7 +216,7 @@ static void too_large_never_warm(void)
 {
 	struct clk c;
 	struct zp_arena *a = warm_arena(2048, 10, &c);
-	struct seen s;
+	struct t_seen s;
 	char *p, *q, *r;
 
 	zp_test_set_pcp(a, false); /* order 8 on the buddy lists too */
@@ -277,7 +259,7 @@ static void reported_block_not_warm(void)
 {
 	struct clk c;
 	struct zp_arena *a = t_arena(512, 9, ZP_REPORT_MADV_FREE);
-	struct seen s;
+	struct t_seen s;
 	char *p, *q;
 
 	c.ns = CLK_BASE;
@@ -309,7 +291,7 @@ static void refill_warm_is_hot(void)
 		struct zp_arena *a = warm_arena(2048, 10, &c);
 		const unsigned order = 8;
 		char *p[5], *q;
-		struct seen s;
+		struct t_seen s;
 		bool cold = k > 0;
 
 		ASSERT(tc_serves(a, order));
@@ -346,7 +328,7 @@ static void warm_across_the_wrap(void)
 {
 	struct clk c;
 	struct zp_arena *a = warm_arena(1024, 10, &c);
-	struct seen s;
+	struct t_seen s;
 	char *p, *q;
 
 	c.ns = ((uint64_t)1 << 40) + 0xfff0 * UNIT; /* stamp 0xfff0 */
@@ -373,7 +355,7 @@ static void merge_keeps_oldest_of_three(void)
 	for (int mirror = 0; mirror < 2; mirror++) {
 		struct clk c;
 		struct zp_arena *a = warm_arena(1024, 10, &c);
-		struct seen s;
+		struct t_seen s;
 		char *b[4], *q;
 
 		zp_test_set_pcp(a, false);
@@ -418,7 +400,7 @@ static void lower_half_and_prezero_split(void)
 {
 	struct clk c;
 	struct zp_arena *a = warm_arena(1024, 10, &c);
-	struct seen s;
+	struct t_seen s;
 	char *lo, *hi, *q;
 
 	lo = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
@@ -469,7 +451,7 @@ static void small_blocks_take_last_stamp(void)
 	for (int late = 0; late < 2; late++) {
 		struct clk c;
 		struct zp_arena *a = warm_arena(2048, 10, &c);
-		struct seen s;
+		struct t_seen s;
 		char *x, *ba, *bb, *q;
 
 		zp_test_set_pcp(a, false);
@@ -507,13 +489,13 @@ static void exact_allocations(void)
 	for (int zero = 1; zero >= 0; zero--) {
 		struct clk c;
 		struct zp_arena *a = warm_arena(1024, 10, &c);
-		struct seen s;
+		struct t_seen s;
 		char *p = dirty_freed(a, 10), *q;
 
 		ASSERT(p);
 		zp_test_set_pcp(a, false); /* the excess's order 8 on the buddy lists */
 		memset(&s, 0, sizeof(s));
-		zp_test_set_clear_hook(a, see, &s);
+		zp_test_set_clear_hook(a, t_see, &s);
 		q = zp_alloc(a, zero ? ZP_GFP_ZERO : 0, 3 << 20, ZP_USER_ADDR_NONE);
 		zp_test_set_clear_hook(a, NULL, NULL);
 		EXPECT_EQ(q, p);
