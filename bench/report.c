@@ -10,7 +10,7 @@
  *   --plot DIR draws them: PNG where gnuplot has pngcairo, else SVG), and
  *   a reading generated from the numbers, one line per metric (ratios
  *   aside), which reads every zpage row, never only the flattering ones:
- *   - a reference row that is zpage's own (seed, scale): every other row
+ *   - a reference row that is zpage's own (seed, scale, reuse): every other row
  *     as a ratio to it, and which way is better;
  *   - otherwise each zpage row against the row the scenario named its
  *     counterpart (counterpart(): fault's "zpage, fresh" against "kernel,

@@ -14,9 +14,9 @@
  * (memset), so each pays for its memory as a program that uses it would.
  * A round runs each row BURST times back to back, rows in an order
  * rotating from round to round; the first of a burst is not recorded (it
- * follows the previous row's traffic, not its own block).  Columns: both
- * (the iteration, which charts draw), the zeroing allocation, the writes
- * after it: medians over the samples, microseconds.
+ * follows the previous row's traffic, not its own block).  Columns: the
+ * iteration ("zeroing alloc + writes", the one charts draw), the zeroing
+ * allocation, the writes after it: medians over the samples, microseconds.
  */
 #include <stdio.h>
 #include <string.h>

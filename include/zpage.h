@@ -93,7 +93,7 @@ struct zp_config {
 				   (default 64 KiB: 17 pages) */
 	size_t clear_nt_min;	/* dirty runs at least this long are cleared with
 				   non-temporal stores (default 256 KiB), except
-				   a whole dirty block of order 0 to 8 that the
+				   in a block of order 0 to 8 that the
 				   allocating thread freed into its own cache,
 				   and a block freed less than 1 ms ago no larger
 				   than half the last-level cache: cached stores

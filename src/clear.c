@@ -34,8 +34,9 @@
  *   ZP_USER_ADDR_NONE: dirty runs ascending, each non-temporal when it is
  *   at least nt_min_bytes long, cached otherwise (small blocks stay hot).
  *
- *   Except: a whole dirty block of order 0 to 8 the allocating thread freed
+ *   Except: a dirty block of order 0 to 8 the allocating thread freed
  *   into its own cache is cleared with cached stores whatever its size
+ *   (a partly dirty one: its dirty runs, through clear_dirty_range())
  *   (clear_small_dirty_block(), @hot), up to 32 KiB with vector stores;
  *   and a warm block (below) is cleared with cached stores only, as all
  *   neighbourhood: (t, n) then [0, t], or ascending without an address
@@ -449,6 +450,8 @@ size_t clear_dirty_pages(struct zp_arena *a, size_t pfn, unsigned order, uintptr
  * The same for the first @n pages of a block of @order (an exact-size
  * allocation, n <= 2^order): the user address maps to a page of the block
  * as for the whole block, and to its last page when it falls beyond @n.
+ * @warm: the block is warm or hot (the caller's guess that its lines are
+ * in cache): every run cached, as for a block below nt_min_bytes.
  */
 size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned order, uintptr_t user_addr, bool warm)
 {

@@ -88,7 +88,8 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
  *              find warm (clear.c): cold as far as the allocation path can
  *              tell
  *   bits 16-31 with PG_buddy: the block's warmth stamp, when it was last
- *              given back to the buddy lists (clear.c, warm_now()); 0: not
+ *              given back to the buddy lists (after a merge, the oldest of
+ *              its parts'; clear.c, warm_now()); 0: not
  *              known to be warm
  */
 #define PG_ORDER_MASK  0x1fu
@@ -547,8 +548,8 @@ static ZP_ALWAYS_INLINE void tc_del(struct zp_arena *a, struct tcache *t, uint32
  * state preference order when this thread's last cache is @a's, no
  * quiescer wants it, and no refill comes first (a state whose list is
  * empty here but which the buddy lists probably have); @hot: it was freed
- * here, not brought by a refill (a guess that its lines are still in this
- * core's caches).  NIL otherwise: the caller then goes the whole way, which
+ * here, not brought by a refill, or a zeroing refill found it warm (a guess
+ * that its lines are still in this core's caches).  NIL otherwise: the caller then goes the whole way, which
  * decides the same.
  */
 static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigned order, bool want_zero, bool *hot)
