@@ -290,7 +290,8 @@ uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, e
 /*
  * Take the best block of @order for the request, splitting a larger one if
  * needed.  Returns its head pfn with PG_busy set, or NIL; its counts into
- * @out unless NULL, and into @warm unless NULL whether it is warm (clear.c).
+ * @out unless NULL, and into @warm unless NULL whether a zeroing request's
+ * block is warm (clear.c; false for a request that does not zero).
  */
 uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states, struct zcount *out,
 			  bool *warm)
@@ -325,8 +326,8 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 	pfn = expand(a, pfn, o, order, want_zero ? KEEP_FOR_ZERO : KEEP_FOR_NONZERO, &c, stamp);
 	if (out)
 		*out = c;
-	if (warm)
-		*warm = warm_block(a, stamp, order);
+	if (warm) /* only a zeroing request clears: no clock read for the others */
+		*warm = want_zero && warm_block(a, stamp, order);
 	pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
 	note_alloc_block(a);
 	return pfn;

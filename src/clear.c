@@ -35,9 +35,9 @@
  *   at least nt_min_bytes long, cached otherwise (small blocks stay hot).
  *
  *   Except: a dirty block of order 0 to 8 the allocating thread freed
- *   into its own cache is cleared with cached stores whatever its size
- *   (a partly dirty one: its dirty runs, through clear_dirty_range())
- *   (clear_small_dirty_block(), @hot), up to 32 KiB with vector stores;
+ *   into its own cache is cleared with cached stores whatever its size,
+ *   up to 32 KiB with vector stores (clear_small_dirty_block(), @hot; a
+ *   partly dirty one: its dirty runs, through clear_dirty_range());
  *   and a warm block (below) is cleared with cached stores only, as all
  *   neighbourhood: (t, n) then [0, t], or ascending without an address
  *   (clear_dirty_range(), @warm).
@@ -82,7 +82,6 @@
 #include <immintrin.h>
 #endif
 #include <pthread.h>
-#include <stdlib.h>
 
 #include "internal.h"
 

@@ -408,7 +408,7 @@ static inline void zcount_sub(struct zcount *d, const struct zcount *s)
 /* buddy.c: free lists per order and state; callers hold a->lock */
 void buddy_init(struct zp_arena *a);
 #define ALL_STATES ((1u << NR_ZSTATES) - 1)
-/* @warm (may be NULL): the block is warm (clear.c, warm_block()) */
+/* @warm (may be NULL): a zeroing request's block is warm (clear.c, warm_block()) */
 uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, unsigned states, struct zcount *out,
 			  bool *warm);
 /* The state a request of @want_zero tries @r-th (0 first). */
@@ -549,8 +549,8 @@ static ZP_ALWAYS_INLINE void tc_del(struct zp_arena *a, struct tcache *t, uint32
  * quiescer wants it, and no refill comes first (a state whose list is
  * empty here but which the buddy lists probably have); @hot: it was freed
  * here, not brought by a refill, or a zeroing refill found it warm (a guess
- * that its lines are still in this core's caches).  NIL otherwise: the caller then goes the whole way, which
- * decides the same.
+ * that its lines are still in this core's caches).  NIL otherwise: the
+ * caller then goes the whole way, which decides the same.
  */
 static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigned order, bool want_zero, bool *hot)
 {

@@ -109,7 +109,7 @@ static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_conte
 		return rmqueue_tcache(a, ac->order, ac->want_zero, hot);
 	}
 	zlock_lock(&a->lock);
-	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c, ac->want_zero ? hot : NULL);
+	pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c, hot);
 	zlock_unlock(&a->lock);
 	return pfn;
 }
@@ -132,7 +132,7 @@ static ZP_NOINLINE uint32_t alloc_pages_slowpath(const struct alloc_context *ac,
 
 		lock_all(a);
 		drain_all_pages_locked(a);
-		pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c, ac->want_zero ? warm : NULL);
+		pfn = rmqueue_smallest(a, ac->order, ac->want_zero, ALL_STATES, c, warm);
 		passes = a->isolated_pages != 0;
 		unlock_all(a);
 		if (pfn != NIL || !passes)

@@ -215,8 +215,8 @@ static void tc_refill(struct zp_arena *a, struct tcache *t, unsigned order, enum
 
 	zlock_lock(&a->lock);
 	for (unsigned got = 0; got < (batch ? batch : 1); got++) {
-		bool warm = false;
-		uint32_t pfn = rmqueue_smallest(a, order, want_zero, 1u << st, NULL, want_zero ? &warm : NULL);
+		bool warm;
+		uint32_t pfn = rmqueue_smallest(a, order, want_zero, 1u << st, NULL, &warm);
 
 		if (pfn == NIL)
 			break;
@@ -272,7 +272,7 @@ uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero, bool
 	lock_assert_not_held(&a->lock);
 	if (unlikely(!t)) {
 		zlock_lock(&a->lock);
-		pfn = rmqueue_smallest(a, order, want_zero, ALL_STATES, NULL, want_zero ? hot : NULL);
+		pfn = rmqueue_smallest(a, order, want_zero, ALL_STATES, NULL, hot);
 		zlock_unlock(&a->lock);
 		return pfn;
 	}
