@@ -145,6 +145,8 @@ static int check_coverage(struct zp_arena *a, size_t pfn, uint32_t info)
 		return fail("page %zu: expected a block head, info %#x", pfn, info);
 	if ((info & PG_COLD) && (info & PG_OWNER_MASK) != PG_CACHE)
 		return fail("block %zu: PG_cold outside a cache, info %#x", pfn, info);
+	if ((info & PG_FULL) && (info & PG_OWNER_MASK) != PG_CACHE)
+		return fail("block %zu: PG_full outside a cache, info %#x", pfn, info);
 	if (pg_stamp(info) && (info & PG_OWNER_MASK) != PG_BUDDY)
 		return fail("block %zu: a warmth stamp outside the buddy lists, info %#x", pfn, info);
 	if ((info & PG_EXACT) && (!(info & (PG_ALLOC | PG_BUSY)) || o == 0 || n <= (size_t)1 << (o - 1) ||
@@ -170,6 +172,9 @@ static int check_zero_state(size_t pfn, uint32_t info, const struct zcount *c)
 			    zs_summary(c));
 	if (owner == PG_CACHE && o > TC_MAX_ORDER)
 		return fail("cached block %zu has order %u", pfn, o);
+	if (owner == PG_CACHE && !(info & PG_FULL) != (c->dirty != c->pages || c->reported))
+		return fail("cached block %zu order %u: PG_full %s, but %zu of %zu pages dirty, %zu reported", pfn, o,
+			    (info & PG_FULL) ? "set" : "clear", c->dirty, c->pages, c->reported);
 	if (owner == PG_ALLOC && (c->dirty != c->pages || c->reported))
 		return fail("allocated block %zu order %u has zeroed or reported pages", pfn, o);
 	return 0;

@@ -78,6 +78,8 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
 /*
  * info word of a page descriptor:
  *   bits 0-4   order (meaningful in a head)
+ *   bit 5      PG_FULL: with PG_cache, every page of the block is dirty and
+ *              resident, as an allocated block's are (set exactly then)
  *   bits 8-11  PG_buddy / PG_cache / PG_alloc / PG_busy (exactly one in a head)
  *   bits 12-13 enum zstate of the list a free head is on
  *   bit 14     PG_EXACT: an exact-size allocation (zp_alloc) of n pages, n in
@@ -102,6 +104,7 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
 #define PG_EXACT       0x4000u /* with PG_alloc or PG_busy: an exact-size allocation of
 				  pages[head].next pages, order = the block it came from */
 #define PG_COLD	       0x8000u /* with PG_cache: brought by a refill, not freed here, not warm */
+#define PG_FULL	       0x20u   /* with PG_cache: every page dirty and resident (and only then) */
 #define PG_STAMP_SHIFT 16
 
 struct page {
@@ -347,6 +350,21 @@ static inline void list_del(struct zp_arena *a, struct free_list *l, uint32_t pf
 	l->nr--;
 }
 
+/* list_del() of the first block of @l (whose prev is NIL). */
+static inline void list_del_head(struct zp_arena *a, struct free_list *l, uint32_t pfn)
+{
+	struct page *p = &a->pages[pfn];
+	uint32_t next = p->next;
+
+	l->head = next;
+	if (next != NIL)
+		a->pages[next].prev = NIL;
+	else
+		l->tail = NIL;
+	p->next = NIL;
+	l->nr--;
+}
+
 /* zero_state.c: the per-page zeroed / reported bitmaps */
 void zs_count(const struct zp_arena *a, size_t pfn, size_t n, struct zcount *c);
 enum zstate zs_summary(const struct zcount *c);
@@ -452,7 +470,7 @@ extern struct zlock tc_lock;
 void tc_init(struct zp_arena *a);
 void tc_destroy(struct zp_arena *a);
 uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero, bool *hot);
-void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order);
+void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order, bool all_dirty);
 void drain_all_pages(struct zp_arena *a);
 void drain_all_pages_locked(struct zp_arena *a); /* lock_all() held */
 static inline bool tc_serves(const struct zp_arena *a, unsigned order)
@@ -491,6 +509,7 @@ struct tc_thread {
 extern __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
 extern bool tc_asym;					  /* membarrier registered: owners use a compiler barrier */
 void tc_drain_high(struct zp_arena *a, struct tcache *t); /* the owner, active or under tc_lock */
+void tc_drain_high_leave(struct zp_arena *a, struct tcache *t); /* the same, then tc_leave() */
 
 /* This thread's cache for @a if it is the one it used last, else NULL. */
 static ZP_ALWAYS_INLINE struct tcache *tc_mine(const struct zp_arena *a)
@@ -519,18 +538,24 @@ static ZP_ALWAYS_INLINE void tc_leave(struct tcache *t)
 	atomic_store_explicit(&t->active, 0, memory_order_release);
 }
 
-/* Put a free block (head PG_busy or fresh from the buddy: @cold) in @t. */
-static ZP_ALWAYS_INLINE void tc_add(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order, bool cold)
+/* Put a free block (head PG_busy or fresh from the buddy: @cold) in @t;
+ * @all_dirty: its caller knows every page of it is dirty and resident (a
+ * block freed without init_on_free: an allocated block's pages are), so
+ * the bitmaps need not be read. */
+static ZP_ALWAYS_INLINE void tc_add(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order, bool cold,
+				    bool all_dirty)
 {
 	enum zstate st = ZS_DIRTY;
+	uint32_t full = PG_FULL;
 
-	if (unlikely(!zs_small_all_dirty(a, pfn, order))) {
+	if (!all_dirty && unlikely(!zs_small_all_dirty(a, pfn, order))) {
 		struct zcount c;
 
 		zs_count(a, pfn, (size_t)1 << order, &c);
 		st = zs_summary(&c);
+		full = 0;
 	}
-	pg_set_info(&a->pages[pfn], mk_info(PG_CACHE, order, st) | (cold ? PG_COLD : 0));
+	pg_set_info(&a->pages[pfn], mk_info(PG_CACHE, order, st) | full | (cold ? PG_COLD : 0));
 	list_add(a, &t->lists[order][st], pfn, false);
 	t->pages += (size_t)1 << order;
 }
@@ -567,7 +592,9 @@ static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigne
 		if (likely(l->nr)) {
 			pfn = l->head;
 			*hot = !(pg_info(&a->pages[pfn]) & PG_COLD);
-			tc_del(a, t, pfn, order, st);
+			list_del_head(a, l, pfn);
+			t->pages -= (size_t)1 << order;
+			pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
 			break;
 		}
 		if (buddy_may_have(a, order, st))
@@ -577,19 +604,50 @@ static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigne
 	return pfn;
 }
 
+/*
+ * The everyday allocation: for a request that does not want zeroing, the
+ * newest block on this thread's dirty list of @order when every page of it
+ * is dirty (PG_FULL), which changes owner to PG_alloc at once: there is
+ * nothing to count, clear or record.  NIL, having done nothing, otherwise
+ * (no cache, a quiescer, an empty list, a block with zeroed or reported
+ * pages): the caller goes the whole way, which starts from the same list.
+ */
+static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_dirty(struct zp_arena *a, unsigned order)
+{
+	struct tcache *t = tc_mine(a);
+	struct free_list *l;
+	uint32_t pfn;
+
+	lock_assert_not_held(&a->lock);
+	if (unlikely(!t) || unlikely(!tc_try_enter(t)))
+		return NIL;
+	l = &t->lists[order][ZS_DIRTY];
+	pfn = l->head;
+	if (likely(pfn != NIL) && likely(pg_info(&a->pages[pfn]) & PG_FULL)) {
+		list_del_head(a, l, pfn);
+		t->pages -= (size_t)1 << order;
+		pg_set_info(&a->pages[pfn], mk_info(PG_ALLOC, order, 0));
+	} else {
+		pfn = NIL;
+	}
+	tc_leave(t);
+	return pfn;
+}
+
 /* free_tcache() without leaving the caller; false, having done nothing,
- * when it must go the whole way. */
-static ZP_ALWAYS_INLINE bool free_tcache_fast(struct zp_arena *a, uint32_t pfn, unsigned order)
+ * when it must go the whole way.  @all_dirty: as tc_add()'s. */
+static ZP_ALWAYS_INLINE bool free_tcache_fast(struct zp_arena *a, uint32_t pfn, unsigned order, bool all_dirty)
 {
 	struct tcache *t = tc_mine(a);
 
 	lock_assert_not_held(&a->lock);
 	if (unlikely(!t) || unlikely(!tc_try_enter(t)))
 		return false;
-	tc_add(a, t, pfn, order, false);
+	tc_add(a, t, pfn, order, false, all_dirty);
 	if (unlikely(t->pages > TC_HIGH_PAGES))
-		tc_drain_high(a, t);
-	tc_leave(t);
+		tc_drain_high_leave(a, t); /* a tail call: nothing of the caller's to keep */
+	else
+		tc_leave(t);
 	return true;
 }
 

@@ -223,7 +223,9 @@ static ZP_ALWAYS_INLINE uint32_t take_block(const struct alloc_context *ac, stru
 	return pfn;
 }
 
-void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintptr_t user_addr)
+/* zp_alloc_pages() past its everyday case (below): every check, the whole
+ * way through the caches and the buddy lists, the slow path. */
+static ZP_NOINLINE void *alloc_pages_whole(struct zp_arena *a, zp_gfp_t gfp, unsigned order, uintptr_t user_addr)
 {
 	struct zcount c;
 	uint32_t pfn;
@@ -253,6 +255,60 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 	return pfn_to_addr(a, pfn);
 }
 
+/* A whole block of @order that the everyday case took from this thread's
+ * cache (its head PG_busy), made ready as the whole way would make it. */
+static ZP_NOINLINE void *alloc_cached_finish(struct zp_arena *a, bool want_zero, unsigned order, uintptr_t user_addr,
+					     uint32_t pfn, bool hot)
+{
+	struct zcount c = {.pages = 0}; /* post_alloc_hook() counts a cached block itself */
+	const struct alloc_context ac = {
+		.arena = a,
+		.order = order,
+		.npages = (size_t)1 << order,
+		.user_addr = user_addr,
+		.want_zero = want_zero,
+	};
+
+	prep_new_page(&ac, pfn, &c, hot);
+	return pfn_to_addr(a, pfn);
+}
+
+/* zp_alloc_pages()'s everyday case for a zeroing request, in a function of
+ * its own: it clears, and its registers are not the caller's to save. */
+static ZP_NOINLINE void *alloc_zeroed(struct zp_arena *a, zp_gfp_t gfp, unsigned order, uintptr_t user_addr)
+{
+	bool hot;
+	uint32_t pfn = rmqueue_tcache_fast(a, order, true, &hot);
+
+	if (likely(pfn != NIL))
+		return alloc_cached_finish(a, true, order, user_addr, pfn, hot);
+	return alloc_pages_whole(a, gfp, order, user_addr);
+}
+
+/*
+ * The everyday case stays in this function, which calls nothing on its way
+ * (daemon_ensure()'s call is for a forked child's first call) and so saves
+ * at most one register: a request that does not want zeroing, of an order
+ * the caches serve, for which this thread's cache holds a block with every
+ * page dirty (as a block freed here has): it only changes owner.  A zeroing
+ * request goes to alloc_zeroed(), anything else the whole way
+ * (alloc_pages_whole(), which decides the same), both tail calls.
+ */
+void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintptr_t user_addr)
+{
+	if (likely(a) && likely(!(gfp & ~ZP_GFP_ZERO)) && likely(tc_serves(a, order))) {
+		uint32_t pfn;
+
+		daemon_ensure(a);
+		if (gfp || (a->flags & ZP_INIT_ON_ALLOC))
+			return alloc_zeroed(a, gfp, order, user_addr);
+		pfn = rmqueue_tcache_dirty(a, order);
+		if (likely(pfn != NIL))
+			return pfn_to_addr(a, pfn);
+	}
+	return alloc_pages_whole(a, gfp, order, user_addr);
+}
+
 static void free_pages_prepare(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
 	if (a->flags & ZP_INIT_ON_FREE) { /* all of it: allocated pages are dirty */
@@ -263,6 +319,26 @@ static void free_pages_prepare(struct zp_arena *a, uint32_t pfn, unsigned order)
 	}
 	else if (a->flags & ZP_VERIFY)
 		memset(pfn_to_addr(a, pfn), POISON_BYTE, ZP_PAGE_SIZE << order);
+}
+
+/* zp_free_pages() past its everyday case, for a block it has validated
+ * (PG_busy now): init_on_free or poisoning, the whole way into the
+ * thread's cache, or the buddy lists. */
+static ZP_NOINLINE int free_pages_whole(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	daemon_ensure(a);
+	free_pages_prepare(a, pfn, order);
+	if (tc_serves(a, order)) {
+		bool all_dirty = !(a->flags & ZP_INIT_ON_FREE); /* else it is zero now */
+
+		if (!free_tcache_fast(a, pfn, order, all_dirty))
+			free_tcache(a, pfn, order, all_dirty);
+	} else {
+		zlock_lock(&a->lock);
+		free_one_page(a, pfn, order, STAMP_NOW);
+		zlock_unlock(&a->lock);
+	}
+	return 0;
 }
 
 int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
@@ -287,17 +363,14 @@ int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 						     memory_order_acq_rel, memory_order_acquire))
 		return -EINVAL;
 
-	daemon_ensure(a);
-	free_pages_prepare(a, pfn, order);
-	if (tc_serves(a, order)) {
-		if (!free_tcache_fast(a, pfn, order))
-			free_tcache(a, pfn, order);
-	} else {
-		zlock_lock(&a->lock);
-		free_one_page(a, pfn, order, STAMP_NOW);
-		zlock_unlock(&a->lock);
+	/* the everyday case: into this thread's cache, nothing to write into
+	 * the block, every page of it dirty (as an allocated block's are) */
+	if (likely(tc_serves(a, order)) && likely(!(a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY)))) {
+		daemon_ensure(a);
+		if (likely(free_tcache_fast(a, pfn, order, true)))
+			return 0;
 	}
-	return 0;
+	return free_pages_whole(a, pfn, order);
 }
 
 /* ---- exact-size allocations (the kernel's alloc_pages_exact) ---- */

@@ -11,8 +11,9 @@
  * thread's own cache lines, the block's descriptor and, for a free, the
  * compare-and-swap that validates it (page_alloc.c).  The owner's usual
  * allocation and free run inline in page_alloc.c (internal.h:
- * rmqueue_tcache_fast(), free_tcache_fast(), with tc_try_enter(), tc_add()
- * and tc_del()); this file has the whole way and everything else.
+ * rmqueue_tcache_dirty(), rmqueue_tcache_fast(), free_tcache_fast(), with
+ * tc_try_enter(), tc_add() and tc_del()); this file has the whole way and
+ * everything else.
  *
  * Allocation follows the buddy lists' state preference (buddy.c).  For each
  * state in preference order: take from the cache's list if it has one;
@@ -66,8 +67,9 @@
  * the arena lock only after every cache it stopped is inactive.
  *
  * Invariants (zp_arena_check()): a cached block's head has PG_CACHE, its
- * order and its list's state, which equals zs_summary() of its pages (and
- * PG_COLD or not: only a cached head may have it); each
+ * order and its list's state, which equals zs_summary() of its pages,
+ * PG_FULL exactly when every page of it is dirty and resident (and PG_COLD
+ * or not: only a cached head may have either); each
  * cache's pages equals the sum of its blocks' pages; every cache on an
  * arena's list is attached to that arena.
  */
@@ -220,7 +222,7 @@ static void tc_refill(struct zp_arena *a, struct tcache *t, unsigned order, enum
 
 		if (pfn == NIL)
 			break;
-		tc_add(a, t, pfn, order, !warm);
+		tc_add(a, t, pfn, order, !warm, false);
 	}
 	zlock_unlock(&a->lock);
 }
@@ -294,7 +296,7 @@ uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero, bool
 	return pfn;
 }
 
-void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order)
+void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order, bool all_dirty)
 {
 	struct tcache *t = tc_get(a);
 	bool entered;
@@ -307,7 +309,7 @@ void free_tcache(struct zp_arena *a, uint32_t pfn, unsigned order)
 		return;
 	}
 	entered = tc_enter(t);
-	tc_add(a, t, pfn, order, false);
+	tc_add(a, t, pfn, order, false, all_dirty);
 	if (unlikely(t->pages > TC_HIGH_PAGES))
 		tc_drain_high(a, t);
 	tc_exit(t, entered);
@@ -318,6 +320,12 @@ void tc_drain_high(struct zp_arena *a, struct tcache *t)
 	zlock_lock(&a->lock);
 	tc_drain(a, t, TC_HIGH_PAGES - TC_BATCH_PAGES, true);
 	zlock_unlock(&a->lock);
+}
+
+void tc_drain_high_leave(struct zp_arena *a, struct tcache *t)
+{
+	tc_drain_high(a, t);
+	tc_leave(t);
 }
 
 /* ---- quiescing: every other thread's side ---- */

@@ -83,7 +83,7 @@ static void checker_catches_corruption(void)
 	ASSERT_EQ(zp_free_pages(a, big, 4), 0); /* on the buddy lists */
 	cp = t_pfn(a, c);
 	ASSERT_EQ(zp_arena_check(a), 0);
-	T_DIAG("(nine check failures are expected here)");
+	T_DIAG("(eleven check failures are expected here)");
 
 	/* a tail page claims to be a head */
 	saved = pg_info(&a->pages[ap + 1]);
@@ -96,6 +96,18 @@ static void checker_catches_corruption(void)
 	pg_set_info(&a->pages[ap], saved | PG_COLD);
 	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
 	pg_set_info(&a->pages[ap], saved);
+	EXPECT_EQ(zp_arena_check(a), 0);
+
+	/* an allocated block carries PG_full, or a cached block all of whose
+	 * pages are dirty lacks it (the inline allocation would not take it) */
+	pg_set_info(&a->pages[ap], saved | PG_FULL);
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	pg_set_info(&a->pages[ap], saved);
+	saved = pg_info(&a->pages[cp]);
+	ASSERT((saved & PG_OWNER_MASK) == PG_CACHE && (saved & PG_FULL));
+	pg_set_info(&a->pages[cp], saved & ~PG_FULL);
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	pg_set_info(&a->pages[cp], saved);
 	EXPECT_EQ(zp_arena_check(a), 0);
 
 	/* an allocated page claims to be zero */
