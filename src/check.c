@@ -8,13 +8,15 @@
  *     by its page count, fewer than 2^order and more than half) covers
  *     [0, frontier) exactly;
  *     each head has exactly one owner flag, an order <= max_order, is
- *     aligned to its order and fits, PG_cold only with PG_cache and a
- *     warmth stamp only with PG_buddy;
+ *     aligned to its order and fits, PG_cold and PG_full only with
+ *     PG_cache and a warmth stamp only with PG_buddy;
  *     every other page has info == 0, and
  *     so has every page at or above the frontier, whose zero state is that
  *     of fresh memory (no bit set);
  *  2. zero state: a free block's recorded state equals zs_summary() of its
- *     pages; allocated pages have neither the zeroed nor the reported bit;
+ *     pages; a cached block has PG_full exactly when every page of it is
+ *     dirty and resident; allocated pages have neither the zeroed nor the
+ *     reported bit;
  *     no bit is set at or beyond nr_pages;
  *  3. buddy rule: no free buddy-list block has a free buddy-list buddy of
  *     the same order (they would have merged);

@@ -645,7 +645,7 @@ static ZP_ALWAYS_INLINE bool free_tcache_fast(struct zp_arena *a, uint32_t pfn, 
 		return false;
 	tc_add(a, t, pfn, order, false, all_dirty);
 	if (unlikely(t->pages > TC_HIGH_PAGES))
-		tc_drain_high_leave(a, t); /* a tail call: nothing of the caller's to keep */
+		tc_drain_high_leave(a, t); /* the last call: nothing to keep across it */
 	else
 		tc_leave(t);
 	return true;
@@ -722,9 +722,14 @@ void report_destroy(struct zp_arena *a);
 int daemon_start(struct zp_arena *a);
 void daemon_stop(struct zp_arena *a);
 void daemon_start_after_fork(struct zp_arena *a);
+/* A forked child's arena whose background thread is still to start. */
+static inline bool daemon_pending(const struct zp_arena *a)
+{
+	return __builtin_expect(atomic_load_explicit(&a->daemon_restart, memory_order_relaxed), 0);
+}
 static inline void daemon_ensure(struct zp_arena *a)
 {
-	if (__builtin_expect(atomic_load_explicit(&a->daemon_restart, memory_order_relaxed), 0))
+	if (daemon_pending(a))
 		daemon_start_after_fork(a);
 }
 void report_fork_child(struct zp_arena *a); /* all locks held */

@@ -287,19 +287,18 @@ static ZP_NOINLINE void *alloc_zeroed(struct zp_arena *a, zp_gfp_t gfp, unsigned
 
 /*
  * The everyday case stays in this function, which calls nothing on its way
- * (daemon_ensure()'s call is for a forked child's first call) and so saves
- * at most one register: a request that does not want zeroing, of an order
- * the caches serve, for which this thread's cache holds a block with every
- * page dirty (as a block freed here has): it only changes owner.  A zeroing
- * request goes to alloc_zeroed(), anything else the whole way
+ * and so saves at most one register: a request that does not want zeroing, of an
+ * order the caches serve, for which this thread's cache holds a block with
+ * every page dirty (as a block freed here has): it only changes owner.  A
+ * zeroing request goes to alloc_zeroed(), anything else (a forked child's
+ * first call included: its background thread to start) the whole way
  * (alloc_pages_whole(), which decides the same), both tail calls.
  */
 void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintptr_t user_addr)
 {
-	if (likely(a) && likely(!(gfp & ~ZP_GFP_ZERO)) && likely(tc_serves(a, order))) {
+	if (likely(a) && likely(!(gfp & ~ZP_GFP_ZERO)) && likely(tc_serves(a, order)) && !daemon_pending(a)) {
 		uint32_t pfn;
 
-		daemon_ensure(a);
 		if (gfp || (a->flags & ZP_INIT_ON_ALLOC))
 			return alloc_zeroed(a, gfp, order, user_addr);
 		pfn = rmqueue_tcache_dirty(a, order);
@@ -364,12 +363,12 @@ int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 		return -EINVAL;
 
 	/* the everyday case: into this thread's cache, nothing to write into
-	 * the block, every page of it dirty (as an allocated block's are) */
-	if (likely(tc_serves(a, order)) && likely(!(a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY)))) {
-		daemon_ensure(a);
-		if (likely(free_tcache_fast(a, pfn, order, true)))
-			return 0;
-	}
+	 * the block, every page of it dirty (as an allocated block's are); no
+	 * call on the way, so no register to save (a forked child's first call
+	 * goes the whole way, which starts its background thread) */
+	if (likely(tc_serves(a, order)) && likely(!(a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY))) && !daemon_pending(a) &&
+	    likely(free_tcache_fast(a, pfn, order, true)))
+		return 0;
 	return free_pages_whole(a, pfn, order);
 }
 

@@ -12,7 +12,7 @@
  * compare-and-swap that validates it (page_alloc.c).  The owner's usual
  * allocation and free run inline in page_alloc.c (internal.h:
  * rmqueue_tcache_dirty(), rmqueue_tcache_fast(), free_tcache_fast(), with
- * tc_try_enter(), tc_add() and tc_del()); this file has the whole way and
+ * tc_try_enter() and tc_add()); this file has the whole way and
  * everything else.
  *
  * Allocation follows the buddy lists' state preference (buddy.c).  For each

@@ -183,6 +183,84 @@ static void checker_catches_corruption(void)
 	zp_arena_destroy(a);
 }
 
+/*
+ * PG_full on a cached block one page of which is zero or reported: the
+ * block's list state (dirty) is still right, so only the PG_full rule can
+ * see it, and the inline allocation would hand out that page as the
+ * caller's without dropping its bit.
+ */
+static void checker_catches_full_with_clean_page(void)
+{
+	struct zp_arena *a = t_arena(64, 4, 0);
+	char *p = zp_alloc_pages(a, 0, 1, ZP_USER_ADDR_NONE);
+	size_t pfn;
+	uint32_t info;
+
+	ASSERT(p);
+	memset(p, 1, 2 * ZP_PAGE_SIZE);
+	ASSERT_EQ(zp_free_pages(a, p, 1), 0);
+	pfn = t_pfn(a, p);
+	info = pg_info(&a->pages[pfn]);
+	ASSERT((info & PG_OWNER_MASK) == PG_CACHE && (info & PG_FULL) && pg_state(info) == ZS_DIRTY);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	T_DIAG("(two check failures are expected here)");
+	zs_mark_zeroed(a, pfn + 1, 1);
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	zs_unzero(a, pfn + 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zs_mark_reported(a, pfn + 1, 1, false);
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	zs_clear(a, pfn + 1, 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* ZP_VERIFY poisons a block of an order the caches serve too (the inline
+ * free must not take it), which is then listed dirty, PG_full. */
+static void verify_poisons_cached_orders(void)
+{
+	struct zp_arena *a = t_arena(64, 4, ZP_VERIFY);
+
+	ASSERT(a->tc_orders > 2);
+	for (unsigned o = 0; o <= 2; o++) {
+		char *p = zp_alloc_pages(a, 0, o, ZP_USER_ADDR_NONE);
+		uint32_t info;
+
+		ASSERT(p);
+		memset(p, 0x11, ZP_PAGE_SIZE << o);
+		ASSERT_EQ(zp_free_pages(a, p, o), 0);
+		EXPECT_EQ((unsigned char)p[0], 0xaa);
+		EXPECT_EQ((unsigned char)p[(ZP_PAGE_SIZE << o) - 1], 0xaa);
+		info = pg_info(&a->pages[t_pfn(a, p)]);
+		EXPECT((info & PG_OWNER_MASK) == PG_CACHE && (info & PG_FULL));
+	}
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/* init_on_free at an order the caches serve: the block is listed zeroed,
+ * without PG_full, and a non-zeroing request that takes it (the whole way)
+ * drops its zero bits. */
+static void init_on_free_cached_not_full(void)
+{
+	struct zp_arena *a = t_arena(64, 4, ZP_INIT_ON_FREE);
+	char *p = zp_alloc_pages(a, 0, 1, ZP_USER_ADDR_NONE), *q;
+	uint32_t info;
+
+	ASSERT(p);
+	memset(p, 0x11, 2 * ZP_PAGE_SIZE);
+	ASSERT_EQ(zp_free_pages(a, p, 1), 0);
+	info = pg_info(&a->pages[t_pfn(a, p)]);
+	EXPECT((info & PG_OWNER_MASK) == PG_CACHE);
+	EXPECT(!(info & PG_FULL));
+	EXPECT_EQ(pg_state(info), ZS_ZEROED);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	q = zp_alloc_pages(a, 0, 1, ZP_USER_ADDR_NONE);
+	EXPECT(q == p);
+	EXPECT_EQ(zp_arena_check(a), 0); /* allocated: no zero bit left */
+	zp_arena_destroy(a);
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -190,5 +268,8 @@ int main(int argc, char **argv)
 	RUN(init_on_free_clears_once_at_free);
 	RUN(verify_poisons_and_catches_writes_after_free);
 	RUN(checker_catches_corruption);
+	RUN(checker_catches_full_with_clean_page);
+	RUN(verify_poisons_cached_orders);
+	RUN(init_on_free_cached_not_full);
 	return t_done("test_flags");
 }

@@ -740,6 +740,68 @@ static void child_restarts_background_thread(void)
 }
 
 /*
+ * The same when the child's first call is one the inline paths could
+ * serve, since the forking thread's cache survives the fork: a free, or a
+ * non-zeroing allocation, of an order the caches serve.  It must go the
+ * whole way, which starts the child's background thread.
+ */
+static void child_first_inline_call_starts_thread(void)
+{
+	for (int first_alloc = 0; first_alloc < 2; first_alloc++) {
+		struct zp_config cfg = {
+			.size = 2048 * ZP_PAGE_SIZE, .max_order = 10, .flags = ZP_REPORT, .report_delay_ms = 20};
+		struct zp_arena *a = zp_arena_create(&cfg);
+		char *kept, *spare;
+		pid_t pid;
+
+		ASSERT(a);
+		ASSERT(a->tc_orders > 0);
+		kept = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+		spare = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+		ASSERT(kept && spare);
+		ASSERT_EQ(zp_free_pages(a, spare, 0), 0); /* in this thread's cache */
+		pid = fork();
+		if (pid == 0) {
+			uint64_t r0;
+			char *p;
+
+			child_start();
+			if (!atomic_load(&a->daemon_restart))
+				child_fail(2, "no background thread to start in the child");
+			if (first_alloc) {
+				p = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+				if (p != spare)
+					child_fail(3, "the first allocation did not take the cached block");
+			} else if (zp_free_pages(a, kept, 0)) {
+				child_fail(3, "zp_free_pages refused the block");
+			}
+			if (atomic_load(&a->daemon_restart))
+				child_fail(4, "the first %s left the background thread unstarted",
+					   first_alloc ? "allocation" : "free");
+			r0 = t_stats(a).pages_reported;
+			p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+			if (!p)
+				child_fail(5, "order-9 allocation failed: %s", strerror(errno));
+			memset(p, 0x77, ZP_PAGE_SIZE << 9);
+			if (zp_free_pages(a, p, 9))
+				child_fail(6, "zp_free_pages refused the order-9 block");
+			if (!wait_reported(a, r0 + 512, 2000))
+				child_fail(7, "nothing reported in 2 s: the child has no background thread");
+			if (zp_arena_check(a))
+				child_fail(8, "zp_arena_check failed");
+			zp_arena_destroy(a);
+			_exit(0);
+		}
+		ASSERT(pid > 0);
+		wait_child(pid, first_alloc ? "child whose first call allocates inline" :
+					      "child whose first call frees inline");
+		EXPECT_EQ(zp_free_pages(a, kept, 0), 0);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		zp_arena_destroy(a);
+	}
+}
+
+/*
  * An application's own atfork child handler, registered in main() before
  * any arena (see main()), allocates from an arena: zpage's handlers were
  * registered when it was loaded, so they have released its locks by then.
@@ -1077,6 +1139,7 @@ int main(int argc, char **argv)
 	RUN(child_gets_isolated_blocks_back);
 	RUN(fork_while_allocation_waits_for_a_pass);
 	RUN(child_restarts_background_thread);
+	RUN(child_first_inline_call_starts_thread);
 	RUN(child_destroys_without_using);
 	RUN(grandchild_of_a_busy_child);
 	RUN(application_child_handler_calls_zpage);

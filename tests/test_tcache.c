@@ -527,8 +527,9 @@ static void hot_primitive_per_block(void)
  * Partly dirty blocks in a cache: two 3-page exact allocations, written and
  * freed, leave order-2 blocks whose last page was never used (zero); a
  * refill of dirty order-1 blocks then brings two all-dirty pairs and two
- * partly dirty ones, and every one of them, the first handed out by the
- * refill, the others by the inline path, comes back with its zero bits
+ * partly dirty ones, and every one of them (the first handed out by the
+ * refill; of the others, a zeroing request's by the inline path, and a
+ * partly dirty one, which lacks PG_full, by the whole way) comes back with its zero bits
  * dropped (the checker proves it of allocated blocks) and, for a zeroing
  * request, only its dirty pages cleared.
  */
