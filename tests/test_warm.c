@@ -20,7 +20,10 @@
  *     cold one PG_cold;
  *   - exact-size allocations: a warm block is cleared cached, and the
  *     excess a trim gives back keeps the block's warmth (none when the
- *     request did not zero and so did not look);
+ *     request did not zero and so did not look), and so does what
+ *     zp_grow_in_place() gives back past the grown allocation;
+ *   - the owner's overflow drain stamps the blocks it freed into its cache
+ *     and not those a refill brought (PG_cold);
  *   - a block larger than half the last-level cache is never warm, nor
  *     are the parts split off it;
  *   - the checker refuses a stamp outside the buddy lists.
@@ -520,6 +523,103 @@ static void exact_allocations(void)
 	}
 }
 
+/* The stamp of the buddy-list block that holds @pfn, or -1 when none does. */
+static int stamp_at(struct zp_arena *a, size_t pfn)
+{
+	for (unsigned o = 0; o <= a->max_order; o++)
+		for (int st = 0; st < NR_ZSTATES; st++)
+			for (uint32_t b = a->free[o][st].head; b != NIL; b = a->pages[b].next)
+				if (b <= pfn && pfn < b + ((size_t)1 << o))
+					return pg_stamp(pg_info(&a->pages[b]));
+	return -1;
+}
+
+/*
+ * zp_grow_in_place() gives back what lies past the grown allocation with
+ * the warmth of the piece it took that from: a 3 MiB exact allocation
+ * leaves a 1 MiB piece, warm when the request zeroed (and so looked),
+ * without a stamp when it did not; growing to 3.5 MiB takes that piece and
+ * gives back its upper 512 KiB, which a zeroing request then clears
+ * cached or non-temporally to match.
+ */
+static void grow_in_place_keeps_warmth(void)
+{
+	for (int zero = 1; zero >= 0; zero--) {
+		struct clk c;
+		struct zp_arena *a = warm_arena(1024, 10, &c);
+		struct t_seen s;
+		char *p = dirty_freed(a, 10), *q;
+
+		ASSERT(p);
+		zp_test_set_pcp(a, false); /* the pieces on the buddy lists */
+		q = zp_alloc(a, zero ? ZP_GFP_ZERO : 0, 3 << 20, ZP_USER_ADDR_NONE);
+		ASSERT(q == p);
+		EXPECT_EQ(stamp_at(a, t_pfn(a, p) + 768) != 0, zero);
+		ASSERT_EQ(zp_grow_in_place(a, p, (7 << 20) / 2), 0);
+		EXPECT_EQ(stamp_at(a, t_pfn(a, p) + 896) != 0, zero);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		q = zalloc_seen(a, 7, ZP_USER_ADDR_NONE, &s); /* the 512 KiB given back */
+		EXPECT(q == p + (7 << 20) / 2);
+		EXPECT_EQ(s.pages, 128);
+		EXPECT_EQ(s.nt_pages, zero ? 0 : 128);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		zp_arena_destroy(a);
+	}
+}
+
+/*
+ * The owner's overflow drain stamps the blocks it freed into its cache,
+ * and leaves no stamp on the ones a refill brought (PG_cold), which it
+ * never wrote: two cold order-2 blocks sit at the tail of the cache's
+ * dirty list while this thread frees warm ones in front of them until the
+ * cache overflows; the drain gives back the two cold blocks first, then
+ * the oldest warm ones.  Their buddies are allocated, so nothing merges.
+ */
+static void owner_drain_leaves_cold_unstamped(void)
+{
+	struct clk c;
+	struct zp_arena *a = warm_arena(4096, 10, &c);
+	const size_t nw = (TC_HIGH_PAGES / 4) + 4; /* enough frees to overflow the cache */
+	char *b[6], *w[TC_HIGH_PAGES / 4 + 4];
+
+	a->warm_min_order = 0; /* order 2 stamped like a large block */
+	zp_test_set_pcp(a, false);
+	for (int i = 0; i < 6; i++) {
+		b[i] = zp_alloc_pages(a, 0, 2, ZP_USER_ADDR_NONE);
+		ASSERT(b[i]);
+		memset(b[i], 0x5a, 4 * ZP_PAGE_SIZE);
+	}
+	for (size_t i = 0; i < nw; i++) {
+		w[i] = zp_alloc_pages(a, 0, 2, ZP_USER_ADDR_NONE);
+		ASSERT(w[i]);
+	}
+	for (int i = 0; i < 6; i += 2) /* b[1], b[3], b[5] stay allocated */
+		ASSERT_EQ(zp_free_pages(a, b[i], 2), 0);
+	zp_test_set_pcp(a, true);
+	/* a refill brings the three dirty blocks, cold; the request takes one */
+	ASSERT(zp_alloc_pages(a, 0, 2, ZP_USER_ADDR_NONE));
+	ASSERT_EQ(tc_mine(a)->lists[2][ZS_DIRTY].nr, 2);
+	for (uint32_t pfn = tc_mine(a)->lists[2][ZS_DIRTY].head; pfn != NIL; pfn = a->pages[pfn].next)
+		ASSERT(pg_info(&a->pages[pfn]) & PG_COLD);
+	/* warm blocks in front of them, freed here, until the cache overflows
+	 * (and drains from its list's tail: the cold ones first) */
+	for (size_t i = 0; i < nw; i++)
+		ASSERT_EQ(zp_free_pages(a, w[i], 2), 0);
+	ASSERT(tc_mine(a)->lists[2][ZS_DIRTY].nr < nw + 2); /* it drained */
+	for (int i = 0; i < 6; i += 2) {
+		uint32_t info = pg_info(&a->pages[t_pfn(a, b[i])]);
+
+		if ((info & PG_OWNER_MASK) == PG_ALLOC)
+			continue; /* the one the request took */
+		EXPECT_EQ(info & PG_OWNER_MASK, PG_BUDDY);
+		EXPECT_EQ(stamp_at(a, t_pfn(a, b[i])), 0); /* cold: none */
+	}
+	EXPECT_EQ(pg_info(&a->pages[t_pfn(a, w[0])]) & PG_CACHE, 0);
+	EXPECT(stamp_at(a, t_pfn(a, w[0])) > 0); /* the oldest warm one: now */
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 /* The checker: a stamp belongs on a buddy-list head only. */
 static void stamp_outside_buddy_refused(void)
 {
@@ -578,6 +678,8 @@ int main(int argc, char **argv)
 	RUN(lower_half_and_prezero_split);
 	RUN(small_blocks_take_last_stamp);
 	RUN(exact_allocations);
+	RUN(grow_in_place_keeps_warmth);
+	RUN(owner_drain_leaves_cold_unstamped);
 	RUN(reported_block_not_warm);
 	RUN(stamp_outside_buddy_refused);
 	RUN(defaults);
