@@ -52,9 +52,10 @@
 #ifdef __GNUC__
 #define likely(x)	    __builtin_expect(!!(x), 1)
 #define unlikely(x)	    __builtin_expect(!!(x), 0)
-/* The allocation fast path is a few functions shared by zp_alloc_pages and
- * zp_alloc; with two callers GCC stops inlining them, which cost the order-0
- * pair ~15% (pairs, bench/ab.sh): force it, and keep the slow parts out.
+/* The allocation and free paths are built of small functions shared by
+ * several callers, where GCC stops inlining them (which once cost the
+ * order-0 pair ~15%: pairs, bench/ab.sh): force it, and keep the slow
+ * parts out (ZP_NOINLINE), so that the everyday calls stay leaves.
  * For static functions only (a non-static C11 inline definition would need
  * an external one elsewhere). */
 #define ZP_ALWAYS_INLINE    inline __attribute__((always_inline))

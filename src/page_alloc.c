@@ -101,11 +101,8 @@ static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_conte
 	uint32_t pfn;
 
 	*hot = false;
-	if (tc_serves(a, ac->order)) {
+	if (tc_serves(a, ac->order)) { /* the inline try was zp_alloc_pages()'s */
 		c->pages = 0;
-		pfn = rmqueue_tcache_fast(a, ac->order, ac->want_zero, hot);
-		if (likely(pfn != NIL))
-			return pfn;
 		return rmqueue_tcache(a, ac->order, ac->want_zero, hot);
 	}
 	zlock_lock(&a->lock);

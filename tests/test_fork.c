@@ -695,6 +695,30 @@ static void fork_while_allocation_waits_for_a_pass(void)
 /* ---- 3. the background thread in a child ---- */
 
 /*
+ * In a child: a dirty order-9 block freed is reported within 2 s (only a
+ * background thread of the child's own reports), the arena checks, and the
+ * child exits 0; else it exits with @code to @code + 3.
+ */
+__attribute__((noreturn)) static void child_reports_and_exits(struct zp_arena *a, int code)
+{
+	uint64_t r0 = t_stats(a).pages_reported;
+	char *p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+
+	if (!p)
+		child_fail(code, "order-9 allocation failed: %s", strerror(errno));
+	memset(p, 0x77, ZP_PAGE_SIZE << 9);
+	if (zp_free_pages(a, p, 9))
+		child_fail(code + 1, "zp_free_pages refused the block");
+	if (!wait_reported(a, r0 + 512, 2000))
+		child_fail(code + 2, "nothing reported in 2 s: the child has no background thread (%llu -> %llu)",
+			   (unsigned long long)r0, (unsigned long long)t_stats(a).pages_reported);
+	if (zp_arena_check(a))
+		child_fail(code + 3, "zp_arena_check failed");
+	zp_arena_destroy(a); /* stops the child's thread, never joins the parent's */
+	_exit(0);
+}
+
+/*
  * The child's first allocation starts a reporting thread of its own: memory
  * the child frees is reported by it (nothing else in the child reports).
  * The parent's thread goes on reporting too.
@@ -712,23 +736,8 @@ static void child_restarts_background_thread(void)
 	EXPECT(wait_reported(a, 512, 2000)); /* the parent's thread works */
 	pid = fork();
 	if (pid == 0) {
-		char *p;
-
 		child_start();
-		r0 = t_stats(a).pages_reported;
-		p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
-		if (!p)
-			child_fail(2, "order-9 allocation failed: %s", strerror(errno));
-		memset(p, 0x77, ZP_PAGE_SIZE << 9);
-		if (zp_free_pages(a, p, 9))
-			child_fail(3, "zp_free_pages refused the block");
-		if (!wait_reported(a, r0 + 512, 2000))
-			child_fail(4, "nothing reported in 2 s: the child has no background thread (%llu -> %llu)",
-				   (unsigned long long)r0, (unsigned long long)t_stats(a).pages_reported);
-		if (zp_arena_check(a))
-			child_fail(5, "zp_arena_check failed");
-		zp_arena_destroy(a); /* stops the child's thread, never joins the parent's */
-		_exit(0);
+		child_reports_and_exits(a, 2);
 	}
 	ASSERT(pid > 0);
 	r0 = t_stats(a).pages_reported;
@@ -762,7 +771,6 @@ static void child_first_inline_call_starts_thread(void)
 		ASSERT_EQ(zp_free_pages(a, spare, 0), 0); /* in this thread's cache */
 		pid = fork();
 		if (pid == 0) {
-			uint64_t r0;
 			char *p;
 
 			child_start();
@@ -778,19 +786,7 @@ static void child_first_inline_call_starts_thread(void)
 			if (atomic_load(&a->daemon_restart))
 				child_fail(4, "the first %s left the background thread unstarted",
 					   first_alloc ? "allocation" : "free");
-			r0 = t_stats(a).pages_reported;
-			p = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
-			if (!p)
-				child_fail(5, "order-9 allocation failed: %s", strerror(errno));
-			memset(p, 0x77, ZP_PAGE_SIZE << 9);
-			if (zp_free_pages(a, p, 9))
-				child_fail(6, "zp_free_pages refused the order-9 block");
-			if (!wait_reported(a, r0 + 512, 2000))
-				child_fail(7, "nothing reported in 2 s: the child has no background thread");
-			if (zp_arena_check(a))
-				child_fail(8, "zp_arena_check failed");
-			zp_arena_destroy(a);
-			_exit(0);
+			child_reports_and_exits(a, 5);
 		}
 		ASSERT(pid > 0);
 		wait_child(pid, first_alloc ? "child whose first call allocates inline" :
