@@ -101,7 +101,7 @@ static ZP_ALWAYS_INLINE uint32_t get_page_from_freelist(const struct alloc_conte
 	uint32_t pfn;
 
 	*hot = false;
-	if (tc_serves(a, ac->order)) { /* the inline try was zp_alloc_pages()'s */
+	if (tc_serves(a, ac->order)) { /* zp_alloc_pages() made the inline try; exact sizes take the lock anyway */
 		c->pages = 0;
 		return rmqueue_tcache(a, ac->order, ac->want_zero, hot);
 	}

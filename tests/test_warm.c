@@ -538,8 +538,9 @@ static int stamp_at(struct zp_arena *a, size_t pfn)
  * zp_grow_in_place() gives back what lies past the grown allocation with
  * the warmth of the piece it took that from: a 3 MiB exact allocation
  * leaves a 1 MiB piece, warm when the request zeroed (and so looked),
- * without a stamp when it did not; growing to 3.5 MiB takes that piece and
- * gives back its upper 512 KiB, which a zeroing request then clears
+ * without a stamp when it did not; growing to 3.5 MiB half the warm time
+ * later takes that piece and gives back its upper 512 KiB with the piece's
+ * stamp (not the time of the grow), which a zeroing request then clears
  * cached or non-temporally to match.
  */
 static void grow_in_place_keeps_warmth(void)
@@ -550,13 +551,20 @@ static void grow_in_place_keeps_warmth(void)
 		struct t_seen s;
 		char *p = dirty_freed(a, 10), *q;
 
+		int piece;
+
 		ASSERT(p);
-		zp_test_set_pcp(a, false); /* the pieces on the buddy lists */
+		zp_test_set_pcp(a, false); /* the order-7 request below: from the buddy lists */
 		q = zp_alloc(a, zero ? ZP_GFP_ZERO : 0, 3 << 20, ZP_USER_ADDR_NONE);
 		ASSERT(q == p);
-		EXPECT_EQ(stamp_at(a, t_pfn(a, p) + 768) != 0, zero);
+		piece = stamp_at(a, t_pfn(a, p) + 768);
+		if (zero)
+			EXPECT(piece > 0);
+		else
+			EXPECT_EQ(piece, 0);
+		c.ns += WARM_NS / 2;
 		ASSERT_EQ(zp_grow_in_place(a, p, (7 << 20) / 2), 0);
-		EXPECT_EQ(stamp_at(a, t_pfn(a, p) + 896) != 0, zero);
+		EXPECT_EQ(stamp_at(a, t_pfn(a, p) + 896), piece);
 		EXPECT_EQ(zp_arena_check(a), 0);
 		q = zalloc_seen(a, 7, ZP_USER_ADDR_NONE, &s); /* the 512 KiB given back */
 		EXPECT(q == p + (7 << 20) / 2);
@@ -573,7 +581,8 @@ static void grow_in_place_keeps_warmth(void)
  * never wrote: two cold order-2 blocks sit at the tail of the cache's
  * dirty list while this thread frees warm ones in front of them until the
  * cache overflows; the drain gives back the two cold blocks first, then
- * the oldest warm ones.  Their buddies are allocated, so nothing merges.
+ * the oldest warm ones.  The cold blocks' buddies are allocated, so they
+ * do not merge (the first two warm ones merge with each other).
  */
 static void owner_drain_leaves_cold_unstamped(void)
 {
@@ -596,8 +605,11 @@ static void owner_drain_leaves_cold_unstamped(void)
 	for (int i = 0; i < 6; i += 2) /* b[1], b[3], b[5] stay allocated */
 		ASSERT_EQ(zp_free_pages(a, b[i], 2), 0);
 	zp_test_set_pcp(a, true);
+	ASSERT(tc_serves(a, 2));
 	/* a refill brings the three dirty blocks, cold; the request takes one */
+	_Static_assert(TC_BATCH_PAGES >> 2 >= 3, "a refill of order 2 brings the three");
 	ASSERT(zp_alloc_pages(a, 0, 2, ZP_USER_ADDR_NONE));
+	ASSERT(tc_mine(a));
 	ASSERT_EQ(tc_mine(a)->lists[2][ZS_DIRTY].nr, 2);
 	for (uint32_t pfn = tc_mine(a)->lists[2][ZS_DIRTY].head; pfn != NIL; pfn = a->pages[pfn].next)
 		ASSERT(pg_info(&a->pages[pfn]) & PG_COLD);
