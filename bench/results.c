@@ -4,7 +4,8 @@
  * the samples), the series of the line charts, the notes and reference
  * rows of each scenario, each with the --repeat run it belongs to; and the
  * three ways they are written out: a text table per scenario and run (and
- * with --repeat, one of the spread of the run medians), CSV (RFC 4180
+ * with --repeat, one of the spread of the run medians and one of zpage's
+ * row against each row of its kind, run by run), CSV (RFC 4180
  * quoting) and JSON (every string escaped, a number that is not finite
  * written as null).  CSV and JSON start with the environment (env.c).
  *
@@ -325,13 +326,125 @@ static void spread_table(FILE *f, const char *sc, unsigned runs)
 	free(what);
 }
 
+/* What follows "zpage" in a row's name ("", or ", 1 thread"), or NULL for
+ * a row of another allocator: @row's kind, which a peer's row shares. */
+static const char *kind_of(const char *row, bool *is_zpage)
+{
+	const char *comma = strchr(row, ',');
+
+	*is_zpage = !strncmp(row, "zpage", 5) && (row[5] == '\0' || row[5] == ',');
+	return comma ? comma : row + strlen(row);
+}
+
+/* P(at least @k of @n fair coin flips come up heads): a one-sided sign test. */
+static double sign_test(unsigned k, unsigned n)
+{
+	double p = 0;
+
+	for (unsigned i = k; i <= n; i++)
+		p += exp(lgamma(n + 1.0) - lgamma(i + 1.0) - lgamma(n - i + 1.0) - n * log(2.0));
+	return p > 1 ? 1 : p;
+}
+
+/*
+ * With --repeat: zpage's row against every other row of its kind (the same
+ * text after the allocator's name: "glibc, 1 thread" for "zpage, 1
+ * thread"), run by run, on the table's first metric.  A run's ratio is
+ * zpage's median over the other's, turned so that above 1 is zpage better
+ * (the other's over zpage's for a time); printed: the median of the runs'
+ * ratios [the smallest-the largest], in how many runs zpage was better,
+ * and the one-sided sign test's p of that many or more by chance.  The
+ * spread table's medians come from different runs row by row; these
+ * ratios pair each run's two rows, which ran interleaved.
+ */
+static void ratio_table(FILE *f, const char *sc, unsigned runs)
+{
+	const struct res *first = NULL;
+	struct strlist rows = {0};
+	double *r = xmalloc(runs * sizeof(*r));
+	bool header = false;
+	size_t w = 0;
+
+	for (size_t i = 0; i < nres && !first; i++)
+		if (!strcmp(res[i].scenario, sc))
+			first = &res[i];
+	if (!first) {
+		free(r);
+		return;
+	}
+	for (size_t i = 0; i < nres; i++)
+		if (!strcmp(res[i].scenario, sc) && !strcmp(res[i].metric, first->metric))
+			strlist_add(&rows, res[i].row);
+	for (size_t i = 0; i < rows.n; i++) /* the label column: the longest "zpage... / other..." */
+		if (strlen(rows.v[i]) > w)
+			w = strlen(rows.v[i]);
+	w = 2 * w + 4;
+	for (size_t z = 0; z < rows.n; z++) {
+		bool zp, op;
+		const char *kind = kind_of(rows.v[z], &zp);
+
+		if (!zp)
+			continue;
+		for (size_t o = 0; o < rows.n; o++) {
+			unsigned n = 0, better = 0;
+
+			if (o == z || strcmp(kind_of(rows.v[o], &op), kind) || op)
+				continue;
+			for (unsigned run = 0; run < runs; run++) {
+				const struct res *a = NULL, *b = NULL;
+
+				for (size_t i = 0; i < nres; i++) {
+					if (res[i].run != run || strcmp(res[i].scenario, sc) ||
+					    strcmp(res[i].metric, first->metric))
+						continue;
+					if (!strcmp(res[i].row, rows.v[z]))
+						a = &res[i];
+					else if (!strcmp(res[i].row, rows.v[o]))
+						b = &res[i];
+				}
+				if (!a || !b || !(a->median > 0) || !(b->median > 0))
+					continue;
+				r[n] = higher_is_better(first->unit) ? a->median / b->median : b->median / a->median;
+				better += r[n] > 1;
+				n++;
+			}
+			if (n < 2)
+				continue;
+			if (!header) {
+				fprintf(f, "\n== %s: zpage against each row of its kind, run by run over %u runs: %s, %s\n", sc,
+					runs, first->metric,
+					higher_is_better(first->unit) ? "zpage / the other" : "the other / zpage");
+				fprintf(f, "  %-*s %-24s %-16s %s\n", (int)w, "rows", "median [min-max] (x)",
+					"zpage better in", "sign test p");
+				header = true;
+			}
+			{
+				char *row = xasprintf("%s vs %s", rows.v[z], rows.v[o]);
+				char cell[80], in[48];
+
+				snprintf(cell, sizeof(cell), "%.3f [%.3f-%.3f]", median(r, n), pct(r, n, 0), pct(r, n, 100));
+				snprintf(in, sizeof(in), "%u of %u runs", better, n);
+				fprintf(f, "  %-*s %-24s %-16s %.3g\n", (int)w, row, cell, in, sign_test(better, n));
+				free(row);
+			}
+		}
+	}
+	if (header)
+		fprintf(f, "  (above 1: zpage better in that run; p: the chance of being better in that many runs or "
+			   "more if neither were)\n");
+	strlist_free(&rows);
+	free(r);
+}
+
 void print_spread(FILE *f, unsigned runs)
 {
 	struct strlist scs = {0};
 
 	result_scenarios(0, &scs);
-	for (size_t s = 0; s < scs.n; s++)
+	for (size_t s = 0; s < scs.n; s++) {
 		spread_table(f, scs.v[s], runs);
+		ratio_table(f, scs.v[s], runs);
+	}
 	strlist_free(&scs);
 	fflush(f);
 }
@@ -343,8 +456,10 @@ void print_scenario(FILE *f, const char *sc, unsigned runs)
 	while (n0 < nres && !res[n0].run)
 		n0++;
 	print_table(f, res, n0, sc, NULL);
-	if (runs > 1)
+	if (runs > 1) {
 		spread_table(f, sc, runs);
+		ratio_table(f, sc, runs);
+	}
 }
 
 /* ---- CSV and JSON ---- */
