@@ -326,14 +326,19 @@ static void spread_table(FILE *f, const char *sc, unsigned runs)
 	free(what);
 }
 
-/* What follows "zpage" in a row's name ("", or ", 1 thread"), or NULL for
- * a row of another allocator: @row's kind, which a peer's row shares. */
+/* @row's kind: what follows its allocator's name, which ends at the first
+ * comma outside parentheses ("kernel (mmap, THP)" is a name; ", 1 thread"
+ * a kind, "" none); *@is_zpage: that name is zpage's ("zpage", or the
+ * drop-in's "zpage-run"). */
 static const char *kind_of(const char *row, bool *is_zpage)
 {
-	const char *comma = strchr(row, ',');
+	const char *c = row;
+	int depth = 0;
 
-	*is_zpage = !strncmp(row, "zpage", 5) && (row[5] == '\0' || row[5] == ',');
-	return comma ? comma : row + strlen(row);
+	for (; *c && (*c != ',' || depth > 0); c++)
+		depth += (*c == '(') - (*c == ')');
+	*is_zpage = (c - row == 5 || (c - row == 9 && !strncmp(row + 5, "-run", 4))) && !strncmp(row, "zpage", 5);
+	return c;
 }
 
 /* P(at least @k of @n fair coin flips come up heads): a one-sided sign test. */
@@ -353,7 +358,9 @@ static double sign_test(unsigned k, unsigned n)
  * zpage's median over the other's, turned so that above 1 is zpage better
  * (the other's over zpage's for a time); printed: the median of the runs'
  * ratios [the smallest-the largest], in how many runs zpage was better,
- * and the one-sided sign test's p of that many or more by chance.  The
+ * and the one-sided sign test's p of that many or more by chance (a run
+ * where the two are equal is left out of the count, as the sign test
+ * does; its smallest p is 2^-n, so p < 0.05 takes 5 runs or more).  The
  * spread table's medians come from different runs row by row; these
  * ratios pair each run's two rows, which ran interleaved.
  */
@@ -405,16 +412,18 @@ static void ratio_table(FILE *f, const char *sc, unsigned runs)
 				if (!a || !b || !(a->median > 0) || !(b->median > 0))
 					continue;
 				r[n] = higher_is_better(first->unit) ? a->median / b->median : b->median / a->median;
+				if (r[n] == 1)
+					continue; /* a tie: neither better */
 				better += r[n] > 1;
 				n++;
 			}
 			if (n < 2)
 				continue;
 			if (!header) {
-				fprintf(f, "\n== %s: zpage against each row of its kind, run by run over %u runs: %s, %s\n", sc,
-					runs, first->metric,
+				fprintf(f, "\n== %s: zpage against each row of its kind, run by run over %u runs: %s (%s)\n",
+					sc, runs, first->metric,
 					higher_is_better(first->unit) ? "zpage / the other" : "the other / zpage");
-				fprintf(f, "  %-*s %-24s %-16s %s\n", (int)w, "rows", "median [min-max] (x)",
+				fprintf(f, "  %-*s %-26s %-19s %s\n", (int)w, "rows", "median [min-max] (x)",
 					"zpage better in", "sign test p");
 				header = true;
 			}
@@ -422,9 +431,9 @@ static void ratio_table(FILE *f, const char *sc, unsigned runs)
 				char *row = xasprintf("%s vs %s", rows.v[z], rows.v[o]);
 				char cell[80], in[48];
 
-				snprintf(cell, sizeof(cell), "%.3f [%.3f-%.3f]", median(r, n), pct(r, n, 0), pct(r, n, 100));
+				snprintf(cell, sizeof(cell), "%.4g [%.4g-%.4g]", median(r, n), pct(r, n, 0), pct(r, n, 100));
 				snprintf(in, sizeof(in), "%u of %u runs", better, n);
-				fprintf(f, "  %-*s %-24s %-16s %.3g\n", (int)w, row, cell, in, sign_test(better, n));
+				fprintf(f, "  %-*s %-26s %-19s %.3g\n", (int)w, row, cell, in, sign_test(better, n));
 				free(row);
 			}
 		}
