@@ -561,6 +561,16 @@ static ZP_ALWAYS_INLINE void tc_add(struct zp_arena *a, struct tcache *t, uint32
 	t->pages += (size_t)1 << order;
 }
 
+/* Take @pfn, the first block of @t's list @l of @order, off @t; its head
+ * becomes @owner (PG_busy, or PG_alloc for the everyday allocation). */
+static ZP_ALWAYS_INLINE void tc_del_head(struct zp_arena *a, struct tcache *t, struct free_list *l, uint32_t pfn,
+					 unsigned order, uint32_t owner)
+{
+	list_del_head(a, l, pfn);
+	t->pages -= (size_t)1 << order;
+	pg_set_info(&a->pages[pfn], mk_info(owner, order, 0));
+}
+
 /* Take @pfn, of @order and on @t's list @st, off @t; its head becomes PG_busy. */
 static ZP_ALWAYS_INLINE void tc_del(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order, enum zstate st)
 {
@@ -593,9 +603,7 @@ static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigne
 		if (likely(l->nr)) {
 			pfn = l->head;
 			*hot = !(pg_info(&a->pages[pfn]) & PG_COLD);
-			list_del_head(a, l, pfn);
-			t->pages -= (size_t)1 << order;
-			pg_set_info(&a->pages[pfn], mk_info(PG_BUSY, order, 0));
+			tc_del_head(a, t, l, pfn, order, PG_BUSY);
 			break;
 		}
 		if (buddy_may_have(a, order, st))
@@ -625,9 +633,7 @@ static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_dirty(struct zp_arena *a, unsign
 	l = &t->lists[order][ZS_DIRTY];
 	pfn = l->head;
 	if (likely(pfn != NIL) && likely(pg_info(&a->pages[pfn]) & PG_FULL)) {
-		list_del_head(a, l, pfn);
-		t->pages -= (size_t)1 << order;
-		pg_set_info(&a->pages[pfn], mk_info(PG_ALLOC, order, 0));
+		tc_del_head(a, t, l, pfn, order, PG_ALLOC);
 	} else {
 		pfn = NIL;
 	}

@@ -288,7 +288,7 @@ uint32_t rmqueue_tcache(struct zp_arena *a, unsigned order, bool want_zero, bool
 		if (likely(l->nr)) {
 			pfn = l->head;
 			*hot = !(pg_info(&a->pages[pfn]) & PG_COLD);
-			tc_del(a, t, pfn, order, st);
+			tc_del_head(a, t, l, pfn, order, PG_BUSY);
 			break;
 		}
 	}
