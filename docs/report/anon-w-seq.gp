@@ -9,12 +9,12 @@ set tics nomirror
 set xlabel 'throughput (GB/s)'
 set yrange [6 - 0.4:-0.6]
 set ytics scale 0
-set xrange [0:27.9274827]
+set xrange [0:26.7442282]
 unset logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder
 set bmargin 6
-set key at screen 0.5, screen 0.02 center bottom horizontal reverse Left samplen 1.5 width 1
+set key at screen 0.5, character 0.6 center bottom horizontal reverse Left samplen 1.5 width 1
 plot 'anon-w-seq.dat' using 2:1:(0):2:($1-0.35):($1+0.35):6:ytic(7) with boxxyerror lc rgb variable notitle, \
   '' using 2:1:3:4 with xerrorbars pt 7 ps 0.3 lw 1.5 lc rgb '#222222' notitle, \
   '' using 4:1:5 with labels left offset char 0.7,0 notitle, \

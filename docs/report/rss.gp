@@ -14,7 +14,7 @@ set logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder
 set bmargin 6
-set key at screen 0.5, screen 0.02 center bottom horizontal reverse Left samplen 1.5 width 1
+set key at screen 0.5, character 0.6 center bottom horizontal reverse Left samplen 1.5 width 1
 plot 'rss.dat' using 2:1:(1):2:($1-0.35):($1+0.35):6:ytic(7) with boxxyerror lc rgb variable notitle, \
   '' using 4:1:5 with labels left offset char 0.7,0 notitle, \
   keyentry with boxes fc rgb '#1f5fbf' title 'zpage', \

@@ -10,7 +10,7 @@ set xlabel 'time (s)'
 set ylabel 'resident memory (MiB, VmRSS)'
 set yrange [0:564.884375]
 set bmargin 6
-set key at screen 0.5, screen 0.02 center bottom horizontal reverse Left samplen 1.5 width 1
+set key at screen 0.5, character 0.6 center bottom horizontal reverse Left samplen 1.5 width 1
 set grid lc rgb '#dddddd'
 plot 'rss_series.dat' index 0 using 1:2 with linespoints pt 7 ps 0.5 lw 2 dt 1 lc rgb '#1f5fbf' title 'ZP_REPORT (delay 1 s)', \
   'rss_series.dat' index 1 using 1:2 with linespoints pt 7 ps 0.5 lw 2 dt 2 lc rgb '#9a9a9a' title 'no reporting'
