@@ -14,8 +14,10 @@
  *     whose pages read zero (never used, or pre-zeroed) does not count;
  *   - a small block (below clear_nt_min) takes the last stamp read, not
  *     the clock's time and not none;
- *   - a pass's put-back (MADV_FREE: pages still dirty) and a quiescer's
- *     drain of a thread's cache leave no stamp; the owner's drain of a block it freed into its cache, one;
+ *   - a pass's put-back (MADV_FREE: pages still dirty), a quiescer's
+ *     drain of a thread's cache and a forked child's put-back of the
+ *     parent's other threads' caches leave no stamp; the owner's drain of
+ *     a block it freed into its cache, one;
  *   - a refill: a warm block comes out hot (cached, whatever its size), a
  *     cold one PG_cold;
  *   - exact-size allocations: a warm block is cleared cached, and the
@@ -28,6 +30,12 @@
  *     are the parts split off it;
  *   - the checker refuses a stamp outside the buddy lists.
  */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "test.h"
 
 struct clk {
@@ -632,6 +640,87 @@ static void owner_drain_leaves_cold_unstamped(void)
 	zp_arena_destroy(a);
 }
 
+/*
+ * A forked child puts the caches of the parent's other threads back on its
+ * buddy lists (tc_fork_child()) the way a quiescer's drain does: without a
+ * stamp, since nothing says when their blocks were written (the owner's
+ * own overflow drain would stamp a block it freed there: now).  Another
+ * thread frees a dirty order-8 block into its cache and waits; the parent
+ * forks; in the child the block is on the buddy lists, unstamped (merged
+ * with never-used buddies, which do not count), and the arena checks.
+ */
+struct fork_peer {
+	struct zp_arena *a;
+	char *p;
+	atomic_bool ready;
+	int go[2]; /* the peer waits for a byte, or the pipe's end */
+};
+
+static void *fork_peer_main(void *arg)
+{
+	struct fork_peer *fp = arg;
+	char byte;
+
+	fp->p = zp_alloc_pages(fp->a, 0, 8, ZP_USER_ADDR_NONE);
+	if (fp->p) {
+		memset(fp->p, 0x6b, ZP_PAGE_SIZE << 8);
+		if (zp_free_pages(fp->a, fp->p, 8))
+			fp->p = NULL;
+	}
+	atomic_store(&fp->ready, true);
+	while (read(fp->go[0], &byte, 1) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void fork_child_puts_back_unstamped(void)
+{
+	struct clk c;
+	struct zp_arena *a = warm_arena(2048, 10, &c);
+	struct fork_peer fp = {.a = a};
+	pthread_t th;
+	size_t pfn;
+	pid_t pid;
+	int st;
+
+	ASSERT(tc_serves(a, 8));
+	ASSERT_EQ(pipe(fp.go), 0);
+	ASSERT_EQ(pthread_create(&th, NULL, fork_peer_main, &fp), 0);
+	while (!atomic_load(&fp.ready))
+		sched_yield();
+	ASSERT(fp.p);
+	pfn = t_pfn(a, fp.p);
+	EXPECT_EQ(pg_info(&a->pages[pfn]) & PG_OWNER_MASK, PG_CACHE); /* in the peer's cache */
+	EXPECT_EQ(stamp_at(a, pfn), -1);
+	pid = fork();
+	if (pid == 0) {
+		int code = 0;
+
+		if ((pg_info(&a->pages[pfn]) & PG_OWNER_MASK) == PG_CACHE)
+			code = 1; /* still in a cache nobody owns */
+		else if (stamp_at(a, pfn) != 0)
+			code = stamp_at(a, pfn) < 0 ? 2 : 3; /* on no buddy list; stamped */
+		else if (zp_arena_check(a))
+			code = 4;
+		_exit(code);
+	}
+	ASSERT(pid > 0);
+	ASSERT_EQ(write(fp.go[1], "g", 1), 1);
+	ASSERT_EQ(pthread_join(th, NULL), 0);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	EXPECT(WIFEXITED(st));
+	if (WIFEXITED(st) && WEXITSTATUS(st))
+		T_DIAG("child: %s", WEXITSTATUS(st) == 1   ? "the block is still in the peer's cache"
+				    : WEXITSTATUS(st) == 2 ? "the block is on no buddy list"
+				    : WEXITSTATUS(st) == 3 ? "the put-back block has a stamp"
+							   : "zp_arena_check failed");
+	EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
+	close(fp.go[0]);
+	close(fp.go[1]);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 /* The checker: a stamp belongs on a buddy-list head only. */
 static void stamp_outside_buddy_refused(void)
 {
@@ -692,6 +781,7 @@ int main(int argc, char **argv)
 	RUN(exact_allocations);
 	RUN(grow_in_place_keeps_warmth);
 	RUN(owner_drain_leaves_cold_unstamped);
+	RUN(fork_child_puts_back_unstamped);
 	RUN(reported_block_not_warm);
 	RUN(stamp_outside_buddy_refused);
 	RUN(defaults);
