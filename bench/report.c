@@ -6,8 +6,8 @@
  *   the command line, the date and how to read the tables;
  *   the environment (env.c), as a table;
  *   per scenario, its table (the first run's; with --repeat, then the
- *   spread of the run medians and zpage against each row of its kind run
- *   by run), its charts inline (drawn into DIR as
+ *   spread of the run medians and zpage against its peers run by run),
+ *   its charts inline (drawn into DIR as
  *   --plot DIR draws them: PNG where gnuplot has pngcairo, else SVG), and
  *   a reading generated from the numbers, one line per metric (ratios
  *   aside), which reads every zpage row, never only the flattering ones:
@@ -242,7 +242,7 @@ void write_report(const char *dir, unsigned runs)
 		   "divide by the scenario's reference row of the same run. ");
 	if (runs > 1)
 		fprintf(f, "The tables are the first of %u runs, each followed by the spread of the %u runs' medians "
-			   "(their median [min-max]) and by zpage against each row of its kind, run by run.",
+			   "(their median [min-max]) and by zpage against its peers, run by run.",
 			runs, runs);
 	else
 		fprintf(f, "The tables come from one run.");

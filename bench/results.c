@@ -5,7 +5,7 @@
  * rows of each scenario, each with the --repeat run it belongs to; and the
  * three ways they are written out: a text table per scenario and run (and
  * with --repeat, one of the spread of the run medians and one of zpage's
- * row against each row of its kind, run by run), CSV (RFC 4180
+ * rows against their peers, run by run), CSV (RFC 4180
  * quoting) and JSON (every string escaped, a number that is not finite
  * written as null).  CSV and JSON start with the environment (env.c).
  *
@@ -351,25 +351,80 @@ static double sign_test(unsigned k, unsigned n)
 	return p > 1 ? 1 : p;
 }
 
+/* One row of ratio_table(): @zr against @or run by run; nothing when fewer
+ * than two runs have both. */
+static void ratio_row(FILE *f, const char *sc, const struct res *first, unsigned runs, const char *zr, const char *or,
+		      double *r, size_t w, bool *header)
+{
+	unsigned n = 0, better = 0, ties = 0;
+
+	for (unsigned run = 0; run < runs; run++) {
+		const struct res *a = NULL, *b = NULL;
+
+		for (size_t i = 0; i < nres; i++) {
+			if (res[i].run != run || strcmp(res[i].scenario, sc) || strcmp(res[i].metric, first->metric))
+				continue;
+			if (!strcmp(res[i].row, zr))
+				a = &res[i];
+			else if (!strcmp(res[i].row, or))
+				b = &res[i];
+		}
+		if (!a || !b || !(a->median > 0) || !(b->median > 0))
+			continue;
+		r[n] = higher_is_better(first->unit) ? a->median / b->median : b->median / a->median;
+		ties += r[n] == 1; /* neither better: out of the sign test's count */
+		better += r[n] > 1;
+		n++;
+	}
+	if (n < 2)
+		return;
+	if (!*header) {
+		fprintf(f, "\n== %s: zpage against its peers, run by run over %u runs: %s (%s)\n", sc, runs,
+			first->metric, higher_is_better(first->unit) ? "zpage / the other" : "the other / zpage");
+		fprintf(f, "  %-*s %-26s %-25s %s\n", (int)w, "rows", "median [min-max] (x)", "zpage better in",
+			"sign test p");
+		*header = true;
+	}
+	{
+		char *row = xasprintf("%s vs %s", zr, or);
+		char cell[80], in[48];
+
+		snprintf(cell, sizeof(cell), "%.4g [%.4g-%.4g]", median(r, n), pct(r, n, 0), pct(r, n, 100));
+		if (ties)
+			snprintf(in, sizeof(in), "%u of %u runs, %u tied", better, n - ties, ties);
+		else
+			snprintf(in, sizeof(in), "%u of %u runs", better, n);
+		fprintf(f, "  %-*s %-26s %-25s %.3g\n", (int)w, row, cell, in, sign_test(better, n - ties));
+		free(row);
+	}
+}
+
 /*
- * With --repeat: zpage's row against every other row of its kind (the same
- * text after the allocator's name: "glibc, 1 thread" for "zpage, 1
- * thread"), run by run, on the table's first metric.  A run's ratio is
- * zpage's median over the other's, turned so that above 1 is zpage better
- * (the other's over zpage's for a time); printed: the median of the runs'
- * ratios [the smallest-the largest], in how many runs zpage was better,
- * and the one-sided sign test's p of that many or more by chance (a run
- * where the two are equal is left out of the count, as the sign test
- * does; its smallest p is 2^-n, so p < 0.05 takes 5 runs or more).  The
- * spread table's medians come from different runs row by row; these
- * ratios pair each run's two rows, which ran interleaved.
+ * With --repeat: zpage's rows against their peers, run by run, on the
+ * table's first metric.  A zpage row's peers: every row of its kind (the
+ * same text after the allocator's name: "glibc, 1 thread" for "zpage, 1
+ * thread"); the counterpart the scenario names for it (fault's "zpage,
+ * fresh" against "kernel, new THP mapping"); and the scenario's reference
+ * row when that is zpage's own (seed's "zpage, reported: clears again",
+ * reuse's "zpage, warmth off", scale's smallest arena).  A run's ratio is
+ * zpage's median over the other's, turned so that above 1 is zpage's row
+ * better (the other's over zpage's for a time); printed: the median of
+ * the runs' ratios [the smallest-the largest], in how many runs zpage's
+ * row was better, and the one-sided sign test's p of that many or more by
+ * chance (a run where the two are equal, as medians rounded to the
+ * clock's grain can be, counts as tied and is left out of the sign test's
+ * count, as the test does; its smallest p is 2^-n, so p < 0.05 takes 5
+ * untied runs or more).  The spread table's medians come from different
+ * runs row by row; these ratios pair each run's two rows, which ran
+ * interleaved.
  */
 static void ratio_table(FILE *f, const char *sc, unsigned runs)
 {
 	const struct res *first = NULL;
 	struct strlist rows = {0};
 	double *r = xmalloc(runs * sizeof(*r));
-	bool header = false;
+	const char *ref = reference_of(sc);
+	bool header = false, ref_zp = false;
 	size_t w = 0;
 
 	for (size_t i = 0; i < nres && !first; i++)
@@ -386,60 +441,28 @@ static void ratio_table(FILE *f, const char *sc, unsigned runs)
 		if (strlen(rows.v[i]) > w)
 			w = strlen(rows.v[i]);
 	w = 2 * w + 4;
+	if (ref)
+		kind_of(ref, &ref_zp);
 	for (size_t z = 0; z < rows.n; z++) {
-		bool zp, op;
-		const char *kind = kind_of(rows.v[z], &zp);
+		bool zp, op, kin = false;
+		const char *kind = kind_of(rows.v[z], &zp), *cp;
 
 		if (!zp)
 			continue;
+		cp = counterpart_of(sc, rows.v[z]);
 		for (size_t o = 0; o < rows.n; o++) {
-			unsigned n = 0, better = 0;
-
 			if (o == z || strcmp(kind_of(rows.v[o], &op), kind) || op)
 				continue;
-			for (unsigned run = 0; run < runs; run++) {
-				const struct res *a = NULL, *b = NULL;
-
-				for (size_t i = 0; i < nres; i++) {
-					if (res[i].run != run || strcmp(res[i].scenario, sc) ||
-					    strcmp(res[i].metric, first->metric))
-						continue;
-					if (!strcmp(res[i].row, rows.v[z]))
-						a = &res[i];
-					else if (!strcmp(res[i].row, rows.v[o]))
-						b = &res[i];
-				}
-				if (!a || !b || !(a->median > 0) || !(b->median > 0))
-					continue;
-				r[n] = higher_is_better(first->unit) ? a->median / b->median : b->median / a->median;
-				if (r[n] == 1)
-					continue; /* a tie: neither better */
-				better += r[n] > 1;
-				n++;
-			}
-			if (n < 2)
-				continue;
-			if (!header) {
-				fprintf(f, "\n== %s: zpage against each row of its kind, run by run over %u runs: %s (%s)\n",
-					sc, runs, first->metric,
-					higher_is_better(first->unit) ? "zpage / the other" : "the other / zpage");
-				fprintf(f, "  %-*s %-26s %-19s %s\n", (int)w, "rows", "median [min-max] (x)",
-					"zpage better in", "sign test p");
-				header = true;
-			}
-			{
-				char *row = xasprintf("%s vs %s", rows.v[z], rows.v[o]);
-				char cell[80], in[48];
-
-				snprintf(cell, sizeof(cell), "%.4g [%.4g-%.4g]", median(r, n), pct(r, n, 0), pct(r, n, 100));
-				snprintf(in, sizeof(in), "%u of %u runs", better, n);
-				fprintf(f, "  %-*s %-26s %-19s %.3g\n", (int)w, row, cell, in, sign_test(better, n));
-				free(row);
-			}
+			ratio_row(f, sc, first, runs, rows.v[z], rows.v[o], r, w, &header);
+			kin |= cp && !strcmp(cp, rows.v[o]);
 		}
+		if (cp && !kin && strcmp(cp, rows.v[z]))
+			ratio_row(f, sc, first, runs, rows.v[z], cp, r, w, &header);
+		if (ref_zp && strcmp(ref, rows.v[z]) && !(cp && !strcmp(cp, ref)))
+			ratio_row(f, sc, first, runs, rows.v[z], ref, r, w, &header);
 	}
 	if (header)
-		fprintf(f, "  (above 1: zpage better in that run; p: the chance of being better in that many runs or "
+		fprintf(f, "  (above 1: zpage's row better in that run; p: the chance of being better in that many runs or "
 			   "more if neither were)\n");
 	strlist_free(&rows);
 	free(r);

@@ -55,8 +55,9 @@ void result_scenarios(size_t from, struct strlist *out);
 /* The scenario tables of the results from index @from on. */
 void print_tables(FILE *f, size_t from);
 /* --repeat: per scenario, row and metric, the median of the @runs run
- * medians and their min-max; then zpage's row against each row of its kind,
- * run by run (results.c: ratio_table()). */
+ * medians and their min-max; then zpage's rows against their peers (rows
+ * of their kind, the scenario's counterpart, a zpage reference row), run
+ * by run (results.c: ratio_table()). */
 void print_spread(FILE *f, unsigned runs);
 /* The first run's table of @sc, and with @runs > 1 its spread table and
  * its run-by-run table. */

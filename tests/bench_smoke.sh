@@ -403,12 +403,30 @@ want=$(awk '/"scenario": "churn", "row": "(zpage|glibc), 1 thread", "metric": "t
 	END { r1 = z[1] / g[1]; r2 = z[2] / g[2]; lo = r1 < r2 ? r1 : r2; hi = r1 < r2 ? r2 : r1
 		printf "%.4f %.4f %.4f %d", (r1 + r2) / 2, lo, hi, (r1 > 1) + (r2 > 1) }' "$out/r2.json")
 got=$(echo "$line" | sed -E 's/.* ([0-9.e+-]+) \[([0-9.e+-]+)-([0-9.]+(e[+-][0-9]+)?)\] +([0-9]+) of 2 runs .*/\1 \2 \3 \5/')
-if [ $rc -eq 0 ] && grep -q "^== churn: zpage against each row of its kind, run by run over 2 runs: throughput" "$out/repeat.txt" &&
+if [ $rc -eq 0 ] && grep -q "^== churn: zpage against its peers, run by run over 2 runs: throughput" "$out/repeat.txt" &&
 	[ -n "$line" ] && echo "$want $got" | awk '{ for (i = 1; i <= 3; i++) { d = $i - $(i + 4); if (d < -0.001 * $i || d > 0.001 * $i) exit 1 }
 		if ($4 != $8) exit 1 }'; then
 	ok "--repeat 2: run-by-run ratios match the runs' medians"
 else
 	bad "--repeat 2: run-by-run ratios (exit $rc): want $want, table: $line" </dev/null
+fi
+# --repeat's peers beyond a row's kind: fault's zpage row against the counterpart the scenario
+# names, seed's skipping row against its reference (zpage's own "clears again"), the ratio
+# turned so that above 1 is zpage's row better (task-clock: lower is better, so again / skips)
+"$bench" --scale 0.02 --repeat 2 --idle 0 --json "$out/fs.json" fault seed >"$out/fs.txt" 2>&1
+rc=$?
+line=$(grep "^  zpage, reported: skips its clear vs zpage, reported: clears again " "$out/fs.txt")
+want=$(awk '/"scenario": "seed", "row": "zpage, reported: (skips its clear|clears again)", "metric": "task-clock/ {
+	m = $0; sub(/.*"median": /, "", m); sub(/,.*/, "", m); r = $0; sub(/.*"run": /, "", r); sub(/,.*/, "", r)
+	if (index($0, "skips")) z[r] = m; else g[r] = m }
+	END { r1 = g[1] / z[1]; r2 = g[2] / z[2]; printf "%.4f %d", (r1 + r2) / 2, (r1 > 1) + (r2 > 1) }' "$out/fs.json")
+got=$(echo "$line" | sed -E 's/.* ([0-9.e+-]+) \[[0-9.e+-]+-[0-9.e+-]+\] +([0-9]+) of [0-9]+ runs.*/\1 \2/')
+if [ $rc -eq 0 ] && grep -q "^== fault: zpage against its peers, run by run over 2 runs: first touch" "$out/fs.txt" &&
+	grep -q "^  zpage, fresh (OS-zeroed) vs kernel, new THP mapping " "$out/fs.txt" &&
+	[ -n "$line" ] && echo "$want $got" | awk '{ d = $1 - $3; if (d < -0.001 * $1 || d > 0.001 * $1 || $2 != $4) exit 1 }'; then
+	ok "--repeat 2: zpage against its counterpart (fault) and its own reference row (seed)"
+else
+	bad "--repeat 2: counterpart and reference pairs (exit $rc): want $want, table: $line" </dev/null
 fi
 # --report (the same run): index.md with the environment, the tables, the charts inline, a reading
 md=$out/report/index.md
