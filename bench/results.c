@@ -390,11 +390,16 @@ static void ratio_row(FILE *f, const char *sc, const struct res *first, unsigned
 		char cell[80], in[48];
 
 		snprintf(cell, sizeof(cell), "%.4g [%.4g-%.4g]", median(r, n), pct(r, n, 0), pct(r, n, 100));
-		if (ties)
+		if (ties == n)
+			snprintf(in, sizeof(in), "none: all %u tied", n);
+		else if (ties)
 			snprintf(in, sizeof(in), "%u of %u runs, %u tied", better, n - ties, ties);
 		else
 			snprintf(in, sizeof(in), "%u of %u runs", better, n);
-		fprintf(f, "  %-*s %-26s %-25s %.3g\n", (int)w, row, cell, in, sign_test(better, n - ties));
+		if (ties == n)
+			fprintf(f, "  %-*s %-26s %-25s -\n", (int)w, row, cell, in);
+		else
+			fprintf(f, "  %-*s %-26s %-25s %.3g\n", (int)w, row, cell, in, sign_test(better, n - ties));
 		free(row);
 	}
 }
