@@ -303,10 +303,15 @@ void os_backoff(unsigned *n)
 		sched_yield();
 	} else {
 		/* sched_yield() runs nothing of lower priority (SCHED_FIFO):
-		 * sleep, so a preempted thread we wait for gets the CPU */
+		 * sleep, so a preempted thread we wait for gets the CPU.  Not a
+		 * cancellation point: lock_all() waits here holding tc_lock, and
+		 * a thread cancelled there would keep it for good. */
 		struct timespec ts = {0, 20000};
+		int old;
 
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 		nanosleep(&ts, NULL);
+		pthread_setcancelstate(old, NULL);
 	}
 }
 

@@ -88,7 +88,7 @@ int os_move_pages(void *from, void *to, size_t len); /* mremap, no copy; from re
 
 bool os_membarrier_register(void); /* true: os_membarrier() works in this process */
 int os_membarrier(void);	   /* a full barrier on every running thread; 0 or -errno */
-void os_backoff(unsigned *n);	   /* waiting for another thread: yield, then sleep 20 us; *n = 0 first */
+void os_backoff(unsigned *n);	   /* waiting for another thread: yield, then sleep 20 us (never a cancellation point); *n = 0 first */
 
 /* ---- threads ---- */
 

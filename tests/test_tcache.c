@@ -20,6 +20,7 @@
  * The plain build runs the membarrier handshake, the TSan one its fallback.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -780,6 +781,72 @@ static void fallback_handshake(void)
 	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/*
+ * A thread cancelled while lock_all() waits, holding tc_lock, for a cache's
+ * owner to get off its lists must not take tc_lock with it: that wait
+ * sleeps (os_backoff()), and a sleep must not be a cancellation point
+ * there.  This thread plays the owner on its lists (tc_try_enter()) while
+ * another thread's zp_arena_stats() waits for it and is cancelled; after
+ * the owner leaves, zp_arena_stats() must still take every lock.  In a
+ * child, so that a hang (SIGALRM) is a failure, not the end of the run.
+ */
+static struct zp_arena *cw_arena;
+static atomic_int cw_calls;
+
+static void *cw_stats(void *arg)
+{
+	struct zp_stats s;
+
+	(void)arg;
+	for (;;) {
+		atomic_fetch_add(&cw_calls, 1);
+		zp_arena_stats(cw_arena, &s);
+		pthread_testcancel();
+	}
+	return NULL;
+}
+
+static void cancelled_quiescer_leaves_no_lock(void)
+{
+	int st = 0;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct zp_stats s;
+		struct tcache *t;
+		pthread_t w;
+		void *p;
+
+		alarm(10);
+		cw_arena = t_arena(1024, 10, 0);
+		p = zp_alloc_pages(cw_arena, 0, 0, ZP_USER_ADDR_NONE);
+		if (!p || zp_free_pages(cw_arena, p, 0) || !(t = tc_mine(cw_arena)))
+			_exit(2);
+		if (!tc_try_enter(t)) /* on its lists: a quiescer waits for it */
+			_exit(3);
+		pthread_create(&w, NULL, cw_stats, NULL);
+		while (!atomic_load(&cw_calls))
+			usleep(1000);
+		usleep(50 * 1000); /* past the yields: the quiescer sleeps between looks */
+		pthread_cancel(w);
+		usleep(20 * 1000);
+		tc_leave(t);
+		pthread_join(w, NULL);
+		zp_arena_stats(cw_arena, &s); /* hangs if the cancelled thread kept tc_lock */
+		if (zp_arena_check(cw_arena))
+			_exit(4);
+		_exit(0);
+	}
+	ASSERT(pid > 0);
+	waitpid(pid, &st, 0);
+	if (WIFSIGNALED(st))
+		T_DIAG("child killed by signal %d%s", WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (a hang)" : "");
+	else if (WIFEXITED(st) && WEXITSTATUS(st))
+		T_DIAG("child exit %d: %s", WEXITSTATUS(st),
+		       WEXITSTATUS(st) == 4 ? "zp_arena_check failed" : "setting up the owner's cache failed");
+	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -798,5 +865,6 @@ int main(int argc, char **argv)
 	RUN(check_while_churning);
 	RUN(destroy_with_live_caches);
 	RUN(fork_returns_other_threads_caches);
+	RUN(cancelled_quiescer_leaves_no_lock);
 	return t_done("test_tcache");
 }
