@@ -40,8 +40,9 @@
  * Invariants (zp_arena_check()):
  *  - a listed block's head has PG_buddy, its order and its list's state,
  *    and the state equals zs_summary() of its pages;
- *  - inside a listed block, every node's slot holds the zs_count() of its
- *    pages;
+ *  - inside a listed block, every node whose ancestors within the block
+ *    are mixed holds the zs_count() of its pages (below a uniform node the
+ *    slots are not kept: its pages are known);
  *  - no two free buddies of the same order are both on the lists;
  *  - a->cnt equals the sum of zs_count() over every listed block;
  *  - every page at or above a->frontier has info 0 and the zero state of

@@ -22,18 +22,21 @@
  *     the same order (they would have merged);
  *  4. lists: every list is a well-formed doubly linked list of heads with
  *     the owner, order and state of that list; inside a buddy-list block
- *     every node of the summary tree holds zs_count() of its pages (so the
- *     walk is O(pages log pages) at worst); per (order, state), the lists
- *     hold exactly the blocks found by the walk; each cache's cnt equals
- *     zs_count() summed over its blocks;
+ *     every node of the summary tree whose ancestors are mixed holds
+ *     zs_count() of its pages (the walk stops below a uniform node; so it
+ *     is O(pages log pages) at worst); per (order, state), the lists hold
+ *     exactly the blocks found by the walk; each cache's page count equals
+ *     its blocks' pages, and each cache on an arena's list is attached to
+ *     that arena;
  *  5. counters: a->cnt equals zs_count() summed over the buddy blocks; the
  *     nonempty hints match the buddy lists;
  *  6. isolation: a->isolated is a well-formed list of PG_busy heads whose
  *     pages add up to isolated_pages.
  * Each step is its own function below (check_blocks() does 1-3 in one walk
  * of the descriptors).  Blocks in flight (PG_busy) are legitimate while
- * another thread allocates, frees or isolates them; they are counted but
- * not otherwise judged.
+ * another thread allocates, frees or isolates them; their heads get step
+ * 1's checks only (owner, order, alignment, tail pages), and the isolated
+ * ones are summed in step 6.
  *
  * zp_arena_dump() copies what it prints under every lock and prints it
  * with none held, so its totals are one instant's, like zp_arena_stats().

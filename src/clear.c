@@ -74,7 +74,9 @@
  * its own user address, and the test hook sees which path cleared each page.
  *
  * Invariants: each page is cleared at most once per call; every page whose
- * zero bit is clear on entry is cleared; no page whose zero bit is set is.
+ * zero bit is clear on entry is cleared (for a free block, every resident
+ * one: a reported page is never written); no page whose zero bit is set
+ * is.
  */
 #include <string.h>
 #if defined(__x86_64__)

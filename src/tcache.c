@@ -28,7 +28,8 @@
  * below the mark.
  *
  * Other threads reach a cache only to quiesce it (lock_all(): the slow path
- * before ENOMEM, zp_arena_check(), stats, dump, fork, thread exit), with an
+ * before ENOMEM, zp_arena_check(), stats, dump; fork's handlers take the
+ * same steps), with an
  * asymmetric Dekker handshake on two flags of the cache:
  *
  *   owner (tc_enter/tc_exit)            quiescer (lock_all)
