@@ -154,8 +154,9 @@ ZP_API struct zp_arena *zp_arena_create(const struct zp_config *cfg);
  * @a: the arena, or NULL (no-op).
  *
  * Every pointer the arena handed out becomes invalid.  Returns within one
- * system call or one block's clear of a background pass in flight (the
- * thread never sleeps where destroy cannot wake it).
+ * block's system calls or one block's clear of a background pass in flight
+ * (a pass checks between blocks; the thread never sleeps where destroy
+ * cannot wake it).
  * Context: must not race with any other call on @a.
  */
 ZP_API void zp_arena_destroy(struct zp_arena *a);
@@ -191,7 +192,8 @@ ZP_API void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order
  * @addr: a pointer zp_alloc_pages() returned and that is still allocated.
  * @order: the order it was allocated with.
  *
- * Context: any thread.
+ * Context: any thread; not from a signal handler that interrupted a call
+ * of the library (as zp_alloc_pages(): it uses the thread's cache).
  * Return: 0, or -EINVAL if @addr is not a live allocation of exactly @order
  * in @a (NULL, outside the arena, misaligned, not the head of a block, the
  * wrong order, already freed).  On -EINVAL nothing is changed.
@@ -219,8 +221,9 @@ ZP_API int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order);
  * the arena lock once more to give the rest back.
  * Return: the block, page-aligned (aligned to the power of two that holds
  * it), or NULL with errno EINVAL (NULL arena, unknown gfp bits, size 0) or
- * ENOMEM (larger than a block of max_order or than the arena, or no free
- * block that large at one instant).  Free it with zp_free().
+ * ENOMEM (the power of two of pages that holds it is larger than a block
+ * of max_order or than the arena, even when the size itself would fit;
+ * or no free block that large at one instant).  Free it with zp_free().
  */
 ZP_API void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t user_addr);
 
@@ -230,7 +233,8 @@ ZP_API void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t u
  * @a: the arena.
  * @addr: the address zp_alloc() or zp_alloc_pages() returned.
  *
- * Context: any thread.
+ * Context: any thread; not from a signal handler that interrupted a call
+ * of the library (as zp_alloc_pages()).
  * Return: 0, or -EINVAL with nothing changed: NULL arena or pointer, an
  * address outside the arena, not page-aligned, inside a block rather than
  * at its start, or not live (a double free, even one racing another).
@@ -275,9 +279,10 @@ ZP_API long zp_arena_report(struct zp_arena *a);
  * zp_arena_prezero() - clear dirty free blocks ahead of demand.
  * @a: the arena.
  * @max_bytes: clear at least this many bytes (rounded up to pages) when
- *             that much is dirty; 0 = until the arena has prezero_bytes of
- *             zeroed resident free memory on its buddy lists (the threads'
- *             caches, which it never clears, are not counted).
+ *             that much is dirty on the buddy lists; 0 = until the arena
+ *             has prezero_bytes of zeroed resident free memory on its
+ *             buddy lists.  The threads' caches are neither cleared nor
+ *             counted: their dirty pages wait for their owners.
  *
  * Dirty free blocks are isolated one at a time under the lock, each no
  * larger than what is left to clear (a larger block is split), their
@@ -295,7 +300,7 @@ ZP_API long zp_arena_prezero(struct zp_arena *a, size_t max_bytes);
 
 /**
  * zp_arena_stats() - read the arena's counters.
- * @a: the arena.
+ * @a: the arena; NULL fills @st with zeroes.
  * @st: filled in, with every lock held: the page counts are exact at one
  *      instant, and the counters of reporting and pre-zeroing match them
  *      (a pass counts its work as it puts its blocks back).  The clearing

@@ -501,8 +501,10 @@ int zp_free(struct zp_arena *a, void *addr)
  * them since: their buddies are inside the allocation, so they never merged
  * away, but another allocation may have split them).  Everything under the
  * arena lock, so the checker sees the allocation before or after.  0 (it
- * now has at least @size bytes), or -ENOMEM with nothing changed (a plain
- * block, a size past the block, or a page taken): the caller moves.
+ * now has at least @size bytes), -EINVAL (@size 0, or @addr not in the
+ * arena), or -ENOMEM with nothing changed (a plain block, a size past the
+ * block, or a page taken): the caller moves.  @a must be a live arena
+ * (the drop-in's own; not part of the public API).
  */
 int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
 {
