@@ -67,6 +67,16 @@ static void bad_allocations(void)
 	EXPECT_EQ(zp_arena_check(NULL), -EINVAL);
 	EXPECT_EQ(zp_arena_report(NULL), -EINVAL);
 	EXPECT_EQ(zp_arena_prezero(NULL, 0), -EINVAL);
+	{
+		struct zp_stats z;
+
+		memset(&z, 0x5a, sizeof(z));
+		zp_arena_stats(NULL, &z); /* a NULL arena: every counter 0 */
+		EXPECT_EQ(z.nr_free, 0);
+		EXPECT_EQ(z.nr_pages, 0);
+		EXPECT_EQ(z.pages_cleared, 0);
+		EXPECT_EQ(z.report_zeroes, 0);
+	}
 	zp_arena_destroy(a);
 }
 

@@ -74,6 +74,12 @@ static void sizes_and_pages_in_use(void)
 	EXPECT_EQ(t_stats(a).nr_free, 40);
 	EXPECT_EQ(zp_free(a, p), 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
+	/* a size the arena holds but whose power of two it does not: 90
+	 * pages take a 128-page block, which a 100-page arena never has */
+	errno = 0;
+	EXPECT(zp_alloc(a, 0, 90 * 4096, ZP_USER_ADDR_NONE) == NULL && errno == ENOMEM);
+	EXPECT_EQ(t_stats(a).nr_free, 100);
+	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 }
 
@@ -100,7 +106,13 @@ static void bad_frees_change_nothing(void)
 	EXPECT_EQ(zp_usable_size(a, local), 0);
 	EXPECT_EQ(zp_usable_size(a, p + 5 * ZP_PAGE_SIZE), 0);
 	EXPECT_EQ(zp_usable_size(NULL, p), 0);
+	EXPECT_EQ(zp_usable_size(a, NULL), 0);
 	EXPECT_EQ(zp_usable_size(a, b), 4 * ZP_PAGE_SIZE);
+	/* just outside the arena, either side, and the top of the address space */
+	EXPECT_EQ(zp_free(a, a->base - ZP_PAGE_SIZE), -EINVAL);
+	EXPECT_EQ(zp_free(a, a->base + (a->nr_pages << ZP_PAGE_SHIFT)), -EINVAL);
+	EXPECT_EQ(zp_free(a, (void *)(uintptr_t)-ZP_PAGE_SIZE), -EINVAL);
+	EXPECT_EQ(zp_usable_size(a, a->base + (a->nr_pages << ZP_PAGE_SHIFT)), 0);
 	s1 = t_stats(a);
 	EXPECT(t_stats_equal(&s0, &s1));
 	EXPECT_EQ(zp_arena_check(a), 0);

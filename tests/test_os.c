@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -922,6 +923,80 @@ static void thread_start_failure_leaves_nothing(void)
 	zp_arena_destroy(a);
 }
 
+/*
+ * zp_arena_create() out of address space: under an RLIMIT_AS swept from
+ * 8 MiB short of what the process maps now plus the arena upward in 256
+ * KiB steps, each creation either
+ * succeeds or fails with ENOMEM (the range's reservation, or the
+ * metadata's, refused) and leaves the process's mappings as they were.  In
+ * a child, whose limit dies with it; not under the sanitizers, whose own
+ * mappings the limit would refuse.
+ */
+static void create_out_of_address_space_leaves_nothing(void)
+{
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+	SKIP("RLIMIT_AS would refuse the sanitizer's own mappings");
+#else
+	int st = 0;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		/* 1 GiB of max_order 9: its metadata (3 MiB and more) outgrows the
+		 * 2 MiB alignment slack the reservation trims, so some limits let
+		 * the range through and refuse the metadata */
+		struct zp_config cfg = {.size = 1024 * MiB, .max_order = 9};
+		struct zp_arena *a = zp_arena_create(&cfg); /* warm up: the allocator's own first mappings */
+		int failed = 0, code = 0;
+
+		alarm(20);
+		if (!a)
+			_exit(2);
+		zp_arena_destroy(a);
+		for (long k = 0; k < 512 && !code; k++) {
+			long vm0 = vm_size_kb();
+			int maps0 = nr_mappings();
+			/* from 8 MiB short of the range upward */
+			struct rlimit rl = {(rlim_t)(vm0 + 1024 * 1024 - 8 * 1024 + 256 * k) << 10, RLIM_INFINITY};
+
+			if (setrlimit(RLIMIT_AS, &rl))
+				_exit(3);
+			errno = 0;
+			a = zp_arena_create(&cfg);
+			rl.rlim_cur = RLIM_INFINITY;
+			setrlimit(RLIMIT_AS, &rl);
+			if (a) {
+				code = failed ? 0 : 4; /* at once: the limit never bit */
+				if (zp_arena_check(a))
+					code = 5;
+				zp_arena_destroy(a);
+				break;
+			}
+			if (errno != ENOMEM)
+				code = 6;
+			else if (vm_size_kb() != vm0 || nr_mappings() != maps0)
+				code = 7;
+			failed++;
+		}
+		if (!code && !a)
+			code = 9; /* never created, even 120 MiB over */
+		_exit(code ? code : failed ? 0 : 8);
+	}
+	ASSERT(pid > 0);
+	waitpid(pid, &st, 0);
+	if (WIFSIGNALED(st))
+		T_DIAG("child killed by signal %d%s", WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (a hang)" : "");
+	else if (WIFEXITED(st) && WEXITSTATUS(st))
+		T_DIAG("child exit %d: %s", WEXITSTATUS(st),
+		       WEXITSTATUS(st) == 4   ? "created at the first, tightest limit"
+		       : WEXITSTATUS(st) == 5 ? "zp_arena_check failed"
+		       : WEXITSTATUS(st) == 6 ? "a refused creation set errno other than ENOMEM"
+		       : WEXITSTATUS(st) == 7 ? "a refused creation left a mapping behind"
+		       : WEXITSTATUS(st) == 9 ? "never created, even 120 MiB over the process's size and the range"
+					      : "setting up failed");
+	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -933,5 +1008,6 @@ int main(int argc, char **argv)
 	RUN(nohugepage_commits_4k);
 	RUN(default_hugepage_commits_2m);
 	RUN(thread_start_failure_leaves_nothing);
+	RUN(create_out_of_address_space_leaves_nothing);
 	return t_done("test_os");
 }

@@ -230,9 +230,13 @@ static void bad_frees_of_cached_blocks(void)
 		EXPECT_EQ(zp_free_pages(a, h.p[i], 2), -EINVAL); /* in the other thread's cache */
 		EXPECT_EQ(zp_free_pages(a, h.p[i], 0), -EINVAL); /* wrong order too */
 		EXPECT_EQ(zp_free_pages(a, (char *)h.p[i] + ZP_PAGE_SIZE, 0), -EINVAL); /* interior */
+		EXPECT_EQ(zp_free(a, h.p[i]), -EINVAL); /* the exact-size free, too */
+		EXPECT_EQ(zp_usable_size(a, h.p[i]), 0); /* not a live allocation */
 	}
 	EXPECT_EQ(zp_free_pages(a, mine, 1), -EINVAL); /* double free, cached here */
 	EXPECT_EQ(zp_free_pages(a, mine, 0), -EINVAL);
+	EXPECT_EQ(zp_free(a, mine), -EINVAL);
+	EXPECT_EQ(zp_usable_size(a, mine), 0);
 	s1 = t_stats(a);
 	EXPECT(t_stats_equal(&s0, &s1));
 	EXPECT_EQ(zp_arena_check(a), 0);
