@@ -45,12 +45,15 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 
 #include "internal.h"
 #include "zpage.h"
@@ -568,6 +571,24 @@ static inline struct zp_stats t_stats(struct zp_arena *a)
 }
 
 /* Field by field: the struct has padding, whose bytes memcmp would compare. */
+/* Reap the child @pid: its exit code, or -1 when it was killed (which
+ * this reports, SIGALRM as a hang) or could not be waited for.  A child
+ * that finds a failure exits with a code its parent turns into words. */
+static inline int t_wait_child(pid_t pid)
+{
+	int st = 0;
+
+	if (waitpid(pid, &st, 0) != pid) {
+		t_diag("waitpid(%d): %s", (int)pid, strerror(errno));
+		return -1;
+	}
+	if (WIFSIGNALED(st)) {
+		t_diag("child killed by signal %d%s", WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (a hang)" : "");
+		return -1;
+	}
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 static inline int t_stats_equal(const struct zp_stats *x, const struct zp_stats *y)
 {
 	return x->nr_pages == y->nr_pages && x->nr_free == y->nr_free && x->nr_free_zeroed == y->nr_free_zeroed &&

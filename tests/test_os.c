@@ -982,18 +982,16 @@ static void create_out_of_address_space_leaves_nothing(void)
 		_exit(code ? code : failed ? 0 : 8);
 	}
 	ASSERT(pid > 0);
-	waitpid(pid, &st, 0);
-	if (WIFSIGNALED(st))
-		T_DIAG("child killed by signal %d%s", WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (a hang)" : "");
-	else if (WIFEXITED(st) && WEXITSTATUS(st))
-		T_DIAG("child exit %d: %s", WEXITSTATUS(st),
-		       WEXITSTATUS(st) == 4   ? "created at the first, tightest limit"
-		       : WEXITSTATUS(st) == 5 ? "zp_arena_check failed"
-		       : WEXITSTATUS(st) == 6 ? "a refused creation set errno other than ENOMEM"
-		       : WEXITSTATUS(st) == 7 ? "a refused creation left a mapping behind"
-		       : WEXITSTATUS(st) == 9 ? "never created, even 120 MiB over the process's size and the range"
-					      : "setting up failed");
-	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	st = t_wait_child(pid);
+	if (st > 0)
+		T_DIAG("child exit %d: %s", st,
+		       st == 4	 ? "created at the first, tightest limit"
+		       : st == 5 ? "zp_arena_check failed"
+		       : st == 6 ? "a refused creation set errno other than ENOMEM"
+		       : st == 7 ? "a refused creation left a mapping behind"
+		       : st == 9 ? "never created, even 120 MiB over the process's size and the range"
+				 : "setting up failed");
+	EXPECT_EQ(st, 0);
 #endif
 }
 

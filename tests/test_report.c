@@ -896,10 +896,8 @@ static void cancelled_waiter_leaves_no_lock(void)
 		_exit(0);
 	}
 	ASSERT(pid > 0);
-	waitpid(pid, &st, 0);
-	if (WIFSIGNALED(st))
-		T_DIAG("child killed by signal %d%s", WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (a hang)" : "");
-	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	st = t_wait_child(pid);
+	EXPECT_EQ(st, 0);
 }
 
 int main(int argc, char **argv)

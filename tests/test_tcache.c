@@ -842,13 +842,10 @@ static void cancelled_quiescer_leaves_no_lock(void)
 		_exit(0);
 	}
 	ASSERT(pid > 0);
-	waitpid(pid, &st, 0);
-	if (WIFSIGNALED(st))
-		T_DIAG("child killed by signal %d%s", WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (a hang)" : "");
-	else if (WIFEXITED(st) && WEXITSTATUS(st))
-		T_DIAG("child exit %d: %s", WEXITSTATUS(st),
-		       WEXITSTATUS(st) == 4 ? "zp_arena_check failed" : "setting up the owner's cache failed");
-	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	st = t_wait_child(pid);
+	if (st > 0)
+		T_DIAG("child exit %d: %s", st, st == 4 ? "zp_arena_check failed" : "setting up the owner's cache failed");
+	EXPECT_EQ(st, 0);
 }
 
 int main(int argc, char **argv)

@@ -720,15 +720,13 @@ out:
 	if (started)
 		EXPECT_EQ(pthread_join(fp.thread, NULL), 0);
 	if (pid > 0) {
-		EXPECT_EQ(waitpid(pid, &st, 0), pid);
-		if (WIFSIGNALED(st))
-			T_DIAG("child killed by signal %d", WTERMSIG(st));
-		else if (WIFEXITED(st) && WEXITSTATUS(st))
-			T_DIAG("child: %s", WEXITSTATUS(st) == 1   ? "the block is still in the peer's cache"
-					    : WEXITSTATUS(st) == 2 ? "the block is on no buddy list"
-					    : WEXITSTATUS(st) == 3 ? "the put-back block has a stamp"
-								   : "zp_arena_check failed");
-		EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
+		st = t_wait_child(pid);
+		if (st > 0)
+			T_DIAG("child: %s", st == 1   ? "the block is still in the peer's cache"
+					    : st == 2 ? "the block is on no buddy list"
+					    : st == 3 ? "the put-back block has a stamp"
+						      : "zp_arena_check failed");
+		EXPECT_EQ(st, 0);
 	}
 	if (fp.go[0] >= 0)
 		close(fp.go[0]);
