@@ -30,8 +30,8 @@
  * after zp_arena_create() returns, every field above the lock in struct
  * zp_arena is immutable, except the test-only clearing controls and
  * tc_orders, daemon_restart, warm_last (under the lock), tcaches (under
- * tc_lock) and the tc_gone counters (atomic); an arena is on the registry from the end of its creation
- * to the start of its destruction.
+ * tc_lock) and the tc_gone counters (atomic); an arena is on the registry
+ * from the end of its creation to the start of its destruction.
  */
 #include <errno.h>
 #include <stdio.h>

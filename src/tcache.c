@@ -29,8 +29,8 @@
  *
  * Other threads reach a cache only to quiesce it (lock_all(): the slow path
  * before ENOMEM, zp_arena_check(), stats, dump; fork's handlers take the
- * same steps), with an
- * asymmetric Dekker handshake on two flags of the cache:
+ * same steps), with an asymmetric Dekker handshake on two flags of the
+ * cache:
  *
  *   owner (tc_enter/tc_exit)            quiescer (lock_all)
  *     active = 1                          lock tc_lock

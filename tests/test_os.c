@@ -924,13 +924,12 @@ static void thread_start_failure_leaves_nothing(void)
 }
 
 /*
- * zp_arena_create() out of address space: under an RLIMIT_AS swept from
- * 8 MiB short of what the process maps now plus the arena upward in 256
- * KiB steps, each creation either
- * succeeds or fails with ENOMEM (the range's reservation, or the
- * metadata's, refused) and leaves the process's mappings as they were.  In
- * a child, whose limit dies with it; not under the sanitizers, whose own
- * mappings the limit would refuse.
+ * zp_arena_create() out of address space: under an RLIMIT_AS swept in 256
+ * KiB steps upward from 8 MiB short of what the process maps now plus the
+ * arena, each creation either succeeds or fails with ENOMEM (the range's
+ * reservation, or the metadata's, refused) and leaves the process's
+ * mappings as they were.  In a child, whose limit dies with it; not under
+ * the sanitizers, whose own mappings the limit would refuse.
  */
 static void create_out_of_address_space_leaves_nothing(void)
 {

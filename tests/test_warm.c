@@ -558,7 +558,6 @@ static void grow_in_place_keeps_warmth(void)
 		struct zp_arena *a = warm_arena(1024, 10, &c);
 		struct t_seen s;
 		char *p = dirty_freed(a, 10), *q;
-
 		int piece;
 
 		ASSERT(p);
