@@ -207,6 +207,9 @@ struct zp_arena *zp_arena_create(const struct zp_config *cfg)
 	a->max_order = c.max_order;
 	a->flags = c.flags;
 	a->report_order = c.report_order;
+	/* report_order <= max_order: a block a pass may report forms at a free */
+	a->merge_order = a->max_order < PAGEBLOCK_ORDER ? a->max_order
+			 : a->report_order > PAGEBLOCK_ORDER ? a->report_order : PAGEBLOCK_ORDER;
 	a->report_delay_ms = c.report_delay_ms;
 	a->prezero_bytes = c.prezero_bytes;
 	a->prezero_rate = rate;

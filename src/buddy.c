@@ -31,6 +31,15 @@
  * listing, unlisting, merging and splitting never scan a block; a freed
  * block's nodes are rebuilt once, at a cost linear in the block.
  *
+ * Merging waits above merge_order (PAGEBLOCK_ORDER, 2 MiB, or report_order
+ * if larger): free_one_page() merges a freed block with its free buddies
+ * only up to that order, and a request larger than it first merges every
+ * pair left apart (coalesce(), one walk of those orders' lists, only when a
+ * free left one: merge_pending).  So an order-4 split and merge crosses the
+ * same 5 levels whether the arena's largest block is order 10 or 20, and a
+ * request above merge_order sees the lists eager merging would have left
+ * (the zero-aware preference sees a zeroed pair as a zeroed block).
+ *
  * Never-used memory is not listed at creation: pages at or above
  * a->frontier are zeroed and reported and belong to no block yet.  When a
  * request finds no block, the next largest aligned block at the frontier
@@ -43,7 +52,8 @@
  *  - inside a listed block, every node whose ancestors within the block
  *    are mixed holds the zs_count() of its pages (below a uniform node the
  *    slots are not kept: its pages are known);
- *  - no two free buddies of the same order are both on the lists;
+ *  - no two free buddies of the same order are both on the lists, except
+ *    two of merge_order or more while merge_pending is set;
  *  - a->cnt equals the sum of zs_count() over every listed block;
  *  - every page at or above a->frontier has info 0 and the zero state of
  *    fresh memory.
@@ -288,6 +298,60 @@ uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, e
 	return pfn;
 }
 
+/* The buddy of the block (@pfn, @order) if it is listed whole, at @order
+ * too; else NIL. */
+static uint32_t listed_buddy(const struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	uint32_t buddy = pfn ^ ((uint32_t)1 << order), bi;
+
+	if (order >= a->max_order || (size_t)buddy + ((size_t)1 << order) > a->nr_pages)
+		return NIL;
+	bi = pg_info(&a->pages[buddy]);
+	return (bi & PG_OWNER_MASK) == PG_BUDDY && pg_order(bi) == order ? buddy : NIL;
+}
+
+/* Merge the listed blocks @pfn and its buddy @buddy, both of @order, into
+ * one of order + 1 (free_one_page()'s rule for its warmth). */
+static void merge_listed(struct zp_arena *a, uint32_t pfn, uint32_t buddy, unsigned order)
+{
+	uint32_t i = pg_info(&a->pages[pfn]), bi = pg_info(&a->pages[buddy]);
+	uint16_t s = pg_stamp(i), sb = pg_stamp(bi);
+	struct zcount c, cb;
+
+	del_from_free_list(a, pfn, order, pg_state(i), &c);
+	del_from_free_list(a, buddy, order, pg_state(bi), &cb);
+	if (!c.dirty)
+		s = cb.dirty ? sb : 0;
+	else if (cb.dirty)
+		s = warm_older(a, s, sb);
+	zcount_add(&c, &cb);
+	add_to_free_list(a, pfn & buddy, order + 1, &c, s);
+}
+
+/*
+ * coalesce - the merges free_one_page() left for later: every pair of
+ * listed buddies of merge_order or more, the lowest order first, so that
+ * what a merge forms merges on.  One walk of each list of those orders.
+ * Afterwards no two buddies are both listed, as after eager merging.
+ */
+static void coalesce(struct zp_arena *a)
+{
+	lock_assert_held(&a->lock);
+	for (unsigned o = a->merge_order; o < a->max_order; o++)
+		for (int st = 0; st < NR_ZSTATES; st++)
+			for (uint32_t pfn = a->free[o][st].head, next; pfn != NIL; pfn = next) {
+				uint32_t buddy = listed_buddy(a, pfn, o);
+
+				next = a->pages[pfn].next;
+				if (buddy == NIL)
+					continue;
+				if (buddy == next) /* its buddy is unlisted with it */
+					next = a->pages[buddy].next;
+				merge_listed(a, pfn, buddy, o);
+			}
+	a->merge_pending = false;
+}
+
 /*
  * Take the best block of @order for the request, splitting a larger one if
  * needed.  Returns its head pfn with PG_busy set, or NIL; its counts into
@@ -304,6 +368,8 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 	struct zcount c;
 
 	lock_assert_held(&a->lock);
+	if (order > a->merge_order && a->merge_pending)
+		coalesce(a);
 	for (int r = 0; r < NR_ZSTATES; r++) {
 		enum zstate st = state_of_rank(r, want_zero);
 		uint32_t m;
@@ -336,7 +402,8 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 
 /*
  * Give a block (its head PG_busy, or just taken off a cache's list) back to the
- * buddy lists, merging with free buddies as far as they go.  @stamp, its
+ * buddy lists, merging with free buddies up to merge_order (and setting
+ * merge_pending when it stops there beside a free buddy).  @stamp, its
  * warmth (clear.c): STAMP_NOW when its caller wrote it a moment ago (a
  * free, a drain of a block its owner freed into its cache, the excess of an
  * exact allocation whose zeroing request found the block warm), 0 when
@@ -360,16 +427,14 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order, uint32_t st
 	lock_assert_held(&a->lock);
 	subtree_build(a, pfn, order, &c); /* this block only: its buddies' nodes are right */
 	self = c.dirty != 0;		  /* it has pages to clear itself */
-	while (order < a->max_order) {
-		uint32_t buddy = pfn ^ ((uint32_t)1 << order);
+	while (order < a->merge_order) {
+		uint32_t buddy = listed_buddy(a, pfn, order);
 		struct zcount cb;
 		uint32_t bi;
 
-		if ((size_t)buddy + ((size_t)1 << order) > a->nr_pages)
+		if (buddy == NIL)
 			break;
 		bi = pg_info(&a->pages[buddy]);
-		if ((bi & PG_OWNER_MASK) != PG_BUDDY || pg_order(bi) != order)
-			break;
 		del_from_free_list(a, buddy, order, pg_state(bi), &cb);
 		if (cb.dirty) {
 			oldest = merged ? warm_older(a, oldest, pg_stamp(bi)) : pg_stamp(bi);
@@ -389,6 +454,8 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order, uint32_t st
 	else if (merged)
 		s = warm_older(a, s, oldest);
 	add_to_free_list(a, pfn, order, &c, s);
+	if (order >= a->merge_order && listed_buddy(a, pfn, order) != NIL)
+		a->merge_pending = true; /* merged when a request needs it */
 	note_free_block(a, pfn, order);
 }
 

@@ -19,7 +19,8 @@
  *     reported bit;
  *     no bit is set at or beyond nr_pages;
  *  3. buddy rule: no free buddy-list block has a free buddy-list buddy of
- *     the same order (they would have merged);
+ *     the same order (they would have merged), except two of merge_order
+ *     or more while merge_pending says so (coalesce() merges them);
  *  4. lists: every list is a well-formed doubly linked list of heads with
  *     the owner, order and state of that list; inside a buddy-list block
  *     every node of the summary tree whose ancestors are mixed holds
@@ -186,7 +187,8 @@ static int check_zero_state(size_t pfn, uint32_t info, const struct zcount *c)
 }
 
 /* 3: a free buddy-list block's buddy is not a free buddy-list block of
- * the same order. */
+ * the same order, unless both are of merge_order or more and a merge is
+ * pending. */
 static int check_buddy_rule(struct zp_arena *a, size_t pfn, uint32_t info)
 {
 	unsigned o = pg_order(info);
@@ -196,8 +198,12 @@ static int check_buddy_rule(struct zp_arena *a, size_t pfn, uint32_t info)
 	if ((info & PG_OWNER_MASK) != PG_BUDDY || o >= a->max_order || b + n > a->nr_pages)
 		return 0;
 	bi = pg_info(&a->pages[b]);
-	if ((bi & PG_OWNER_MASK) == PG_BUDDY && pg_order(bi) == o)
+	if ((bi & PG_OWNER_MASK) != PG_BUDDY || pg_order(bi) != o)
+		return 0;
+	if (o < a->merge_order)
 		return fail("buddies %zu and %zu of order %u are both free", pfn, b, o);
+	if (!a->merge_pending)
+		return fail("buddies %zu and %zu of order %u are both free and no merge is pending", pfn, b, o);
 	return 0;
 }
 

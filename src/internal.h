@@ -220,6 +220,7 @@ struct zp_arena {
 	unsigned max_order;
 	unsigned flags; /* ZP_* arena flags */
 	unsigned report_order;
+	unsigned merge_order; /* free_one_page() merges below it; coalesce() above (buddy.c) */
 	unsigned report_delay_ms;
 	size_t prezero_bytes;
 	struct page *pages;	     /* nr_pages descriptors */
@@ -259,6 +260,9 @@ struct zp_arena {
 	/* bit o set iff free[o][state] is not empty; written under lock, read
 	 * without it as a hint by the threads' caches */
 	_Atomic uint32_t nonempty[NR_ZSTATES];
+	/* a free left two buddies of merge_order or more both listed: the
+	 * next request above merge_order merges them first (coalesce()) */
+	bool merge_pending;
 
 	/* reporting and pre-zeroing (report.c); state under lock */
 	struct zp_backend backend;
@@ -457,6 +461,10 @@ static inline bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstat
 	       (st == ZS_REPORTED && frontier_pages(a));
 }
 #define NODE_MIN_ORDER 6 /* smaller blocks fit in a bitmap word: counted from it */
+/* free_one_page() merges eagerly up to this order (2 MiB, the kernel's
+ * pageblock), or report_order if larger; merges above it wait for a request
+ * that needs them, so a split and merge costs the same at any max_order */
+#define PAGEBLOCK_ORDER 9
 enum expand_keep {
 	KEEP_FOR_ZERO,	  /* the half a zeroing request prefers */
 	KEEP_FOR_NONZERO, /* the half a non-zeroing request prefers */

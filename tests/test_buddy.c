@@ -247,6 +247,141 @@ static void pcp_keeps_zero_state(void)
 	zp_arena_destroy(a);
 }
 
+/* Free blocks of @o in every state. */
+static size_t nfree_all(struct zp_arena *a, unsigned o)
+{
+	return NFREE(a, o, ZS_ZEROED) + NFREE(a, o, ZS_DIRTY) + NFREE(a, o, ZS_REPORTED);
+}
+
+/*
+ * Merges above order 9 (PAGEBLOCK_ORDER) wait for a request that needs
+ * them, so a small split and merge costs the same at any max_order.
+ * 4096 pages, max_order 12:
+ *   alloc order 0:  A [1][2] ... [256][512 @512][1024][2048]
+ *   free it:        [512 @0][512 @512][1024][2048]   merges stop at order 9
+ *   alloc order 9:  one of the pair; freed, the pair is back (pending)
+ *   alloc order 12: the pair merges, and on up: [4096 @0] whole
+ * The checker accepts the listed pair only while the merge is pending.
+ */
+static void merges_wait_above_pageblock(void)
+{
+	struct zp_arena *a = t_arena(4096, 12, 0);
+	char *p, *q;
+
+	zp_test_set_pcp(a, false);
+	EXPECT_EQ(a->merge_order, 9);
+	p = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+	ASSERT(p && t_pfn(a, p) == 0);
+	ASSERT_EQ(zp_free_pages(a, p, 0), 0);
+	for (unsigned o = 0; o < 9; o++)
+		EXPECT_EQ(nfree_all(a, o), 0);
+	EXPECT_EQ(nfree_all(a, 9), 2);
+	EXPECT_EQ(nfree_all(a, 10), 1);
+	EXPECT_EQ(nfree_all(a, 11), 1);
+	EXPECT_EQ(nfree_all(a, 12), 0);
+	EXPECT(a->merge_pending);
+	EXPECT_EQ(zp_arena_check(a), 0);
+
+	T_NOTE("(one check failure is expected here)");
+	a->merge_pending = false; /* a flag that lies */
+	EXPECT(zp_arena_check(a) != 0);
+	a->merge_pending = true;
+
+	q = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE); /* no merge for it */
+	ASSERT(q && t_pfn(a, q) % 512 == 0 && t_pfn(a, q) < 1024);
+	EXPECT_EQ(nfree_all(a, 9), 1);
+	EXPECT_EQ(nfree_all(a, 10), 1);
+	ASSERT_EQ(zp_free_pages(a, q, 9), 0);
+	EXPECT_EQ(nfree_all(a, 9), 2);
+	EXPECT(a->merge_pending);
+
+	p = zp_alloc_pages(a, 0, 12, ZP_USER_ADDR_NONE);
+	ASSERT(p && t_pfn(a, p) == 0);
+	EXPECT(!a->merge_pending);
+	for (unsigned o = 0; o <= 12; o++)
+		EXPECT_EQ(nfree_all(a, o), 0);
+	EXPECT_EQ(t_stats(a).nr_free, 0);
+	EXPECT_EQ(frontier_pages(a), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	ASSERT_EQ(zp_free_pages(a, p, 12), 0);
+	EXPECT_EQ(nfree_all(a, 12), 1);
+	EXPECT(!a->merge_pending); /* no buddy at max_order */
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/*
+ * One pass merges every pair, wherever the lists put them: eight order-9
+ * blocks freed one after the other (init_on_free: all on the zeroed list,
+ * each buddy pair side by side) merge into the whole order-12 block.
+ */
+static void merge_on_demand_merges_every_pair(void)
+{
+	struct zp_arena *a = t_arena(4096, 12, ZP_INIT_ON_FREE);
+	char *p[8], *q;
+
+	zp_test_set_pcp(a, false);
+	for (int i = 0; i < 8; i++)
+		ASSERT((p[i] = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE)));
+	for (int i = 0; i < 8; i++)
+		ASSERT_EQ(zp_free_pages(a, p[i], 9), 0);
+	EXPECT_EQ(NFREE(a, 9, ZS_ZEROED), 8);
+	EXPECT(a->merge_pending);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	q = zp_alloc_pages(a, ZP_GFP_ZERO, 12, ZP_USER_ADDR_NONE);
+	ASSERT(q);
+	EXPECT_EQ(t_pfn(a, q), 0);
+	EXPECT_EQ(t_stats(a).pages_clear_skipped, 4096);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/*
+ * A request above order 9 merges first, so it sees what eager merging
+ * would have shown it: two zeroed order-9 buddies make the zeroed order-10
+ * block a zeroing request prefers to a dirty one.
+ *   X Y at 0 and 512, D at 1024 (order 10), all written;
+ *   free X and Y (pending), pre-zero them; free D:
+ *     [Z 512 @0][Z 512 @512][D 1024 @1024][R 2048 @2048]
+ *   zeroing order 10 -> page 0, nothing cleared (D would need 1024 pages)
+ */
+static void merge_on_demand_keeps_zero_preference(void)
+{
+	struct zp_arena *a = t_arena(4096, 12, 0);
+	char *x, *y, *d, *q;
+	struct zp_stats s0;
+
+	zp_test_set_pcp(a, false);
+	x = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	y = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	d = zp_alloc_pages(a, 0, 10, ZP_USER_ADDR_NONE);
+	ASSERT(x && y && d);
+	ASSERT(t_pfn(a, x) == 0 && t_pfn(a, y) == 512 && t_pfn(a, d) == 1024);
+	memset(x, 1, ZP_PAGE_SIZE << 9);
+	memset(y, 2, ZP_PAGE_SIZE << 9);
+	memset(d, 3, ZP_PAGE_SIZE << 10);
+	ASSERT_EQ(zp_free_pages(a, x, 9), 0);
+	ASSERT_EQ(zp_free_pages(a, y, 9), 0);
+	EXPECT(a->merge_pending);
+	EXPECT_EQ(zp_arena_prezero(a, 4u << 20), 1024);
+	EXPECT_EQ(NFREE(a, 9, ZS_ZEROED), 2);
+	EXPECT(a->merge_pending); /* the pass put them back apart */
+	ASSERT_EQ(zp_free_pages(a, d, 10), 0);
+	EXPECT_EQ(NFREE(a, 10, ZS_DIRTY), 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	s0 = t_stats(a);
+	q = zp_alloc_pages(a, ZP_GFP_ZERO, 10, ZP_USER_ADDR_NONE);
+	ASSERT(q);
+	EXPECT_EQ(t_pfn(a, q), 0);
+	EXPECT_EQ(t_stats(a).pages_cleared - s0.pages_cleared, 0);
+	EXPECT_EQ(t_stats(a).pages_clear_skipped - s0.pages_clear_skipped, 1024);
+	EXPECT(t_all_zero(q, ZP_PAGE_SIZE << 10));
+	EXPECT_EQ(NFREE(a, 10, ZS_DIRTY), 1);
+	EXPECT(!a->merge_pending);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 /*
  * Metadata costs memory only where pages are used: a 1 TiB arena is
  * created without writing its descriptors or bitmaps, and using a corner
@@ -289,6 +424,9 @@ int main(int argc, char **argv)
 	RUN(split_keeps_better_half);
 	RUN(odd_sized_arena);
 	RUN(pcp_keeps_zero_state);
+	RUN(merges_wait_above_pageblock);
+	RUN(merge_on_demand_merges_every_pair);
+	RUN(merge_on_demand_keeps_zero_preference);
 	RUN(huge_arena_metadata_is_lazy);
 	return t_done("test_buddy");
 }

@@ -18,8 +18,8 @@
 
 #include "test.h"
 
-#define PAGES	  1024
-#define MAX_ORDER 8
+#define PAGES	  2048
+#define MAX_ORDER 10
 #define LIVE	  256
 
 static struct zp_arena *A;
