@@ -13,9 +13,11 @@
  *                  timed (clock_gettime, ~20 ns, included): the thread's
  *                  cache serves them (orders 0..8)
  *   buddy pair     the same with the caches emptied and turned off (a test
- *                  control): each pair splits the idle arena's largest
- *                  block down to order 4 and merges it back, 6 levels at
- *                  max_order 10, 16 at 20 - the buddy lists' own cost
+ *                  control): the buddy lists' own cost.  Each pair splits
+ *                  an order-9 block down to order 4 and merges it back up
+ *                  to order 9, where merging waits (buddy.c): 5 levels at
+ *                  every max_order here (eager merging crossed 6 levels at
+ *                  max_order 10 and 16 at 20)
  * The first four are medians over a few arenas, each destroyed before the
  * next is made; the steady pairs are those of the last arena.  Nothing is
  * written to the blocks.  An arena the machine cannot reserve is a note,
