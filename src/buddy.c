@@ -31,14 +31,20 @@
  * listing, unlisting, merging and splitting never scan a block; a freed
  * block's nodes are rebuilt once, at a cost linear in the block.
  *
- * Merging waits above merge_order (PAGEBLOCK_ORDER, 2 MiB, or report_order
- * if larger): free_one_page() merges a freed block with its free buddies
- * only up to that order, and a request larger than it first merges every
- * pair left apart (coalesce(), one walk of those orders' lists, only when a
- * free left one: merge_pending).  So an order-4 split and merge crosses the
- * same 5 levels whether the arena's largest block is order 10 or 20, and a
- * request above merge_order sees the lists eager merging would have left
- * (the zero-aware preference sees a zeroed pair as a zeroed block).
+ * Merging waits from merge_order up (PAGEBLOCK_ORDER, 2 MiB, or report_order
+ * if larger, or max_order if smaller): free_one_page() merges a freed block
+ * with its free buddies only up to that order.  Every pair of listed
+ * buddies of merge_order or more is a merge owed, on a FIFO list threaded
+ * through the slot of the node the pair would form (unused while the pair
+ * is apart: it is the last page of the lower half, no node's slot inside
+ * it); listing and unlisting keep that list exact.  A request above
+ * merge_order first makes the owed merges, oldest first (coalesce()), each
+ * of which may owe the next level one: a cost of one merge each, as eager
+ * merging would have paid.  So in the steady state an order-4 split and
+ * merge crosses the same 5 levels whether the arena's largest block is
+ * order 10 or 20, and a request above merge_order sees the blocks eager
+ * merging would have left (the zero-aware preference sees a zeroed pair as
+ * a zeroed block), the newest merged first.
  *
  * Never-used memory is not listed at creation: pages at or above
  * a->frontier are zeroed and reported and belong to no block yet.  When a
@@ -53,7 +59,8 @@
  *    are mixed holds the zs_count() of its pages (below a uniform node the
  *    slots are not kept: its pages are known);
  *  - no two free buddies of the same order are both on the lists, except
- *    two of merge_order or more while merge_pending is set;
+ *    two of merge_order or more, and those pairs are exactly the owed
+ *    merges (merge_head .. merge_tail, nr_merges of them);
  *  - a->cnt equals the sum of zs_count() over every listed block;
  *  - every page at or above a->frontier has info 0 and the zero state of
  *    fresh memory.
@@ -179,6 +186,64 @@ static void subtree_build(struct zp_arena *a, uint32_t pfn, unsigned order, stru
 	node_store(a, pfn, order, c);
 }
 
+/* The buddy of the block (@pfn, @order) if it is listed whole, at @order
+ * too; else NIL. */
+static uint32_t listed_buddy(const struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	uint32_t buddy = pfn ^ ((uint32_t)1 << order), bi;
+
+	if (order >= a->max_order || (size_t)buddy + ((size_t)1 << order) > a->nr_pages)
+		return NIL;
+	bi = pg_info(&a->pages[buddy]);
+	return (bi & PG_OWNER_MASK) == PG_BUDDY && pg_order(bi) == order ? buddy : NIL;
+}
+
+/* The owed merge of the listed pair at @pfn (the lower half), of @order:
+ * its links are in the slot of the node the pair would form. */
+static struct page *owed_slot(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	return &a->pages[pfn + ((uint32_t)1 << order) - 1];
+}
+
+/* The slot of the owed merge at @pfn, a listed lower half (its order is
+ * its head's). */
+static struct page *owed_slot_of(struct zp_arena *a, uint32_t pfn)
+{
+	return owed_slot(a, pfn, pg_order(pg_info(&a->pages[pfn])));
+}
+
+/* A pair of listed buddies of @order at @pfn has formed: owe its merge. */
+static void merge_owe(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	struct page *s = owed_slot(a, pfn, order);
+
+	s->next = NIL;
+	s->prev = a->merge_tail;
+	if (a->merge_tail != NIL)
+		owed_slot_of(a, a->merge_tail)->next = pfn;
+	else
+		a->merge_head = pfn;
+	a->merge_tail = pfn;
+	a->nr_merges++;
+}
+
+/* The pair at @pfn, of @order, is parting (one half leaves its list, both
+ * still listed): it owes nothing now. */
+static void merge_forgive(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	struct page *s = owed_slot(a, pfn, order);
+
+	if (s->prev != NIL)
+		owed_slot_of(a, s->prev)->next = s->next;
+	else
+		a->merge_head = s->next;
+	if (s->next != NIL)
+		owed_slot_of(a, s->next)->prev = s->prev;
+	else
+		a->merge_tail = s->prev;
+	a->nr_merges--;
+}
+
 /* List a free block by the summary of its pages; @c is its zs_count(). */
 /* Only the arena lock's holder writes the hints (others only read them), so
  * a load and a store do: no atomic read-modify-write, two of which per level
@@ -205,6 +270,12 @@ static void add_to_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, c
 	list_add(a, &a->free[order][st], pfn, st == ZS_REPORTED);
 	zcount_add(&a->cnt, c);
 	nonempty_set(a, st, order, true);
+	if (order >= a->merge_order) {
+		uint32_t buddy = listed_buddy(a, pfn, order);
+
+		if (buddy != NIL)
+			merge_owe(a, pfn & buddy, order);
+	}
 }
 
 void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum zstate st, struct zcount *out)
@@ -212,6 +283,12 @@ void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum z
 	struct zcount c;
 
 	lock_assert_held(&a->lock);
+	if (order >= a->merge_order) {
+		uint32_t buddy = listed_buddy(a, pfn, order);
+
+		if (buddy != NIL)
+			merge_forgive(a, pfn & buddy, order);
+	}
 	block_count(a, pfn, order, &c);
 	list_del(a, &a->free[order][st], pfn);
 	zcount_sub(&a->cnt, &c);
@@ -229,6 +306,8 @@ void buddy_init(struct zp_arena *a)
 	for (unsigned o = 0; o < NR_ORDERS; o++)
 		for (int s = 0; s < NR_ZSTATES; s++)
 			list_init(&a->free[o][s]);
+	a->merge_head = a->merge_tail = NIL;
+	a->nr_merges = 0;
 	atomic_store_explicit(&a->frontier, 0, memory_order_relaxed);
 }
 
@@ -298,18 +377,6 @@ uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, e
 	return pfn;
 }
 
-/* The buddy of the block (@pfn, @order) if it is listed whole, at @order
- * too; else NIL. */
-static uint32_t listed_buddy(const struct zp_arena *a, uint32_t pfn, unsigned order)
-{
-	uint32_t buddy = pfn ^ ((uint32_t)1 << order), bi;
-
-	if (order >= a->max_order || (size_t)buddy + ((size_t)1 << order) > a->nr_pages)
-		return NIL;
-	bi = pg_info(&a->pages[buddy]);
-	return (bi & PG_OWNER_MASK) == PG_BUDDY && pg_order(bi) == order ? buddy : NIL;
-}
-
 /* Merge the listed blocks @pfn and its buddy @buddy, both of @order, into
  * one of order + 1 (free_one_page()'s rule for its warmth). */
 static void merge_listed(struct zp_arena *a, uint32_t pfn, uint32_t buddy, unsigned order)
@@ -329,27 +396,20 @@ static void merge_listed(struct zp_arena *a, uint32_t pfn, uint32_t buddy, unsig
 }
 
 /*
- * coalesce - the merges free_one_page() left for later: every pair of
- * listed buddies of merge_order or more, the lowest order first, so that
- * what a merge forms merges on.  One walk of each list of those orders.
- * Afterwards no two buddies are both listed, as after eager merging.
+ * coalesce - make the merges owed, oldest first: each may owe the next
+ * level one (added last), so the list empties with every pair of listed
+ * buddies merged, as eager merging would have left them, the newest merged
+ * block at the head of its list.
  */
 static void coalesce(struct zp_arena *a)
 {
 	lock_assert_held(&a->lock);
-	for (unsigned o = a->merge_order; o < a->max_order; o++)
-		for (int st = 0; st < NR_ZSTATES; st++)
-			for (uint32_t pfn = a->free[o][st].head, next; pfn != NIL; pfn = next) {
-				uint32_t buddy = listed_buddy(a, pfn, o);
+	while (a->merge_head != NIL) {
+		uint32_t pfn = a->merge_head;
+		unsigned o = pg_order(pg_info(&a->pages[pfn]));
 
-				next = a->pages[pfn].next;
-				if (buddy == NIL)
-					continue;
-				if (buddy == next) /* its buddy is unlisted with it */
-					next = a->pages[buddy].next;
-				merge_listed(a, pfn, buddy, o);
-			}
-	a->merge_pending = false;
+		merge_listed(a, pfn, pfn + ((uint32_t)1 << o), o);
+	}
 }
 
 /*
@@ -368,7 +428,7 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 	struct zcount c;
 
 	lock_assert_held(&a->lock);
-	if (order > a->merge_order && a->merge_pending)
+	if (order > a->merge_order && a->merge_head != NIL)
 		coalesce(a);
 	for (int r = 0; r < NR_ZSTATES; r++) {
 		enum zstate st = state_of_rank(r, want_zero);
@@ -402,8 +462,8 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 
 /*
  * Give a block (its head PG_busy, or just taken off a cache's list) back to the
- * buddy lists, merging with free buddies up to merge_order (and setting
- * merge_pending when it stops there beside a free buddy).  @stamp, its
+ * buddy lists, merging with free buddies up to merge_order (a merge owed
+ * when it stops there beside a free buddy).  @stamp, its
  * warmth (clear.c): STAMP_NOW when its caller wrote it a moment ago (a
  * free, a drain of a block its owner freed into its cache, the excess of an
  * exact allocation whose zeroing request found the block warm), 0 when
@@ -453,9 +513,7 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order, uint32_t st
 		s = oldest; /* 0 when no part has pages to clear */
 	else if (merged)
 		s = warm_older(a, s, oldest);
-	add_to_free_list(a, pfn, order, &c, s);
-	if (order >= a->merge_order && listed_buddy(a, pfn, order) != NIL)
-		a->merge_pending = true; /* merged when a request needs it */
+	add_to_free_list(a, pfn, order, &c, s); /* beside a listed buddy: a merge owed */
 	note_free_block(a, pfn, order);
 }
 

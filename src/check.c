@@ -20,7 +20,10 @@
  *     no bit is set at or beyond nr_pages;
  *  3. buddy rule: no free buddy-list block has a free buddy-list buddy of
  *     the same order (they would have merged), except two of merge_order
- *     or more while merge_pending says so (coalesce() merges them);
+ *     or more; and those pairs are exactly the owed merges: the list from
+ *     merge_head is well formed, nr_merges long, ends at merge_tail, and
+ *     each entry is the lower half of such a pair (so, counted against the
+ *     walk's pairs, it holds every one once);
  *  4. lists: every list is a well-formed doubly linked list of heads with
  *     the owner, order and state of that list; inside a buddy-list block
  *     every node of the summary tree whose ancestors are mixed holds
@@ -82,6 +85,7 @@ static bool zc_equal(const struct zcount *x, const struct zcount *y)
 struct walk {
 	size_t blocks[2][NR_ORDERS][NR_ZSTATES]; /* [buddy, caches] free blocks */
 	struct zcount pages[2];			 /* their pages, by zs_count() */
+	size_t pairs;				 /* listed buddy pairs (of merge_order or more) */
 };
 
 /* Every node of the summary tree inside the listed block at @pfn whose
@@ -187,9 +191,9 @@ static int check_zero_state(size_t pfn, uint32_t info, const struct zcount *c)
 }
 
 /* 3: a free buddy-list block's buddy is not a free buddy-list block of
- * the same order, unless both are of merge_order or more and a merge is
- * pending. */
-static int check_buddy_rule(struct zp_arena *a, size_t pfn, uint32_t info)
+ * the same order, unless both are of merge_order or more: such pairs are
+ * counted into @pairs (once, at the lower half). */
+static int check_buddy_rule(struct zp_arena *a, size_t pfn, uint32_t info, size_t *pairs)
 {
 	unsigned o = pg_order(info);
 	size_t n = (size_t)1 << o, b = pfn ^ n;
@@ -202,8 +206,39 @@ static int check_buddy_rule(struct zp_arena *a, size_t pfn, uint32_t info)
 		return 0;
 	if (o < a->merge_order)
 		return fail("buddies %zu and %zu of order %u are both free", pfn, b, o);
-	if (!a->merge_pending)
-		return fail("buddies %zu and %zu of order %u are both free and no merge is pending", pfn, b, o);
+	*pairs += pfn < b;
+	return 0;
+}
+
+/* 3: the owed merges are the walk's @pairs, each once. */
+static int check_owed_merges(struct zp_arena *a, size_t pairs)
+{
+	uint32_t prev = NIL, pfn = a->merge_head;
+	size_t n = 0;
+
+	while (pfn != NIL) {
+		uint32_t info = pfn < a->nr_pages ? pg_info(&a->pages[pfn]) : 0;
+		unsigned o = pg_order(info);
+		size_t b = (size_t)pfn + ((size_t)1 << o);
+		const struct page *slot;
+
+		if (++n > a->nr_merges)
+			return fail("more owed merges listed than the %zu counted", a->nr_merges);
+		if ((info & PG_OWNER_MASK) != PG_BUDDY || o < a->merge_order || o >= a->max_order ||
+		    (pfn & (((size_t)2 << o) - 1)) || b + ((size_t)1 << o) > a->nr_pages ||
+		    (pg_info(&a->pages[b]) & PG_OWNER_MASK) != PG_BUDDY || pg_order(pg_info(&a->pages[b])) != o)
+			return fail("owed merge %zu (info %#x) is not the lower half of a listed pair", (size_t)pfn,
+				    info);
+		slot = &a->pages[pfn + ((uint32_t)1 << o) - 1];
+		if (slot->prev != prev)
+			return fail("owed merge %zu: prev %u, expected %u", (size_t)pfn, slot->prev, prev);
+		prev = pfn;
+		pfn = slot->next;
+	}
+	if (prev != a->merge_tail)
+		return fail("owed merges end at %u, tail %u", prev, a->merge_tail);
+	if (n != a->nr_merges || n != pairs)
+		return fail("%zu owed merges listed, %zu counted, %zu listed pairs found", n, a->nr_merges, pairs);
 	return 0;
 }
 
@@ -224,7 +259,8 @@ static int check_frontier(struct zp_arena *a, size_t frontier)
 	return 0;
 }
 
-/* 1-3, in one walk of the descriptors; fills @w for steps 4 and 5. */
+/* 1-3, in one walk of the descriptors (and one of the owed merges); fills
+ * @w for steps 4 and 5. */
 static int check_blocks(struct zp_arena *a, struct walk *w)
 {
 	size_t frontier = a->nr_pages - frontier_pages(a);
@@ -244,7 +280,7 @@ static int check_blocks(struct zp_arena *a, struct walk *w)
 		zs_count(a, pfn, head_pages(a, pfn, info), &c);
 		ret = check_zero_state(pfn, info, &c);
 		if (!ret)
-			ret = check_buddy_rule(a, pfn, info);
+			ret = check_buddy_rule(a, pfn, info, &w->pairs);
 		if (ret)
 			return ret;
 		if (owner == PG_BUDDY || owner == PG_CACHE) {
@@ -255,7 +291,8 @@ static int check_blocks(struct zp_arena *a, struct walk *w)
 		}
 		pfn += c.pages;
 	}
-	return check_frontier(a, frontier);
+	ret = check_frontier(a, frontier);
+	return ret ? ret : check_owed_merges(a, w->pairs);
 }
 
 /* 4: every list is well formed and, per (order, state), the lists hold
@@ -391,7 +428,7 @@ static const char *const state_names[NR_ZSTATES] = {"zeroed", "dirty", "reported
 struct dump {
 	size_t buddy[NR_ORDERS][NR_ZSTATES]; /* free blocks on the buddy lists */
 	size_t cached[TC_MAX_ORDER + 1][NR_ZSTATES];
-	size_t isolated_blocks, isolated_pages, never_used;
+	size_t isolated_blocks, isolated_pages, never_used, merges;
 	struct zcount cnt_buddy, cnt_tc;
 	unsigned nr_caches;
 	struct zp_stats st;
@@ -434,6 +471,7 @@ void zp_arena_dump(struct zp_arena *a, FILE *f)
 	}
 	d->cnt_buddy = a->cnt;
 	d->never_used = frontier_pages(a);
+	d->merges = a->nr_merges;
 	d->isolated_blocks = a->isolated.nr;
 	d->isolated_pages = a->isolated_pages;
 	unlock_all(a);
@@ -443,6 +481,8 @@ void zp_arena_dump(struct zp_arena *a, FILE *f)
 		d->nr_caches);
 	fprintf(f, "free blocks on the buddy lists, per order and state (%zu pages):\n", d->cnt_buddy.pages);
 	dump_table(f, (const size_t(*)[NR_ZSTATES])d->buddy, a->max_order);
+	fprintf(f, "pairs of buddies of order %u or more not merged yet (a request above order %u merges them): %zu\n",
+		a->merge_order, a->merge_order, d->merges);
 	fprintf(f, "free blocks in the thread caches, all threads (%zu pages):\n", d->cnt_tc.pages);
 	dump_table(f, (const size_t(*)[NR_ZSTATES])d->cached, TC_MAX_ORDER);
 	fprintf(f, "held by a report / pre-zero pass: %zu blocks, %zu pages\n", d->isolated_blocks, d->isolated_pages);

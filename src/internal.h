@@ -220,7 +220,7 @@ struct zp_arena {
 	unsigned max_order;
 	unsigned flags; /* ZP_* arena flags */
 	unsigned report_order;
-	unsigned merge_order; /* free_one_page() merges below it; coalesce() above (buddy.c) */
+	unsigned merge_order; /* free_one_page() merges below it; coalesce() at and above (buddy.c) */
 	unsigned report_delay_ms;
 	size_t prezero_bytes;
 	struct page *pages;	     /* nr_pages descriptors */
@@ -260,9 +260,11 @@ struct zp_arena {
 	/* bit o set iff free[o][state] is not empty; written under lock, read
 	 * without it as a hint by the threads' caches */
 	_Atomic uint32_t nonempty[NR_ZSTATES];
-	/* a free left two buddies of merge_order or more both listed: the
-	 * next request above merge_order merges them first (coalesce()) */
-	bool merge_pending;
+	/* the merges owed: every pair of listed buddies of merge_order or
+	 * more, oldest first, linked through the slot of the node they would
+	 * form (buddy.c); a request above merge_order makes them (coalesce()) */
+	uint32_t merge_head, merge_tail; /* the lower halves' pfns, or NIL */
+	size_t nr_merges;
 
 	/* reporting and pre-zeroing (report.c); state under lock */
 	struct zp_backend backend;
@@ -461,9 +463,10 @@ static inline bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstat
 	       (st == ZS_REPORTED && frontier_pages(a));
 }
 #define NODE_MIN_ORDER 6 /* smaller blocks fit in a bitmap word: counted from it */
-/* free_one_page() merges eagerly up to this order (2 MiB, the kernel's
- * pageblock), or report_order if larger; merges above it wait for a request
- * that needs them, so a split and merge costs the same at any max_order */
+/* free_one_page() merges eagerly up to merge_order: this order (2 MiB, the
+ * kernel's pageblock), or report_order if larger, or max_order if smaller;
+ * merges from there up wait for a request that needs them, so that a small
+ * split and merge crosses the same levels at any max_order */
 #define PAGEBLOCK_ORDER 9
 enum expand_keep {
 	KEEP_FOR_ZERO,	  /* the half a zeroing request prefers */

@@ -254,19 +254,21 @@ static size_t nfree_all(struct zp_arena *a, unsigned o)
 }
 
 /*
- * Merges above order 9 (PAGEBLOCK_ORDER) wait for a request that needs
+ * Merges from order 9 (PAGEBLOCK_ORDER) up wait for a request that needs
  * them, so a small split and merge costs the same at any max_order.
  * 4096 pages, max_order 12:
  *   alloc order 0:  A [1][2] ... [256][512 @512][1024][2048]
- *   free it:        [512 @0][512 @512][1024][2048]   merges stop at order 9
- *   alloc order 9:  one of the pair; freed, the pair is back (pending)
+ *   free it:        [512 @0][512 @512][1024][2048]   merges stop at order 9:
+ *                                                    one merge owed
+ *   alloc order 9:  one of the pair, nothing owed; freed, owed again
  *   alloc order 12: the pair merges, and on up: [4096 @0] whole
- * The checker accepts the listed pair only while the merge is pending.
+ * The checker holds the owed merges to the listed pairs.
  */
 static void merges_wait_above_pageblock(void)
 {
 	struct zp_arena *a = t_arena(4096, 12, 0);
 	char *p, *q;
+	size_t n;
 
 	zp_test_set_pcp(a, false);
 	EXPECT_EQ(a->merge_order, 9);
@@ -279,25 +281,33 @@ static void merges_wait_above_pageblock(void)
 	EXPECT_EQ(nfree_all(a, 10), 1);
 	EXPECT_EQ(nfree_all(a, 11), 1);
 	EXPECT_EQ(nfree_all(a, 12), 0);
-	EXPECT(a->merge_pending);
+	EXPECT_EQ(a->nr_merges, 1);
+	EXPECT_EQ(a->merge_head, 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
 
-	T_NOTE("(one check failure is expected here)");
-	a->merge_pending = false; /* a flag that lies */
+	T_NOTE("(two check failures are expected here)");
+	n = a->nr_merges;
+	a->nr_merges = 0; /* a count that lies */
 	EXPECT(zp_arena_check(a) != 0);
-	a->merge_pending = true;
+	a->nr_merges = n;
+	a->merge_head = a->merge_tail = NIL; /* a merge forgotten */
+	EXPECT(zp_arena_check(a) != 0);
+	a->merge_head = a->merge_tail = 0;
+	EXPECT_EQ(zp_arena_check(a), 0);
 
 	q = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE); /* no merge for it */
 	ASSERT(q && t_pfn(a, q) % 512 == 0 && t_pfn(a, q) < 1024);
 	EXPECT_EQ(nfree_all(a, 9), 1);
 	EXPECT_EQ(nfree_all(a, 10), 1);
+	EXPECT_EQ(a->nr_merges, 0); /* the pair parted: nothing owed */
+	EXPECT_EQ(zp_arena_check(a), 0);
 	ASSERT_EQ(zp_free_pages(a, q, 9), 0);
 	EXPECT_EQ(nfree_all(a, 9), 2);
-	EXPECT(a->merge_pending);
+	EXPECT_EQ(a->nr_merges, 1);
 
 	p = zp_alloc_pages(a, 0, 12, ZP_USER_ADDR_NONE);
 	ASSERT(p && t_pfn(a, p) == 0);
-	EXPECT(!a->merge_pending);
+	EXPECT_EQ(a->nr_merges, 0);
 	for (unsigned o = 0; o <= 12; o++)
 		EXPECT_EQ(nfree_all(a, o), 0);
 	EXPECT_EQ(t_stats(a).nr_free, 0);
@@ -305,33 +315,74 @@ static void merges_wait_above_pageblock(void)
 	EXPECT_EQ(zp_arena_check(a), 0);
 	ASSERT_EQ(zp_free_pages(a, p, 12), 0);
 	EXPECT_EQ(nfree_all(a, 12), 1);
-	EXPECT(!a->merge_pending); /* no buddy at max_order */
+	EXPECT_EQ(a->nr_merges, 0); /* no buddy at max_order */
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 }
 
+/* merge_order: 9, or report_order if larger (a block a pass reports still
+ * forms at a free), or max_order if smaller. */
+static void merge_order_follows_report_order(void)
+{
+	struct zp_config c = {.size = 4096 * ZP_PAGE_SIZE, .max_order = 12, .report_order = 10};
+	struct zp_arena *a = zp_arena_create(&c);
+	char *x, *y;
+
+	ASSERT(a);
+	zp_test_set_pcp(a, false);
+	EXPECT_EQ(a->merge_order, 10);
+	x = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	y = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	ASSERT(x && y && t_pfn(a, x) == 0 && t_pfn(a, y) == 512);
+	ASSERT_EQ(zp_free_pages(a, x, 9), 0);
+	ASSERT_EQ(zp_free_pages(a, y, 9), 0);
+	EXPECT_EQ(nfree_all(a, 9), 0); /* merged at once, to order 10 */
+	EXPECT_EQ(nfree_all(a, 10), 2);
+	EXPECT_EQ(a->nr_merges, 1); /* and there it waits */
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+
+	a = t_arena(4096, 8, 0);
+	EXPECT_EQ(a->merge_order, 8);
+	zp_arena_destroy(a);
+}
+
 /*
- * One pass merges every pair, wherever the lists put them: eight order-9
- * blocks freed one after the other (init_on_free: all on the zeroed list,
- * each buddy pair side by side) merge into the whole order-12 block.
+ * The merges owed are made oldest first, so the block merged last (from
+ * the pair freed last) heads its list, as eager merging would have left
+ * it; and one request makes every one, wherever the pairs sit: eight
+ * order-9 blocks freed one after the other merge into the order-12 block.
  */
 static void merge_on_demand_merges_every_pair(void)
 {
-	struct zp_arena *a = t_arena(4096, 12, ZP_INIT_ON_FREE);
+	struct zp_arena *a = t_arena(4096, 12, 0);
 	char *p[8], *q;
 
 	zp_test_set_pcp(a, false);
 	for (int i = 0; i < 8; i++)
-		ASSERT((p[i] = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE)));
-	for (int i = 0; i < 8; i++)
+		ASSERT((p[i] = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE)) && t_pfn(a, p[i]) == (size_t)i * 512);
+	for (int i = 0; i < 2; i++)
 		ASSERT_EQ(zp_free_pages(a, p[i], 9), 0);
-	EXPECT_EQ(NFREE(a, 9, ZS_ZEROED), 8);
-	EXPECT(a->merge_pending);
+	for (int i = 4; i < 6; i++)
+		ASSERT_EQ(zp_free_pages(a, p[i], 9), 0);
+	EXPECT_EQ(a->nr_merges, 2);
+	q = zp_alloc_pages(a, 0, 10, ZP_USER_ADDR_NONE);
+	EXPECT(q && t_pfn(a, q) == 2048); /* the newest pair's */
+	EXPECT_EQ(nfree_all(a, 10), 1);   /* the older one's, waiting */
+	EXPECT_EQ(a->nr_merges, 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
-	q = zp_alloc_pages(a, ZP_GFP_ZERO, 12, ZP_USER_ADDR_NONE);
-	ASSERT(q);
-	EXPECT_EQ(t_pfn(a, q), 0);
-	EXPECT_EQ(t_stats(a).pages_clear_skipped, 4096);
+	ASSERT_EQ(zp_free_pages(a, q, 10), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+
+	for (int i = 2; i < 4; i++)
+		ASSERT_EQ(zp_free_pages(a, p[i], 9), 0);
+	for (int i = 6; i < 8; i++)
+		ASSERT_EQ(zp_free_pages(a, p[i], 9), 0);
+	EXPECT_EQ(a->nr_merges, 2); /* the order-9 pairs at 1024 and 3072 */
+	EXPECT_EQ(zp_arena_check(a), 0);
+	q = zp_alloc_pages(a, 0, 12, ZP_USER_ADDR_NONE);
+	EXPECT(q && t_pfn(a, q) == 0);
+	EXPECT_EQ(a->nr_merges, 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 }
@@ -340,34 +391,34 @@ static void merge_on_demand_merges_every_pair(void)
  * A request above order 9 merges first, so it sees what eager merging
  * would have shown it: two zeroed order-9 buddies make the zeroed order-10
  * block a zeroing request prefers to a dirty one.
- *   X Y at 0 and 512, D at 1024 (order 10), all written;
- *   free X and Y (pending), pre-zero them; free D:
- *     [Z 512 @0][Z 512 @512][D 1024 @1024][R 2048 @2048]
+ *   X Y at 0 and 512, F at 1024 (order 10, kept), D at 2048 (order 10),
+ *   all written; free X and Y, pre-zero them; free D:
+ *     [Z 512 @0][Z 512 @512] F [D 1024 @2048][R 1024 @3072]
  *   zeroing order 10 -> page 0, nothing cleared (D would need 1024 pages)
  */
 static void merge_on_demand_keeps_zero_preference(void)
 {
 	struct zp_arena *a = t_arena(4096, 12, 0);
-	char *x, *y, *d, *q;
+	char *x, *y, *f, *d, *q;
 	struct zp_stats s0;
 
 	zp_test_set_pcp(a, false);
 	x = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
 	y = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	f = zp_alloc_pages(a, 0, 10, ZP_USER_ADDR_NONE);
 	d = zp_alloc_pages(a, 0, 10, ZP_USER_ADDR_NONE);
-	ASSERT(x && y && d);
-	ASSERT(t_pfn(a, x) == 0 && t_pfn(a, y) == 512 && t_pfn(a, d) == 1024);
+	ASSERT(x && y && f && d);
+	ASSERT(t_pfn(a, x) == 0 && t_pfn(a, y) == 512 && t_pfn(a, f) == 1024 && t_pfn(a, d) == 2048);
 	memset(x, 1, ZP_PAGE_SIZE << 9);
 	memset(y, 2, ZP_PAGE_SIZE << 9);
 	memset(d, 3, ZP_PAGE_SIZE << 10);
 	ASSERT_EQ(zp_free_pages(a, x, 9), 0);
 	ASSERT_EQ(zp_free_pages(a, y, 9), 0);
-	EXPECT(a->merge_pending);
 	EXPECT_EQ(zp_arena_prezero(a, 4u << 20), 1024);
 	EXPECT_EQ(NFREE(a, 9, ZS_ZEROED), 2);
-	EXPECT(a->merge_pending); /* the pass put them back apart */
 	ASSERT_EQ(zp_free_pages(a, d, 10), 0);
 	EXPECT_EQ(NFREE(a, 10, ZS_DIRTY), 1);
+	EXPECT_EQ(a->nr_merges, 2); /* X+Y; D and the fresh block beside it */
 	EXPECT_EQ(zp_arena_check(a), 0);
 	s0 = t_stats(a);
 	q = zp_alloc_pages(a, ZP_GFP_ZERO, 10, ZP_USER_ADDR_NONE);
@@ -376,8 +427,24 @@ static void merge_on_demand_keeps_zero_preference(void)
 	EXPECT_EQ(t_stats(a).pages_cleared - s0.pages_cleared, 0);
 	EXPECT_EQ(t_stats(a).pages_clear_skipped - s0.pages_clear_skipped, 1024);
 	EXPECT(t_all_zero(q, ZP_PAGE_SIZE << 10));
-	EXPECT_EQ(NFREE(a, 10, ZS_DIRTY), 1);
-	EXPECT(!a->merge_pending);
+	EXPECT_EQ(NFREE(a, 11, ZS_DIRTY), 1); /* D merged with its fresh buddy */
+	EXPECT_EQ(a->nr_merges, 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	ASSERT_EQ(zp_free_pages(a, f, 10), 0);
+	zp_arena_destroy(a);
+}
+
+/* The slow path's drain leaves pairs apart too: its retry merges them. */
+static void merge_on_demand_after_drain(void)
+{
+	struct zp_arena *a = t_arena(4096, 12, 0); /* the caches on */
+	char *p = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE), *q;
+
+	ASSERT(p);
+	ASSERT_EQ(zp_free_pages(a, p, 0), 0); /* into this thread's cache */
+	q = zp_alloc_pages(a, 0, 12, ZP_USER_ADDR_NONE);
+	EXPECT(q && t_pfn(a, q) == 0);
+	EXPECT_EQ(a->nr_merges, 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 }
@@ -425,8 +492,10 @@ int main(int argc, char **argv)
 	RUN(odd_sized_arena);
 	RUN(pcp_keeps_zero_state);
 	RUN(merges_wait_above_pageblock);
+	RUN(merge_order_follows_report_order);
 	RUN(merge_on_demand_merges_every_pair);
 	RUN(merge_on_demand_keeps_zero_preference);
+	RUN(merge_on_demand_after_drain);
 	RUN(huge_arena_metadata_is_lazy);
 	return t_done("test_buddy");
 }
