@@ -501,14 +501,14 @@ int zp_free(struct zp_arena *a, void *addr)
  * them since: their buddies are inside the allocation, so they never merged
  * away, but another allocation may have split them).  Everything under the
  * arena lock, so the checker sees the allocation before or after.  0 (it
- * now has at least @size bytes), -EINVAL (@size 0, or @addr not in the
- * arena), or -ENOMEM with nothing changed (a plain block, a size past the
- * block, or a page taken): the caller moves.  @a must be a live arena
- * (the drop-in's own; not part of the public API).
+ * now has at least @size bytes), -EINVAL (@a NULL, @size 0, or @addr not
+ * in the arena), or -ENOMEM with nothing changed (a plain block, a size
+ * past the block, or a page taken): the caller moves.  @a is NULL or a live
+ * arena (the drop-in's own; not part of the public API).
  */
 int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
 {
-	uint32_t pfn = addr_to_pfn(a, addr), info;
+	uint32_t pfn = a ? addr_to_pfn(a, addr) : NIL, info;
 	size_t n, n2, end, s;
 	uint64_t refaulted = 0;
 	unsigned order;
@@ -577,13 +577,13 @@ int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
  * tables (os_move_pages(): no copy), then free @old.  Its moved pages read
  * zero afterwards, so they go back zeroed and reported (they cost a fault
  * when used again, like reported ones); the rest of @old, if any, dirty.
- * 0, or -errno with nothing changed (then the caller copies): not two live
- * allocations of this arena, @len too long, init_on_free or verify (their
+ * 0, or -errno with nothing changed (then the caller copies): @a NULL, not
+ * two live allocations of this arena, @len too long, init_on_free or verify (their
  * free-time writes would take the pages back), or no mremap(DONTUNMAP).
  */
 int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len)
 {
-	uint32_t pfn = addr_to_pfn(a, old), info;
+	uint32_t pfn = a ? addr_to_pfn(a, old) : NIL, info;
 	size_t n, moved = len >> ZP_PAGE_SHIFT;
 	int err;
 

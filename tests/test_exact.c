@@ -373,6 +373,8 @@ static void grow_in_place_and_move(void)
 	EXPECT_EQ(t_stats(a).nr_free, 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	EXPECT_EQ(zp_grow_in_place(a, p, 9 * 4096), -ENOMEM); /* past its block */
+	EXPECT_EQ(zp_grow_in_place(NULL, p, 8 * 4096), -EINVAL);
+	EXPECT_EQ(zp_move_and_free(NULL, p, p, ZP_PAGE_SIZE), -EINVAL);
 	EXPECT((unsigned char)p[0] == 0x42 && (unsigned char)p[5 * ZP_PAGE_SIZE - 1] == 0x42);
 	EXPECT_EQ(zp_free(a, p), 0);
 	/* a page after it taken: refused, nothing changed */
@@ -456,6 +458,38 @@ static void racing_double_free(void)
 	zp_arena_destroy(a);
 }
 
+/*
+ * Exact allocations above merge_order (9): a 5 MiB allocation takes an
+ * order-11 block and gives back 3 MiB as pieces of 1 and 2 MiB; grown to
+ * the whole block and freed, it lies beside its listed buddy, a merge owed
+ * that a request for the whole arena makes.
+ */
+static void exact_above_merge_order(void)
+{
+	struct zp_arena *a = t_arena(4096, 12, 0);
+	char *p;
+
+	zp_test_set_pcp(a, false);
+	ASSERT((p = zp_alloc(a, 0, 5 << 20, ZP_USER_ADDR_NONE)));
+	EXPECT_EQ(t_pfn(a, p), 0);
+	EXPECT_EQ(t_stats(a).nr_free, 4096 - 1280);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_grow_in_place(a, p, 6 << 20), 0);
+	EXPECT_EQ(zp_usable_size(a, p), (size_t)6 << 20);
+	EXPECT_EQ(zp_grow_in_place(a, p, 8 << 20), 0); /* the whole block: a plain one */
+	EXPECT_EQ(zp_usable_size(a, p), (size_t)8 << 20);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_free(a, p), 0);
+	EXPECT_EQ(a->nr_merges, 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	ASSERT((p = zp_alloc(a, 0, 16 << 20, ZP_USER_ADDR_NONE)));
+	EXPECT_EQ(t_pfn(a, p), 0);
+	EXPECT_EQ(a->nr_merges, 0);
+	EXPECT_EQ(zp_free(a, p), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -468,5 +502,6 @@ int main(int argc, char **argv)
 	RUN(target_beyond_the_size_is_cleared_last);
 	RUN(racing_double_free);
 	RUN(grow_in_place_and_move);
+	RUN(exact_above_merge_order);
 	return t_done("test_exact");
 }
