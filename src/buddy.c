@@ -33,18 +33,19 @@
  *
  * Merging waits from merge_order up (PAGEBLOCK_ORDER, 2 MiB, or report_order
  * if larger, or max_order if smaller): free_one_page() merges a freed block
- * with its free buddies only up to that order.  Every pair of listed
- * buddies of merge_order or more is a merge owed, on a FIFO list threaded
- * through the slot of the node the pair would form (unused while the pair
- * is apart: it is the last page of the lower half, no node's slot inside
- * it); listing and unlisting keep that list exact.  A request above
- * merge_order first makes the owed merges, oldest first (coalesce()), each
- * of which may owe the next level one: a cost of one merge each, as eager
- * merging would have paid.  So in the steady state an order-4 split and
- * merge crosses the same 5 levels whether the arena's largest block is
- * order 10 or 20, and a request above merge_order sees the blocks eager
- * merging would have left (the zero-aware preference sees a zeroed pair as
- * a zeroed block), the newest merged first.
+ * with its free buddies only up to that order.  At each order from there
+ * up, at most one pair of buddies is both listed: the merge owed there
+ * (a->owed[order], its lower half).  When a second pair forms at an order,
+ * the older one merges at once, which may owe the next order a merge (the
+ * same rule, one level up); when a half of the owed pair leaves its list,
+ * nothing is owed.  A request of order k above merge_order first makes the
+ * merges owed below k, lowest first (coalesce()).  Each step is one merge
+ * per order at most, so a free or a request does no more than eager
+ * merging's levels, and usually none: in the steady state an order-4 split
+ * and merge crosses the same 5 levels (4 to 9) whether the arena's largest
+ * block is order 10 or 20, the pair at order 9 forming and parting at no
+ * cost.  A request above merge_order sees every pair below its order
+ * merged (the zero-aware preference sees a zeroed pair as a zeroed block).
  *
  * Never-used memory is not listed at creation: pages at or above
  * a->frontier are zeroed and reported and belong to no block yet.  When a
@@ -59,8 +60,7 @@
  *    are mixed holds the zs_count() of its pages (below a uniform node the
  *    slots are not kept: its pages are known);
  *  - no two free buddies of the same order are both on the lists, except
- *    two of merge_order or more, and those pairs are exactly the owed
- *    merges (merge_head .. merge_tail, nr_merges of them);
+ *    at most one pair at each order of merge_order or more: a->owed[order];
  *  - a->cnt equals the sum of zs_count() over every listed block;
  *  - every page at or above a->frontier has info 0 and the zero state of
  *    fresh memory.
@@ -198,50 +198,17 @@ static uint32_t listed_buddy(const struct zp_arena *a, uint32_t pfn, unsigned or
 	return (bi & PG_OWNER_MASK) == PG_BUDDY && pg_order(bi) == order ? buddy : NIL;
 }
 
-/* The owed merge of the listed pair at @pfn (the lower half), of @order:
- * its links are in the slot of the node the pair would form. */
-static struct page *owed_slot(struct zp_arena *a, uint32_t pfn, unsigned order)
-{
-	return &a->pages[pfn + ((uint32_t)1 << order) - 1];
-}
+static void merge_listed(struct zp_arena *a, uint32_t pfn, uint32_t buddy, unsigned order);
 
-/* The slot of the owed merge at @pfn, a listed lower half (its order is
- * its head's). */
-static struct page *owed_slot_of(struct zp_arena *a, uint32_t pfn)
-{
-	return owed_slot(a, pfn, pg_order(pg_info(&a->pages[pfn])));
-}
-
-/* A pair of listed buddies of @order at @pfn has formed: owe its merge. */
+/* A pair of listed buddies of @order (merge_order or more) has formed at
+ * @pfn: make the merge owed at that order, if any, and owe this one. */
 static void merge_owe(struct zp_arena *a, uint32_t pfn, unsigned order)
 {
-	struct page *s = owed_slot(a, pfn, order);
+	uint32_t old = a->owed[order];
 
-	s->next = NIL;
-	s->prev = a->merge_tail;
-	if (a->merge_tail != NIL)
-		owed_slot_of(a, a->merge_tail)->next = pfn;
-	else
-		a->merge_head = pfn;
-	a->merge_tail = pfn;
-	a->nr_merges++;
-}
-
-/* The pair at @pfn, of @order, is parting (one half leaves its list, both
- * still listed): it owes nothing now. */
-static void merge_forgive(struct zp_arena *a, uint32_t pfn, unsigned order)
-{
-	struct page *s = owed_slot(a, pfn, order);
-
-	if (s->prev != NIL)
-		owed_slot_of(a, s->prev)->next = s->next;
-	else
-		a->merge_head = s->next;
-	if (s->next != NIL)
-		owed_slot_of(a, s->next)->prev = s->prev;
-	else
-		a->merge_tail = s->prev;
-	a->nr_merges--;
+	if (old != NIL) /* it may owe the next order one: the same rule there */
+		merge_listed(a, old, old + ((uint32_t)1 << order), order);
+	a->owed[order] = pfn;
 }
 
 /* List a free block by the summary of its pages; @c is its zs_count(). */
@@ -283,12 +250,8 @@ void del_from_free_list(struct zp_arena *a, uint32_t pfn, unsigned order, enum z
 	struct zcount c;
 
 	lock_assert_held(&a->lock);
-	if (order >= a->merge_order) {
-		uint32_t buddy = listed_buddy(a, pfn, order);
-
-		if (buddy != NIL)
-			merge_forgive(a, pfn & buddy, order);
-	}
+	if (order >= a->merge_order && a->owed[order] == (pfn & ~((uint32_t)1 << order)))
+		a->owed[order] = NIL; /* the owed pair parts */
 	block_count(a, pfn, order, &c);
 	list_del(a, &a->free[order][st], pfn);
 	zcount_sub(&a->cnt, &c);
@@ -306,8 +269,8 @@ void buddy_init(struct zp_arena *a)
 	for (unsigned o = 0; o < NR_ORDERS; o++)
 		for (int s = 0; s < NR_ZSTATES; s++)
 			list_init(&a->free[o][s]);
-	a->merge_head = a->merge_tail = NIL;
-	a->nr_merges = 0;
+	for (unsigned o = 0; o < NR_ORDERS; o++)
+		a->owed[o] = NIL;
 	atomic_store_explicit(&a->frontier, 0, memory_order_relaxed);
 }
 
@@ -396,19 +359,18 @@ static void merge_listed(struct zp_arena *a, uint32_t pfn, uint32_t buddy, unsig
 }
 
 /*
- * coalesce - make the merges owed, oldest first: each may owe the next
- * level one (added last), so the list empties with every pair of listed
- * buddies merged, as eager merging would have left them, the newest merged
- * block at the head of its list.
+ * coalesce - make the merges owed below @order, lowest first; each may owe
+ * the next order one, made in its turn if that is below @order too.  At
+ * most one merge per order, and per merge_owe() that one triggers.
  */
-static void coalesce(struct zp_arena *a)
+static void coalesce(struct zp_arena *a, unsigned order)
 {
 	lock_assert_held(&a->lock);
-	while (a->merge_head != NIL) {
-		uint32_t pfn = a->merge_head;
-		unsigned o = pg_order(pg_info(&a->pages[pfn]));
+	for (unsigned o = a->merge_order; o < order; o++) {
+		uint32_t pfn = a->owed[o];
 
-		merge_listed(a, pfn, pfn + ((uint32_t)1 << o), o);
+		if (pfn != NIL)
+			merge_listed(a, pfn, pfn + ((uint32_t)1 << o), o);
 	}
 }
 
@@ -428,8 +390,8 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
 	struct zcount c;
 
 	lock_assert_held(&a->lock);
-	if (order > a->merge_order && a->merge_head != NIL)
-		coalesce(a);
+	if (order > a->merge_order)
+		coalesce(a, order);
 	for (int r = 0; r < NR_ZSTATES; r++) {
 		enum zstate st = state_of_rank(r, want_zero);
 		uint32_t m;

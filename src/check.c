@@ -20,10 +20,9 @@
  *     no bit is set at or beyond nr_pages;
  *  3. buddy rule: no free buddy-list block has a free buddy-list buddy of
  *     the same order (they would have merged), except two of merge_order
- *     or more; and those pairs are exactly the owed merges: the list from
- *     merge_head is well formed, nr_merges long, ends at merge_tail, and
- *     each entry is the lower half of such a pair (so, counted against the
- *     walk's pairs, it holds every one once);
+ *     or more; and those pairs are exactly the owed merges: each owed[o]
+ *     is NIL or the lower half of such a pair of order o, and there are as
+ *     many of them as pairs (so at most one pair per order);
  *  4. lists: every list is a well-formed doubly linked list of heads with
  *     the owner, order and state of that list; inside a buddy-list block
  *     every node of the summary tree whose ancestors are mixed holds
@@ -213,32 +212,22 @@ static int check_buddy_rule(struct zp_arena *a, size_t pfn, uint32_t info, size_
 /* 3: the owed merges are the walk's @pairs, each once. */
 static int check_owed_merges(struct zp_arena *a, size_t pairs)
 {
-	uint32_t prev = NIL, pfn = a->merge_head;
 	size_t n = 0;
 
-	while (pfn != NIL) {
-		uint32_t info = pfn < a->nr_pages ? pg_info(&a->pages[pfn]) : 0;
-		unsigned o = pg_order(info);
-		size_t b = (size_t)pfn + ((size_t)1 << o);
-		const struct page *slot;
+	for (unsigned o = 0; o < NR_ORDERS; o++) {
+		size_t pfn = a->owed[o], b = pfn + ((size_t)1 << o);
 
-		if (++n > a->nr_merges)
-			return fail("more owed merges listed than the %zu counted", a->nr_merges);
-		if ((info & PG_OWNER_MASK) != PG_BUDDY || o < a->merge_order || o >= a->max_order ||
-		    (pfn & (((size_t)2 << o) - 1)) || b + ((size_t)1 << o) > a->nr_pages ||
-		    (pg_info(&a->pages[b]) & PG_OWNER_MASK) != PG_BUDDY || pg_order(pg_info(&a->pages[b])) != o)
-			return fail("owed merge %zu (info %#x) is not the lower half of a listed pair", (size_t)pfn,
-				    info);
-		slot = &a->pages[pfn + ((uint32_t)1 << o) - 1];
-		if (slot->prev != prev)
-			return fail("owed merge %zu: prev %u, expected %u", (size_t)pfn, slot->prev, prev);
-		prev = pfn;
-		pfn = slot->next;
+		if (pfn == NIL)
+			continue;
+		n++;
+		if (o < a->merge_order || o >= a->max_order || (pfn & (((size_t)2 << o) - 1)) ||
+		    b + ((size_t)1 << o) > a->nr_pages || (pg_info(&a->pages[pfn]) & PG_OWNER_MASK) != PG_BUDDY ||
+		    pg_order(pg_info(&a->pages[pfn])) != o || (pg_info(&a->pages[b]) & PG_OWNER_MASK) != PG_BUDDY ||
+		    pg_order(pg_info(&a->pages[b])) != o)
+			return fail("the merge owed at order %u, %zu, is not a pair of listed buddies", o, pfn);
 	}
-	if (prev != a->merge_tail)
-		return fail("owed merges end at %u, tail %u", prev, a->merge_tail);
-	if (n != a->nr_merges || n != pairs)
-		return fail("%zu owed merges listed, %zu counted, %zu listed pairs found", n, a->nr_merges, pairs);
+	if (n != pairs)
+		return fail("%zu merges owed, %zu pairs of listed buddies found", n, pairs);
 	return 0;
 }
 
@@ -471,7 +460,8 @@ void zp_arena_dump(struct zp_arena *a, FILE *f)
 	}
 	d->cnt_buddy = a->cnt;
 	d->never_used = frontier_pages(a);
-	d->merges = a->nr_merges;
+	for (unsigned o = 0; o < NR_ORDERS; o++)
+		d->merges += a->owed[o] != NIL;
 	d->isolated_blocks = a->isolated.nr;
 	d->isolated_pages = a->isolated_pages;
 	unlock_all(a);
@@ -481,8 +471,9 @@ void zp_arena_dump(struct zp_arena *a, FILE *f)
 		d->nr_caches);
 	fprintf(f, "free blocks on the buddy lists, per order and state (%zu pages):\n", d->cnt_buddy.pages);
 	dump_table(f, (const size_t(*)[NR_ZSTATES])d->buddy, a->max_order);
-	fprintf(f, "pairs of buddies of order %u or more not merged yet (a request above order %u merges them): %zu\n",
-		a->merge_order, a->merge_order, d->merges);
+	fprintf(f, "merges owed (pairs of free buddies of order %u or more, one per order at most, made by a "
+		   "request of a larger order): %zu\n",
+		a->merge_order, d->merges);
 	fprintf(f, "free blocks in the thread caches, all threads (%zu pages):\n", d->cnt_tc.pages);
 	dump_table(f, (const size_t(*)[NR_ZSTATES])d->cached, TC_MAX_ORDER);
 	fprintf(f, "held by a report / pre-zero pass: %zu blocks, %zu pages\n", d->isolated_blocks, d->isolated_pages);

@@ -260,11 +260,10 @@ struct zp_arena {
 	/* bit o set iff free[o][state] is not empty; written under lock, read
 	 * without it as a hint by the threads' caches */
 	_Atomic uint32_t nonempty[NR_ZSTATES];
-	/* the merges owed: every pair of listed buddies of merge_order or
-	 * more, oldest first, linked through the slot of the node they would
-	 * form (buddy.c); a request above merge_order makes them (coalesce()) */
-	uint32_t merge_head, merge_tail; /* the lower halves' pfns, or NIL */
-	size_t nr_merges;
+	/* the merge owed at each order of merge_order or more: the lower half
+	 * of the one pair of buddies of that order both listed, or NIL
+	 * (buddy.c); a request above that order makes it (coalesce()) */
+	uint32_t owed[NR_ORDERS];
 
 	/* reporting and pre-zeroing (report.c); state under lock */
 	struct zp_backend backend;

@@ -247,6 +247,16 @@ static void pcp_keeps_zero_state(void)
 	zp_arena_destroy(a);
 }
 
+/* The merges owed, at every order. */
+static size_t nr_owed(struct zp_arena *a)
+{
+	size_t n = 0;
+
+	for (unsigned o = 0; o < NR_ORDERS; o++)
+		n += a->owed[o] != NIL;
+	return n;
+}
+
 /* Free blocks of @o in every state. */
 static size_t nfree_all(struct zp_arena *a, unsigned o)
 {
@@ -268,7 +278,6 @@ static void merges_wait_above_pageblock(void)
 {
 	struct zp_arena *a = t_arena(4096, 12, 0);
 	char *p, *q;
-	size_t n;
 
 	zp_test_set_pcp(a, false);
 	EXPECT_EQ(a->merge_order, 9);
@@ -281,33 +290,32 @@ static void merges_wait_above_pageblock(void)
 	EXPECT_EQ(nfree_all(a, 10), 1);
 	EXPECT_EQ(nfree_all(a, 11), 1);
 	EXPECT_EQ(nfree_all(a, 12), 0);
-	EXPECT_EQ(a->nr_merges, 1);
-	EXPECT_EQ(a->merge_head, 0);
+	EXPECT_EQ(a->owed[9], 0);
+	EXPECT_EQ(nr_owed(a), 1);
 	EXPECT_EQ(zp_arena_check(a), 0);
 
 	T_NOTE("(two check failures are expected here)");
-	n = a->nr_merges;
-	a->nr_merges = 0; /* a count that lies */
+	a->owed[9] = NIL; /* a merge forgotten */
 	EXPECT(zp_arena_check(a) != 0);
-	a->nr_merges = n;
-	a->merge_head = a->merge_tail = NIL; /* a merge forgotten */
+	a->owed[9] = 0;
+	a->owed[10] = 1024; /* a merge owed where no pair is */
 	EXPECT(zp_arena_check(a) != 0);
-	a->merge_head = a->merge_tail = 0;
+	a->owed[10] = NIL;
 	EXPECT_EQ(zp_arena_check(a), 0);
 
 	q = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE); /* no merge for it */
 	ASSERT(q && t_pfn(a, q) % 512 == 0 && t_pfn(a, q) < 1024);
 	EXPECT_EQ(nfree_all(a, 9), 1);
 	EXPECT_EQ(nfree_all(a, 10), 1);
-	EXPECT_EQ(a->nr_merges, 0); /* the pair parted: nothing owed */
+	EXPECT_EQ(nr_owed(a), 0); /* the pair parted: nothing owed */
 	EXPECT_EQ(zp_arena_check(a), 0);
 	ASSERT_EQ(zp_free_pages(a, q, 9), 0);
 	EXPECT_EQ(nfree_all(a, 9), 2);
-	EXPECT_EQ(a->nr_merges, 1);
+	EXPECT_EQ(a->owed[9], 0);
 
 	p = zp_alloc_pages(a, 0, 12, ZP_USER_ADDR_NONE);
 	ASSERT(p && t_pfn(a, p) == 0);
-	EXPECT_EQ(a->nr_merges, 0);
+	EXPECT_EQ(nr_owed(a), 0);
 	for (unsigned o = 0; o <= 12; o++)
 		EXPECT_EQ(nfree_all(a, o), 0);
 	EXPECT_EQ(t_stats(a).nr_free, 0);
@@ -315,7 +323,7 @@ static void merges_wait_above_pageblock(void)
 	EXPECT_EQ(zp_arena_check(a), 0);
 	ASSERT_EQ(zp_free_pages(a, p, 12), 0);
 	EXPECT_EQ(nfree_all(a, 12), 1);
-	EXPECT_EQ(a->nr_merges, 0); /* no buddy at max_order */
+	EXPECT_EQ(nr_owed(a), 0); /* no buddy at max_order */
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 }
@@ -338,7 +346,7 @@ static void merge_order_follows_report_order(void)
 	ASSERT_EQ(zp_free_pages(a, y, 9), 0);
 	EXPECT_EQ(nfree_all(a, 9), 0); /* merged at once, to order 10 */
 	EXPECT_EQ(nfree_all(a, 10), 2);
-	EXPECT_EQ(a->nr_merges, 1); /* and there it waits */
+	EXPECT_EQ(a->owed[10], 0); /* and there it waits */
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 
@@ -348,10 +356,16 @@ static void merge_order_follows_report_order(void)
 }
 
 /*
- * The merges owed are made oldest first, so the block merged last (from
- * the pair freed last) heads its list, as eager merging would have left
- * it; and one request makes every one, wherever the pairs sit: eight
- * order-9 blocks freed one after the other merge into the order-12 block.
+ * At most one merge is owed per order: a second pair forming there makes
+ * the first merge at once, as eager merging would have, so the newest
+ * merged block heads its list; and a request makes the merges owed below
+ * its order, one per order.  Eight order-9 blocks, freed pair by pair:
+ *   free 0, 512:      owed[9] = 0
+ *   free 2048, 2560:  0 merges (order 10 @0); owed[9] = 2048
+ *   order 10:         2048 merges and is handed out (the newest)
+ *   free it; free 1024, 1536 (owed[9] = 1024), 3072, 3584: 1024 merges,
+ *   beside 0: owed[10] = 0; owed[9] = 3072
+ *   order 12:         3072, then the pairs at 10 and 11: [4096 @0]
  */
 static void merge_on_demand_merges_every_pair(void)
 {
@@ -363,26 +377,65 @@ static void merge_on_demand_merges_every_pair(void)
 		ASSERT((p[i] = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE)) && t_pfn(a, p[i]) == (size_t)i * 512);
 	for (int i = 0; i < 2; i++)
 		ASSERT_EQ(zp_free_pages(a, p[i], 9), 0);
+	EXPECT_EQ(a->owed[9], 0);
 	for (int i = 4; i < 6; i++)
 		ASSERT_EQ(zp_free_pages(a, p[i], 9), 0);
-	EXPECT_EQ(a->nr_merges, 2);
+	EXPECT_EQ(a->owed[9], 2048);
+	EXPECT_EQ(nfree_all(a, 10), 1); /* the older pair, merged */
+	EXPECT_EQ(nr_owed(a), 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
 	q = zp_alloc_pages(a, 0, 10, ZP_USER_ADDR_NONE);
 	EXPECT(q && t_pfn(a, q) == 2048); /* the newest pair's */
-	EXPECT_EQ(nfree_all(a, 10), 1);   /* the older one's, waiting */
-	EXPECT_EQ(a->nr_merges, 0);
+	EXPECT_EQ(nfree_all(a, 10), 1);
+	EXPECT_EQ(nr_owed(a), 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	ASSERT_EQ(zp_free_pages(a, q, 10), 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
 
 	for (int i = 2; i < 4; i++)
 		ASSERT_EQ(zp_free_pages(a, p[i], 9), 0);
+	EXPECT_EQ(a->owed[9], 1024);
 	for (int i = 6; i < 8; i++)
 		ASSERT_EQ(zp_free_pages(a, p[i], 9), 0);
-	EXPECT_EQ(a->nr_merges, 2); /* the order-9 pairs at 1024 and 3072 */
+	EXPECT_EQ(a->owed[9], 3072);
+	EXPECT_EQ(a->owed[10], 0);
+	EXPECT_EQ(nr_owed(a), 2);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	q = zp_alloc_pages(a, 0, 12, ZP_USER_ADDR_NONE);
 	EXPECT(q && t_pfn(a, q) == 0);
-	EXPECT_EQ(a->nr_merges, 0);
+	EXPECT_EQ(nr_owed(a), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/*
+ * A request makes only the merges owed below its order: an order-9
+ * request makes none (any block of order 9 or more serves it), an order-10
+ * request the one at order 9, not the one at order 10.
+ */
+static void merge_on_demand_only_below_the_request(void)
+{
+	struct zp_arena *a = t_arena(4096, 12, 0);
+	char *p[4], *q;
+
+	zp_test_set_pcp(a, false);
+	for (int i = 0; i < 4; i++) /* 0, 512, 1024 (order 10), 2048 (order 10) */
+		ASSERT((p[i] = zp_alloc_pages(a, 0, i < 2 ? 9 : 10, ZP_USER_ADDR_NONE)));
+	ASSERT(t_pfn(a, p[2]) == 1024 && t_pfn(a, p[3]) == 2048);
+	ASSERT_EQ(zp_free_pages(a, p[3], 10), 0); /* beside the fresh 3072: owed[10] */
+	ASSERT_EQ(zp_free_pages(a, p[0], 9), 0);
+	ASSERT_EQ(zp_free_pages(a, p[1], 9), 0); /* owed[9] */
+	EXPECT_EQ(a->owed[9], 0);
+	EXPECT_EQ(a->owed[10], 2048);
+	q = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE);
+	ASSERT(q && t_pfn(a, q) < 1024);
+	EXPECT_EQ(a->owed[10], 2048);
+	EXPECT_EQ(nfree_all(a, 11), 0);
+	ASSERT_EQ(zp_free_pages(a, q, 9), 0);
+	q = zp_alloc_pages(a, 0, 10, ZP_USER_ADDR_NONE);
+	EXPECT(q && t_pfn(a, q) == 0); /* the order-9 pair, merged */
+	EXPECT_EQ(a->owed[10], 2048);
+	EXPECT_EQ(nfree_all(a, 11), 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 }
@@ -418,7 +471,8 @@ static void merge_on_demand_keeps_zero_preference(void)
 	EXPECT_EQ(NFREE(a, 9, ZS_ZEROED), 2);
 	ASSERT_EQ(zp_free_pages(a, d, 10), 0);
 	EXPECT_EQ(NFREE(a, 10, ZS_DIRTY), 1);
-	EXPECT_EQ(a->nr_merges, 2); /* X+Y; D and the fresh block beside it */
+	EXPECT_EQ(a->owed[9], 0);    /* X and Y */
+	EXPECT_EQ(a->owed[10], 2048); /* D and the fresh block beside it */
 	EXPECT_EQ(zp_arena_check(a), 0);
 	s0 = t_stats(a);
 	q = zp_alloc_pages(a, ZP_GFP_ZERO, 10, ZP_USER_ADDR_NONE);
@@ -427,8 +481,8 @@ static void merge_on_demand_keeps_zero_preference(void)
 	EXPECT_EQ(t_stats(a).pages_cleared - s0.pages_cleared, 0);
 	EXPECT_EQ(t_stats(a).pages_clear_skipped - s0.pages_clear_skipped, 1024);
 	EXPECT(t_all_zero(q, ZP_PAGE_SIZE << 10));
-	EXPECT_EQ(NFREE(a, 11, ZS_DIRTY), 1); /* D merged with its fresh buddy */
-	EXPECT_EQ(a->nr_merges, 0);
+	EXPECT_EQ(NFREE(a, 10, ZS_DIRTY), 1); /* D, its merge still owed */
+	EXPECT_EQ(nr_owed(a), 1);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	ASSERT_EQ(zp_free_pages(a, f, 10), 0);
 	zp_arena_destroy(a);
@@ -444,7 +498,7 @@ static void merge_on_demand_after_drain(void)
 	ASSERT_EQ(zp_free_pages(a, p, 0), 0); /* into this thread's cache */
 	q = zp_alloc_pages(a, 0, 12, ZP_USER_ADDR_NONE);
 	EXPECT(q && t_pfn(a, q) == 0);
-	EXPECT_EQ(a->nr_merges, 0);
+	EXPECT_EQ(nr_owed(a), 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);
 }
@@ -494,6 +548,7 @@ int main(int argc, char **argv)
 	RUN(merges_wait_above_pageblock);
 	RUN(merge_order_follows_report_order);
 	RUN(merge_on_demand_merges_every_pair);
+	RUN(merge_on_demand_only_below_the_request);
 	RUN(merge_on_demand_keeps_zero_preference);
 	RUN(merge_on_demand_after_drain);
 	RUN(huge_arena_metadata_is_lazy);

@@ -480,11 +480,11 @@ static void exact_above_merge_order(void)
 	EXPECT_EQ(zp_usable_size(a, p), (size_t)8 << 20);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	EXPECT_EQ(zp_free(a, p), 0);
-	EXPECT_EQ(a->nr_merges, 1);
+	EXPECT_EQ(a->owed[11], 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	ASSERT((p = zp_alloc(a, 0, 16 << 20, ZP_USER_ADDR_NONE)));
 	EXPECT_EQ(t_pfn(a, p), 0);
-	EXPECT_EQ(a->nr_merges, 0);
+	EXPECT_EQ(a->owed[11], NIL);
 	EXPECT_EQ(zp_free(a, p), 0);
 	EXPECT_EQ(zp_arena_check(a), 0);
 	zp_arena_destroy(a);

@@ -203,11 +203,15 @@ static void drain_pool(struct worker *w)
 			w->errors++;
 }
 
+static unsigned merge_order_set; /* 0: the arena's own */
+
 static void setup(void)
 {
 	struct zp_config c = {.size = PAGES * ZP_PAGE_SIZE, .max_order = MAX_ORDER};
 
 	A = zp_arena_create(&c);
+	if (A && merge_order_set) /* before any block is listed */
+		A->merge_order = merge_order_set;
 	memset(owner, 0, sizeof(owner));
 	npool = 0;
 }
@@ -292,6 +296,24 @@ static void multi_threaded(void)
 	all_back();
 }
 
+/* The same with merging waiting from order 1 up (a test control; the
+ * arena's own merge_order is 9 here), so that most frees leave a merge
+ * owed and most requests make some: the merges owed, under the reference
+ * model and the checker. */
+static void single_threaded_merging_late(void)
+{
+	merge_order_set = 1;
+	single_threaded();
+	merge_order_set = 0;
+}
+
+static void multi_threaded_merging_late(void)
+{
+	merge_order_set = 1;
+	multi_threaded();
+	merge_order_set = 0;
+}
+
 /* Threads racing to free the same block: exactly one wins. */
 static void *racer(void *arg)
 {
@@ -333,6 +355,8 @@ int main(int argc, char **argv)
 	T_NOTE("test_stress: seed %#llx (to replay a failure: ZPAGE_TEST_SEED=%#llx %s NAME)", seed, seed, argv[0]);
 	RUN(single_threaded);
 	RUN(multi_threaded);
+	RUN(single_threaded_merging_late);
+	RUN(multi_threaded_merging_late);
 	RUN(racing_double_free);
 	return t_done("test_stress");
 }
