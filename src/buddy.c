@@ -39,9 +39,11 @@
  * the older one merges at once, which may owe the next order a merge (the
  * same rule, one level up); when a half of the owed pair leaves its list,
  * nothing is owed.  A request of order k above merge_order first makes the
- * merges owed below k, lowest first (coalesce()).  Each step is one merge
- * per order at most, so a free or a request does no more than eager
- * merging's levels, and usually none: in the steady state an order-4 split
+ * merges owed below k, lowest first (coalesce()), and so does a grow in
+ * place (zp_grow_in_place()).  A free makes at most one merge per order, as
+ * eager merging would; a request's merges can each start such a chain, so
+ * at most (levels above merge_order)^2 of them, about a hundred at
+ * max_order 20; usually none: in the steady state an order-4 split
  * and merge crosses the same 5 levels (4 to 9) whether the arena's largest
  * block is order 10 or 20, the pair at order 9 forming and parting at no
  * cost.  A request above merge_order sees every pair below its order
@@ -360,10 +362,11 @@ static void merge_listed(struct zp_arena *a, uint32_t pfn, uint32_t buddy, unsig
 
 /*
  * coalesce - make the merges owed below @order, lowest first; each may owe
- * the next order one, made in its turn if that is below @order too.  At
- * most one merge per order, and per merge_owe() that one triggers.
+ * the next order one, made in its turn if that is below @order too.
+ * Afterwards no two buddies below @order are both listed, so every free
+ * aligned block of @order or less lies inside one listed block.
  */
-static void coalesce(struct zp_arena *a, unsigned order)
+void coalesce(struct zp_arena *a, unsigned order)
 {
 	lock_assert_held(&a->lock);
 	for (unsigned o = a->merge_order; o < order; o++) {
@@ -433,8 +436,9 @@ uint32_t rmqueue_smallest(struct zp_arena *a, unsigned order, bool want_zero, un
  * block it was free in (zp_grow_in_place()'s excess).  A block larger than
  * the warm range gets none: a part of it split off later was written long
  * before the free.  The clock is read only for a block that ends up large
- * enough for its stamp to matter (warm_min_order); a smaller one gets the
- * last stamp read, which is older.  A merge keeps the oldest stamp of the
+ * enough for its stamp to matter (warm_min_order), or that stops at
+ * merge_order (a later merge may make it that large); a smaller one gets
+ * the last stamp read, which is older.  A merge keeps the oldest stamp of the
  * parts that have pages to clear (a part whose pages all read zero adds
  * nothing to a later clear, whatever its age), so no merged block looks
  * warmer than the pages a clear of it would touch.
@@ -470,7 +474,7 @@ void free_one_page(struct zp_arena *a, uint32_t pfn, unsigned order, uint32_t st
 			node_store(a, pfn, order, &c); /* a node of what is being formed */
 	}
 	if (now)
-		s = order >= a->warm_min_order ? warm_now(a) : a->warm_last;
+		s = order >= a->warm_min_order || order >= a->merge_order ? warm_now(a) : a->warm_last;
 	if (!self)
 		s = oldest; /* 0 when no part has pages to clear */
 	else if (merged)

@@ -471,8 +471,8 @@ void zp_arena_dump(struct zp_arena *a, FILE *f)
 		d->nr_caches);
 	fprintf(f, "free blocks on the buddy lists, per order and state (%zu pages):\n", d->cnt_buddy.pages);
 	dump_table(f, (const size_t(*)[NR_ZSTATES])d->buddy, a->max_order);
-	fprintf(f, "merges owed (pairs of free buddies of order %u or more, one per order at most, made by a "
-		   "request of a larger order): %zu\n",
+	fprintf(f, "merges owed (pairs of free buddies of order %u or more, one per order at most, made when "
+		   "another pair forms there or a larger request needs them): %zu\n",
 		a->merge_order, d->merges);
 	fprintf(f, "free blocks in the thread caches, all threads (%zu pages):\n", d->cnt_tc.pages);
 	dump_table(f, (const size_t(*)[NR_ZSTATES])d->cached, TC_MAX_ORDER);

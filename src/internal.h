@@ -220,7 +220,7 @@ struct zp_arena {
 	unsigned max_order;
 	unsigned flags; /* ZP_* arena flags */
 	unsigned report_order;
-	unsigned merge_order; /* free_one_page() merges below it; coalesce() at and above (buddy.c) */
+	unsigned merge_order; /* free_one_page() merges below it; from it up, merges are owed (buddy.c) */
 	unsigned report_delay_ms;
 	size_t prezero_bytes;
 	struct page *pages;	     /* nr_pages descriptors */
@@ -262,7 +262,8 @@ struct zp_arena {
 	_Atomic uint32_t nonempty[NR_ZSTATES];
 	/* the merge owed at each order of merge_order or more: the lower half
 	 * of the one pair of buddies of that order both listed, or NIL
-	 * (buddy.c); a request above that order makes it (coalesce()) */
+	 * (buddy.c); made when a second pair forms there, or by a request
+	 * (or grow in place) of a larger order (coalesce()) */
 	uint32_t owed[NR_ORDERS];
 
 	/* reporting and pre-zeroing (report.c); state under lock */
@@ -464,8 +465,8 @@ static inline bool buddy_may_have(struct zp_arena *a, unsigned order, enum zstat
 #define NODE_MIN_ORDER 6 /* smaller blocks fit in a bitmap word: counted from it */
 /* free_one_page() merges eagerly up to merge_order: this order (2 MiB, the
  * kernel's pageblock), or report_order if larger, or max_order if smaller;
- * merges from there up wait for a request that needs them, so that a small
- * split and merge crosses the same levels at any max_order */
+ * from there up one pair per order waits to merge (a->owed), so that a
+ * small split and merge crosses the same levels at any max_order */
 #define PAGEBLOCK_ORDER 9
 enum expand_keep {
 	KEEP_FOR_ZERO,	  /* the half a zeroing request prefers */
@@ -474,6 +475,7 @@ enum expand_keep {
 };
 uint32_t expand(struct zp_arena *a, uint32_t pfn, unsigned high, unsigned low, enum expand_keep keep,
 		struct zcount *c, uint16_t stamp);
+void coalesce(struct zp_arena *a, unsigned order); /* the merges owed below @order */
 int state_rank(enum zstate st, bool want_zero);
 
 /* tcache.c: per-thread caches of orders 0..TC_MAX_ORDER */

@@ -499,7 +499,8 @@ int zp_free(struct zp_arena *a, void *addr)
  * @size bytes where it is, taking the free pages that follow it inside the
  * block it came from (the pieces zp_alloc() gave back, if nobody has taken
  * them since: their buddies are inside the allocation, so they never merged
- * away, but another allocation may have split them).  Everything under the
+ * away, but another allocation may have split them, and what was split and
+ * freed again may lie apart as a merge owed: made first).  Everything under the
  * arena lock, so the checker sees the allocation before or after.  0 (it
  * now has at least @size bytes), -EINVAL (@a NULL, @size 0, or @addr not
  * in the arena), or -ENOMEM with nothing changed (a plain block, a size
@@ -528,6 +529,8 @@ int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
 		return 0;
 	end = pfn + ((size_t)1 << order);
 	zlock_lock(&a->lock);
+	if (order > a->merge_order) /* a piece split and freed again: whole */
+		coalesce(a, order);
 	for (s = pfn + n; s < pfn + n2;) { /* every piece [n, n2) needs is still free and whole */
 		unsigned o = floor_log2(end - s);
 		uint32_t pi = pg_info(&a->pages[s]);

@@ -490,6 +490,35 @@ static void exact_above_merge_order(void)
 	zp_arena_destroy(a);
 }
 
+/*
+ * A piece of the excess split by another request and freed again lies
+ * apart as a merge owed; growing in place makes it first.  9 MiB of an
+ * order-12 block gives back pieces of order 8, 9 and 10 (at 2304, 2560,
+ * 3072); two order-9 requests take 2560 and half of 3072's; freed, 3072
+ * and 3584 are a pair apart.  Growing to the whole block takes all three.
+ */
+static void grow_in_place_over_a_merge_owed(void)
+{
+	struct zp_arena *a = t_arena(4096, 12, 0);
+	char *p, *x, *y;
+
+	zp_test_set_pcp(a, false);
+	ASSERT((p = zp_alloc(a, 0, 9 << 20, ZP_USER_ADDR_NONE)));
+	ASSERT(t_pfn(a, p) == 0);
+	ASSERT((x = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE)));
+	ASSERT((y = zp_alloc_pages(a, 0, 9, ZP_USER_ADDR_NONE)));
+	ASSERT(t_pfn(a, x) == 2560 && t_pfn(a, y) == 3072);
+	ASSERT_EQ(zp_free_pages(a, y, 9), 0);
+	ASSERT_EQ(zp_free_pages(a, x, 9), 0);
+	EXPECT_EQ(a->owed[9], 3072);
+	EXPECT_EQ(zp_grow_in_place(a, p, 16 << 20), 0);
+	EXPECT_EQ(zp_usable_size(a, p), (size_t)16 << 20);
+	EXPECT_EQ(t_stats(a).nr_free, 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_free(a, p), 0);
+	zp_arena_destroy(a);
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -503,5 +532,6 @@ int main(int argc, char **argv)
 	RUN(racing_double_free);
 	RUN(grow_in_place_and_move);
 	RUN(exact_above_merge_order);
+	RUN(grow_in_place_over_a_merge_owed);
 	return t_done("test_exact");
 }

@@ -538,6 +538,36 @@ static void exact_allocations(void)
 	}
 }
 
+/*
+ * A free that stops at merge_order (9) reads the clock when a later merge
+ * may make its block large enough to be judged warm: with warm_min_order
+ * 11 (the drop-in's 16 MiB non-temporal threshold gives 12), a dirty
+ * order-10 block freed beside its never-written buddy, a moment later
+ * merged by a zeroing order-11 request, is warm: cleared cached.
+ */
+static void warm_across_a_merge_owed(void)
+{
+	struct clk c;
+	struct zp_arena *a = warm_arena(4096, 12, &c);
+	struct t_seen s;
+	char *x, *q;
+
+	a->warm_min_order = 11;
+	zp_test_set_pcp(a, false);
+	x = zp_alloc_pages(a, 0, 10, ZP_USER_ADDR_NONE); /* 0; 1024 stays free and fresh */
+	ASSERT(x && t_pfn(a, x) == 0);
+	memset(x, 5, ZP_PAGE_SIZE << 10);
+	c.ns += 300 * UNIT; /* the last stamp read is old now */
+	ASSERT_EQ(zp_free_pages(a, x, 10), 0);
+	EXPECT_EQ(a->owed[10], 0);
+	q = zalloc_seen(a, 11, ZP_USER_ADDR_NONE, &s);
+	ASSERT(q && t_pfn(a, q) == 0);
+	EXPECT_EQ(s.pages, 1024);
+	EXPECT_EQ(s.nt_pages, 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 /* The stamp of the buddy-list block that holds @pfn, or -1 when none does. */
 static int stamp_at(struct zp_arena *a, size_t pfn)
 {
@@ -798,6 +828,7 @@ int main(int argc, char **argv)
 	RUN(lower_half_and_prezero_split);
 	RUN(small_blocks_take_last_stamp);
 	RUN(exact_allocations);
+	RUN(warm_across_a_merge_owed);
 	RUN(grow_in_place_keeps_warmth);
 	RUN(owner_drain_leaves_cold_unstamped);
 	RUN(fork_child_puts_back_unstamped);
