@@ -43,8 +43,8 @@
  * place (zp_grow_in_place()).  A free makes at most one merge per order, as
  * eager merging would; a request's merges can each start such a chain, so
  * at most (levels above merge_order)^2 of them, about a hundred at
- * max_order 20; usually none: in the steady state an order-4 split
- * and merge crosses the same 5 levels (4 to 9) whether the arena's largest
+ * max_order 20; usually none: in the steady state an order-4 split and
+ * merge crosses the same 5 levels (4 to 9) whether the arena's largest
  * block is order 10 or 20, the pair at order 9 forming and parting at no
  * cost.  A request above merge_order sees every pair below its order
  * merged (the zero-aware preference sees a zeroed pair as a zeroed block).

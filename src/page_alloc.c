@@ -499,13 +499,14 @@ int zp_free(struct zp_arena *a, void *addr)
  * @size bytes where it is, taking the free pages that follow it inside the
  * block it came from (the pieces zp_alloc() gave back, if nobody has taken
  * them since: their buddies are inside the allocation, so they never merged
- * away, but another allocation may have split them, and what was split and
- * freed again may lie apart as a merge owed: made first).  Everything under the
- * arena lock, so the checker sees the allocation before or after.  0 (it
- * now has at least @size bytes), -EINVAL (@a NULL, @size 0, or @addr not
- * in the arena), or -ENOMEM with nothing changed (a plain block, a size
- * past the block, or a page taken): the caller moves.  @a is NULL or a live
- * arena (the drop-in's own; not part of the public API).
+ * away, but another allocation may have split them; what was split and
+ * freed again may lie apart as a merge owed, so the merges owed below the
+ * block's order are made first).  Everything under the arena lock, so the
+ * checker sees the allocation before or after.  0 (it now has at least
+ * @size bytes), -EINVAL (@a NULL, @size 0, or @addr not in the arena), or
+ * -ENOMEM with the allocation unchanged (a plain block, a size past the
+ * block, or a page taken): the caller moves.  @a is NULL or a live arena
+ * (the drop-in's own; not part of the public API).
  */
 int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
 {
@@ -580,9 +581,10 @@ int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
  * tables (os_move_pages(): no copy), then free @old.  Its moved pages read
  * zero afterwards, so they go back zeroed and reported (they cost a fault
  * when used again, like reported ones); the rest of @old, if any, dirty.
- * 0, or -errno with nothing changed (then the caller copies): @a NULL, not
- * two live allocations of this arena, @len too long, init_on_free or verify (their
- * free-time writes would take the pages back), or no mremap(DONTUNMAP).
+ * 0, or -errno with nothing changed (then the caller copies): @a NULL,
+ * not two live allocations of this arena, @len too long, init_on_free or
+ * verify (their free-time writes would take the pages back), or no
+ * mremap(DONTUNMAP).
  */
 int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len)
 {
