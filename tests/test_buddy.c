@@ -263,9 +263,22 @@ static size_t nfree_all(struct zp_arena *a, unsigned o)
 	return NFREE(a, o, ZS_ZEROED) + NFREE(a, o, ZS_DIRTY) + NFREE(a, o, ZS_REPORTED);
 }
 
+/* A request for the whole order-12 arena @a: every merge owed is made, the
+ * block is page 0, and nothing is owed after; then @a is destroyed. */
+static void whole_arena_back(struct zp_arena *a)
+{
+	char *q = zp_alloc_pages(a, 0, 12, ZP_USER_ADDR_NONE);
+
+	EXPECT(q && t_pfn(a, q) == 0);
+	EXPECT_EQ(nr_owed(a), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 /*
- * Merges from order 9 (PAGEBLOCK_ORDER) up wait for a request that needs
- * them, so a small split and merge costs the same at any max_order.
+ * Merges from order 9 (PAGEBLOCK_ORDER) up wait, one pair per order, until
+ * another pair forms there or a request needs them, so a small split and
+ * merge costs the same at any max_order.
  * 4096 pages, max_order 12:
  *   alloc order 0:  A [1][2] ... [256][512 @512][1024][2048]
  *   free it:        [512 @0][512 @512][1024][2048]   merges stop at order 9:
@@ -401,11 +414,7 @@ static void merge_on_demand_merges_every_pair(void)
 	EXPECT_EQ(a->owed[10], 0);
 	EXPECT_EQ(nr_owed(a), 2);
 	EXPECT_EQ(zp_arena_check(a), 0);
-	q = zp_alloc_pages(a, 0, 12, ZP_USER_ADDR_NONE);
-	EXPECT(q && t_pfn(a, q) == 0);
-	EXPECT_EQ(nr_owed(a), 0);
-	EXPECT_EQ(zp_arena_check(a), 0);
-	zp_arena_destroy(a);
+	whole_arena_back(a);
 }
 
 /*
@@ -492,15 +501,11 @@ static void merge_on_demand_keeps_zero_preference(void)
 static void merge_on_demand_after_drain(void)
 {
 	struct zp_arena *a = t_arena(4096, 12, 0); /* the caches on */
-	char *p = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE), *q;
+	char *p = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
 
 	ASSERT(p);
 	ASSERT_EQ(zp_free_pages(a, p, 0), 0); /* into this thread's cache */
-	q = zp_alloc_pages(a, 0, 12, ZP_USER_ADDR_NONE);
-	EXPECT(q && t_pfn(a, q) == 0);
-	EXPECT_EQ(nr_owed(a), 0);
-	EXPECT_EQ(zp_arena_check(a), 0);
-	zp_arena_destroy(a);
+	whole_arena_back(a);
 }
 
 /*
