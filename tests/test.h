@@ -537,19 +537,27 @@ static inline void t_dirty(struct zp_arena *a, unsigned order, int n)
 		zp_free_pages(a, p[i], order);
 }
 
-/* This process's resident memory, in KiB (-1 if unknown). */
-static inline long t_rss_kib(void)
+/* A "Name: N kB" line of /proc/self/status (@field: "VmRSS", "VmLck"),
+ * in KiB; -1 if unknown. */
+static inline long t_status_kib(const char *field)
 {
 	FILE *f = fopen("/proc/self/status", "r");
 	char line[256];
+	size_t n = strlen(field);
 	long kib = -1;
 
 	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+		if (!strncmp(line, field, n) && line[n] == ':' && sscanf(line + n + 1, " %ld kB", &kib) == 1)
 			break;
 	if (f)
 		fclose(f);
 	return kib;
+}
+
+/* This process's resident memory, in KiB (-1 if unknown). */
+static inline long t_rss_kib(void)
+{
+	return t_status_kib("VmRSS");
 }
 
 static inline int t_all_zero(const void *p, size_t len)
