@@ -77,10 +77,12 @@ $(B)/tests/example_basic: examples/basic.c all zpage.pc.in | $(B)/tests
 $(B)/tests/preload_prog: tests/preload_prog.c | $(B)/tests
 	$(CC) $(CSTD) $(WARN) -O2 -g -pthread $< -o $@
 
-# numpy, pytest and hypothesis for the drop-in's test are installed first when
-# missing (needs root; otherwise that test is skipped and says why)
+# What the tests need (numpy, pytest and hypothesis for the drop-in's test,
+# the sanitizer runtimes) is installed first when missing (needs root;
+# otherwise a test that needs it is skipped and says why); not the peers
+# (scripts/deps.sh test)
 check: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench $(B)/tests/preload_prog
-	@bash scripts/deps.sh || echo "make check: could not install every test dependency; the tests that need one say so"
+	@bash scripts/deps.sh test || echo "make check: could not install every test dependency; the tests that need one say so"
 	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic tests/bench_smoke.sh tests/abi.sh tests/preload.sh
 
 # ---- benchmark ----

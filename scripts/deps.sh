@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# Installs what building, testing and benchmarking zpage needs, from
-# Debian's packages, when it is missing.  Safe to run again.
+# scripts/deps.sh [all|test]: installs what zpage needs, from Debian's
+# packages, when it is missing.  Safe to run again.
+#   test: what building and `make check` need (compiler, make, pkg-config,
+#         the sanitizer runtimes, and numpy, pytest and hypothesis for the
+#         drop-in's test)
+#   all (the default, for `make bench` and .ci/run): that, and the
+#         allocators zpage-bench compares with and gnuplot for its charts
 set -euo pipefail
+
+mode=${1:-all}
+case $mode in
+all | test) ;;
+*) echo "usage: scripts/deps.sh [all|test]" >&2; exit 2 ;;
+esac
 
 pkgs=()
 command -v cc >/dev/null 2>&1 || pkgs+=(gcc)
@@ -17,10 +28,12 @@ done
 
 # zpage-bench: the allocators it compares with (loaded with dlopen) and
 # gnuplot for its charts
-for lib in libjemalloc.so.2:libjemalloc2 libmimalloc.so.2:libmimalloc2.0 libtcmalloc.so.4:libgoogle-perftools4; do
-	ldconfig -p 2>/dev/null | grep -q "${lib%%:*}" || pkgs+=("${lib##*:}")
-done
-command -v gnuplot >/dev/null 2>&1 || pkgs+=(gnuplot-nox)
+if [[ $mode == all ]]; then
+	for lib in libjemalloc.so.2:libjemalloc2 libmimalloc.so.2:libmimalloc2.0 libtcmalloc.so.4:libgoogle-perftools4; do
+		ldconfig -p 2>/dev/null | grep -q "${lib%%:*}" || pkgs+=("${lib##*:}")
+	done
+	command -v gnuplot >/dev/null 2>&1 || pkgs+=(gnuplot-nox)
+fi
 
 # the drop-in's test (tests/preload.sh) runs numpy's own tests under
 # Debian's /usr/bin/python3

@@ -53,9 +53,10 @@ if [ $rc -eq 0 ] && { { table preload | grep -q "^  zpage-run, numpy.zeros 32 Mi
 else
 	bad "scenario preload"; grep -A 8 "^== preload" "$out/all.txt" | diag
 fi
-# peers: `make bench` installs them (scripts/deps.sh); `make check` does
-# not, so a peer the system does not have is a skip that says so.  A peer
-# the system has must have its rows: fault's, and pairs' four orders.
+# peers: `make bench` and .ci/run install them (scripts/deps.sh); `make
+# check` does not, so a peer the system does not have is a skip that says
+# so.  A peer the system has must have its rows: fault's, and pairs' four
+# orders.
 for p in glibc:libc.so.6 jemalloc:libjemalloc.so.2 mimalloc:libmimalloc.so.2 tcmalloc:libtcmalloc.so.4; do
 	name=${p%%:*} lib=${p##*:}
 	for sc in fault pairs; do
