@@ -160,17 +160,18 @@ static void print_stats(void)
 	zp_arena_stats(arena, &st);
 	fprintf(f,
 		"zpage-run: arena of %zu MiB: %zu pages free (%zu zeroed, %zu reported); cleared %llu, clears "
-		"skipped %llu, reported %llu, refaulted %llu, prezeroed %llu\n",
+		"skipped %llu, reported %llu, refaulted %llu, prezeroed %llu; pre-zero reserve %zu KiB\n",
 		st.nr_pages >> (20 - ZP_PAGE_SHIFT), st.nr_free, st.nr_free_zeroed, st.nr_free_reported,
 		(unsigned long long)st.pages_cleared, (unsigned long long)st.pages_clear_skipped,
 		(unsigned long long)st.pages_reported, (unsigned long long)st.pages_refaulted,
-		(unsigned long long)st.pages_prezeroed);
+		(unsigned long long)st.pages_prezeroed, arena->prezero_bytes >> 10);
 	zp_arena_dump(arena, f);
 	fclose(f);
 }
 
-/* A ZPAGE_PRELOAD_* byte value through env.c (its parsing, ranges and one
- * message per variable); @out unchanged when unset or invalid. */
+/* A byte value (ZPAGE_PRELOAD_*, ZPAGE_PREZERO_BYTES) through env.c (its
+ * parsing, ranges and one message per variable); @out unchanged when unset
+ * or invalid. */
 static void env_bytes(enum env_id id, size_t *out)
 {
 	uint64_t v;
@@ -184,7 +185,7 @@ static void arena_init(void)
 	long pages = sysconf(_SC_PHYS_PAGES);
 	size_t mem = pages > 0 ? (size_t)pages * (size_t)sysconf(_SC_PAGESIZE) : (size_t)4 << 30;
 	size_t size = mem < ((size_t)1 << 30) ? (size_t)1 << 30 : mem & ~(size_t)(ZP_PAGE_SIZE - 1);
-	size_t nt_min = DEFAULT_NT_MIN;
+	size_t nt_min = DEFAULT_NT_MIN, prezero = DEFAULT_PREZERO;
 	struct zp_config c;
 
 	struct rlimit rl;
@@ -205,13 +206,16 @@ static void arena_init(void)
 		size = mem / 8;
 	env_bytes(ENV_PRELOAD_ARENA, &size);
 	env_bytes(ENV_PRELOAD_NT_MIN, &nt_min);
+	/* unset, empty or invalid: the drop-in's reserve, not the library's
+	 * default of none; 0 is a valid value (no reserve) */
+	env_bytes(ENV_PREZERO_BYTES, &prezero);
 	size &= ~(size_t)(ZP_PAGE_SIZE - 1);
 	c = (struct zp_config){
 		.size = size,
 		.max_order = PRELOAD_MAXORDER,
 		.flags = ZP_REPORT | ZP_PREZERO,
 		.clear_nt_min = nt_min,
-		.prezero_bytes = getenv("ZPAGE_PREZERO_BYTES") ? 0 : DEFAULT_PREZERO, /* 0: the variable's */
+		.prezero_bytes = prezero, /* 0 reads the variable again: 0 */
 	};
 	if (c.size < (ZP_PAGE_SIZE << c.max_order)) {
 		c.max_order = 0;

@@ -30,7 +30,8 @@ static const struct env_var {
 	[ENV_PREZERO_BYTES] = {"ZPAGE_PREZERO_BYTES", 0, (uint64_t)1 << 46, true, "bytes, K/M/G suffix allowed"},
 	[ENV_PREZERO_RATE_MB] = {"ZPAGE_PREZERO_RATE_MB", 1, 1048576, false, "MiB per second"},
 	[ENV_PRELOAD_MIN] = {"ZPAGE_PRELOAD_MIN", 4096, (uint64_t)1 << 40, true, "bytes, K/M/G suffix allowed"},
-	[ENV_PRELOAD_ARENA] = {"ZPAGE_PRELOAD_ARENA", (uint64_t)16 << 20, ((uint64_t)1 << 44) - 4096, true,
+	/* at most 2^32 - 2 pages: an arena of NIL (2^32 - 1) pages or more is refused */
+	[ENV_PRELOAD_ARENA] = {"ZPAGE_PRELOAD_ARENA", (uint64_t)16 << 20, ((uint64_t)1 << 44) - 8192, true,
 			       "bytes, K/M/G suffix allowed"},
 	[ENV_PRELOAD_NT_MIN] = {"ZPAGE_PRELOAD_NT_MIN", 4096, (uint64_t)1 << 40, true, "bytes, K/M/G suffix allowed"},
 };

@@ -83,6 +83,35 @@ if ZPAGE_PRELOAD_MIN=64K timeout 60 "$run" --stats /bin/sh -c 'exit 0' >/dev/nul
 else
 	bad "ZPAGE_PRELOAD_MIN"; head -n 3 "$out/min.err" | diag
 fi
+# ZPAGE_PREZERO_BYTES: unset, empty or invalid keeps the drop-in's 32 MiB
+# pre-zero reserve (not the library's default of none); a valid value, 0
+# included, is what the arena gets
+reserve() {
+	if [ "$1" = unset ]; then set -- env -u ZPAGE_PREZERO_BYTES; else set -- env "ZPAGE_PREZERO_BYTES=$1"; fi
+	"$@" PRELOAD_PROG_NO_DOUBLE_FREE=1 timeout 120 "$run" --stats "$B/tests/preload_prog" 2>&1 >/dev/null |
+		grep -o "pre-zero reserve [0-9]* KiB"
+}
+r_unset=$(reserve unset) r_empty=$(reserve "") r_bad=$(reserve lots) r_zero=$(reserve 0) r_8m=$(reserve 8M)
+if [ "$r_unset" = "pre-zero reserve 32768 KiB" ] && [ "$r_empty" = "$r_unset" ] && [ "$r_bad" = "$r_unset" ] &&
+	[ "$r_zero" = "pre-zero reserve 0 KiB" ] && [ "$r_8m" = "pre-zero reserve 8192 KiB" ]; then
+	ok "ZPAGE_PREZERO_BYTES: unset, empty and invalid keep 32 MiB; 0 and 8M are used"
+else
+	bad "ZPAGE_PREZERO_BYTES: unset '$r_unset', empty '$r_empty', lots '$r_bad', 0 '$r_zero', 8M '$r_8m'"
+fi
+# ZPAGE_PRELOAD_ARENA's largest accepted value (2^32 - 2 pages) makes an
+# arena; one page more is refused by env.c with its message, not by
+# zp_arena_create() (which would leave no arena at all)
+if [ "$(cat /proc/sys/vm/overcommit_memory 2>/dev/null)" = 2 ]; then
+	skip "ZPAGE_PRELOAD_ARENA at its maximum" "strict overcommit (vm.overcommit_memory 2) refuses a 16 TiB reservation"
+elif PRELOAD_PROG_NO_DOUBLE_FREE=1 ZPAGE_PRELOAD_ARENA=17592186036224 timeout 120 "$run" --stats "$B/tests/preload_prog" \
+	>/dev/null 2>"$out/max.err" && grep -q "^zpage-run: arena of 16777215 MiB" "$out/max.err" &&
+	PRELOAD_PROG_NO_DOUBLE_FREE=1 ZPAGE_PRELOAD_ARENA=17592186040320 timeout 120 "$run" --stats "$B/tests/preload_prog" \
+		>/dev/null 2>"$out/over.err" &&
+	grep -q "^zpage: ignoring ZPAGE_PRELOAD_ARENA=17592186040320" "$out/over.err" && grep -q "^zpage-run: arena of" "$out/over.err"; then
+	ok "ZPAGE_PRELOAD_ARENA: 16 TiB - 8 KiB makes an arena, 4 KiB more is ignored with a message"
+else
+	bad "ZPAGE_PRELOAD_ARENA at its maximum"; cat "$out/max.err" "$out/over.err" 2>/dev/null | grep -v "^ " | head -n 4 | diag
+fi
 
 # sort: 200 MB of lines
 awk 'BEGIN { srand(7); for (i = 0; i < 20000000; i++) print int(rand() * 1e9) }' >"$out/lines"
