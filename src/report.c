@@ -29,7 +29,10 @@
  * Report candidates: blocks of report_order or larger on the zeroed or
  * dirty lists (a block on the reported list has every page reported).  A
  * block whose system call fails (e.g. a page of it is mlocked) goes back
- * unchanged and the pass goes on without it.
+ * unchanged, or with the runs before the failed one reported when it was
+ * handed back run by run (keep_zeroed), and the pass goes on without it.
+ * The OS may have dropped part of a failed range: its bits still hold,
+ * since a page not marked zeroed may read anything.
  * Pre-zero candidates: blocks on the dirty lists with resident dirty pages;
  * a block larger than the pass still needs is split (expand()) so that a
  * pass clears about what it was asked, not a whole large block.  Only
@@ -186,22 +189,24 @@ static size_t isolate_for_report(struct zp_arena *a, struct isolated *out, size_
 }
 
 /* Hand back the resident dirty runs of an isolated block (keep_zeroed).
- * Returns the pages reported, or -errno of the first failed call. */
-static long report_dirty_runs(struct zp_arena *a, const struct isolated *b)
+ * Returns the pages reported; *@err: 0, or -errno of the call that failed,
+ * after which the block's later runs are left (the runs before it stay
+ * reported: their bits say so). */
+static long report_dirty_runs(struct zp_arena *a, const struct isolated *b, int *err)
 {
 	size_t end = b->pfn + ((size_t)1 << b->order);
 	long done = 0;
 
+	*err = 0;
 	for (size_t p = b->pfn; p < end;) {
 		size_t s = zs_next_clearable(a, p, end, true), e;
-		int rc;
 
 		if (s == end)
 			break;
 		e = zs_next_clearable(a, s, end, false);
-		rc = a->backend.report(a->backend.ctx, pfn_to_addr(a, s), (e - s) << ZP_PAGE_SHIFT);
-		if (rc)
-			return done ? done : rc;
+		*err = a->backend.report(a->backend.ctx, pfn_to_addr(a, s), (e - s) << ZP_PAGE_SHIFT);
+		if (*err)
+			break;
 		zs_mark_reported(a, s, e - s, a->report_zeroes);
 		done += (long)(e - s);
 		p = e;
@@ -326,27 +331,24 @@ long zp_arena_report(struct zp_arena *a)
 			int rc;
 
 			if (b[i].keep_zeroed) {
-				long r = report_dirty_runs(a, &b[i]);
-
-				if (r > 0)
-					batch_reported += r;
-				else if (r < 0 && !err)
-					err = (int)r;
-				if (r < 0 && nfailed < MAX_FAILED)
-					failed[nfailed++] = b[i].pfn;
-				continue;
+				batch_reported += report_dirty_runs(a, &b[i], &rc);
+			} else {
+				rc = a->backend.report(a->backend.ctx, pfn_to_addr(a, b[i].pfn),
+						       pages << ZP_PAGE_SHIFT);
+				if (!rc) {
+					zs_count(a, b[i].pfn, pages, &c);
+					zs_mark_reported(a, b[i].pfn, pages, a->report_zeroes);
+					batch_reported += (long)(pages - c.reported);
+				}
 			}
-			rc = a->backend.report(a->backend.ctx, pfn_to_addr(a, b[i].pfn), pages << ZP_PAGE_SHIFT);
+			/* a failed block (even one with some runs reported) is
+			 * skipped for the rest of the pass */
 			if (rc) {
 				if (!err)
 					err = rc;
 				if (nfailed < MAX_FAILED)
 					failed[nfailed++] = b[i].pfn;
-				continue;
 			}
-			zs_count(a, b[i].pfn, pages, &c);
-			zs_mark_reported(a, b[i].pfn, pages, a->report_zeroes);
-			batch_reported += (long)(pages - c.reported);
 		}
 		zlock_lock(&a->lock);
 		put_back(a, b, n);

@@ -19,6 +19,7 @@ struct fake {
 	_Atomic size_t min_len;
 	int fail;		/* -errno to return, or 0 */
 	_Atomic uintptr_t bad;	/* fail (-EINVAL) for this address, as for an mlocked page */
+	_Atomic size_t bad_calls; /* calls that failed for it */
 	bool fail_first;	/* the first address reported becomes bad */
 	unsigned delay_us;	/* each call takes this long */
 	_Atomic size_t hold_at; /* call number that blocks until released (0: none) */
@@ -39,8 +40,10 @@ static int fake_report(void *ctx, void *addr, size_t len)
 		usleep(f->delay_us);
 	if (f->fail_first && !f->bad)
 		f->bad = (uintptr_t)addr;
-	if (f->bad == (uintptr_t)addr)
+	if (f->bad == (uintptr_t)addr) {
+		f->bad_calls++;
 		return -EINVAL;
+	}
 	if (f->fail)
 		return f->fail;
 	f->calls++;
@@ -888,6 +891,56 @@ static void report_keeps_reserve_inside_a_block(void)
 	zp_arena_destroy(a);
 }
 
+/* A block that keeps its reserve pages is reported run by run; when a
+ * later run fails, the runs before it stay reported (their bits say so)
+ * and the block, like any failed one, is not tried again in that pass.
+ * Block 0 is laid out dirty [0, 256), zeroed [256, 512) (the reserve),
+ * dirty [512, 1024), and its second run fails. */
+static void report_skips_a_block_whose_later_run_failed(void)
+{
+	struct fake f = {0};
+	struct zp_config c = {.size = (size_t)16 << 20, .max_order = 10, .prezero_bytes = (size_t)1 << 20};
+	struct zp_backend b = {"fake", fake_report, true, fake_now, &f, NULL};
+	struct zp_arena *a = zp_arena_create(&c);
+	char *p[16];
+
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	for (int i = 0; i < 16; i++) { /* the whole arena in order-8 pieces, written */
+		p[i] = zp_alloc_pages(a, 0, 8, ZP_USER_ADDR_NONE);
+		ASSERT(p[i]);
+		memset(p[i], 0x3c, ZP_PAGE_SIZE << 8);
+	}
+	char *base = p[0];
+	for (int i = 1; i < 16; i++)
+		if (p[i] < base)
+			base = p[i];
+	for (int i = 0; i < 16; i++)
+		if (p[i] == base + (ZP_PAGE_SIZE << 8))
+			zp_free_pages(a, p[i], 8);
+	zp_test_drain_pcp(a); /* onto the buddy lists, where pre-zeroing looks */
+	EXPECT_EQ(zp_arena_prezero(a, 0), 256); /* the only free block: [256, 512) of block 0 */
+	for (int i = 0; i < 16; i++)
+		if (p[i] != base + (ZP_PAGE_SIZE << 8))
+			zp_free_pages(a, p[i], 8);
+	zp_test_drain_pcp(a);
+	EXPECT_EQ(t_stats(a).nr_free_zeroed, 256);
+	f.bad = (uintptr_t)(base + (ZP_PAGE_SIZE << 9));
+
+	EXPECT_EQ(zp_arena_report(a), 256 + 3 * 1024); /* block 0's first run and the other blocks */
+	EXPECT_EQ(f.bad_calls, 1);			/* its second run was tried once */
+	EXPECT_EQ(t_stats(a).nr_free_reported, 256 + 3 * 1024);
+	EXPECT_EQ(t_stats(a).nr_free_zeroed, 256); /* the reserve kept */
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_arena_report(a), -EINVAL); /* only that run is left */
+	EXPECT_EQ(f.bad_calls, 2);
+	f.bad = 0;
+	EXPECT_EQ(zp_arena_report(a), 512);
+	EXPECT_EQ(t_stats(a).nr_free_reported, 4096 - 256);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
 /* A block whose system call keeps failing (mlocked) does not bring the
  * background thread back every report_delay_ms. */
 static void failing_block_does_not_make_the_thread_poll(void)
@@ -986,6 +1039,7 @@ int main(int argc, char **argv)
 	RUN(report_keeps_prezero_reserve);
 	RUN(environment_overrides);
 	RUN(report_keeps_reserve_inside_a_block);
+	RUN(report_skips_a_block_whose_later_run_failed);
 	RUN(failing_block_does_not_make_the_thread_poll);
 	RUN(cancelled_waiter_leaves_no_lock);
 	RUN(prezero_leaves_lazily_freed_pages_alone);
