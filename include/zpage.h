@@ -84,7 +84,9 @@ struct zp_config {
 	unsigned max_order;	  /* largest block = page << max_order (default 10) */
 	unsigned flags;		  /* ZP_INIT_ON_ALLOC | ZP_INIT_ON_FREE | ... */
 	unsigned report_order;	  /* smallest block handed back to the OS (default 9) */
-	unsigned report_delay_ms; /* how long memory stays free before reporting (default 2000) */
+	unsigned report_delay_ms; /* from the first free after a report pass to the next
+				     pass (default 2000); the pass reports every free
+				     block, however recently freed */
 	size_t prezero_bytes;	  /* zeroed resident memory to keep ready */
 	/* the clearing engine (docs/DESIGN.md, section 6) */
 	size_t clear_hot_bytes; /* neighbourhood around user_addr cleared with cached
@@ -263,9 +265,11 @@ ZP_API size_t zp_usable_size(struct zp_arena *a, const void *addr);
  * (and zeroed when the backend's zero-fill was confirmed at start-up).
  * Zeroed resident pages are kept (only the block's other pages are handed
  * back) while reporting them would leave less than prezero_bytes of zeroed
- * resident memory.  A block whose system call
- * fails (a page of it is mlocked, say) is put back unchanged and the pass
- * goes on with the others (after 64 failures it stops).
+ * resident memory.  A block whose system call fails (a page of it is
+ * mlocked, say) is put back with its state unchanged (or, when only its
+ * dirty runs were being handed back, with the runs before the failed one
+ * marked reported) and the pass goes on with the others, not trying it
+ * again (after 64 failures it stops).
  * Allocation and free go on meanwhile.  Ignores report_delay_ms.
  *
  * Context: any thread; makes system calls with no lock held.
