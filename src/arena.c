@@ -253,10 +253,16 @@ fail:
 	return NULL;
 }
 
+/* Not a cancellation point: joining the background thread is one, and a
+ * destroy cancelled there would leave the arena mapped and its thread
+ * unjoined. */
 void zp_arena_destroy(struct zp_arena *a)
 {
+	int cs;
+
 	if (!a)
 		return;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
 	registry_del(a);
 	tc_destroy(a); /* first: an exiting thread's cache may be on its way back */
 	daemon_stop(a);
@@ -265,6 +271,7 @@ void zp_arena_destroy(struct zp_arena *a)
 	os_unmap(a->meta_addr, a->meta_len);
 	os_unmap(a->map_addr, a->map_len);
 	free(a);
+	pthread_setcancelstate(cs, NULL);
 }
 
 void zp_arena_stats(struct zp_arena *a, struct zp_stats *st)

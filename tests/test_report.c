@@ -695,6 +695,42 @@ static void destroy_during_slow_report(void)
 	EXPECT(ms < 100);
 }
 
+/* zp_arena_destroy() is not a cancellation point: a thread with a cancel
+ * request pending destroys the arena while its thread is in the middle of a
+ * slow pass (the join would act on the request and leave the arena mapped,
+ * its thread running), and is cancelled at its next cancellation point. */
+static _Atomic int destroyed;
+static void *destroy_with_cancel_pending(void *arg)
+{
+	pthread_cancel(pthread_self());
+	zp_arena_destroy(arg);
+	destroyed = 1;
+	pthread_testcancel();
+	return NULL;
+}
+
+static void destroy_is_not_a_cancellation_point(void)
+{
+	struct fake f = {.delay_us = 20000};
+	struct zp_config c = {.size = (size_t)64 << 20, .max_order = 9, .flags = ZP_REPORT, .report_delay_ms = 1};
+	struct zp_backend b = {"slow", fake_report, true, real_now, &f, real_wait};
+	struct zp_arena *a = zp_arena_create(&c);
+	pthread_t t;
+	void *ret = NULL;
+
+	ASSERT(a);
+	zp_test_set_backend(a, &b);
+	t_dirty(a, 9, 32); /* 640 ms of system calls */
+	for (int i = 0; i < 2000 && !f.attempts; i++)
+		usleep(1000);
+	ASSERT(f.attempts > 0);
+	destroyed = 0;
+	ASSERT_EQ(pthread_create(&t, NULL, destroy_with_cancel_pending, a), 0);
+	ASSERT_EQ(pthread_join(t, &ret), 0);
+	EXPECT(ret == PTHREAD_CANCELED); /* at pthread_testcancel(), after the destroy */
+	EXPECT_EQ(destroyed, 1);
+}
+
 /* Item 7: a block whose system call fails (mlocked) does not stop the pass,
  * however many batches of blocks follow it. */
 static void report_goes_on_past_a_failed_block(void)
@@ -1051,6 +1087,7 @@ int main(int argc, char **argv)
 	RUN(idle_arena_gives_its_reserve_back);
 	RUN(destroy_during_slow_prezero);
 	RUN(destroy_during_slow_report);
+	RUN(destroy_is_not_a_cancellation_point);
 	RUN(report_goes_on_past_a_failed_block);
 	RUN(report_goes_on_past_an_mlocked_page);
 	RUN(prezero_size_max);
