@@ -5,7 +5,13 @@
  * Mapping: the arena is one private anonymous MAP_NORESERVE mapping,
  * over-reserved by @align and trimmed so that its base is aligned.  With
  * huge pages (the default) the first write to a 2 MiB range may commit all
- * 2 MiB of it; ZP_NOHUGEPAGE asks for 4 KiB pages instead.
+ * 2 MiB of it; ZP_NOHUGEPAGE asks for 4 KiB pages instead.  Under
+ * mlockall(MCL_FUTURE) a new read-write mapping is locked and committed
+ * whole before mmap() returns (a 1 TiB reservation would try to commit
+ * 1 TiB): when a probe page shows that, the range is mapped PROT_NONE
+ * (which nothing commits), locked on fault instead (mlock2 MLOCK_ONFAULT:
+ * each page locked as it is first touched, what the program asked for
+ * without the commitment), and only then made read-write.
  *
  * Reporting: madvise(MADV_DONTNEED) drops private anonymous pages, which
  * read back as zero; a self-test (once per process, pthread_once) confirms
@@ -44,6 +50,51 @@
 
 /* ---- memory ---- */
 
+/* Does a new read-write mapping come committed (mlockall(MCL_FUTURE)
+ * without MCL_ONFAULT in force)?  One page, never touched: resident only
+ * if mmap() populated it. */
+static bool mappings_come_committed(void)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	void *p = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned char vec = 0;
+	bool yes;
+
+	if (p == MAP_FAILED)
+		return false;
+	yes = !mincore(p, pg, &vec) && (vec & 1);
+	munmap(p, pg);
+	return yes;
+}
+
+/* @len bytes of private anonymous read-write memory, nothing committed,
+ * even under mlockall(MCL_FUTURE) (top of this file).  NULL + errno. */
+static void *map_noreserve(size_t len)
+{
+	const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	void *p;
+	int err;
+
+	if (!mappings_come_committed()) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	p = mmap(NULL, len, PROT_NONE, flags, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	/* locked on fault, or, where that is refused, not locked at all:
+	 * either way not committed by the mprotect() below */
+	if (mlock2(p, len, MLOCK_ONFAULT))
+		munlock(p, len);
+	if (mprotect(p, len, PROT_READ | PROT_WRITE)) {
+		err = errno;
+		munmap(p, len);
+		errno = err;
+		return NULL;
+	}
+	return p;
+}
+
 void *os_reserve(size_t len, size_t align, bool hugepages)
 {
 	uintptr_t start, aligned;
@@ -53,8 +104,8 @@ void *os_reserve(size_t len, size_t align, bool hugepages)
 		errno = ENOMEM;
 		return NULL;
 	}
-	p = mmap(NULL, len + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	p = map_noreserve(len + align);
+	if (!p)
 		return NULL;
 	start = (uintptr_t)p;
 	aligned = (start + align - 1) & ~(uintptr_t)(align - 1);
@@ -69,9 +120,7 @@ void *os_reserve(size_t len, size_t align, bool hugepages)
 
 void *os_map_meta(size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
+	return map_noreserve(len);
 }
 
 void os_unmap(void *addr, size_t len)
