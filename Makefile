@@ -24,8 +24,10 @@ $(B)/obj/%.o: src/%.c $(HDRS) | $(B)/obj
 $(B)/libzpage.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
+# -z nodelete: a dlclose() must not unmap the code of the pthread key
+# destructor that gives a thread's cache back when the thread exits
 $(B)/libzpage.so: $(OBJS) zpage.map
-	$(CC) -shared -pthread -Wl,-soname,libzpage.so.0 -Wl,--version-script=zpage.map -o $@ $(OBJS)
+	$(CC) -shared -pthread -Wl,-soname,libzpage.so.0 -Wl,-z,nodelete -Wl,--version-script=zpage.map -o $@ $(OBJS)
 
 # the drop-in: the malloc family over a process-wide arena (preload/preload.c)
 $(B)/obj/preload.o: preload/preload.c $(HDRS) | $(B)/obj

@@ -3,7 +3,9 @@
  * The OS boundary (src/os.c, src/env.c): every ZPAGE_* variable against a
  * matrix of hostile values, the background thread's signal mask, the
  * MADV_DONTNEED self-test when two arenas are created at once, transparent
- * huge pages on and off, and a failed thread start leaving nothing behind.
+ * huge pages on and off, a failed thread start leaving nothing behind,
+ * libzpage.so unloaded while a thread that used it lives on, and an arena
+ * created under mlockall(MCL_FUTURE).
  * (The timed wait against a wall-clock jump is in test_clock.c: it
  * interposes clock_gettime for the whole binary.)
  *
@@ -13,6 +15,8 @@
  * shared anonymous mapping; the parent judges them.
  */
 #include <dirent.h>
+#include <dlfcn.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -994,6 +998,137 @@ static void create_out_of_address_space_leaves_nothing(void)
 #endif
 }
 
+/* ---- mlockall_future_commits_nothing ---- */
+
+/* Under mlockall(MCL_CURRENT | MCL_FUTURE), as a VMM or a database may run,
+ * a new read-write mapping is committed whole by mmap(): creating an arena
+ * must still commit nothing, its range locked on fault instead (each page
+ * locked as it is touched; VmLck counts such a range whole at once).
+ * In a child (the locks are its own). */
+static void mlockall_future_commits_nothing(void)
+{
+	pid_t pid;
+	int st;
+
+	fflush(NULL);
+	pid = fork();
+	ASSERT(pid >= 0);
+	if (!pid) {
+		struct zp_config c = {.size = 256 * MiB, .max_order = 9};
+		long lck = t_status_kib("VmLck"), rss;
+		struct zp_arena *a;
+		char *p;
+
+		if (mlockall(MCL_CURRENT | MCL_FUTURE))
+			_exit(10);
+		if (t_status_kib("VmLck") <= lck)
+			_exit(11);
+		rss = t_status_kib("VmRSS");
+		lck = t_status_kib("VmLck");
+		a = zp_arena_create(&c);
+		if (!a)
+			_exit(2);
+		if (t_status_kib("VmRSS") - rss > 32 * 1024)
+			_exit(3); /* the 256 MiB reservation (or its metadata) committed */
+		if (t_status_kib("VmLck") - lck < 256 * 1024)
+			_exit(5); /* not locked (on fault): VmLck counts a locked range whole */
+		p = zp_alloc_pages(a, ZP_GFP_ZERO, 9, ZP_USER_ADDR_NONE);
+		if (!p || !t_all_zero(p, 2 * MiB))
+			_exit(4);
+		memset(p, 1, 2 * MiB);
+		if (zp_free_pages(a, p, 9) || zp_arena_check(a))
+			_exit(6);
+		zp_arena_destroy(a);
+		_exit(0);
+	}
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 10)
+		SKIP("mlockall(MCL_CURRENT | MCL_FUTURE) failed: RLIMIT_MEMLOCK?");
+	if (WEXITSTATUS(st) == 11)
+		SKIP("mlockall() returned 0 but VmLck did not grow (ASan and TSan make it a no-op)");
+	if (WEXITSTATUS(st))
+		T_DIAG("%s", WEXITSTATUS(st) == 2   ? "zp_arena_create failed"
+			     : WEXITSTATUS(st) == 3 ? "creating a 256 MiB arena committed more than 32 MiB"
+			     : WEXITSTATUS(st) == 4 ? "a zeroing allocation failed or did not read zero"
+			     : WEXITSTATUS(st) == 5 ? "the arena's range is not locked (on fault)"
+						    : "a free or the check failed");
+	EXPECT_EQ(WEXITSTATUS(st), 0);
+}
+
+/* ---- dlclose_with_a_live_thread ---- */
+
+/* libzpage.so is opened, a thread allocates and frees (so it has a cache,
+ * whose pthread key destructor lives in the library), the arena is
+ * destroyed and the library closed, then the thread exits: its key
+ * destructor must still be there (the library is linked -z nodelete).
+ * In a child: the failure is a crash. */
+static _Atomic int dl_go;
+static void *dl_thread(void *arg)
+{
+	void **fn = arg;
+	void *(*alloc)(void *, unsigned, unsigned, uintptr_t) = (void *(*)(void *, unsigned, unsigned, uintptr_t))fn[1];
+	int (*fr)(void *, void *, unsigned) = (int (*)(void *, void *, unsigned))fn[2];
+	void *p = alloc(fn[0], 0, 0, ZP_USER_ADDR_NONE);
+
+	if (!p || fr(fn[0], p, 0))
+		return (void *)1;
+	dl_go = 1;
+	while (dl_go != 2)
+		usleep(1000);
+	return NULL;
+}
+
+static void dlclose_with_a_live_thread(void)
+{
+	char exe[4096], path[4200];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	pid_t pid;
+	int st;
+
+	if (n <= 0)
+		SKIP("no /proc/self/exe");
+	exe[n] = 0;
+	snprintf(path, sizeof(path), "%s/../libzpage.so", dirname(exe)); /* build/tests/.. */
+	if (access(path, R_OK))
+		SKIP("%s is not built", path);
+	fflush(NULL);
+	pid = fork();
+	ASSERT(pid >= 0);
+	if (!pid) {
+		void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL), *fn[3];
+		struct zp_arena *(*create)(const struct zp_config *);
+		void (*destroy)(struct zp_arena *);
+		struct zp_config c = {.size = 4 * MiB, .max_order = 4};
+		pthread_t t;
+		void *ret;
+
+		if (!h)
+			_exit(3);
+		create = (struct zp_arena * (*)(const struct zp_config *)) dlsym(h, "zp_arena_create");
+		destroy = (void (*)(struct zp_arena *))dlsym(h, "zp_arena_destroy");
+		fn[1] = dlsym(h, "zp_alloc_pages");
+		fn[2] = dlsym(h, "zp_free_pages");
+		if (!create || !destroy || !fn[1] || !fn[2] || !(fn[0] = create(&c)))
+			_exit(4);
+		if (pthread_create(&t, NULL, dl_thread, fn))
+			_exit(5);
+		while (!dl_go)
+			usleep(1000);
+		destroy(fn[0]);
+		if (dlclose(h))
+			_exit(6);
+		dl_go = 2; /* the thread exits now: its cache's destructor runs */
+		pthread_join(t, &ret);
+		_exit(ret ? 7 : 0);
+	}
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	if (WIFSIGNALED(st))
+		T_DIAG("the child died of signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+	EXPECT(WIFEXITED(st));
+	EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -1006,5 +1141,7 @@ int main(int argc, char **argv)
 	RUN(default_hugepage_commits_2m);
 	RUN(thread_start_failure_leaves_nothing);
 	RUN(create_out_of_address_space_leaves_nothing);
+	RUN(dlclose_with_a_live_thread);
+	RUN(mlockall_future_commits_nothing);
 	return t_done("test_os");
 }
