@@ -25,22 +25,36 @@
  * background thread (ZP_REPORT, ZP_PREZERO) starts its own at its first
  * allocation, free or pass, and zp_arena_destroy() in the child never
  * touches the parent's.  The library's fork handlers are registered when
- * it is loaded, so an application's own pthread_atfork() handlers run
- * while zpage holds none of its locks, and may call it.
+ * it is loaded: an application's pthread_atfork() handlers registered
+ * after that run while zpage holds none of its locks, and may call it;
+ * handlers registered before (by a constructor that runs before the
+ * library's, or before a dlopen() of it) run while zpage holds every lock,
+ * and must not call it.
  *
- * Signals: the library's background thread blocks every signal but the
+ * Signals: no function is async-signal-safe.  A signal handler may call
+ * zp_alloc_pages(), zp_free_pages(), zp_alloc() and zp_free() only when it
+ * interrupted no call of the library (on any arena) and its thread has
+ * called the library on that arena before, and, in a forked child, the
+ * child has too: a thread's first call on an arena allocates its cache
+ * with posix_memalign(), and a child's first call may start its background
+ * thread, neither of which may run in a handler that interrupted malloc.
+ * The library's background thread blocks every signal but the
  * fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), so a
  * signal sent to the process is never handled on it, unless it is one of
  * those sent with kill() while every application thread blocks it.
  *
- * Cancellation: no function is a cancellation point while it holds a lock.
+ * Cancellation: no function is a cancellation point while it holds a lock,
+ * and zp_arena_destroy() is none at all (a destroy cancelled half way
+ * would leave the arena mapped).
  *
  * Resident memory: the arena is reserved, not committed.  With transparent
  * huge pages (the default; the system's THP mode must be "always" or
  * "madvise"), the first write to a 2 MiB-aligned range may commit all 2 MiB
  * of it: pass ZP_NOHUGEPAGE to commit 4 KiB at a time.  The metadata costs
  * at most 12.25 bytes per page, reserved too and faulted in as pages are
- * used: creating an arena, even of 1 TiB, writes none of it.
+ * used: creating an arena, even of 1 TiB, writes none of it, even under
+ * mlockall(MCL_FUTURE) (the range is then locked on fault, page by page as
+ * it is first touched, and report passes cannot hand locked pages back).
  */
 #ifndef ZPAGE_H
 #define ZPAGE_H
