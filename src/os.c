@@ -307,21 +307,51 @@ void os_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t de
 
 /* ---- moving pages ---- */
 
+/* zp_test_fail_next_move(): the next move fails as an older kernel may */
+static _Atomic bool fail_next_move;
+
+void zp_test_fail_next_move(void)
+{
+	atomic_store(&fail_next_move, true);
+}
+
 /*
  * Move the pages of [from, from + len) to [to, to + len), both inside one
  * private anonymous mapping, without copying: mremap(MREMAP_DONTUNMAP)
  * (Linux 5.7) moves the page tables and leaves [from, ...) mapped and
  * empty, so it reads zero at the next touch, as after MADV_DONTNEED.  0, or
- * -errno with nothing moved (an older kernel: EINVAL).
+ * -errno with nothing moved (an older kernel: EINVAL), [from, ...) as it
+ * was and [to, ...) mapped (its contents undefined).  Older kernels unmap
+ * the target of MREMAP_FIXED before they check the source, and may then
+ * refuse it (EFAULT for a source that spans two mappings, which earlier
+ * moves make; the kernel this was written on, 6.18, moves such a source,
+ * so the case is injected in the test): the target is mapped again, empty,
+ * so that the caller's copy into it does not fault.
  */
-int os_move_pages(void *from, void *to, size_t len)
+int os_move_pages(void *from, void *to, size_t len, bool hugepages)
 {
 #ifdef MREMAP_DONTUNMAP
-	void *r = mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to);
+	void *r;
+	int err;
 
-	return r == to ? 0 : -errno;
+	if (atomic_exchange(&fail_next_move, false)) {
+		munmap(to, len); /* as such a kernel does */
+		r = MAP_FAILED;
+		errno = EFAULT;
+	} else {
+		r = mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to);
+	}
+	if (r == to)
+		return 0;
+	err = errno;
+	/* msync() fails with ENOMEM where a page of the range is unmapped */
+	if (msync(to, len, MS_ASYNC) && errno == ENOMEM &&
+	    mmap(to, len, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) ==
+		    to)
+		madvise(to, len, hugepages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	return -err;
 #else
-	(void)from, (void)to, (void)len;
+	(void)from, (void)to, (void)len, (void)hugepages;
 	return -EINVAL;
 #endif
 }

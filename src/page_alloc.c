@@ -603,7 +603,7 @@ int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len)
 	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, (info & ~PG_ALLOC) | PG_BUSY,
 						     memory_order_acq_rel, memory_order_acquire))
 		return -EINVAL;
-	err = os_move_pages(old, new, len);
+	err = os_move_pages(old, new, len, !(a->flags & ZP_NOHUGEPAGE));
 	if (err) {
 		pg_set_info(&a->pages[pfn], info); /* live again, unchanged */
 		return err;

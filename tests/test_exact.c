@@ -411,6 +411,28 @@ static void grow_in_place_and_move(void)
 	EXPECT_EQ(zp_free(a, q), 0);
 	EXPECT_EQ(t_stats(a).nr_free, 64);
 	EXPECT_EQ(zp_arena_check(a), 0);
+
+	/* a move that fails after the kernel unmapped its target (kernels
+	 * before 6.17 unmap an MREMAP_FIXED target first, then may refuse
+	 * the source): the old block is live and unchanged, and the target
+	 * is mapped again, so the caller's copy into it does not fault */
+	ASSERT((p = zp_alloc(a, 0, 3 * 4096, ZP_USER_ADDR_NONE)));
+	ASSERT((q = zp_alloc(a, 0, 6 * 4096, ZP_USER_ADDR_NONE)));
+	for (int i = 0; i < 3; i++)
+		memset(p + i * ZP_PAGE_SIZE, 0x20 + i, ZP_PAGE_SIZE);
+	zp_test_fail_next_move();
+	EXPECT_EQ(zp_move_and_free(a, p, q, 3 * ZP_PAGE_SIZE), -EFAULT);
+	EXPECT_EQ(zp_usable_size(a, p), 3 * ZP_PAGE_SIZE); /* still live */
+	for (int i = 0; i < 3; i++)
+		EXPECT_EQ((unsigned char)p[i * ZP_PAGE_SIZE + 77], 0x20 + i);
+	memcpy(q, p, 3 * ZP_PAGE_SIZE); /* the drop-in's fallback: a fault here without the remap */
+	EXPECT_EQ((unsigned char)q[2 * ZP_PAGE_SIZE + 77], 0x22);
+	EXPECT_EQ(zp_free(a, p), 0);
+	EXPECT_EQ(zp_free(a, q), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	ASSERT((q = zp_alloc_pages(a, ZP_GFP_ZERO, 6, ZP_USER_ADDR_NONE))); /* the whole arena, zeroed */
+	EXPECT(t_all_zero(q, 64 * ZP_PAGE_SIZE));
+	EXPECT_EQ(zp_free_pages(a, q, 6), 0);
 	zp_arena_destroy(a);
 }
 
