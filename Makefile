@@ -15,7 +15,7 @@ TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
 B := build
 OBJS := $(SRCS:src/%.c=$(B)/obj/%.o)
 
-.PHONY: all check bench install clean format
+.PHONY: all check check-run bench install clean format
 all: $(B)/libzpage.a $(B)/libzpage.so $(B)/libzpage-preload.so $(B)/zpage-run
 
 $(B)/obj/%.o: src/%.c $(HDRS) | $(B)/obj
@@ -83,9 +83,15 @@ $(B)/tests/preload_prog: tests/preload_prog.c | $(B)/tests
 # the sanitizer runtimes) is installed first when missing (needs root;
 # otherwise a test that needs it is skipped and says why); not the peers
 # (scripts/deps.sh test)
-check: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench $(B)/tests/preload_prog
+# (first: the sanitizer runtimes are needed to link the test binaries)
+check:
 	@bash scripts/deps.sh test || echo "make check: could not install every test dependency; the tests that need one say so"
+	@$(MAKE) --no-print-directory check-run
+check-run: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench $(B)/tests/preload_prog
 	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic tests/bench_smoke.sh tests/abi.sh tests/preload.sh
+
+# test_os opens the shared library (dlclose_with_a_live_thread)
+$(B)/tests/test_os $(B)/tests/test_os.asan $(B)/tests/test_os.tsan: $(B)/libzpage.so
 
 # ---- benchmark ----
 # zpage's version and commit, for the environment zpage-bench prints: the

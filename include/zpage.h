@@ -54,7 +54,10 @@
  * at most 12.25 bytes per page, reserved too and faulted in as pages are
  * used: creating an arena, even of 1 TiB, writes none of it, even under
  * mlockall(MCL_FUTURE) (the range is then locked on fault, page by page as
- * it is first touched, and report passes cannot hand locked pages back).
+ * it is first touched, and report passes cannot hand locked pages back;
+ * without CAP_IPC_LOCK the kernel counts such a range whole against
+ * RLIMIT_MEMLOCK, and refuses one larger: ENOMEM).  An mlockall(MCL_CURRENT)
+ * made while an arena exists commits all of it, as it would any mapping.
  */
 #ifndef ZPAGE_H
 #define ZPAGE_H
@@ -146,7 +149,8 @@ struct zp_arena;
  * Return: the arena, or NULL with errno set: EINVAL for a bad configuration
  * (size not a multiple of ZP_PAGE_SIZE or of 2^32 - 1 pages or more,
  * max_order above ZP_MAX_ORDER_LIMIT, report_order above max_order, unknown
- * flags), ENOMEM when the address space or metadata cannot be reserved, or
+ * flags), ENOMEM when the address space or metadata cannot be reserved
+ * (or, under mlockall(MCL_FUTURE), locked within RLIMIT_MEMLOCK), or
  * the error of pthread_create() when a background thread cannot start.
  * Nothing is left behind on failure.
  *

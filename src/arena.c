@@ -224,8 +224,9 @@ struct zp_arena *zp_arena_create(const struct zp_config *cfg)
 		a->map_len = a->nr_pages << ZP_PAGE_SHIFT;
 	}
 	if (!a->base || map_meta(a)) {
-		/* mmap's EINVAL here means "too large" */
-		err = !errno || errno == EINVAL ? ENOMEM : errno;
+		/* mmap's EINVAL here means "too large", its EAGAIN "more than
+		 * RLIMIT_MEMLOCK" (under mlockall(MCL_FUTURE)) */
+		err = !errno || errno == EINVAL || errno == EAGAIN ? ENOMEM : errno;
 		goto fail;
 	}
 	arena_lock_init(&a->lock);
