@@ -361,8 +361,21 @@ EXPORT void *realloc(void *old, size_t size)
 	/* a zpage block of 2 MiB or more into a zpage block: move the pages,
 	 * do not copy them (each move splits the arena's mapping where it
 	 * lands: only large moves are worth that) */
-	if (!is_boot(old) && owned(p) && have >= MOVE_MIN && !zp_move_and_free(arena, old, p, have))
-		return p;
+	if (!is_boot(old) && owned(p) && have >= MOVE_MIN) {
+		int err = zp_move_and_free(arena, old, p, have);
+
+		if (!err)
+			return p;
+		if (err == -ENOTRECOVERABLE) {
+			/* a failed move left part of p unmapped and another
+			 * mapping may sit there (os_move_pages()): p is never
+			 * written nor freed (its pages stay allocated, lost);
+			 * the copy goes to the next allocator */
+			p = next_malloc ? next_malloc(size) : NULL;
+			if (!p)
+				return NULL;
+		}
+	}
 	memcpy(p, old, have < size ? have : size);
 	free(old);
 	return p;

@@ -311,26 +311,59 @@ void os_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t de
 
 /* ---- moving pages ---- */
 
-/* zp_test_fail_next_move(): the next move fails as an older kernel may */
-static _Atomic bool fail_next_move;
+/* zp_test_fail_next_move(): how the next move fails (0: it does not) */
+static _Atomic int fail_next_move;
 
-void zp_test_fail_next_move(void)
+void zp_test_fail_next_move(int how)
 {
-	atomic_store(&fail_next_move, true);
+	atomic_store(&fail_next_move, how);
 }
+
+#ifdef MREMAP_DONTUNMAP
+/*
+ * Older kernels unmap the target of mremap(MREMAP_FIXED) before they check
+ * the source, and then refuse a source that spans two mappings (EFAULT),
+ * which earlier moves make: the target is left a hole, which another
+ * thread's mmap() may fill before anyone could map it again.  Moves are
+ * made only where a probe, once per process, shows the kernel does not do
+ * that: a source of two mappings (the second page read-only, so they
+ * cannot merge) moved onto a scratch target; the move may succeed or be
+ * refused, but the target must still be mapped after it.
+ */
+static bool moves_safe;
+static pthread_once_t moves_once = PTHREAD_ONCE_INIT;
+
+static void probe_moves(void)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	char *src = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *dst = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (src != MAP_FAILED && dst != MAP_FAILED && !mprotect(src + pg, pg, PROT_READ)) {
+		void *r = mremap(src, 2 * pg, 2 * pg, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
+
+		moves_safe = r == dst || !msync(dst, 2 * pg, MS_ASYNC);
+	}
+	if (src != MAP_FAILED)
+		munmap(src, 2 * pg);
+	if (dst != MAP_FAILED)
+		munmap(dst, 2 * pg);
+}
+#endif
 
 /*
  * Move the pages of [from, from + len) to [to, to + len), both inside one
  * private anonymous mapping, without copying: mremap(MREMAP_DONTUNMAP)
  * (Linux 5.7) moves the page tables and leaves [from, ...) mapped and
  * empty, so it reads zero at the next touch, as after MADV_DONTNEED.  0, or
- * -errno with nothing moved (an older kernel: EINVAL), [from, ...) as it
- * was and [to, ...) mapped (its contents undefined).  Older kernels unmap
- * the target of MREMAP_FIXED before they check the source, and may then
- * refuse it (EFAULT for a source that spans two mappings, which earlier
- * moves make; the kernel this was written on, 6.18, moves such a source,
- * so the case is injected in the test): the target is mapped again, empty,
- * so that the caller's copy into it does not fault.
+ * -errno with [from, ...) as it was and [to, ...) mapped, its contents
+ * undefined: EINVAL where the kernel has no such move or unmaps a target
+ * before it checks the source (probe_moves()).  Should a failed move still
+ * leave part of the target unmapped, it is mapped again, empty, with
+ * MAP_FIXED_NOREPLACE, which never takes over a mapping that another
+ * thread put there meanwhile; if that fails, -ENOTRECOVERABLE: the target
+ * may not be written, and the arena has lost those pages' mapping (nothing
+ * here can give it back).
  */
 int os_move_pages(void *from, void *to, size_t len, bool hugepages)
 {
@@ -338,21 +371,39 @@ int os_move_pages(void *from, void *to, size_t len, bool hugepages)
 	void *r;
 	int err;
 
-	if (atomic_exchange(&fail_next_move, false)) {
-		munmap(to, len); /* as such a kernel does */
+	pthread_once(&moves_once, probe_moves);
+	if (!moves_safe)
+		return -EINVAL;
+	switch (atomic_exchange(&fail_next_move, 0)) {
+	case 2: /* and another thread maps a page where the target began */
+		munmap(to, len);
+		mmap(to, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
+		     MAP_FIXED_NOREPLACE | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		r = MAP_FAILED;
 		errno = EFAULT;
-	} else {
+		break;
+	case 1: /* as an older kernel does */
+		munmap(to, len);
+		r = MAP_FAILED;
+		errno = EFAULT;
+		break;
+	default:
 		r = mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to);
 	}
 	if (r == to)
 		return 0;
 	err = errno;
 	/* msync() fails with ENOMEM where a page of the range is unmapped */
-	if (msync(to, len, MS_ASYNC) && errno == ENOMEM &&
-	    mmap(to, len, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) ==
-		    to)
+	if (msync(to, len, MS_ASYNC) && errno == ENOMEM) {
+		r = mmap(to, len, PROT_READ | PROT_WRITE, MAP_FIXED_NOREPLACE | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			 -1, 0);
+		if (r != to) {
+			if (r != MAP_FAILED)
+				munmap(r, len); /* a kernel before 4.17 took it as a hint */
+			return -ENOTRECOVERABLE;
+		}
 		madvise(to, len, hugepages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	}
 	return -err;
 #else
 	(void)from, (void)to, (void)len, (void)hugepages;

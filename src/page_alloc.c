@@ -581,10 +581,13 @@ int zp_grow_in_place(struct zp_arena *a, void *addr, size_t size)
  * tables (os_move_pages(): no copy), then free @old.  Its moved pages read
  * zero afterwards, so they go back zeroed and reported (they cost a fault
  * when used again, like reported ones); the rest of @old, if any, dirty.
- * 0, or -errno with nothing changed (then the caller copies): @a NULL,
- * not two live allocations of this arena, @len too long, init_on_free or
- * verify (their free-time writes would take the pages back), or no
- * mremap(DONTUNMAP).
+ * 0, or -errno with @old unchanged and live (then the caller copies): @a
+ * NULL, not two live allocations of this arena, @len too long, init_on_free
+ * or verify (their free-time writes would take the pages back), or no safe
+ * mremap(DONTUNMAP) (os_move_pages()); after a failed move the first @len
+ * bytes of @new are undefined, and -ENOTRECOVERABLE means they may not be
+ * written at all (part of the mapping is lost): @new must then be left
+ * allocated.
  */
 int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len)
 {

@@ -420,7 +420,7 @@ static void grow_in_place_and_move(void)
 	ASSERT((q = zp_alloc(a, 0, 6 * 4096, ZP_USER_ADDR_NONE)));
 	for (int i = 0; i < 3; i++)
 		memset(p + i * ZP_PAGE_SIZE, 0x20 + i, ZP_PAGE_SIZE);
-	zp_test_fail_next_move();
+	zp_test_fail_next_move(1);
 	EXPECT_EQ(zp_move_and_free(a, p, q, 3 * ZP_PAGE_SIZE), -EFAULT);
 	EXPECT_EQ(zp_usable_size(a, p), 3 * ZP_PAGE_SIZE); /* still live */
 	for (int i = 0; i < 3; i++)
@@ -433,6 +433,21 @@ static void grow_in_place_and_move(void)
 	ASSERT((q = zp_alloc_pages(a, ZP_GFP_ZERO, 6, ZP_USER_ADDR_NONE))); /* the whole arena, zeroed */
 	EXPECT(t_all_zero(q, 64 * ZP_PAGE_SIZE));
 	EXPECT_EQ(zp_free_pages(a, q, 6), 0);
+
+	/* the same, and another thread maps a page into the hole first: the
+	 * target cannot be mapped again without taking that page over, so
+	 * the move says the target is lost (-ENOTRECOVERABLE), the old block
+	 * is live and unchanged, and the other mapping keeps its contents */
+	ASSERT((p = zp_alloc(a, 0, 3 * 4096, ZP_USER_ADDR_NONE)));
+	ASSERT((q = zp_alloc(a, 0, 6 * 4096, ZP_USER_ADDR_NONE)));
+	memset(p, 0x30, 3 * ZP_PAGE_SIZE);
+	zp_test_fail_next_move(2);
+	EXPECT_EQ(zp_move_and_free(a, p, q, 3 * ZP_PAGE_SIZE), -ENOTRECOVERABLE);
+	EXPECT_EQ(zp_usable_size(a, p), 3 * ZP_PAGE_SIZE);
+	EXPECT_EQ((unsigned char)p[2 * ZP_PAGE_SIZE + 5], 0x30);
+	EXPECT(t_all_zero(q, ZP_PAGE_SIZE)); /* the other mapping's page, untouched */
+	EXPECT_EQ(zp_free(a, p), 0);
+	EXPECT_EQ(zp_arena_check(a), 0); /* q stays allocated: its pages are lost */
 	zp_arena_destroy(a);
 }
 
