@@ -81,10 +81,11 @@ $(B)/tests/preload_prog: tests/preload_prog.c | $(B)/tests
 
 # What the tests need (numpy, pytest and hypothesis for the drop-in's test,
 # the sanitizer runtimes) is installed first when missing (needs root;
-# otherwise a test that needs it is skipped and says why); not the peers
-# (scripts/deps.sh test)
-# (first: the sanitizer runtimes are needed to link the test binaries)
-check:
+# otherwise a test that needs it is skipped and says why), not the peers
+# (scripts/deps.sh test); before the test binaries, which link the
+# sanitizer runtimes (check-run builds and runs them).  `all` comes first,
+# in this make, so that `make -j2 all check` does not build it twice
+check: all
 	@bash scripts/deps.sh test || echo "make check: could not install every test dependency; the tests that need one say so"
 	@$(MAKE) --no-print-directory check-run
 check-run: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench $(B)/tests/preload_prog

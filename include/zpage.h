@@ -57,7 +57,8 @@
  * it is first touched, and report passes cannot hand locked pages back;
  * without CAP_IPC_LOCK the kernel counts such a range whole against
  * RLIMIT_MEMLOCK, and refuses one larger: ENOMEM).  An mlockall(MCL_CURRENT)
- * made while an arena exists commits all of it, as it would any mapping.
+ * without MCL_ONFAULT made while an arena exists commits all of it, as it
+ * would any mapping.
  */
 #ifndef ZPAGE_H
 #define ZPAGE_H

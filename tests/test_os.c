@@ -1000,6 +1000,25 @@ static void create_out_of_address_space_leaves_nothing(void)
 
 /* ---- mlockall_future_commits_nothing ---- */
 
+/* Would the kernel refuse to lock @bytes for this process: no
+ * CAP_IPC_LOCK (bit 14 of CapEff) and RLIMIT_MEMLOCK below @bytes? */
+static bool memlock_capped(size_t bytes)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	unsigned long long cap = 0;
+	char line[256];
+	struct rlimit rl;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &cap) == 1)
+			break;
+	if (f)
+		fclose(f);
+	if (cap & (1ull << 14))
+		return false;
+	return !getrlimit(RLIMIT_MEMLOCK, &rl) && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < bytes;
+}
+
 /* Under mlockall(MCL_CURRENT | MCL_FUTURE), as a VMM or a database may run,
  * a new read-write mapping is committed whole by mmap(): creating an arena
  * must still commit nothing, its range locked on fault instead (each page
@@ -1026,7 +1045,7 @@ static void mlockall_future_commits_nothing(void)
 		rss = t_status_kib("VmRSS");
 		lck = t_status_kib("VmLck");
 		a = zp_arena_create(&c);
-		if (!a && (errno == EAGAIN || errno == ENOMEM))
+		if (!a && errno == ENOMEM && memlock_capped(512 * MiB))
 			_exit(12); /* a locked reservation counts whole against RLIMIT_MEMLOCK */
 		if (!a)
 			_exit(2);
