@@ -470,13 +470,34 @@ static bool injected_failure(void)
 	return false;
 }
 
+/* The background thread's stack: its deepest path (a pass putting a block
+ * back) needs a few KiB; the default (RLIMIT_STACK, often 8 MiB) would be
+ * reserved for nothing, and committed whole under mlockall(MCL_FUTURE).
+ * ASan's frames are larger.  Under TSan the default stays: a forked child's
+ * new thread then got its dead parent thread's stack back from glibc's
+ * cache, and with it the same thread id, which TSan takes for a second
+ * thread of one id ("dup thread with used id") and aborts the child. */
+#if defined(__SANITIZE_THREAD__)
+#define THREAD_STACK 0
+#elif defined(__SANITIZE_ADDRESS__)
+#define THREAD_STACK ((size_t)1 << 20)
+#else
+#define THREAD_STACK ((size_t)256 << 10)
+#endif
+
 int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
 	sigset_t all, old;
+	pthread_attr_t attr;
 	int err;
 
 	if (injected_failure())
 		return fail_err;
+	err = pthread_attr_init(&attr);
+	if (err)
+		return err;
+	if (THREAD_STACK)
+		pthread_attr_setstacksize(&attr, THREAD_STACK);
 	/* every signal but those a fault raises in this very thread: blocked,
 	 * they would kill the process instead of reaching its handler */
 	sigfillset(&all);
@@ -487,8 +508,9 @@ int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 	sigdelset(&all, SIGTRAP);
 	sigdelset(&all, SIGSYS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = pthread_create(t, NULL, fn, arg);
+	err = pthread_create(t, &attr, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
 	return err;
 }
 

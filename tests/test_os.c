@@ -1022,7 +1022,8 @@ static bool memlock_capped(size_t bytes)
 /* Under mlockall(MCL_CURRENT | MCL_FUTURE), as a VMM or a database may run,
  * a new read-write mapping is committed whole by mmap(): creating an arena
  * must still commit nothing, its range locked on fault instead (each page
- * locked as it is touched; VmLck counts such a range whole at once).
+ * locked as it is touched; VmLck counts such a range whole at once), nor
+ * more than a small stack for its background thread.
  * In a child (the locks are its own). */
 static void mlockall_future_commits_nothing(void)
 {
@@ -1065,6 +1066,16 @@ static void mlockall_future_commits_nothing(void)
 		if (zp_free_pages(a, p, 9) || zp_arena_check(a))
 			_exit(6);
 		zp_arena_destroy(a);
+		/* with a background thread: its stack is committed whole too,
+		 * 8 MiB by default; the library asks for a small one */
+		c.flags = ZP_REPORT | ZP_PREZERO;
+		rss = t_status_kib("VmRSS");
+		a = zp_arena_create(&c);
+		if (!a)
+			_exit(2);
+		if (t_status_kib("VmRSS") - rss > 2 * 1024)
+			_exit(7);
+		zp_arena_destroy(a);
 		_exit(0);
 	}
 	ASSERT_EQ(waitpid(pid, &st, 0), pid);
@@ -1082,6 +1093,7 @@ static void mlockall_future_commits_nothing(void)
 			     : WEXITSTATUS(st) == 3 ? "creating a 256 MiB arena committed more than 32 MiB"
 			     : WEXITSTATUS(st) == 4 ? "a zeroing allocation failed or did not read zero"
 			     : WEXITSTATUS(st) == 5 ? "the arena's range is not locked (on fault)"
+			     : WEXITSTATUS(st) == 7 ? "an arena with a background thread committed more than 2 MiB"
 						    : "a free or the check failed");
 	EXPECT_EQ(WEXITSTATUS(st), 0);
 }
