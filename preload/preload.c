@@ -17,8 +17,8 @@
  *   realloc       a zpage block keeps its address while the new size fits its
  *                 pages, or the free pages after it in its block
  *                 (zp_grow_in_place()); otherwise a new zpage block gets its pages moved
- *                 (mremap, no copy: zp_move_and_free()), or, into another
- *                 allocator's block, a copy
+ *                 (mremap, no copy: zp_move_and_free(), from 2 MiB, where the
+ *                 kernel's moves are safe), or a copy
  *   free          of a zpage pointer that is not a live allocation (double or
  *                 interior free): one message on stderr for the process,
  *                 then ignored, the arena intact
