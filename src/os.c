@@ -35,6 +35,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <signal.h>
@@ -473,9 +474,13 @@ static bool injected_failure(void)
 /* The background thread's stack: its deepest path (a pass putting a block
  * back) used under 8 KiB, TLS and libc's lazy binding included; the
  * default (RLIMIT_STACK, often 8 MiB) would be reserved for nothing, and
- * committed whole under mlockall(MCL_FUTURE).  glibc takes a program's
- * static TLS out of the size asked for: where that leaves too little,
- * pthread_create() refuses (EINVAL) and the default is used instead.
+ * committed whole under mlockall(MCL_FUTURE).  glibc carves the thread's
+ * static TLS (every module loaded at startup, and what dlopen() put in the
+ * surplus) out of the top of the size asked for, so the size asked for is
+ * THREAD_STACK plus static_tls_bound(): without it a program with 500 KiB
+ * of __thread data would leave the thread a few KiB, and one with 512 KiB
+ * or more would be refused (EINVAL).  Should pthread_create() still refuse
+ * the size, the thread gets the default.
  * ASan's frames are larger.  Under TSan the default stays, a workaround:
  * GCC 12's libtsan aborted a forked child whose new thread got the id of
  * a dead parent thread ("dup thread with used id"), which glibc gives it
@@ -496,6 +501,32 @@ static bool injected_failure(void)
 #define THREAD_STACK ((size_t)512 << 10)
 #endif
 
+static int add_tls(struct dl_phdr_info *info, size_t size, void *data)
+{
+	size_t *sum = data;
+
+	(void)size;
+	for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type == PT_TLS)
+			*sum += ph->p_memsz + ph->p_align;
+	}
+	return 0;
+}
+
+/* An upper bound of the static TLS glibc takes out of a new thread's stack:
+ * every loaded module's TLS segment, aligned (modules dlopen()ed with
+ * dynamic TLS are counted though they take none), and 64 KiB for glibc's
+ * surplus, its struct pthread and the guard page. */
+size_t os_static_tls_bound(void)
+{
+	size_t sum = 0, pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	dl_iterate_phdr(add_tls, &sum);
+	return (sum + ((size_t)64 << 10) + pg - 1) & ~(pg - 1);
+}
+
 int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
 	sigset_t all, old;
@@ -509,7 +540,7 @@ int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 		return err;
 	/* should the size be refused, the thread gets the default */
 	if (THREAD_STACK)
-		pthread_attr_setstacksize(&attr, THREAD_STACK);
+		pthread_attr_setstacksize(&attr, THREAD_STACK + os_static_tls_bound());
 	/* every signal but those a fault raises in this very thread: blocked,
 	 * they would kill the process instead of reaching its handler */
 	sigfillset(&all);
@@ -521,7 +552,7 @@ int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 	sigdelset(&all, SIGSYS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(t, &attr, fn, arg);
-	if (err == EINVAL && THREAD_STACK) /* static TLS larger than the stack */
+	if (err == EINVAL && THREAD_STACK) /* refused all the same */
 		err = pthread_create(t, NULL, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
