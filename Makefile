@@ -34,6 +34,9 @@ $(B)/obj/preload.o: preload/preload.c $(HDRS) | $(B)/obj
 	$(CC) $(ALLCFLAGS) -c $< -o $@
 $(B)/libzpage-preload.so: $(B)/obj/preload.o $(OBJS) preload/preload.map
 	$(CC) -shared -pthread -Wl,--version-script=preload/preload.map -o $@ $(B)/obj/preload.o $(OBJS) -ldl
+# the same with a fault injector, for tests/preload.sh only (ZPAGE_TEST_FAIL_MOVES)
+$(B)/tests/libzpage-preload-faults.so: preload/preload.c $(HDRS) $(OBJS) preload/preload.map | $(B)/tests
+	$(CC) $(ALLCFLAGS) -DZPAGE_PRELOAD_TEST_FAULTS -shared -Wl,--version-script=preload/preload.map -o $@ $< $(OBJS) -ldl
 $(B)/zpage-run: preload/zpage-run.in | $(B)/obj
 	sed 's|@LIB@|libzpage-preload.so|' $< > $@ && chmod 755 $@
 
@@ -88,7 +91,7 @@ $(B)/tests/preload_prog: tests/preload_prog.c | $(B)/tests
 check: all
 	@bash scripts/deps.sh test || echo "make check: could not install every test dependency; the tests that need one say so"
 	@$(MAKE) --no-print-directory check-run
-check-run: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench $(B)/tests/preload_prog
+check-run: all $(TEST_BINS) $(B)/tests/example_basic $(B)/zpage-bench $(B)/tests/preload_prog $(B)/tests/libzpage-preload-faults.so
 	@sh tests/run.sh $(TEST_BINS) $(B)/tests/example_basic tests/bench_smoke.sh tests/abi.sh tests/preload.sh
 
 # test_os opens the shared library (dlclose_with_a_live_thread)

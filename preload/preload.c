@@ -18,7 +18,8 @@
  *                 pages, or the free pages after it in its block
  *                 (zp_grow_in_place()); otherwise a new zpage block gets its pages moved
  *                 (mremap, no copy: zp_move_and_free(), from 2 MiB, where the
- *                 kernel's moves are safe), or a copy
+ *                 kernel's moves are safe), or a copy; after a move that lost
+ *                 its target (-ENOTRECOVERABLE), one message, and copies only
  *   free          of a zpage pointer that is not a live allocation (double or
  *                 interior free): one message on stderr for the process,
  *                 then ignored, the arena intact
@@ -87,6 +88,14 @@ static _Atomic uintptr_t arena_lo, arena_hi; /* [lo, hi): zpage's pointers; 0, 0
 static size_t min_bytes = DEFAULT_MIN;
 static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
 static atomic_bool said_bad_free;
+/* page moves in realloc: made, refused (the block copied instead), and lost
+ * (-ENOTRECOVERABLE: no move is tried again in this process) */
+static _Atomic unsigned long moves_made, moves_refused, moves_lost;
+#ifdef ZPAGE_PRELOAD_TEST_FAULTS
+/* tests/preload.sh's build only: ZPAGE_TEST_FAIL_MOVES=1 or 2 makes every
+ * move fail as zp_test_fail_next_move() says */
+static int test_fail_moves;
+#endif
 
 /* Only the thread inside resolve() gets here (others wait in pthread_once). */
 static void *boot_alloc(size_t n)
@@ -124,6 +133,13 @@ static void resolve(void)
 	/* the settings every request reads, before any request is served
 	 * (still resolving: what they allocate comes from the static buffer) */
 	env_bytes(ENV_PRELOAD_MIN, &min_bytes);
+#ifdef ZPAGE_PRELOAD_TEST_FAULTS
+	{
+		const char *f = getenv("ZPAGE_TEST_FAIL_MOVES");
+
+		test_fail_moves = f ? atoi(f) : 0;
+	}
+#endif
 	{
 		const char *st = getenv("ZPAGE_PRELOAD_STATS");
 
@@ -160,11 +176,13 @@ static void print_stats(void)
 	zp_arena_stats(arena, &st);
 	fprintf(f,
 		"zpage-run: arena of %zu MiB: %zu pages free (%zu zeroed, %zu reported); cleared %llu, clears "
-		"skipped %llu, reported %llu, refaulted %llu, prezeroed %llu; pre-zero reserve %zu KiB\n",
+		"skipped %llu, reported %llu, refaulted %llu, prezeroed %llu; pre-zero reserve %zu KiB; realloc page "
+		"moves %lu, refused %lu, lost %lu\n",
 		st.nr_pages >> (20 - ZP_PAGE_SHIFT), st.nr_free, st.nr_free_zeroed, st.nr_free_reported,
 		(unsigned long long)st.pages_cleared, (unsigned long long)st.pages_clear_skipped,
 		(unsigned long long)st.pages_reported, (unsigned long long)st.pages_refaulted,
-		(unsigned long long)st.pages_prezeroed, arena->prezero_bytes >> 10);
+		(unsigned long long)st.pages_prezeroed, arena->prezero_bytes >> 10, atomic_load(&moves_made),
+		atomic_load(&moves_refused), atomic_load(&moves_lost));
 	zp_arena_dump(arena, f);
 	fclose(f);
 }
@@ -361,16 +379,31 @@ EXPORT void *realloc(void *old, size_t size)
 	/* a zpage block of 2 MiB or more into a zpage block: move the pages,
 	 * do not copy them (each move splits the arena's mapping where it
 	 * lands: only large moves are worth that) */
-	if (!is_boot(old) && owned(p) && have >= MOVE_MIN) {
-		int err = zp_move_and_free(arena, old, p, have);
+	if (!is_boot(old) && owned(p) && have >= MOVE_MIN && !atomic_load_explicit(&moves_lost, memory_order_relaxed)) {
+		int err;
 
-		if (!err)
+#ifdef ZPAGE_PRELOAD_TEST_FAULTS
+		if (test_fail_moves)
+			zp_test_fail_next_move(test_fail_moves);
+#endif
+		err = zp_move_and_free(arena, old, p, have);
+		if (!err) {
+			atomic_fetch_add_explicit(&moves_made, 1, memory_order_relaxed);
 			return p;
-		if (err == -ENOTRECOVERABLE) {
+		}
+		if (err != -ENOTRECOVERABLE) {
+			atomic_fetch_add_explicit(&moves_refused, 1, memory_order_relaxed);
+		} else {
 			/* a failed move left part of p unmapped and another
 			 * mapping may sit there (os_move_pages()): p is never
 			 * written nor freed (its pages stay allocated, lost);
-			 * the copy goes to the next allocator */
+			 * the copy goes to the next allocator, and no move is
+			 * tried again */
+			if (!atomic_fetch_add(&moves_lost, 1))
+				fprintf(stderr,
+					"zpage-run: realloc: a page move (mremap) failed and left %zu bytes of the "
+					"arena unusable; realloc copies from now on\n",
+					zp_usable_size(arena, p));
 			p = next_malloc ? next_malloc(size) : NULL;
 			if (!p)
 				return NULL;

@@ -3,6 +3,7 @@
 # build/zpage-run, each against the same program without it.
 #   preload_prog   threads, fork, exec, realloc of large buffers (ours)
 #   --stats        the arena's statistics at exit
+#   failed moves   realloc's page move failing, injected (tests' build)
 #   sort           a 200 MB file, output identical to sort's without zpage
 #   git log        this repository's history, identical
 #   node           Buffer.alloc(32 MiB) reads zero, 50 times (if node is here)
@@ -116,6 +117,41 @@ elif [ "$max_rc" -eq 0 ] && grep -q "^zpage-run: arena of 16777215 MiB" "$out/ma
 	ok "ZPAGE_PRELOAD_ARENA: 16 TiB - 8 KiB makes an arena, 4 KiB more is ignored with a message"
 else
 	bad "ZPAGE_PRELOAD_ARENA at its maximum"; cat "$out/max.err" "$out/over.err" 2>/dev/null | grep -v "^ " | head -n 4 | diag
+fi
+
+# A page move in realloc that fails, injected by the tests' build of the
+# drop-in (ZPAGE_TEST_FAIL_MOVES; preload_prog grows a 5 MiB block to 40
+# MiB, which moves its pages): 1, the target unmapped and mapped again, as
+# an older kernel leaves it: the block is copied into it; 2, another
+# mapping where the target began: the target stays allocated (lost), the
+# copy goes to the next allocator, one message, and no move is tried
+# again.  Each run's contents are checked by preload_prog.
+faults="$B/tests/libzpage-preload-faults.so"
+moves() { grep -o "realloc page moves [0-9]*, refused [0-9]*, lost [0-9]*" "$1"; }
+for f in 0 1 2; do
+	ZPAGE_TEST_FAIL_MOVES=$f ZPAGE_PRELOAD_STATS=1 PRELOAD_PROG_NO_DOUBLE_FREE=1 LD_PRELOAD="$faults" \
+		timeout 120 "$B/tests/preload_prog" >"$out/fail$f.txt" 2>"$out/fail$f.err"
+	echo $? >"$out/fail$f.rc"
+done
+said() { grep -c "^zpage-run: realloc: a page move (mremap) failed" "$out/fail$1.err"; }
+if [ ! -r "$faults" ]; then
+	bad "build: $faults"
+elif [ "$(moves "$out/fail0.err")" = "realloc page moves 0, refused 1, lost 0" ]; then
+	skip "a failed page move in realloc" "this kernel's moves are not safe (no mremap MREMAP_DONTUNMAP, or it unmaps a refused move's target): realloc copies"
+elif [ "$(cat "$out/fail0.rc" "$out/fail1.rc" "$out/fail2.rc" | tr -d '\n')" = 000 ] &&
+	grep -q "^preload_prog: ok" "$out/fail0.txt" && grep -q "^preload_prog: ok" "$out/fail1.txt" &&
+	grep -q "^preload_prog: ok" "$out/fail2.txt" &&
+	[ "$(moves "$out/fail0.err")" = "realloc page moves 1, refused 0, lost 0" ] &&
+	[ "$(moves "$out/fail1.err")" = "realloc page moves 0, refused 1, lost 0" ] &&
+	[ "$(moves "$out/fail2.err")" = "realloc page moves 0, refused 0, lost 1" ] &&
+	[ "$(said 0)$(said 1)$(said 2)" = 001 ]; then
+	ok "a failed page move in realloc: refused, the block is copied; lost, the copy goes to the next allocator, once"
+else
+	bad "a failed page move in realloc"
+	for f in 0 1 2; do
+		echo "ZPAGE_TEST_FAIL_MOVES=$f: exit $(cat "$out/fail$f.rc"), $(moves "$out/fail$f.err"), $(said $f) message(s)" | diag
+		grep -v "^ \|^zpage arena\|^free blocks\|^merges\|^held by\|^never used\|^pages:" "$out/fail$f.err" | head -n 4 | diag
+	done
 fi
 
 # sort: 200 MB of lines
