@@ -33,11 +33,13 @@
  *
  * Signals: no function is async-signal-safe.  A signal handler may call
  * zp_alloc_pages(), zp_free_pages(), zp_alloc() and zp_free() only when it
- * interrupted no call of the library (on any arena) and its thread has
- * called the library on that arena before, and, in a forked child, the
- * child has too: a thread's first call on an arena allocates its cache
- * with posix_memalign(), and a child's first call may start its background
- * thread, neither of which may run in a handler that interrupted malloc.
+ * interrupted no call of the library (on any arena) and, in a forked
+ * child, once the child has made a call of its own: a child's first call
+ * may start its background thread, and pthread_create() may not run in a
+ * handler that interrupted malloc.  A thread's first call on an arena
+ * maps its cache with mmap() (not malloc); its first call on any arena
+ * also sets a pthread key, which glibc does without allocating while the
+ * process has made at most 32 keys before the library's.
  * The library's background thread blocks every signal but the
  * fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), so a
  * signal sent to the process is never handled on it, unless it is one of

@@ -518,6 +518,7 @@ struct tc_thread {
 	uint64_t last_id; /* last->arena_id, or 0 */
 	struct tcache *caches;
 	bool exited; /* its destructor ran: later calls (other keys' destructors) get no cache */
+	bool keyed;  /* tc_key is set for this thread (its destructor will run) */
 };
 extern __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
 extern bool tc_asym;					  /* membarrier registered: owners use a compiler barrier */

@@ -124,6 +124,13 @@ void *os_map_meta(size_t len)
 	return map_noreserve(len);
 }
 
+void *os_map_private(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
 void os_unmap(void *addr, size_t len)
 {
 	if (addr)

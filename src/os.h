@@ -33,6 +33,11 @@ void *os_map_meta(size_t len);
 
 void os_unmap(void *addr, size_t len);
 
+/* @len bytes of zero-filled private memory of the library's own (a thread's
+ * cache): mmap(), which takes no lock of the process's (glibc: AS-Safe), so
+ * a signal handler that interrupted malloc may call it.  NULL + errno. */
+void *os_map_private(size_t len);
+
 /* ---- giving memory back: the reporting backends ---- */
 
 /*

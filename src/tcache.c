@@ -146,6 +146,19 @@ static ZP_ALWAYS_INLINE void tc_exit(struct tcache *t, bool entered)
 		zlock_unlock(&tc_lock);
 }
 
+/* A cache's memory: its own mapping, not malloc's, so that a thread's first
+ * call on an arena may be made from a signal handler that interrupted malloc
+ * (mmap() takes no lock of the process; zero-filled). */
+static struct tcache *tc_cache_new(void)
+{
+	return os_map_private(sizeof(struct tcache));
+}
+
+static void tc_cache_free(struct tcache *t)
+{
+	os_unmap(t, sizeof(*t));
+}
+
 /* This thread's cache for @a: found, or made and attached.  NULL if none can
  * be made (out of memory): the caller then uses the buddy lists. */
 static struct tcache *tc_lookup_slow(struct zp_arena *a)
@@ -161,24 +174,26 @@ static struct tcache *tc_lookup_slow(struct zp_arena *a)
 
 		if (!ta) { /* its arena was destroyed: nobody else knows it now */
 			*pp = t->thread_next;
-			free(t);
+			tc_cache_free(t);
 			continue;
 		}
 		if (t->arena_id == a->id)
 			goto found;
 		pp = &t->thread_next;
 	}
-	if (!tc_key_ok || posix_memalign((void **)&t, 64, sizeof(*t)))
+	if (!tc_key_ok || !(t = tc_cache_new()))
 		return NULL;
-	*t = (struct tcache){0};
 	for (unsigned o = 0; o <= TC_MAX_ORDER; o++)
 		for (int s = 0; s < NR_ZSTATES; s++)
 			list_init(&t->lists[o][s]);
 	t->arena_id = a->id;
 	t->owner = me;
-	if (pthread_setspecific(tc_key, me)) {
-		free(t);
-		return NULL;
+	if (!me->keyed) {
+		if (pthread_setspecific(tc_key, me)) {
+			tc_cache_free(t);
+			return NULL;
+		}
+		me->keyed = true;
 	}
 	zlock_lock(&tc_lock);
 	atomic_store_explicit(&t->arena, a, memory_order_relaxed);
@@ -508,7 +523,7 @@ static void tc_thread_exit(void *arg)
 			zlock_unlock(&a->lock);
 		}
 		zlock_unlock(&tc_lock);
-		free(t);
+		tc_cache_free(t);
 	}
 	me->last = NULL;
 	me->last_id = 0;
@@ -529,7 +544,7 @@ void tc_fork_child(struct zp_arena *a)
 		atomic_store_explicit(&t->active, 0, memory_order_relaxed);
 		tc_drain(a, t, 0, false);
 		tc_detach(a, t);
-		free(t);
+		tc_cache_free(t);
 	}
 }
 

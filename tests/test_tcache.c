@@ -848,6 +848,101 @@ static void cancelled_quiescer_leaves_no_lock(void)
 	EXPECT_EQ(st, 0);
 }
 
+/*
+ * A thread's first call on an arena makes its cache.  Made with
+ * posix_memalign(), that call deadlocked in a signal handler that had
+ * interrupted the same thread inside malloc (glibc's arena lock, held by
+ * the thread the handler runs on); the cache is now a mapping of its own.
+ * The main thread of a child mallocs and frees 100 KB blocks (past glibc's
+ * tcache: each call takes the arena lock) while another thread signals it;
+ * each handler makes the main thread's first call on a new arena.  A hang
+ * is SIGALRM.  (ThreadSanitizer delivers a signal only outside its
+ * interceptors, so there it cannot interrupt malloc: a pass, not a test.)
+ */
+#define NR_SIG_ARENAS 64
+static struct zp_arena *sig_arenas[NR_SIG_ARENAS];
+static _Atomic int sig_next; /* lock-free: read by the kicker, written in the handler */
+static volatile sig_atomic_t sig_bad;
+
+static void first_call_handler(int sig)
+{
+	int i = atomic_load(&sig_next), e = errno;
+	char *p;
+
+	(void)sig;
+	if (i >= NR_SIG_ARENAS)
+		return;
+	p = zp_alloc_pages(sig_arenas[i], ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE);
+	if (!p || !t_all_zero(p, ZP_PAGE_SIZE))
+		sig_bad = 1;
+	else
+		memset(p, 1, ZP_PAGE_SIZE);
+	if (p && zp_free_pages(sig_arenas[i], p, 0))
+		sig_bad = 1;
+	if (!tc_mine(sig_arenas[i]))
+		sig_bad = 2; /* not the cache path: the test would prove nothing */
+	atomic_store(&sig_next, i + 1);
+	errno = e;
+}
+
+static void *sig_kicker(void *arg)
+{
+	pthread_t main_thread = *(pthread_t *)arg;
+
+	while (atomic_load(&sig_next) < NR_SIG_ARENAS) {
+		pthread_kill(main_thread, SIGUSR1);
+		usleep(300);
+	}
+	return NULL;
+}
+
+static void first_call_in_a_handler_that_interrupted_malloc(void)
+{
+	int st;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		struct sigaction sa = {.sa_handler = first_call_handler, .sa_flags = SA_RESTART};
+		pthread_t self = pthread_self(), k;
+		unsigned long mallocs = 0;
+
+		alarm(20);
+		for (int i = 0; i < NR_SIG_ARENAS; i++)
+			if (!(sig_arenas[i] = t_arena(64, 4, 0)))
+				_exit(2);
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGUSR1, &sa, NULL);
+		if (pthread_create(&k, NULL, sig_kicker, &self))
+			_exit(2);
+		while (atomic_load(&sig_next) < NR_SIG_ARENAS) {
+			char *m = malloc(100000);
+
+			if (m)
+				m[mallocs++ % 100000] = 1;
+			free(m);
+		}
+		pthread_join(k, NULL);
+		for (int i = 0; i < NR_SIG_ARENAS; i++) {
+			if (zp_arena_check(sig_arenas[i]) || t_stats(sig_arenas[i]).nr_free != 64)
+				_exit(5);
+			zp_arena_destroy(sig_arenas[i]);
+		}
+		_exit(sig_bad ? 2 + sig_bad : 0);
+	}
+	st = t_wait_child(pid);
+	if (st > 0)
+		T_DIAG("child exit %d: %s", st,
+		       st == 2   ? "an arena or the thread could not be made"
+		       : st == 3 ? "a handler's allocation failed, did not read zero or its free failed"
+		       : st == 4 ? "a handler's call did not make a thread cache"
+		       : st == 5 ? "an arena's check or free count was wrong"
+				 : "a sanitizer's report");
+	EXPECT_EQ(st, 0);
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -867,5 +962,6 @@ int main(int argc, char **argv)
 	RUN(destroy_with_live_caches);
 	RUN(fork_returns_other_threads_caches);
 	RUN(cancelled_quiescer_leaves_no_lock);
+	RUN(first_call_in_a_handler_that_interrupted_malloc);
 	return t_done("test_tcache");
 }
