@@ -25,9 +25,10 @@ $(B)/libzpage.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 # -z nodelete: a dlclose() must not unmap the code of the pthread key
-# destructor that gives a thread's cache back when the thread exits
+# destructor that gives a thread's cache back when the thread exits.
+# -ldl: dlsym() (os.c), in libc itself from glibc 2.34
 $(B)/libzpage.so: $(OBJS) zpage.map
-	$(CC) -shared -pthread -Wl,-soname,libzpage.so.0 -Wl,-z,nodelete -Wl,--version-script=zpage.map -o $@ $(OBJS)
+	$(CC) -shared -pthread -Wl,-soname,libzpage.so.0 -Wl,-z,nodelete -Wl,--version-script=zpage.map -o $@ $(OBJS) -ldl
 
 # the drop-in: the malloc family over a process-wide arena (preload/preload.c)
 $(B)/obj/preload.o: preload/preload.c $(HDRS) | $(B)/obj
@@ -59,11 +60,11 @@ $(B)/tsan/libzpage.a: $(SRCS:src/%.c=$(B)/tsan/obj/%.o)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/tests/%: tests/%.c tests/test.h $(HDRS) $(B)/libzpage.a | $(B)/tests
-	$(CC) $(TCFLAGS) -O2 -g $< $(B)/libzpage.a -o $@
+	$(CC) $(TCFLAGS) -O2 -g $< $(B)/libzpage.a -o $@ -ldl
 $(B)/tests/%.asan: tests/%.c tests/test.h $(HDRS) $(B)/asan/libzpage.a | $(B)/tests
-	$(CC) $(TCFLAGS) $(ASAN_FLAGS) $< $(B)/asan/libzpage.a -o $@
+	$(CC) $(TCFLAGS) $(ASAN_FLAGS) $< $(B)/asan/libzpage.a -o $@ -ldl
 $(B)/tests/%.tsan: tests/%.c tests/test.h $(HDRS) $(B)/tsan/libzpage.a | $(B)/tests
-	$(CC) $(TCFLAGS) $(TSAN_FLAGS) $< $(B)/tsan/libzpage.a -o $@
+	$(CC) $(TCFLAGS) $(TSAN_FLAGS) $< $(B)/tsan/libzpage.a -o $@ -ldl
 
 # Tests that start threads also run under ThreadSanitizer.
 TSAN_TESTS := $(patsubst tests/%.c,%,$(shell grep -l 'pthread_create' tests/test_*.c 2>/dev/null))

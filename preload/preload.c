@@ -89,7 +89,8 @@ static size_t min_bytes = DEFAULT_MIN;
 static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
 static atomic_bool said_bad_free;
 /* page moves in realloc: made, refused (the block copied instead), and lost
- * (-ENOTRECOVERABLE: no move is tried again in this process) */
+ * (-ENOTRECOVERABLE: no new move is started in this process; one that
+ * passed the check already may still run) */
 static _Atomic unsigned long moves_made, moves_refused, moves_lost;
 #ifdef ZPAGE_PRELOAD_TEST_FAULTS
 /* tests/preload.sh's build only: ZPAGE_TEST_FAIL_MOVES=1 or 2 makes every
@@ -177,12 +178,13 @@ static void print_stats(void)
 	fprintf(f,
 		"zpage-run: arena of %zu MiB: %zu pages free (%zu zeroed, %zu reported); cleared %llu, clears "
 		"skipped %llu, reported %llu, refaulted %llu, prezeroed %llu; pre-zero reserve %zu KiB; realloc page "
-		"moves %lu, refused %lu, lost %lu\n",
+		"moves %lu, refused %lu, lost %lu%s\n",
 		st.nr_pages >> (20 - ZP_PAGE_SHIFT), st.nr_free, st.nr_free_zeroed, st.nr_free_reported,
 		(unsigned long long)st.pages_cleared, (unsigned long long)st.pages_clear_skipped,
 		(unsigned long long)st.pages_reported, (unsigned long long)st.pages_refaulted,
 		(unsigned long long)st.pages_prezeroed, arena->prezero_bytes >> 10, atomic_load(&moves_made),
-		atomic_load(&moves_refused), atomic_load(&moves_lost));
+		atomic_load(&moves_refused), atomic_load(&moves_lost),
+		os_moves_supported() ? "" : " (this kernel's moves are not safe: realloc copies)");
 	zp_arena_dump(arena, f);
 	fclose(f);
 }
@@ -397,8 +399,8 @@ EXPORT void *realloc(void *old, size_t size)
 			/* a failed move left part of p unmapped and another
 			 * mapping may sit there (os_move_pages()): p is never
 			 * written nor freed (its pages stay allocated, lost);
-			 * the copy goes to the next allocator, and no move is
-			 * tried again */
+			 * the copy goes to the next allocator, and no new move
+			 * is started */
 			if (!atomic_fetch_add(&moves_lost, 1))
 				fprintf(stderr,
 					"zpage-run: realloc: a page move (mremap) failed and left %zu bytes of the "

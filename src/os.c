@@ -31,8 +31,10 @@
  * the process instead of running the application's handler.
  *
  * Invariants: every function here is thread-safe; none takes a lock of
- * the library.
+ * the library, and none but the load-time constructor (and
+ * os_static_tls_bound()'s first call) takes the dynamic loader's.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
@@ -373,6 +375,16 @@ static void probe_moves(void)
  * may not be written, and the arena has lost those pages' mapping (nothing
  * here can give it back).
  */
+bool os_moves_supported(void)
+{
+#ifdef MREMAP_DONTUNMAP
+	pthread_once(&moves_once, probe_moves);
+	return moves_safe;
+#else
+	return false;
+#endif
+}
+
 int os_move_pages(void *from, void *to, size_t len, bool hugepages)
 {
 #ifdef MREMAP_DONTUNMAP
@@ -482,12 +494,13 @@ static bool injected_failure(void)
  * back) used under 8 KiB, TLS and libc's lazy binding included; the
  * default (RLIMIT_STACK, often 8 MiB) would be reserved for nothing, and
  * committed whole under mlockall(MCL_FUTURE).  glibc carves the thread's
- * static TLS (every module loaded at startup, and what dlopen() put in the
- * surplus) out of the top of the size asked for, so the size asked for is
- * THREAD_STACK plus static_tls_bound(): without it a program with 500 KiB
- * of __thread data would leave the thread a few KiB, and one with 512 KiB
- * or more would be refused (EINVAL).  Should pthread_create() still refuse
- * the size, the thread gets the default.
+ * static TLS (every module loaded at startup, and the surplus dlopen()
+ * may use) and its own descriptor out of the top of the size asked for,
+ * so the size asked for is THREAD_STACK beyond os_static_tls_bound():
+ * without it a program with 500 KiB of __thread data left the thread about
+ * 7 KiB, and one with a little more was refused (EINVAL) and got the
+ * default.  Should pthread_create() refuse the size all the same, the
+ * thread gets the default.
  * ASan's frames are larger.  Under TSan the default stays, a workaround:
  * GCC 12's libtsan aborted a forked child whose new thread got the id of
  * a dead parent thread ("dup thread with used id"), which glibc gives it
@@ -508,6 +521,9 @@ static bool injected_failure(void)
 #define THREAD_STACK ((size_t)512 << 10)
 #endif
 
+static size_t tls_bound;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
 static int add_tls(struct dl_phdr_info *info, size_t size, void *data)
 {
 	size_t *sum = data;
@@ -522,16 +538,36 @@ static int add_tls(struct dl_phdr_info *info, size_t size, void *data)
 	return 0;
 }
 
-/* An upper bound of the static TLS glibc takes out of a new thread's stack:
- * every loaded module's TLS segment, aligned (modules dlopen()ed with
- * dynamic TLS are counted though they take none), and 64 KiB for glibc's
- * surplus, its struct pthread and the guard page. */
+/* Once, when the library is loaded (or at the first thread start, if that
+ * comes first: a constructor that ran before ours): glibc's own figure,
+ * __pthread_get_minstack() (a page, the static TLS with its surplus, and
+ * PTHREAD_STACK_MIN; GLIBC_PRIVATE, looked up, as Rust's runtime does), or
+ * where there is none, every loaded module's TLS segment and 64 KiB.  Not
+ * at each thread start: that would take the loader's lock, which a forked
+ * child may find held forever (a parent thread was in dl_iterate_phdr() or
+ * dlopen() at the fork), and which a thread inside a dl_iterate_phdr()
+ * callback holds while it may wait for the drop-in's first allocation. */
+static void measure_tls(void)
+{
+	size_t (*minstack)(const pthread_attr_t *);
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), r = 0;
+	pthread_attr_t attr;
+
+	*(void **)&minstack = dlsym(RTLD_DEFAULT, "__pthread_get_minstack");
+	if (minstack && !pthread_attr_init(&attr)) {
+		r = minstack(&attr);
+		pthread_attr_destroy(&attr);
+	} else {
+		dl_iterate_phdr(add_tls, &r);
+		r += (size_t)64 << 10;
+	}
+	tls_bound = (r + pg - 1) & ~(pg - 1);
+}
+
 size_t os_static_tls_bound(void)
 {
-	size_t sum = 0, pg = (size_t)sysconf(_SC_PAGESIZE);
-
-	dl_iterate_phdr(add_tls, &sum);
-	return (sum + ((size_t)64 << 10) + pg - 1) & ~(pg - 1);
+	pthread_once(&tls_once, measure_tls);
+	return tls_bound;
 }
 
 int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
@@ -546,7 +582,7 @@ int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 	if (err)
 		return err;
 	/* should the size be refused, the thread gets the default */
-	if (THREAD_STACK)
+	if (THREAD_STACK != 0)
 		pthread_attr_setstacksize(&attr, THREAD_STACK + os_static_tls_bound());
 	/* every signal but those a fault raises in this very thread: blocked,
 	 * they would kill the process instead of reaching its handler */
@@ -559,7 +595,7 @@ int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 	sigdelset(&all, SIGSYS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(t, &attr, fn, arg);
-	if (err == EINVAL && THREAD_STACK) /* refused all the same */
+	if (err && THREAD_STACK != 0) /* the size refused all the same (EINVAL), or too large to map */
 		err = pthread_create(t, NULL, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
@@ -589,4 +625,5 @@ void os_atfork_init(void)
 __attribute__((constructor)) static void atfork_at_load(void)
 {
 	os_atfork_init();
+	os_static_tls_bound(); /* here, not at a thread start (measure_tls()) */
 }

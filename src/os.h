@@ -90,6 +90,8 @@ void os_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t de
 /* mremap, no copy; from reads zero after; 0, or -errno with to still mapped,
  * except -ENOTRECOVERABLE: part of to lost its mapping (never write it) */
 int os_move_pages(void *from, void *to, size_t len, bool hugepages);
+/* this kernel's moves are made at all (the probe, once per process) */
+bool os_moves_supported(void);
 /* the next move unmaps its target and fails (EFAULT), as older kernels may
  * (@how 1), and another mapping takes the target's first page (@how 2) */
 void zp_test_fail_next_move(int how);
