@@ -32,14 +32,17 @@
  * and must not call it.
  *
  * Signals: no function is async-signal-safe.  A signal handler may call
- * zp_alloc_pages(), zp_free_pages(), zp_alloc() and zp_free() only when it
- * interrupted no call of the library (on any arena) and, in a forked
- * child, once the child has made a call of its own: a child's first call
- * may start its background thread, and pthread_create() may not run in a
- * handler that interrupted malloc.  A thread's first call on an arena
- * maps its cache with mmap() (not malloc); its first call on any arena
- * also sets a pthread key, which glibc does without allocating while the
- * process has made at most 32 keys before the library's.
+ * zp_alloc_pages(), zp_free_pages(), zp_alloc() and zp_free() on an arena
+ * when it interrupted no call of the library (on any arena), and, in a
+ * forked child of a process whose arena had a background thread, once
+ * the child has allocated or freed on that arena, or run a pass (that
+ * call starts the child's thread, and pthread_create() may not run in a
+ * handler that interrupted malloc).  The library's code that runs outside
+ * those calls (its fork handlers, a thread's exit) blocks signals.  A
+ * thread's first call on an arena maps its cache with mmap(), not malloc;
+ * a thread's first call of all sets the library's pthread key, made when
+ * the library is loaded, which glibc stores without allocating when fewer
+ * than 32 keys were made before it.
  * The library's background thread blocks every signal but the
  * fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), so a
  * signal sent to the process is never handled on it, unless it is one of

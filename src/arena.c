@@ -149,9 +149,19 @@ static void registry_del(struct zp_arena *a)
 	zlock_unlock(&registry_lock);
 }
 
+/* The forking thread's signal mask before the prepare handler blocked
+ * signals (one fork at a time gets past registry_lock). */
+static sigset_t fork_sigmask;
+
 void arenas_fork_prepare(void)
 {
+	sigset_t old;
+
+	/* no handler may run while the fork holds every lock (it would wait
+	 * for them forever), until the parent or child handler has let go */
+	os_block_signals(&old);
 	zlock_lock(&registry_lock);
+	fork_sigmask = old;
 	tc_lock_global();
 	for (struct zp_arena *a = registry; a; a = a->reg_next)
 		tc_stop(a);
@@ -164,12 +174,15 @@ void arenas_fork_prepare(void)
 
 static void fork_release(void)
 {
+	sigset_t old = fork_sigmask;
+
 	for (struct zp_arena *a = registry; a; a = a->reg_next) {
 		zlock_unlock(&a->lock);
 		tc_resume(a);
 	}
 	tc_unlock_global();
 	zlock_unlock(&registry_lock);
+	os_restore_signals(&old);
 }
 
 void arenas_fork_parent(void)

@@ -31,8 +31,10 @@
  * the process instead of running the application's handler.
  *
  * Invariants: every function here is thread-safe; none takes a lock of
- * the library, and none but the load-time constructor (and
- * os_static_tls_bound()'s first call) takes the dynamic loader's.
+ * the library; the dynamic loader's locks are taken only by the load-time
+ * constructor (and os_static_tls_bound()'s first call: dl_iterate_phdr(),
+ * dlsym()) and inside pthread_create() (glibc's TLS set-up takes
+ * dl_load_tls_lock, not the lock dl_iterate_phdr() holds; fork resets it).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -361,6 +363,16 @@ static void probe_moves(void)
 }
 #endif
 
+bool os_moves_supported(void)
+{
+#ifdef MREMAP_DONTUNMAP
+	pthread_once(&moves_once, probe_moves);
+	return moves_safe;
+#else
+	return false;
+#endif
+}
+
 /*
  * Move the pages of [from, from + len) to [to, to + len), both inside one
  * private anonymous mapping, without copying: mremap(MREMAP_DONTUNMAP)
@@ -375,16 +387,6 @@ static void probe_moves(void)
  * may not be written, and the arena has lost those pages' mapping (nothing
  * here can give it back).
  */
-bool os_moves_supported(void)
-{
-#ifdef MREMAP_DONTUNMAP
-	pthread_once(&moves_once, probe_moves);
-	return moves_safe;
-#else
-	return false;
-#endif
-}
-
 int os_move_pages(void *from, void *to, size_t len, bool hugepages)
 {
 #ifdef MREMAP_DONTUNMAP
@@ -551,9 +553,10 @@ static void measure_tls(void)
 {
 	size_t (*minstack)(const pthread_attr_t *);
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE), r = 0;
+	void *sym = dlsym(RTLD_DEFAULT, "__pthread_get_minstack");
 	pthread_attr_t attr;
 
-	*(void **)&minstack = dlsym(RTLD_DEFAULT, "__pthread_get_minstack");
+	memcpy(&minstack, &sym, sizeof(minstack)); /* a function pointer from a data pointer */
 	if (minstack && !pthread_attr_init(&attr)) {
 		r = minstack(&attr);
 		pthread_attr_destroy(&attr);
@@ -570,9 +573,30 @@ size_t os_static_tls_bound(void)
 	return tls_bound;
 }
 
+void os_block_signals(sigset_t *old)
+{
+	sigset_t all;
+
+	/* every signal but those a fault raises in this very thread: blocked,
+	 * they would kill the process instead of reaching its handler */
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGTRAP);
+	sigdelset(&all, SIGSYS);
+	pthread_sigmask(SIG_SETMASK, &all, old);
+}
+
+void os_restore_signals(const sigset_t *old)
+{
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
-	sigset_t all, old;
+	sigset_t old;
 	pthread_attr_t attr;
 	int err;
 
@@ -584,20 +608,11 @@ int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 	/* should the size be refused, the thread gets the default */
 	if (THREAD_STACK != 0)
 		pthread_attr_setstacksize(&attr, THREAD_STACK + os_static_tls_bound());
-	/* every signal but those a fault raises in this very thread: blocked,
-	 * they would kill the process instead of reaching its handler */
-	sigfillset(&all);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	sigdelset(&all, SIGTRAP);
-	sigdelset(&all, SIGSYS);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
+	os_block_signals(&old); /* the new thread inherits the mask */
 	err = pthread_create(t, &attr, fn, arg);
 	if (err && THREAD_STACK != 0) /* the size refused all the same (EINVAL), or too large to map */
 		err = pthread_create(t, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	os_restore_signals(&old);
 	pthread_attr_destroy(&attr);
 	return err;
 }

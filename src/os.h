@@ -13,6 +13,7 @@
 #define ZPAGE_OS_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -113,6 +114,14 @@ void os_backoff(unsigned *n);	   /* waiting for another thread: yield, then slee
  * Returns 0 or an errno value.
  */
 int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* Block every signal in this thread but the fault signals, as around a
+ * library thread's start (the old mask in @old); then restore it.  For
+ * library code that runs outside any call of the application's (fork
+ * handlers, a thread's exit), so that a handler that may call the library
+ * never runs while it holds a lock. */
+void os_block_signals(sigset_t *old);
+void os_restore_signals(const sigset_t *old);
 
 /* At least the static TLS a new thread's stack loses to glibc, in bytes. */
 size_t os_static_tls_bound(void);

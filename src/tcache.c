@@ -94,10 +94,25 @@ static void tc_thread_exit(void *arg);
 
 static bool tc_no_membarrier; /* test hook: as if membarrier were refused */
 
+static pthread_once_t tc_key_once = PTHREAD_ONCE_INIT;
+
+static void tc_key_init(void)
+{
+	tc_key_ok = pthread_key_create(&tc_key, tc_thread_exit) == 0;
+}
+
+/* The key when the library is loaded, so that it is among the process's
+ * first 32, which glibc's pthread_setspecific() stores without allocating
+ * (a thread's first call may be made in a signal handler). */
+__attribute__((constructor)) static void tc_key_at_load(void)
+{
+	pthread_once(&tc_key_once, tc_key_init);
+}
+
 static void tc_global_init(void)
 {
 	tc_asym = TC_ASYM_OK && !tc_no_membarrier && os_membarrier_register();
-	tc_key_ok = pthread_key_create(&tc_key, tc_thread_exit) == 0;
+	pthread_once(&tc_key_once, tc_key_init);
 }
 
 /* How many orders the caches serve: 0..tc_nr_orders() - 1. */
@@ -504,11 +519,20 @@ void tc_destroy(struct zp_arena *a)
 	zlock_unlock(&tc_lock);
 }
 
-/* pthread key destructor: this thread's caches go back to their arenas. */
+/* pthread key destructor: this thread's caches go back to their arenas,
+ * with signals blocked (a handler would find its cache unmapped, or wait
+ * for the locks held here) and the thread marked exited first (a handler
+ * after it, or another key's destructor, then gets no cache: the buddy
+ * lists). */
 static void tc_thread_exit(void *arg)
 {
 	struct tc_thread *me = arg;
+	sigset_t old;
 
+	os_block_signals(&old);
+	me->last = NULL;
+	me->last_id = 0;
+	me->exited = true;
 	while (me->caches) {
 		struct tcache *t = me->caches;
 		struct zp_arena *a;
@@ -525,9 +549,7 @@ static void tc_thread_exit(void *arg)
 		zlock_unlock(&tc_lock);
 		tc_cache_free(t);
 	}
-	me->last = NULL;
-	me->last_id = 0;
-	me->exited = true;
+	os_restore_signals(&old);
 }
 
 /* Forked child, every lock held: the other threads are gone, so are their

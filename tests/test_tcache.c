@@ -943,6 +943,148 @@ static void first_call_in_a_handler_that_interrupted_malloc(void)
 	EXPECT_EQ(st, 0);
 }
 
+/*
+ * A handler that interrupted no call of the application's may call the
+ * library, however the library's own code got onto the thread: the key
+ * destructor at thread exit (it unmapped the cache the handler then used,
+ * SIGSEGV) and the fork handlers (they hold every lock from prepare to
+ * parent or child: the handler waited forever).  Both now block signals.
+ * A hang is SIGALRM.
+ */
+static struct zp_arena *hx_arena;
+static __thread volatile sig_atomic_t hx_in_call; /* this thread is in a call of its own */
+static _Atomic long hx_handled;
+static atomic_int hx_bad;
+
+static void hx_handler(int sig)
+{
+	int e = errno;
+	void *p;
+
+	(void)sig;
+	if (hx_in_call)
+		return; /* not allowed by the contract */
+	p = zp_alloc_pages(hx_arena, 0, 0, ZP_USER_ADDR_NONE);
+	if (!p || zp_free_pages(hx_arena, p, 0))
+		atomic_store(&hx_bad, 1);
+	atomic_fetch_add(&hx_handled, 1);
+	errno = e;
+}
+
+static void *hx_exiting(void *arg)
+{
+	void *p;
+
+	(void)arg;
+	hx_in_call = 1;
+	p = zp_alloc_pages(hx_arena, 0, 0, ZP_USER_ADDR_NONE);
+	if (!p || zp_free_pages(hx_arena, p, 0))
+		atomic_store(&hx_bad, 1);
+	hx_in_call = 0;
+	return NULL; /* the key destructor runs next, signals arriving */
+}
+
+static void handler_during_thread_exit(void)
+{
+	int st;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		struct sigaction sa = {.sa_handler = hx_handler, .sa_flags = SA_RESTART};
+
+		alarm(60);
+		if (!(hx_arena = t_arena(1024, 9, 0)))
+			_exit(2);
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGUSR1, &sa, NULL);
+		for (int i = 0; i < 1000; i++) {
+			pthread_t t;
+
+			if (pthread_create(&t, NULL, hx_exiting, NULL))
+				_exit(2);
+			/* paced: back to back, the handlers can keep a slow
+			 * (ASan) thread from ever finishing its exit */
+			while (pthread_tryjoin_np(t, NULL) == EBUSY) {
+				pthread_kill(t, SIGUSR1);
+				usleep(5);
+			}
+		}
+		if (atomic_load(&hx_bad))
+			_exit(3);
+		if (zp_arena_check(hx_arena) || t_stats(hx_arena).nr_free != 1024)
+			_exit(4);
+		_exit(0);
+	}
+	st = t_wait_child(pid);
+	if (st > 0)
+		T_DIAG("child exit %d: %s", st,
+		       st == 2 ? "setting up failed" : st == 3 ? "an allocation or free failed" : "the arena's check failed");
+	EXPECT_EQ(st, 0);
+}
+
+static void *hx_kicker(void *arg)
+{
+	pthread_t main_thread = *(pthread_t *)arg;
+
+	while (!atomic_load(&hx_bad)) {
+		pthread_kill(main_thread, SIGUSR1);
+		usleep(50);
+	}
+	return NULL;
+}
+
+static void handler_during_fork(void)
+{
+	int st;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		struct sigaction sa = {.sa_handler = hx_handler, .sa_flags = SA_RESTART};
+		pthread_t self = pthread_self(), k;
+		void *p;
+		int forks;
+
+		alarm(30);
+		if (!(hx_arena = t_arena(1024, 9, 0)))
+			_exit(2);
+		p = zp_alloc_pages(hx_arena, 0, 0, ZP_USER_ADDR_NONE); /* the thread's cache, made here */
+		if (!p || zp_free_pages(hx_arena, p, 0))
+			_exit(2);
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGUSR1, &sa, NULL);
+		if (pthread_create(&k, NULL, hx_kicker, &self))
+			_exit(2);
+		for (forks = 0; forks < 1000; forks++) {
+			pid_t c = fork();
+
+			if (c == 0)
+				_exit(0);
+			if (c < 0)
+				break;
+			while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
+				;
+		}
+		st = atomic_exchange(&hx_bad, 1) ? 3 : 0; /* and the kicker stops */
+		pthread_join(k, NULL);
+		if (forks < 1000)
+			_exit(2);
+		if (!st && (zp_arena_check(hx_arena) || t_stats(hx_arena).nr_free != 1024))
+			st = 4;
+		_exit(st);
+	}
+	st = t_wait_child(pid);
+	if (st > 0)
+		T_DIAG("child exit %d: %s", st,
+		       st == 2 ? "setting up or a fork failed" : st == 3 ? "an allocation or free failed" : "the arena's check failed");
+	EXPECT_EQ(st, 0);
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -963,5 +1105,7 @@ int main(int argc, char **argv)
 	RUN(fork_returns_other_threads_caches);
 	RUN(cancelled_quiescer_leaves_no_lock);
 	RUN(first_call_in_a_handler_that_interrupted_malloc);
+	RUN(handler_during_thread_exit);
+	RUN(handler_during_fork);
 	return t_done("test_tcache");
 }
