@@ -29,7 +29,13 @@
  * after that run while zpage holds none of its locks, and may call it;
  * handlers registered before (by a constructor that runs before the
  * library's, or before a dlopen() of it) run while zpage holds every lock,
- * and must not call it.
+ * and must not call it; the fork handlers block every signal but the
+ * fault signals from prepare to parent or child (a signal that comes
+ * meanwhile is handled after the fork, or on another thread), and then
+ * unblock what they blocked: an earlier-registered parent or child
+ * handler's unblocking stays, its blocking of such a signal does not.  _Fork()
+ * runs no handler: its child may find zpage's locks held (another thread
+ * of the parent, the background thread included, was in a call).
  *
  * Signals: no function is async-signal-safe.  A signal handler may call
  * zp_alloc_pages(), zp_free_pages(), zp_alloc() and zp_free() on an arena
@@ -37,8 +43,12 @@
  * forked child of a process whose arena had a background thread, once
  * the child has allocated or freed on that arena, or run a pass (that
  * call starts the child's thread, and pthread_create() may not run in a
- * handler that interrupted malloc).  The library's code that runs outside
- * those calls (its fork handlers, a thread's exit) blocks signals.  A
+ * handler that interrupted malloc); and, while another thread may call
+ * fork(), only when it interrupted no malloc or stdio call either (fork()
+ * takes their locks after the library's prepare handler took every lock
+ * of the library's).  The library's code that runs on the thread outside
+ * those calls (its fork handlers, a thread's exit) blocks every signal
+ * but the fault signals.  A
  * thread's first call on an arena maps its cache with mmap(), not malloc;
  * a thread's first call of all sets the library's pthread key, made when
  * the library is loaded, which glibc stores without allocating when fewer

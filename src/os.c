@@ -573,30 +573,43 @@ size_t os_static_tls_bound(void)
 	return tls_bound;
 }
 
+/* Every signal but those a fault raises in this very thread: blocked,
+ * they would kill the process instead of reaching its handler. */
+static void blockable(sigset_t *set)
+{
+	sigfillset(set);
+	sigdelset(set, SIGSEGV);
+	sigdelset(set, SIGBUS);
+	sigdelset(set, SIGFPE);
+	sigdelset(set, SIGILL);
+	sigdelset(set, SIGTRAP);
+	sigdelset(set, SIGSYS);
+}
+
 void os_block_signals(sigset_t *old)
 {
 	sigset_t all;
 
-	/* every signal but those a fault raises in this very thread: blocked,
-	 * they would kill the process instead of reaching its handler */
-	sigfillset(&all);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	sigdelset(&all, SIGTRAP);
-	sigdelset(&all, SIGSYS);
-	pthread_sigmask(SIG_SETMASK, &all, old);
+	blockable(&all);
+	pthread_sigmask(SIG_BLOCK, &all, old);
 }
 
+/* Unblock only what os_block_signals() added: a mask change made in
+ * between (another library's fork handler) stays. */
 void os_restore_signals(const sigset_t *old)
 {
-	pthread_sigmask(SIG_SETMASK, old, NULL);
+	sigset_t added;
+
+	blockable(&added);
+	for (int s = 1; s < SIGRTMAX + 1; s++)
+		if (sigismember(old, s) == 1)
+			sigdelset(&added, s);
+	pthread_sigmask(SIG_UNBLOCK, &added, NULL);
 }
 
 int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
-	sigset_t old;
+	sigset_t all, old;
 	pthread_attr_t attr;
 	int err;
 
@@ -608,11 +621,14 @@ int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 	/* should the size be refused, the thread gets the default */
 	if (THREAD_STACK != 0)
 		pthread_attr_setstacksize(&attr, THREAD_STACK + os_static_tls_bound());
-	os_block_signals(&old); /* the new thread inherits the mask */
+	/* the new thread inherits this mask: the fault signals unblocked even
+	 * where the caller blocks them */
+	blockable(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(t, &attr, fn, arg);
 	if (err && THREAD_STACK != 0) /* the size refused all the same (EINVAL), or too large to map */
 		err = pthread_create(t, NULL, fn, arg);
-	os_restore_signals(&old);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	return err;
 }

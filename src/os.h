@@ -115,11 +115,11 @@ void os_backoff(unsigned *n);	   /* waiting for another thread: yield, then slee
  */
 int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
-/* Block every signal in this thread but the fault signals, as around a
- * library thread's start (the old mask in @old); then restore it.  For
- * library code that runs outside any call of the application's (fork
- * handlers, a thread's exit), so that a handler that may call the library
- * never runs while it holds a lock. */
+/* Block every signal in this thread but the fault signals (the old mask
+ * in @old; a fault signal the thread blocks stays blocked); then unblock
+ * what that added.  For library code that runs on an application thread outside any
+ * call of the library (fork handlers, a thread's exit), so that a handler
+ * that may call the library never runs while it holds a lock. */
 void os_block_signals(sigset_t *old);
 void os_restore_signals(const sigset_t *old);
 

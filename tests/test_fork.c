@@ -1124,6 +1124,75 @@ static void fork_while_arenas_come_and_go(void)
 	EXPECT(cd_cycles > 0);
 }
 
+/*
+ * The fork handlers block signals from prepare to parent or child, and
+ * then unblock only what they blocked: a child handler registered before
+ * the library's (a constructor of higher priority), which runs before
+ * ours in the child, unblocks SIGUSR2, which the parent blocks, and the
+ * child keeps it unblocked (a signal such a handler blocks is unblocked
+ * again by ours: zpage.h); the parent's mask after the fork is its mask
+ * before, and so is the child's but for SIGUSR2.
+ */
+static volatile int early_unblock;
+
+static void early_child(void)
+{
+	sigset_t u;
+
+	if (!early_unblock)
+		return;
+	sigemptyset(&u);
+	sigaddset(&u, SIGUSR2);
+	pthread_sigmask(SIG_UNBLOCK, &u, NULL);
+}
+
+__attribute__((constructor(101))) static void early_atfork(void)
+{
+	pthread_atfork(NULL, NULL, early_child);
+}
+
+static void fork_handlers_leave_other_mask_changes(void)
+{
+	struct zp_arena *a = t_arena(64, 4, 0);
+	sigset_t before, after, usr2;
+	pid_t pid;
+	int st;
+
+	ASSERT(a);
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &usr2, &before);
+	pthread_sigmask(SIG_BLOCK, NULL, &before);
+	early_unblock = 1;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		sigset_t m;
+
+		pthread_sigmask(SIG_BLOCK, NULL, &m);
+		if (sigismember(&m, SIGUSR2))
+			_exit(1);
+		for (int s = 1; s <= SIGRTMAX; s++)
+			if (s != SIGUSR2 && sigismember(&before, s) != sigismember(&m, s))
+				_exit(2);
+		_exit(0);
+	}
+	early_unblock = 0;
+	ASSERT(pid > 0);
+	pthread_sigmask(SIG_BLOCK, NULL, &after);
+	pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+	for (int s = 1; s <= SIGRTMAX; s++)
+		if (sigismember(&before, s) != sigismember(&after, s))
+			T_REPORT("signal %d is %sblocked in the parent after the fork", s, sigismember(&after, s) ? "" : "un");
+	st = t_wait_child(pid);
+	if (st > 0)
+		T_DIAG("child exit %d: %s", st,
+		       st == 1 ? "SIGUSR2, unblocked by an earlier child handler, was blocked again"
+			       : "the child's mask is not the parent's");
+	EXPECT_EQ(st, 0);
+	zp_arena_destroy(a);
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -1140,5 +1209,6 @@ int main(int argc, char **argv)
 	RUN(grandchild_of_a_busy_child);
 	RUN(application_child_handler_calls_zpage);
 	RUN(fork_while_arenas_come_and_go);
+	RUN(fork_handlers_leave_other_mask_changes);
 	return t_done("test_fork");
 }

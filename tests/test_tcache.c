@@ -944,8 +944,8 @@ static void first_call_in_a_handler_that_interrupted_malloc(void)
 }
 
 /*
- * A handler that interrupted no call of the application's may call the
- * library, however the library's own code got onto the thread: the key
+ * A handler that interrupted no call of the library may call it, whatever
+ * other code of the library's was running on the thread: the key
  * destructor at thread exit (it unmapped the cache the handler then used,
  * SIGSEGV) and the fork handlers (they hold every lock from prepare to
  * parent or child: the handler waited forever).  Both now block signals.
