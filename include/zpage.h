@@ -39,20 +39,26 @@
  *
  * Signals: no function is async-signal-safe.  A signal handler may call
  * zp_alloc_pages(), zp_free_pages(), zp_alloc() and zp_free() on an arena
- * when it interrupted no call of the library (on any arena), and, in a
- * forked child of a process whose arena had a background thread, once
- * the child has allocated or freed on that arena, or run a pass (that
- * call starts the child's thread, and pthread_create() may not run in a
- * handler that interrupted malloc); and, while another thread may call
- * fork(), only when it interrupted no malloc or stdio call either (fork()
- * takes their locks after the library's prepare handler took every lock
- * of the library's).  The library's code that runs on the thread outside
- * those calls (its fork handlers, a thread's exit) blocks every signal
- * but the fault signals.  A
- * thread's first call on an arena maps its cache with mmap(), not malloc;
- * a thread's first call of all sets the library's pthread key, made when
- * the library is loaded, which glibc stores without allocating when fewer
- * than 32 keys were made before it.
+ * only when all of these hold:
+ *  - it interrupted no function of this header (on any arena);
+ *  - in a forked child of a process whose arena had a background thread,
+ *    the child has allocated or freed on that arena, or run a pass,
+ *    before (that call starts the child's thread, and pthread_create()
+ *    may not run in a handler that interrupted malloc);
+ *  - while another thread may call fork(), it interrupted no code that
+ *    holds a lock fork() takes after the library's prepare handler has
+ *    taken every lock of the library's: malloc's, stdio's, glibc's NSS
+ *    lock, or a lock that a pthread_atfork() prepare handler registered
+ *    before the library's takes.
+ * The library's code that runs on an application thread outside those
+ * functions (its fork handlers, a thread's exit) blocks every signal but
+ * the fault signals, so no such handler runs inside it.  A handler that
+ * interrupted a function of this header must not fork() either (the
+ * prepare handler waits for the locks it holds).  A thread's first call
+ * on an arena maps its cache with mmap(), not malloc; a thread's first
+ * call of all sets the library's pthread key, made when the library is
+ * loaded, which glibc stores without allocating when fewer than 32 keys
+ * were made before it.
  * The library's background thread blocks every signal but the
  * fault signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), so a
  * signal sent to the process is never handled on it, unless it is one of
@@ -208,8 +214,9 @@ ZP_API void zp_arena_destroy(struct zp_arena *a);
  * A zeroing allocation clears only pages not already known to be zero, and
  * with a user_addr clears the page holding it last, so it is hot in cache.
  *
- * Context: any thread; not from a signal handler that interrupted a call
- * of the library (on any arena: the threads' caches share one lock).
+ * Context: any thread; from a signal handler only as "Signals:" above
+ * says (never one that interrupted a call of the library, on any arena:
+ * the threads' caches share one lock).
  * Never sleeps on I/O; may take the arena lock.  Orders 0-8 (below
  * report_order) come from the calling thread's cache (no lock); when no
  * free block is found it empties every thread's cache and retries with
@@ -228,8 +235,7 @@ ZP_API void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order
  * @addr: a pointer zp_alloc_pages() returned and that is still allocated.
  * @order: the order it was allocated with.
  *
- * Context: any thread; not from a signal handler that interrupted a call
- * of the library (as zp_alloc_pages(): it uses the thread's cache).
+ * Context: as zp_alloc_pages() (it uses the thread's cache).
  * Return: 0, or -EINVAL if @addr is not a live allocation of exactly @order
  * in @a (NULL, outside the arena, misaligned, not the head of a block, the
  * wrong order, already freed).  On -EINVAL nothing is changed.
@@ -269,8 +275,7 @@ ZP_API void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t u
  * @a: the arena.
  * @addr: the address zp_alloc() or zp_alloc_pages() returned.
  *
- * Context: any thread; not from a signal handler that interrupted a call
- * of the library (as zp_alloc_pages()).
+ * Context: as zp_alloc_pages().
  * Return: 0, or -EINVAL with nothing changed: NULL arena or pointer, an
  * address outside the arena, not page-aligned, inside a block rather than
  * at its start, or not live (a double free, even one racing another).
