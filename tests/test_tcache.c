@@ -885,15 +885,41 @@ static void first_call_handler(int sig)
 	errno = e;
 }
 
-static void *sig_kicker(void *arg)
-{
-	pthread_t main_thread = *(pthread_t *)arg;
+/* A thread that sends SIGUSR1 to @target every @us microseconds until
+ * @stop is set, and how to start it with @fn as the handler. */
+struct kick {
+	pthread_t target, thread;
+	unsigned us;
+	atomic_int stop;
+};
 
-	while (atomic_load(&sig_next) < NR_SIG_ARENAS) {
-		pthread_kill(main_thread, SIGUSR1);
-		usleep(300);
+static void *kicker(void *arg)
+{
+	struct kick *k = arg;
+
+	while (!atomic_load(&k->stop)) {
+		pthread_kill(k->target, SIGUSR1);
+		usleep(k->us);
 	}
 	return NULL;
+}
+
+static bool start_kicker(struct kick *k, void (*fn)(int), unsigned us)
+{
+	struct sigaction sa = {.sa_handler = fn, .sa_flags = SA_RESTART};
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	k->target = pthread_self();
+	k->us = us;
+	atomic_store(&k->stop, 0);
+	return pthread_create(&k->thread, NULL, kicker, k) == 0;
+}
+
+static void stop_kicker(struct kick *k)
+{
+	atomic_store(&k->stop, 1);
+	pthread_join(k->thread, NULL);
 }
 
 static void first_call_in_a_handler_that_interrupted_malloc(void)
@@ -905,17 +931,14 @@ static void first_call_in_a_handler_that_interrupted_malloc(void)
 	pid = fork();
 	ASSERT(pid >= 0);
 	if (pid == 0) {
-		struct sigaction sa = {.sa_handler = first_call_handler, .sa_flags = SA_RESTART};
-		pthread_t self = pthread_self(), k;
+		struct kick k;
 		unsigned long mallocs = 0;
 
 		alarm(20);
 		for (int i = 0; i < NR_SIG_ARENAS; i++)
 			if (!(sig_arenas[i] = t_arena(64, 4, 0)))
 				_exit(2);
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGUSR1, &sa, NULL);
-		if (pthread_create(&k, NULL, sig_kicker, &self))
+		if (!start_kicker(&k, first_call_handler, 300))
 			_exit(2);
 		while (atomic_load(&sig_next) < NR_SIG_ARENAS) {
 			char *m = malloc(100000);
@@ -924,7 +947,7 @@ static void first_call_in_a_handler_that_interrupted_malloc(void)
 				m[mallocs++ % 100000] = 1;
 			free(m);
 		}
-		pthread_join(k, NULL);
+		stop_kicker(&k);
 		for (int i = 0; i < NR_SIG_ARENAS; i++) {
 			if (zp_arena_check(sig_arenas[i]) || t_stats(sig_arenas[i]).nr_free != 64)
 				_exit(5);
@@ -999,8 +1022,8 @@ static void handler_during_thread_exit(void)
 		if (!(hx_arena = t_arena(1024, 9, 0)))
 			_exit(2);
 		sigemptyset(&sa.sa_mask);
-		sigaction(SIGUSR1, &sa, NULL);
-		for (int i = 0; i < 1000; i++) {
+		sigaction(SIGUSR1, &sa, NULL); /* the main thread signals the exiting ones itself */
+		for (int i = 0; i < 4000; i++) {
 			pthread_t t;
 
 			if (pthread_create(&t, NULL, hx_exiting, NULL))
@@ -1025,17 +1048,6 @@ static void handler_during_thread_exit(void)
 	EXPECT_EQ(st, 0);
 }
 
-static void *hx_kicker(void *arg)
-{
-	pthread_t main_thread = *(pthread_t *)arg;
-
-	while (!atomic_load(&hx_bad)) {
-		pthread_kill(main_thread, SIGUSR1);
-		usleep(50);
-	}
-	return NULL;
-}
-
 static void handler_during_fork(void)
 {
 	int st;
@@ -1045,8 +1057,7 @@ static void handler_during_fork(void)
 	pid = fork();
 	ASSERT(pid >= 0);
 	if (pid == 0) {
-		struct sigaction sa = {.sa_handler = hx_handler, .sa_flags = SA_RESTART};
-		pthread_t self = pthread_self(), k;
+		struct kick k;
 		void *p;
 		int forks;
 
@@ -1056,9 +1067,7 @@ static void handler_during_fork(void)
 		p = zp_alloc_pages(hx_arena, 0, 0, ZP_USER_ADDR_NONE); /* the thread's cache, made here */
 		if (!p || zp_free_pages(hx_arena, p, 0))
 			_exit(2);
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGUSR1, &sa, NULL);
-		if (pthread_create(&k, NULL, hx_kicker, &self))
+		if (!start_kicker(&k, hx_handler, 50))
 			_exit(2);
 		for (forks = 0; forks < 1000; forks++) {
 			pid_t c = fork();
@@ -1070,8 +1079,8 @@ static void handler_during_fork(void)
 			while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
 				;
 		}
-		st = atomic_exchange(&hx_bad, 1) ? 3 : 0; /* and the kicker stops */
-		pthread_join(k, NULL);
+		stop_kicker(&k);
+		st = atomic_load(&hx_bad) ? 3 : 0;
 		if (forks < 1000)
 			_exit(2);
 		if (!st && (zp_arena_check(hx_arena) || t_stats(hx_arena).nr_free != 1024))
