@@ -393,8 +393,7 @@ int os_move_pages(void *from, void *to, size_t len, bool hugepages)
 	void *r;
 	int err;
 
-	pthread_once(&moves_once, probe_moves);
-	if (!moves_safe)
+	if (!os_moves_supported())
 		return -EINVAL;
 	switch (atomic_exchange(&fail_next_move, 0)) {
 	case 2: /* and another thread maps a page where the target began */

@@ -597,6 +597,26 @@ static inline int t_wait_child(pid_t pid)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Run @body in a forked child (it ends with _exit(status)) and wait for
+ * it: its exit status, or -1 when it died (a hang under alarm() is a
+ * SIGALRM, said as such). */
+static inline int t_in_child(void (*body)(void))
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		t_diag("fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		body();
+		_exit(0);
+	}
+	return t_wait_child(pid);
+}
+
 static inline int t_stats_equal(const struct zp_stats *x, const struct zp_stats *y)
 {
 	return x->nr_pages == y->nr_pages && x->nr_free == y->nr_free && x->nr_free_zeroed == y->nr_free_zeroed &&

@@ -922,40 +922,37 @@ static void stop_kicker(struct kick *k)
 	pthread_join(k->thread, NULL);
 }
 
+static void first_call_in_a_handler_that_interrupted_malloc_child(void)
+{
+	struct kick k;
+	unsigned long mallocs = 0;
+
+	alarm(20);
+	for (int i = 0; i < NR_SIG_ARENAS; i++)
+		if (!(sig_arenas[i] = t_arena(64, 4, 0)))
+			_exit(2);
+	if (!start_kicker(&k, first_call_handler, 300))
+		_exit(2);
+	while (atomic_load(&sig_next) < NR_SIG_ARENAS) {
+		char *m = malloc(100000);
+
+		if (m)
+			m[mallocs++ % 100000] = 1;
+		free(m);
+	}
+	stop_kicker(&k);
+	for (int i = 0; i < NR_SIG_ARENAS; i++) {
+		if (zp_arena_check(sig_arenas[i]) || t_stats(sig_arenas[i]).nr_free != 64)
+			_exit(5);
+		zp_arena_destroy(sig_arenas[i]);
+	}
+	_exit(sig_bad ? 2 + sig_bad : 0);
+}
+
 static void first_call_in_a_handler_that_interrupted_malloc(void)
 {
-	int st;
-	pid_t pid;
+	int st = t_in_child(first_call_in_a_handler_that_interrupted_malloc_child);
 
-	fflush(NULL);
-	pid = fork();
-	ASSERT(pid >= 0);
-	if (pid == 0) {
-		struct kick k;
-		unsigned long mallocs = 0;
-
-		alarm(20);
-		for (int i = 0; i < NR_SIG_ARENAS; i++)
-			if (!(sig_arenas[i] = t_arena(64, 4, 0)))
-				_exit(2);
-		if (!start_kicker(&k, first_call_handler, 300))
-			_exit(2);
-		while (atomic_load(&sig_next) < NR_SIG_ARENAS) {
-			char *m = malloc(100000);
-
-			if (m)
-				m[mallocs++ % 100000] = 1;
-			free(m);
-		}
-		stop_kicker(&k);
-		for (int i = 0; i < NR_SIG_ARENAS; i++) {
-			if (zp_arena_check(sig_arenas[i]) || t_stats(sig_arenas[i]).nr_free != 64)
-				_exit(5);
-			zp_arena_destroy(sig_arenas[i]);
-		}
-		_exit(sig_bad ? 2 + sig_bad : 0);
-	}
-	st = t_wait_child(pid);
 	if (st > 0)
 		T_DIAG("child exit %d: %s", st,
 		       st == 2   ? "an arena or the thread could not be made"
@@ -1007,87 +1004,81 @@ static void *hx_exiting(void *arg)
 	return NULL; /* the key destructor runs next, signals arriving */
 }
 
+static void handler_during_thread_exit_child(void)
+{
+	struct sigaction sa = {.sa_handler = hx_handler, .sa_flags = SA_RESTART};
+
+	alarm(60);
+	if (!(hx_arena = t_arena(1024, 9, 0)))
+		_exit(2);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL); /* the main thread signals the exiting ones itself */
+	for (int i = 0; i < 4000; i++) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, hx_exiting, NULL))
+			_exit(2);
+		/* paced: back to back, the handlers can keep a slow
+		 * (ASan) thread from ever finishing its exit */
+		while (pthread_tryjoin_np(t, NULL) == EBUSY) {
+			pthread_kill(t, SIGUSR1);
+			usleep(5);
+		}
+	}
+	if (atomic_load(&hx_bad))
+		_exit(3);
+	if (zp_arena_check(hx_arena) || t_stats(hx_arena).nr_free != 1024)
+		_exit(4);
+	_exit(0);
+}
+
 static void handler_during_thread_exit(void)
 {
-	int st;
-	pid_t pid;
+	int st = t_in_child(handler_during_thread_exit_child);
 
-	fflush(NULL);
-	pid = fork();
-	ASSERT(pid >= 0);
-	if (pid == 0) {
-		struct sigaction sa = {.sa_handler = hx_handler, .sa_flags = SA_RESTART};
-
-		alarm(60);
-		if (!(hx_arena = t_arena(1024, 9, 0)))
-			_exit(2);
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGUSR1, &sa, NULL); /* the main thread signals the exiting ones itself */
-		for (int i = 0; i < 4000; i++) {
-			pthread_t t;
-
-			if (pthread_create(&t, NULL, hx_exiting, NULL))
-				_exit(2);
-			/* paced: back to back, the handlers can keep a slow
-			 * (ASan) thread from ever finishing its exit */
-			while (pthread_tryjoin_np(t, NULL) == EBUSY) {
-				pthread_kill(t, SIGUSR1);
-				usleep(5);
-			}
-		}
-		if (atomic_load(&hx_bad))
-			_exit(3);
-		if (zp_arena_check(hx_arena) || t_stats(hx_arena).nr_free != 1024)
-			_exit(4);
-		_exit(0);
-	}
-	st = t_wait_child(pid);
 	if (st > 0)
 		T_DIAG("child exit %d: %s", st,
 		       st == 2 ? "setting up failed" : st == 3 ? "an allocation or free failed" : "the arena's check failed");
 	EXPECT_EQ(st, 0);
 }
 
+static void handler_during_fork_child(void)
+{
+	struct kick k;
+	void *p;
+	int forks, st;
+
+	alarm(30);
+	if (!(hx_arena = t_arena(1024, 9, 0)))
+		_exit(2);
+	p = zp_alloc_pages(hx_arena, 0, 0, ZP_USER_ADDR_NONE); /* the thread's cache, made here */
+	if (!p || zp_free_pages(hx_arena, p, 0))
+		_exit(2);
+	if (!start_kicker(&k, hx_handler, 50))
+		_exit(2);
+	for (forks = 0; forks < 1000; forks++) {
+		pid_t c = fork();
+
+		if (c == 0)
+			_exit(0);
+		if (c < 0)
+			break;
+		while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	stop_kicker(&k);
+	st = atomic_load(&hx_bad) ? 3 : 0;
+	if (forks < 1000)
+		_exit(2);
+	if (!st && (zp_arena_check(hx_arena) || t_stats(hx_arena).nr_free != 1024))
+		st = 4;
+	_exit(st);
+}
+
 static void handler_during_fork(void)
 {
-	int st;
-	pid_t pid;
+	int st = t_in_child(handler_during_fork_child);
 
-	fflush(NULL);
-	pid = fork();
-	ASSERT(pid >= 0);
-	if (pid == 0) {
-		struct kick k;
-		void *p;
-		int forks;
-
-		alarm(30);
-		if (!(hx_arena = t_arena(1024, 9, 0)))
-			_exit(2);
-		p = zp_alloc_pages(hx_arena, 0, 0, ZP_USER_ADDR_NONE); /* the thread's cache, made here */
-		if (!p || zp_free_pages(hx_arena, p, 0))
-			_exit(2);
-		if (!start_kicker(&k, hx_handler, 50))
-			_exit(2);
-		for (forks = 0; forks < 1000; forks++) {
-			pid_t c = fork();
-
-			if (c == 0)
-				_exit(0);
-			if (c < 0)
-				break;
-			while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
-				;
-		}
-		stop_kicker(&k);
-		st = atomic_load(&hx_bad) ? 3 : 0;
-		if (forks < 1000)
-			_exit(2);
-		if (!st && (zp_arena_check(hx_arena) || t_stats(hx_arena).nr_free != 1024))
-			st = 4;
-		_exit(st);
-	}
-	st = t_wait_child(pid);
 	if (st > 0)
 		T_DIAG("child exit %d: %s", st,
 		       st == 2 ? "setting up or a fork failed" : st == 3 ? "an allocation or free failed" : "the arena's check failed");
