@@ -4,7 +4,7 @@
  *
  * Primitives, chosen once from CPUID (with a portable C fallback):
  *   cached:         rep stosb where ERMS/FSRM is advertised, else memset;
- *                   a hot block of at most SMALL_CACHED_MAX (32 KiB) with
+ *                   a hot block of at most SMALL_CACHED_MAX (4 KiB) with
  *                   AVX2 stores where AVX2 is advertised (the small one)
  *   non-temporal:   AVX-512 or AVX2 streaming stores, else SSE2 streaming
  *                   stores (x86-64 baseline), else memset; then sfence
@@ -36,7 +36,7 @@
  *
  *   Except: a dirty block of order 0 to 8 the allocating thread freed
  *   into its own cache is cleared with cached stores whatever its size,
- *   up to 32 KiB with vector stores (clear_small_dirty_block(), @hot; a
+ *   a single page with vector stores (clear_small_dirty_block(), @hot; a
  *   partly dirty one: its dirty runs, through clear_dirty_range());
  *   and a warm block (below) is cleared with cached stores only, as all
  *   neighbourhood: (t, n) then [0, t], or ascending without an address
@@ -505,12 +505,13 @@ size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned orde
  * caller writes next (churn, which writes every page: 3% more operations a
  * second at one thread over 8+8 runs, p = 0.03, not significant after the
  * correction for the 10 rows), and a hot block of up to SMALL_CACHED_MAX
- * with the small primitive: vector stores, which on lines in cache skip
- * rep stosb's start-up (a 4 KiB zeroing allocation 212 -> 180 cycles in a
- * standalone loop of churn's mix timed with rdtsc, not in the repository)
- * but on cold lines read each line first (a cold 4 KiB clear and a read of
- * it ~10% slower in `zpage-bench clear`), so a block a refill brought gets
- * rep stosb.  A test's clear hook sees each clear as the general path
+ * (one page) with the small primitive: vector stores, which on lines in
+ * cache skip rep stosb's start-up (a 4 KiB zeroing allocation 212 -> 180
+ * cycles in a standalone loop of churn's mix timed with rdtsc, not in the
+ * repository) but on cold lines read each line first (a cold 4 KiB clear
+ * and a read of it ~10% slower in `zpage-bench clear`), so a block a
+ * refill brought gets rep stosb; so do larger hot blocks, whose lines are
+ * more often in L3 than in L2 (internal.h).  A test's clear hook sees each clear as the general path
  * reports it, whether it was hot, and the primitive.  False, having done
  * nothing, in the aliasing mode (page-by-page user clears) or when the
  * block is too large and not hot.

@@ -723,13 +723,19 @@ struct zero_impl {
 };
 extern const struct zero_impl zero_impls[];
 extern const size_t nr_zero_impls;
-/* A hot block up to this size is cleared with the small primitive: on the
- * machine the defaults were measured on, on lines in cache, 32-byte stores
- * beat rep stosb by 7% at 4 KiB, 4% at 8 KiB, 5% at 16 KiB, 1% at 32 KiB and
- * not at all from 64 KiB (a standalone loop timed with rdtsc, not in the
- * repository: a write to each page, the clear, a write to each page again;
- * clear.c). */
-#define SMALL_CACHED_MAX ((size_t)32 << 10)
+/* A hot block up to this size is cleared with the small primitive.  Which
+ * stores win depends on where the block's lines are: in a standalone loop
+ * (rdtsc, not in the repository: a write to each page of a block of a ring,
+ * the clear, a write to each page again) on the host of 2026-11-27,
+ * 32-byte stores beat rep stosb at every size up to 32 KiB when the ring
+ * fits in L2 (16 blocks: 407 against 554 cycles at 32 KiB), but from 16 KiB
+ * lose when it lives in L3 (128 blocks: 50 against 57 at 4 KiB, 119 against
+ * 133 at 8 KiB, 385 against 335 at 16 KiB, 832 against 724 at 32 KiB).
+ * Churn's small blocks are nearer the second case (its large clears sweep
+ * L2): there rep stosb made the zeroing allocations of 8, 16 and 32 KiB
+ * 5-9% faster, 8 KiB included (bench/ab.sh; DESIGN 6).  An earlier host had
+ * the vector stores 1-5% ahead up to 32 KiB in the 128-block ring. */
+#define SMALL_CACHED_MAX ((size_t)4 << 10)
 const char *zero_cached_name(void);
 const char *zero_small_name(void); /* the small cached primitive: a hot block of at most
 				      SMALL_CACHED_MAX (cold lines want rep stosb, which does not
