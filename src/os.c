@@ -128,9 +128,23 @@ void *os_map_meta(size_t len)
 	return map_noreserve(len);
 }
 
+static _Atomic int fail_private_maps;
+static bool consume_failure(_Atomic int *left);
+
+int zp_test_fail_private_maps(int n)
+{
+	return atomic_exchange(&fail_private_maps, n);
+}
+
 void *os_map_private(size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p;
+
+	if (consume_failure(&fail_private_maps)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	return p == MAP_FAILED ? NULL : p;
 }
@@ -480,15 +494,20 @@ void zp_test_fail_thread_start(int n, int err)
 	fail_starts = n;
 }
 
-/* Test hook: consume one injected failure, if any is left. */
-static bool injected_failure(void)
+/* Test hooks: consume one injected failure of *@left, if any is left. */
+static bool consume_failure(_Atomic int *left)
 {
-	int n = atomic_load(&fail_starts);
+	int n = atomic_load_explicit(left, memory_order_relaxed);
 
 	while (n > 0)
-		if (atomic_compare_exchange_weak(&fail_starts, &n, n - 1))
+		if (atomic_compare_exchange_weak(left, &n, n - 1))
 			return true;
 	return false;
+}
+
+static bool injected_failure(void)
+{
+	return consume_failure(&fail_starts);
 }
 
 /* The background thread's stack: its deepest path (a pass putting a block

@@ -1087,6 +1087,49 @@ static void handler_during_fork(void)
 	EXPECT_EQ(st, 0);
 }
 
+/*
+ * A thread whose cache cannot be mapped (mmap() fails: out of memory) works
+ * on the buddy lists, every call: allocations of every cached order,
+ * zeroing ones zero over blocks written and freed, frees, a double free
+ * refused, the checker and the counts right; once mapping works again, its
+ * next call makes the cache.
+ */
+static void cache_not_mapped_uses_the_buddy_lists(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	const int many = 1 << 30;
+	void *p[4][8], *q;
+
+	ASSERT_EQ(zp_test_fail_private_maps(many), 0);
+	for (int round = 0; round < 2; round++) {
+		for (unsigned o = 0; o < 4; o++) {
+			for (int i = 0; i < 8; i++) {
+				size_t len = ZP_PAGE_SIZE << o;
+
+				p[o][i] = zp_alloc_pages(a, i % 2 ? ZP_GFP_ZERO : 0, o, ZP_USER_ADDR_NONE);
+				ASSERT(p[o][i]);
+				if (i % 2)
+					EXPECT(t_all_zero(p[o][i], len));
+				memset(p[o][i], 0x77, len);
+			}
+		}
+		EXPECT(tc_mine(a) == NULL);
+		for (unsigned o = 0; o < 4; o++)
+			for (int i = 0; i < 8; i++)
+				EXPECT_EQ(zp_free_pages(a, p[o][i], o), 0);
+		EXPECT_EQ(zp_free_pages(a, p[0][0], 0), -EINVAL);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	}
+	EXPECT(zp_test_fail_private_maps(0) < many); /* the failures were met */
+	ASSERT((q = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE)));
+	EXPECT(tc_mine(a) != NULL);
+	EXPECT_EQ(zp_free_pages(a, q, 0), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	expect_all_obtainable(a, 8);
+	zp_arena_destroy(a);
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -1096,6 +1139,7 @@ int main(int argc, char **argv)
 	RUN(cross_thread_frees);
 	RUN(exhaustion_drains_other_threads);
 	RUN(bad_frees_of_cached_blocks);
+	RUN(cache_not_mapped_uses_the_buddy_lists);
 	RUN(cached_zero_state_across_threads);
 	RUN(small_dirty_cached_block_cleared);
 	RUN(hot_block_cleared_cached);
