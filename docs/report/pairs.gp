@@ -6,16 +6,16 @@ set output 'pairs.svg'
 set title 'pairs: 1 thread (M pairs/s) - higher is better' . "\n" . 'bar: median; whisker: 10th to 90th percentile' font ',15'
 set border 3 lc rgb '#444444'
 set tics nomirror
-set xlabel '1 thread (M pairs/s)'
+set xlabel '1 thread (M pairs/s, log scale)'
 set yrange [20 - 0.4:-0.6]
 set ytics scale 0
-set xrange [0:173.748906]
-unset logscale x
+set xrange [1:860.777183]
+set logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder
 set bmargin 6
 set key at screen 0.5, character 0.6 center bottom horizontal reverse Left samplen 1.5 width 1
-plot 'pairs.dat' using 2:1:(0):2:($1-0.35):($1+0.35):6:ytic(7) with boxxyerror lc rgb variable notitle, \
+plot 'pairs.dat' using 2:1:(1):2:($1-0.35):($1+0.35):6:ytic(7) with boxxyerror lc rgb variable notitle, \
   '' using 2:1:3:4 with xerrorbars pt 7 ps 0.3 lw 1.5 lc rgb '#222222' notitle, \
   '' using 4:1:5 with labels left offset char 0.7,0 notitle, \
   keyentry with boxes fc rgb '#1f5fbf' title 'zpage', \

@@ -6,16 +6,16 @@ set output 'prezero.svg'
 set title 'prezero: alloc latency (us) - lower is better' . "\n" . 'bar: median; whisker: 10th to 90th percentile' font ',15'
 set border 3 lc rgb '#444444'
 set tics nomirror
-set xlabel 'alloc latency (us)'
+set xlabel 'alloc latency (us, log scale)'
 set yrange [2 - 0.4:-0.6]
 set ytics scale 0
-set xrange [0:57.435]
-unset logscale x
+set xrange [0.1:294.90759]
+set logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder
 set bmargin 6
 set key at screen 0.5, character 0.6 center bottom horizontal reverse Left samplen 1.5 width 1
-plot 'prezero.dat' using 2:1:(0):2:($1-0.35):($1+0.35):6:ytic(7) with boxxyerror lc rgb variable notitle, \
+plot 'prezero.dat' using 2:1:(0.1):2:($1-0.35):($1+0.35):6:ytic(7) with boxxyerror lc rgb variable notitle, \
   '' using 2:1:3:4 with xerrorbars pt 7 ps 0.3 lw 1.5 lc rgb '#222222' notitle, \
   '' using 4:1:5 with labels left offset char 0.7,0 notitle, \
   keyentry with boxes fc rgb '#1f5fbf' title 'zpage', \
