@@ -726,15 +726,16 @@ extern const size_t nr_zero_impls;
 /* A hot block up to this size is cleared with the small primitive.  Which
  * stores win depends on where the block's lines are: in a standalone loop
  * (rdtsc, not in the repository: a write to each page of a block of a ring,
- * the clear, a write to each page again) on the host of 2026-11-27,
- * 32-byte stores beat rep stosb at every size up to 32 KiB when the ring
- * fits in L2 (16 blocks: 407 against 554 cycles at 32 KiB), but from 16 KiB
- * lose when it lives in L3 (128 blocks: 50 against 57 at 4 KiB, 119 against
- * 133 at 8 KiB, 385 against 335 at 16 KiB, 832 against 724 at 32 KiB).
- * Churn's small blocks are nearer the second case (its large clears sweep
- * L2): there rep stosb made the zeroing allocations of 8, 16 and 32 KiB
- * 5-9% faster, 8 KiB included (bench/ab.sh; DESIGN 6).  An earlier host had
- * the vector stores 1-5% ahead up to 32 KiB in the 128-block ring. */
+ * the clear, a write to each page again) on the host of 2026-11-27 (L2 1
+ * MiB), 32-byte stores beat rep stosb at every size up to 32 KiB when the
+ * ring fits in L2 (16 blocks: 407 against 554 cycles at 32 KiB), but lose
+ * once it is larger (128 blocks: 385 against 335 at 16 KiB, a 2 MiB ring,
+ * 832 against 724 at 32 KiB; still ahead at 4 and 8 KiB, rings of 512 KiB
+ * and 1 MiB: 50 against 57, 119 against 133).  Churn's small blocks have
+ * left L2 between two uses (its large clears sweep it): there rep stosb
+ * made the zeroing allocations of 8, 16 and 32 KiB 5-9% faster, 8 KiB
+ * included (bench/ab.sh; DESIGN 6).  An earlier host had the vector stores
+ * 1-5% ahead at 8-32 KiB (7% at 4 KiB) in the 128-block ring. */
 #define SMALL_CACHED_MAX ((size_t)4 << 10)
 const char *zero_cached_name(void);
 const char *zero_small_name(void); /* the small cached primitive: a hot block of at most

@@ -145,7 +145,7 @@ void arenas_fork_child(void);
 /* Make the next @n os_thread_start() calls fail with @err (0: none). */
 void zp_test_fail_thread_start(int n, int err);
 /* Make the next @n os_map_private() calls fail with ENOMEM (0: none);
- * returns how many of the last such call's were left. */
+ * returns the count that was left before this call. */
 int zp_test_fail_private_maps(int n);
 
 #endif /* ZPAGE_OS_H */

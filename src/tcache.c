@@ -74,6 +74,7 @@
  * cache's pages equals the sum of its blocks' pages; every cache on an
  * arena's list is attached to that arena.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -163,10 +164,16 @@ static ZP_ALWAYS_INLINE void tc_exit(struct tcache *t, bool entered)
 
 /* A cache's memory: its own mapping, not malloc's, so that a thread's first
  * call on an arena may be made from a signal handler that interrupted malloc
- * (mmap() takes no lock of the process; zero-filled). */
+ * (mmap() takes no lock of the process; zero-filled).  A failure leaves
+ * errno alone: the call goes on without a cache and may well succeed
+ * (the drop-in's free() must not change errno). */
 static struct tcache *tc_cache_new(void)
 {
-	return os_map_private(sizeof(struct tcache));
+	int saved = errno;
+	struct tcache *t = os_map_private(sizeof(struct tcache));
+
+	errno = saved;
+	return t;
 }
 
 static void tc_cache_free(struct tcache *t)

@@ -1089,44 +1089,103 @@ static void handler_during_fork(void)
 
 /*
  * A thread whose cache cannot be mapped (mmap() fails: out of memory) works
- * on the buddy lists, every call: allocations of every cached order,
- * zeroing ones zero over blocks written and freed, frees, a double free
- * refused, the checker and the counts right; once mapping works again, its
- * next call makes the cache.
+ * on the buddy lists under the arena lock, every call, and not the slow
+ * way (which would drain another thread's cache: one holds blocks
+ * throughout and must keep them): allocations of every order the caches
+ * serve (0-7 here), zeroing ones zero and counted, over blocks written and
+ * freed in the second round; frees, a double free refused, errno left
+ * alone by calls that succeed, the checker and the free count right; once
+ * mapping works again, its next call makes the cache.
  */
 static void cache_not_mapped_uses_the_buddy_lists(void)
 {
-	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	struct zp_arena *a = t_arena(2 * PAGES, 8, 0); /* room for an order-7 block beside the rest */
+	pthread_barrier_t ready, go;
+	struct held h = {.a = a, .order = 0, .n = 16, .ready = &ready, .go = &go};
 	const int many = 1 << 30;
-	void *p[4][8], *q;
+	void *p[4][8], *q, *ret;
+	size_t held_pages;
+	pthread_t t;
+	int was;
 
-	ASSERT_EQ(zp_test_fail_private_maps(many), 0);
+	ASSERT(tc_serves(a, 7) && !tc_serves(a, 8));
+	pthread_barrier_init(&ready, NULL, 2);
+	pthread_barrier_init(&go, NULL, 2);
+	ASSERT_EQ(pthread_create(&t, NULL, cache_and_wait, &h), 0);
+	pthread_barrier_wait(&ready);
+	held_pages = cached_pages(a);
+	EXPECT_GE(held_pages, 16);
+	was = zp_test_fail_private_maps(many);
+	if (was) { /* never leave it armed for the tests after this one */
+		zp_test_fail_private_maps(0);
+		ASSERT_EQ(was, 0);
+	}
 	for (int round = 0; round < 2; round++) {
-		for (unsigned o = 0; o < 4; o++) {
-			for (int i = 0; i < 8; i++) {
-				size_t len = ZP_PAGE_SIZE << o;
+		struct zp_stats s0 = t_stats(a), s1;
+		uint64_t zeroing = 0;
 
-				p[o][i] = zp_alloc_pages(a, i % 2 ? ZP_GFP_ZERO : 0, o, ZP_USER_ADDR_NONE);
-				ASSERT(p[o][i]);
-				if (i % 2)
-					EXPECT(t_all_zero(p[o][i], len));
-				memset(p[o][i], 0x77, len);
+		for (unsigned o = 0; o < 8; o++) {
+			for (int i = 0; i < (o < 4 ? 8 : 1); i++) { /* orders 4-7 one at a time */
+				size_t len = ZP_PAGE_SIZE << o;
+				bool zero = o >= 4 || i % 2;
+				void *b;
+
+				errno = EDOM;
+				b = zp_alloc_pages(a, zero ? ZP_GFP_ZERO : 0, o, ZP_USER_ADDR_NONE);
+				if (!b)
+					zp_test_fail_private_maps(0);
+				ASSERT(b);
+				EXPECT_EQ(errno, EDOM);
+				if (zero) {
+					EXPECT(t_all_zero(b, len));
+					zeroing += (uint64_t)1 << o;
+				}
+				memset(b, 0x77, len);
+				if (o < 4) {
+					p[o][i] = b;
+				} else {
+					errno = EDOM;
+					EXPECT_EQ(zp_free_pages(a, b, o), 0);
+					EXPECT_EQ(errno, EDOM);
+				}
 			}
 		}
 		EXPECT(tc_mine(a) == NULL);
-		for (unsigned o = 0; o < 4; o++)
-			for (int i = 0; i < 8; i++)
+		s1 = t_stats(a);
+		EXPECT_EQ(s1.pages_cleared + s1.pages_clear_skipped - s0.pages_cleared - s0.pages_clear_skipped,
+			  zeroing);
+		if (round) /* pages the first round wrote and freed */
+			EXPECT_GT(s1.pages_cleared - s0.pages_cleared, 0);
+		for (unsigned o = 0; o < 4; o++) {
+			for (int i = 0; i < 8; i++) {
+				errno = EDOM;
 				EXPECT_EQ(zp_free_pages(a, p[o][i], o), 0);
+				EXPECT_EQ(errno, EDOM);
+			}
+		}
 		EXPECT_EQ(zp_free_pages(a, p[0][0], 0), -EINVAL);
+		EXPECT_EQ(cached_pages(a), held_pages); /* nothing went the slow way */
 		EXPECT_EQ(zp_arena_check(a), 0);
-		EXPECT_EQ(t_stats(a).nr_free, PAGES);
+		EXPECT_EQ(t_stats(a).nr_free, 2 * PAGES);
 	}
 	EXPECT(zp_test_fail_private_maps(0) < many); /* the failures were met */
-	ASSERT((q = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE)));
+	q = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+	EXPECT(q != NULL);
 	EXPECT(tc_mine(a) != NULL);
-	EXPECT_EQ(zp_free_pages(a, q, 0), 0);
+	if (q)
+		EXPECT_EQ(zp_free_pages(a, q, 0), 0);
+	pthread_barrier_wait(&go);
+	pthread_join(t, &ret);
+	EXPECT_EQ(ret, NULL);
 	EXPECT_EQ(zp_arena_check(a), 0);
-	expect_all_obtainable(a, 8);
+	for (int i = 0; i < 2; i++) /* every page obtainable: both max-order blocks */
+		EXPECT((p[0][i] = zp_alloc_pages(a, 0, 8, ZP_USER_ADDR_NONE)) != NULL);
+	EXPECT_EQ(t_stats(a).nr_free, 0);
+	for (int i = 0; i < 2; i++)
+		if (p[0][i])
+			EXPECT_EQ(zp_free_pages(a, p[0][i], 8), 0);
+	pthread_barrier_destroy(&ready);
+	pthread_barrier_destroy(&go);
 	zp_arena_destroy(a);
 }
 
