@@ -309,8 +309,11 @@ EXPORT void free(void *p)
 	if (!p || is_boot(p))
 		return;
 	if (owned(p)) {
+		int saved = errno; /* free() leaves errno alone (POSIX.1-2024) */
+
 		if (zp_free(arena, p))
 			bad_free(p);
+		errno = saved;
 		return;
 	}
 	if (ready())
