@@ -508,11 +508,12 @@ size_t clear_dirty_range(struct zp_arena *a, size_t pfn, size_t n, unsigned orde
  * (one page) with the small primitive: vector stores, which on lines in
  * cache skip rep stosb's start-up (on the earlier host of DESIGN 6, a 4 KiB
  * zeroing allocation 212 -> 180 cycles in a standalone loop of churn's mix
- * timed with rdtsc, not in the repository) but on cold lines read each line first (a cold 4 KiB clear
- * and a read of it ~10% slower in `zpage-bench clear`), so a block a
- * refill brought gets rep stosb; so do larger hot blocks, whose lines have
- * often left L2 (internal.h).  A test's clear hook sees each clear as the general path
- * reports it, whether it was hot, and the primitive.  False, having done
+ * timed with rdtsc, not in the repository) but on cold lines read each
+ * line first (a cold 4 KiB clear and a read of it ~10% slower in
+ * `zpage-bench clear`), so a block a refill brought gets rep stosb; so do
+ * larger hot blocks, whose lines have often left L2 (internal.h).  A test's
+ * clear hook sees each clear as the general path reports it, whether it
+ * was hot, and the primitive.  False, having done
  * nothing, in the aliasing mode (page-by-page user clears) or when the
  * block is too large and not hot.
  */

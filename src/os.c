@@ -128,8 +128,18 @@ void *os_map_meta(size_t len)
 	return map_noreserve(len);
 }
 
+/* Test hooks: consume one injected failure of *@left, if any is left. */
+static bool consume_failure(_Atomic int *left)
+{
+	int n = atomic_load_explicit(left, memory_order_relaxed);
+
+	while (n > 0)
+		if (atomic_compare_exchange_weak(left, &n, n - 1))
+			return true;
+	return false;
+}
+
 static _Atomic int fail_private_maps;
-static bool consume_failure(_Atomic int *left);
 
 int zp_test_fail_private_maps(int n)
 {
@@ -494,21 +504,6 @@ void zp_test_fail_thread_start(int n, int err)
 	fail_starts = n;
 }
 
-/* Test hooks: consume one injected failure of *@left, if any is left. */
-static bool consume_failure(_Atomic int *left)
-{
-	int n = atomic_load_explicit(left, memory_order_relaxed);
-
-	while (n > 0)
-		if (atomic_compare_exchange_weak(left, &n, n - 1))
-			return true;
-	return false;
-}
-
-static bool injected_failure(void)
-{
-	return consume_failure(&fail_starts);
-}
 
 /* The background thread's stack: its deepest path (a pass putting a block
  * back) used under 8 KiB, TLS and libc's lazy binding included; the
@@ -631,7 +626,7 @@ int os_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 	pthread_attr_t attr;
 	int err;
 
-	if (injected_failure())
+	if (consume_failure(&fail_starts))
 		return fail_err;
 	err = pthread_attr_init(&attr);
 	if (err)
