@@ -94,8 +94,11 @@ static atomic_bool said_bad_free;
 static _Atomic unsigned long moves_made, moves_refused, moves_lost;
 #ifdef ZPAGE_PRELOAD_TEST_FAULTS
 /* tests/preload.sh's build only: ZPAGE_TEST_FAIL_MOVES=1 or 2 makes every
- * move fail as zp_test_fail_next_move() says */
+ * move fail as zp_test_fail_next_move() says; ZPAGE_TEST_FAIL_MAPS=1 makes
+ * every thread cache's mapping fail (zp_test_fail_private_maps()) */
 static int test_fail_moves;
+#define TEST_FAIL_MAPS (1 << 30)
+static bool test_fail_maps;
 #endif
 
 /* Only the thread inside resolve() gets here (others wait in pthread_once). */
@@ -136,9 +139,12 @@ static void resolve(void)
 	env_bytes(ENV_PRELOAD_MIN, &min_bytes);
 #ifdef ZPAGE_PRELOAD_TEST_FAULTS
 	{
-		const char *f = getenv("ZPAGE_TEST_FAIL_MOVES");
+		const char *f = getenv("ZPAGE_TEST_FAIL_MOVES"), *m = getenv("ZPAGE_TEST_FAIL_MAPS");
 
 		test_fail_moves = f ? atoi(f) : 0;
+		test_fail_maps = m && *m == '1';
+		if (test_fail_maps)
+			zp_test_fail_private_maps(TEST_FAIL_MAPS);
 	}
 #endif
 	{
@@ -185,6 +191,11 @@ static void print_stats(void)
 		(unsigned long long)st.pages_prezeroed, arena->prezero_bytes >> 10, atomic_load(&moves_made),
 		atomic_load(&moves_refused), atomic_load(&moves_lost),
 		os_moves_supported() ? "" : " (this kernel's moves are not safe: realloc copies)");
+#ifdef ZPAGE_PRELOAD_TEST_FAULTS
+	if (test_fail_maps)
+		fprintf(f, "zpage-run: test: %d thread cache mappings refused\n",
+			TEST_FAIL_MAPS - zp_test_fail_private_maps(0));
+#endif
 	zp_arena_dump(arena, f);
 	fclose(f);
 }

@@ -154,6 +154,22 @@ else
 	done
 fi
 
+# Thread caches that cannot be mapped (ZPAGE_TEST_FAIL_MAPS=1, the tests'
+# build of the drop-in refusing every cache's mmap): preload_prog's checks
+# hold on the buddy lists alone, its small blocks from zpage too
+# (ZPAGE_PRELOAD_MIN=4096), and free() leaves errno alone though the
+# library met a refused mapping on its way.
+if [ -r "$faults" ] &&
+	ZPAGE_TEST_FAIL_MAPS=1 ZPAGE_PRELOAD_MIN=4096 ZPAGE_PRELOAD_STATS=1 LD_PRELOAD="$faults" \
+		timeout 120 "$B/tests/preload_prog" >"$out/nomap.txt" 2>"$out/nomap.err" &&
+	grep -q "^preload_prog: ok" "$out/nomap.txt" &&
+	grep -q "^zpage-run: test: [1-9][0-9]* thread cache mappings refused" "$out/nomap.err"; then
+	ok "no thread cache can be mapped: preload_prog's checks hold, free() keeps errno"
+else
+	bad "no thread cache can be mapped"
+	grep -v "^ \|^zpage arena\|^free blocks\|^merges\|^held by\|^never used\|^pages:" "$out/nomap.err" | head -n 6 | diag
+fi
+
 # sort: 200 MB of lines
 awk 'BEGIN { srand(7); for (i = 0; i < 20000000; i++) print int(rand() * 1e9) }' >"$out/lines"
 if timeout 300 sort "$out/lines" >"$out/sorted.plain" &&
