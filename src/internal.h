@@ -519,7 +519,9 @@ struct tc_thread {
 	struct tcache *caches;
 	bool exited; /* its destructor ran: later calls (other keys' destructors) get no cache */
 	bool keyed;  /* tc_key is set for this thread (its destructor will run) */
+	unsigned map_backoff; /* lookups that make no cache, after one could not be mapped */
 };
+#define TC_MAP_BACKOFF 1024 /* lookups between two tries to map a cache that failed */
 extern __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
 extern bool tc_asym;					  /* membarrier registered: owners use a compiler barrier */
 void tc_drain_high(struct zp_arena *a, struct tcache *t); /* the owner, active or under tc_lock */

@@ -182,7 +182,8 @@ static void tc_cache_free(struct tcache *t)
 }
 
 /* This thread's cache for @a: found, or made and attached.  NULL if none can
- * be made (out of memory): the caller then uses the buddy lists. */
+ * be made (out of memory): the caller then uses the buddy lists, and the
+ * thread's next TC_MAP_BACKOFF lookups that would make one do not try. */
 static struct tcache *tc_lookup_slow(struct zp_arena *a)
 {
 	struct tc_thread *me = &tc_self;
@@ -203,8 +204,16 @@ static struct tcache *tc_lookup_slow(struct zp_arena *a)
 			goto found;
 		pp = &t->thread_next;
 	}
-	if (!tc_key_ok || !(t = tc_cache_new()))
+	if (!tc_key_ok)
 		return NULL;
+	if (me->map_backoff) { /* out of memory a moment ago: no mmap() a call */
+		me->map_backoff--;
+		return NULL;
+	}
+	if (!(t = tc_cache_new())) {
+		me->map_backoff = TC_MAP_BACKOFF;
+		return NULL;
+	}
 	for (unsigned o = 0; o <= TC_MAX_ORDER; o++)
 		for (int s = 0; s < NR_ZSTATES; s++)
 			list_init(&t->lists[o][s]);
