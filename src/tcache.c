@@ -181,9 +181,10 @@ static void tc_cache_free(struct tcache *t)
 	os_unmap(t, sizeof(*t));
 }
 
-/* This thread's cache for @a: found, or made and attached.  NULL if none can
- * be made (out of memory): the caller then uses the buddy lists, and the
- * thread's next TC_MAP_BACKOFF lookups that would make one do not try. */
+/* This thread's cache for @a: found, or made and attached.  NULL if none was
+ * made (the thread exiting, no key, out of memory now or within the
+ * thread's last TC_MAP_BACKOFF lookups that would have made one, whatever
+ * the arena): the caller then uses the buddy lists.  errno is kept. */
 static struct tcache *tc_lookup_slow(struct zp_arena *a)
 {
 	struct tc_thread *me = &tc_self;
@@ -220,8 +221,12 @@ static struct tcache *tc_lookup_slow(struct zp_arena *a)
 	t->arena_id = a->id;
 	t->owner = me;
 	if (!me->keyed) {
+		int saved = errno; /* glibc allocates for keys past the first 32 */
+
 		if (pthread_setspecific(tc_key, me)) {
 			tc_cache_free(t);
+			me->map_backoff = TC_MAP_BACKOFF;
+			errno = saved;
 			return NULL;
 		}
 		me->keyed = true;

@@ -125,10 +125,14 @@ int main(void)
 		free(q);
 	}
 	/* free() leaves errno alone (glibc 2.33, POSIX.1-2024), whatever the
-	 * size (with ZPAGE_PRELOAD_MIN=4096 the smaller ones come from the
-	 * drop-in's thread caches), each in a new thread whose first call it
-	 * is: the one that makes the thread's cache */
-	for (size_t sz = 8192; sz <= (3 << 20); sz *= 8) {
+	 * size: 3 MiB comes from zpage wherever there is an arena, the smaller
+	 * ones too with ZPAGE_PRELOAD_MIN=4096; each is freed by a new thread
+	 * whose first call it is, which for the sizes the thread caches serve
+	 * tries to map the thread's cache */
+	static const size_t sizes[] = {8192, 65536, 524288, 3 << 20};
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t sz = sizes[i];
 		void *kept = errno_kept;
 
 		p = malloc(sz);
