@@ -504,7 +504,6 @@ void zp_test_fail_thread_start(int n, int err)
 	fail_starts = n;
 }
 
-
 /* The background thread's stack: its deepest path (a pass putting a block
  * back) used under 8 KiB, TLS and libc's lazy binding included; the
  * default (RLIMIT_STACK, often 8 MiB) would be reserved for nothing, and

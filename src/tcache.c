@@ -162,23 +162,48 @@ static ZP_ALWAYS_INLINE void tc_exit(struct tcache *t, bool entered)
 		zlock_unlock(&tc_lock);
 }
 
-/* A cache's memory: its own mapping, not malloc's, so that a thread's first
- * call on an arena may be made from a signal handler that interrupted malloc
- * (mmap() takes no lock of the process; zero-filled).  A failure leaves
- * errno alone: the call goes on without a cache and may well succeed
- * (the drop-in's free() must not change errno). */
-static struct tcache *tc_cache_new(void)
-{
-	int saved = errno;
-	struct tcache *t = os_map_private(sizeof(struct tcache));
-
-	errno = saved;
-	return t;
-}
-
 static void tc_cache_free(struct tcache *t)
 {
 	os_unmap(t, sizeof(*t));
+}
+
+/*
+ * A new cache for @a, attached to @a and to this thread.  Its memory is its
+ * own mapping, not malloc's, so that a thread's first call on an arena may
+ * be made from a signal handler that interrupted malloc (mmap() takes no
+ * lock of the process; zero-filled).  NULL when it cannot be mapped or the
+ * thread's key cannot be set.  errno may have changed on any return (a
+ * failed mmap(); glibc allocates for keys past the first 32).
+ */
+static struct tcache *tc_cache_make(struct zp_arena *a, struct tc_thread *me)
+{
+	struct tcache *t = os_map_private(sizeof(*t));
+
+	if (!t)
+		return NULL;
+	for (unsigned o = 0; o <= TC_MAX_ORDER; o++)
+		for (int s = 0; s < NR_ZSTATES; s++)
+			list_init(&t->lists[o][s]);
+	t->arena_id = a->id;
+	t->owner = me;
+	if (!me->keyed) {
+		if (pthread_setspecific(tc_key, me)) {
+			tc_cache_free(t);
+			return NULL;
+		}
+		me->keyed = true;
+	}
+	zlock_lock(&tc_lock);
+	atomic_store_explicit(&t->arena, a, memory_order_relaxed);
+	t->prev = NULL;
+	t->next = a->tcaches;
+	if (a->tcaches)
+		a->tcaches->prev = t;
+	a->tcaches = t;
+	zlock_unlock(&tc_lock);
+	t->thread_next = me->caches;
+	me->caches = t;
+	return t;
 }
 
 /* This thread's cache for @a: found, or made and attached.  NULL if none was
@@ -189,6 +214,7 @@ static struct tcache *tc_lookup_slow(struct zp_arena *a)
 {
 	struct tc_thread *me = &tc_self;
 	struct tcache **pp = &me->caches, *t;
+	int saved;
 
 	pthread_once(&tc_once, tc_global_init);
 	if (me->exited)
@@ -211,36 +237,15 @@ static struct tcache *tc_lookup_slow(struct zp_arena *a)
 		me->map_backoff--;
 		return NULL;
 	}
-	if (!(t = tc_cache_new())) {
+	/* errno is not ours to change: without a cache the call goes on and may
+	 * well succeed, and the drop-in's free() must keep it */
+	saved = errno;
+	t = tc_cache_make(a, me);
+	errno = saved;
+	if (!t) {
 		me->map_backoff = TC_MAP_BACKOFF;
 		return NULL;
 	}
-	for (unsigned o = 0; o <= TC_MAX_ORDER; o++)
-		for (int s = 0; s < NR_ZSTATES; s++)
-			list_init(&t->lists[o][s]);
-	t->arena_id = a->id;
-	t->owner = me;
-	if (!me->keyed) {
-		int saved = errno; /* glibc allocates for keys past the first 32 */
-
-		if (pthread_setspecific(tc_key, me)) {
-			tc_cache_free(t);
-			me->map_backoff = TC_MAP_BACKOFF;
-			errno = saved;
-			return NULL;
-		}
-		me->keyed = true;
-	}
-	zlock_lock(&tc_lock);
-	atomic_store_explicit(&t->arena, a, memory_order_relaxed);
-	t->prev = NULL;
-	t->next = a->tcaches;
-	if (a->tcaches)
-		a->tcaches->prev = t;
-	a->tcaches = t;
-	zlock_unlock(&tc_lock);
-	t->thread_next = me->caches;
-	me->caches = t;
 found:
 	me->last = t;
 	me->last_id = a->id;
