@@ -211,6 +211,10 @@ static void env_bytes(enum env_id id, size_t *out)
 		*out = (size_t)v;
 }
 
+/* This thread is in arena_init(): zp_arena_create() allocates (calloc), and
+ * a large enough request must not come back here, into the same once. */
+static __thread bool making_arena __attribute__((tls_model("initial-exec")));
+
 static void arena_init(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES);
@@ -253,7 +257,9 @@ static void arena_init(void)
 		while ((ZP_PAGE_SIZE << (c.max_order + 1)) <= c.size)
 			c.max_order++;
 	}
+	making_arena = true; /* its own allocations go to the next allocator */
 	arena = zp_arena_create(&c);
+	making_arena = false;
 	if (!arena) {
 		fprintf(stderr, "zpage-run: no arena (%s): every allocation goes to the next allocator\n",
 			strerror(errno));
@@ -283,7 +289,7 @@ static void *zp_large(size_t size, bool zero)
 	void *p;
 	int saved = errno;
 
-	if (size < min_bytes)
+	if (size < min_bytes || making_arena)
 		return NULL;
 	pthread_once(&arena_once, arena_init);
 	if (!arena)

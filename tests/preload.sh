@@ -131,8 +131,8 @@ fi
 faults="$B/tests/libzpage-preload-faults.so"
 moves() { grep -o "realloc page moves [0-9]*, refused [0-9]*, lost [0-9]*" "$1"; }
 for f in 0 1 2; do
-	ZPAGE_TEST_FAIL_MOVES=$f ZPAGE_PRELOAD_STATS=1 PRELOAD_PROG_NO_DOUBLE_FREE=1 LD_PRELOAD="$faults" \
-		timeout 120 "$B/tests/preload_prog" >"$out/fail$f.txt" 2>"$out/fail$f.err"
+	timeout 120 env ZPAGE_TEST_FAIL_MOVES=$f ZPAGE_PRELOAD_STATS=1 PRELOAD_PROG_NO_DOUBLE_FREE=1 \
+		LD_PRELOAD="$faults" "$B/tests/preload_prog" >"$out/fail$f.txt" 2>"$out/fail$f.err"
 	echo $? >"$out/fail$f.rc"
 done
 said() { grep -c "^zpage-run: realloc: a page move (mremap) failed" "$out/fail$1.err"; }
@@ -159,13 +159,15 @@ fi
 # Thread caches that cannot be mapped (ZPAGE_TEST_FAIL_MAPS=1, the tests'
 # build of the drop-in refusing every cache's mmap): preload_prog's checks
 # hold on the buddy lists alone, its small blocks from zpage too
-# (ZPAGE_PRELOAD_MIN=4096), and free() leaves errno alone though the
-# library met a refused mapping on its way.
+# (ZPAGE_PRELOAD_MIN=4096, below the arena's own struct, which the
+# drop-in's arena creation then allocates from the next allocator), and
+# free() leaves errno alone though the library met a refused mapping on
+# its way.  timeout runs outside the drop-in, so a hang in it is bounded.
 if [ ! -r "$faults" ]; then
 	skip "no thread cache can be mapped" "no tests' build of the drop-in (reported above)"
 else
-	ZPAGE_TEST_FAIL_MAPS=1 ZPAGE_PRELOAD_MIN=4096 ZPAGE_PRELOAD_STATS=1 LD_PRELOAD="$faults" \
-		timeout 120 "$B/tests/preload_prog" >"$out/nomap.txt" 2>"$out/nomap.err"
+	timeout 120 env ZPAGE_TEST_FAIL_MAPS=1 ZPAGE_PRELOAD_MIN=4096 ZPAGE_PRELOAD_STATS=1 \
+		LD_PRELOAD="$faults" "$B/tests/preload_prog" >"$out/nomap.txt" 2>"$out/nomap.err"
 	rc=$?
 	if [ $rc -eq 0 ] && grep -q "^preload_prog: ok" "$out/nomap.txt" &&
 		grep -q "^zpage-run: test: [1-9][0-9]* thread cache mappings refused" "$out/nomap.err"; then
