@@ -9,7 +9,11 @@
  *     [0, frontier) exactly;
  *     each head has exactly one owner flag, an order <= max_order, is
  *     aligned to its order and fits, PG_cold and PG_full only with
- *     PG_cache and a warmth stamp only with PG_buddy;
+ *     PG_cache, bits 16-31 zero with PG_cache (they are a warmth stamp
+ *     with PG_buddy, a tag with PG_alloc, a claimer's ticket with
+ *     PG_busy), a tag or ticket names a slot below TC_SLOTS, and only a
+ *     block of order TC_MAX_ORDER or below, not an exact allocation, is
+ *     tagged;
  *     every other page has info == 0, and
  *     so has every page at or above the frontier, whose zero state is that
  *     of fresh memory (no bit set);
@@ -30,7 +34,9 @@
  *     is O(pages log pages) at worst); per (order, state), the lists hold
  *     exactly the blocks found by the walk; each cache's page count equals
  *     its blocks' pages, and each cache on an arena's list is attached to
- *     that arena;
+ *     that arena; a cache with a slot is that slot's and is biased exactly
+ *     when the slot's mode is odd, as many slots are in use as caches have
+ *     one, and a free slot's mode is even (tcache.c, "bias");
  *  5. counters: a->cnt equals zs_count() summed over the buddy blocks; the
  *     nonempty hints match the buddy lists;
  *  6. isolation: a->isolated is a well-formed list of PG_busy heads whose
@@ -144,6 +150,40 @@ static int check_list(struct zp_arena *a, const struct free_list *l, uint32_t ow
 	return 0;
 }
 
+/* 4: @t, cache @i of the arena's list, holds the slot its tag names, if
+ * any, and is biased exactly when that slot's mode is odd. */
+static int check_bias(struct zp_arena *a, const struct tcache *t, unsigned i)
+{
+	unsigned slot = t->tag >> PG_TAG_SHIFT;
+
+	if (t->tag & ~PG_TAG_MASK || slot >= TC_SLOTS || (slot && a->tc_slot[slot] != t))
+		return fail("cache %u: tag %#x, but its slot holds %p", i, t->tag,
+			    slot < TC_SLOTS ? (void *)a->tc_slot[slot] : NULL);
+	if (t->biased != (slot && (atomic_load(&a->tc_mode[slot]) & 1)))
+		return fail("cache %u: %s, but slot %u's mode is %u", i, t->biased ? "biased" : "not biased", slot,
+			    slot ? atomic_load(&a->tc_mode[slot]) : 0);
+	return 0;
+}
+
+/* 4: every slot in use holds a cache of the arena's list (@nr of them
+ * have a slot); a free slot's mode is even. */
+static int check_slots(struct zp_arena *a, unsigned nr)
+{
+	unsigned used = 0;
+
+	if (a->tc_slot[0] || (atomic_load(&a->tc_mode[0])))
+		return fail("slot 0 is in use");
+	for (unsigned s = 1; s < TC_SLOTS; s++) {
+		if (a->tc_slot[s])
+			used++;
+		else if (atomic_load(&a->tc_mode[s]) & 1)
+			return fail("slot %u is free, but its mode %u is odd (biased)", s, atomic_load(&a->tc_mode[s]));
+	}
+	if (used != nr)
+		return fail("%u slots in use, %u caches on the arena's list have one", used, nr);
+	return 0;
+}
+
 /* 1: the block at @pfn has a well-formed head and clean tail pages. */
 static int check_coverage(struct zp_arena *a, size_t pfn, uint32_t info)
 {
@@ -156,8 +196,13 @@ static int check_coverage(struct zp_arena *a, size_t pfn, uint32_t info)
 		return fail("block %zu: PG_cold outside a cache, info %#x", pfn, info);
 	if ((info & PG_FULL) && (info & PG_OWNER_MASK) != PG_CACHE)
 		return fail("block %zu: PG_full outside a cache, info %#x", pfn, info);
-	if (pg_stamp(info) && (info & PG_OWNER_MASK) != PG_BUDDY)
-		return fail("block %zu: a warmth stamp outside the buddy lists, info %#x", pfn, info);
+	if (pg_stamp(info) && (info & PG_OWNER_MASK) == PG_CACHE)
+		return fail("block %zu: a warmth stamp or a tag in a cache, info %#x", pfn, info);
+	if ((info & PG_OWNER_MASK) == PG_ALLOC && (info >> PG_TAG_SHIFT) && ((info & PG_EXACT) || o > TC_MAX_ORDER))
+		return fail("block %zu order %u: a tag on a block no cache serves, info %#x", pfn, o, info);
+	if ((info & (PG_ALLOC | PG_BUSY)) && (info >> PG_TAG_SHIFT) >= TC_SLOTS)
+		return fail("block %zu: tag or ticket %u beyond the %u slots, info %#x", pfn, info >> PG_TAG_SHIFT,
+			    TC_SLOTS, info);
 	if ((info & PG_EXACT) && (!(info & (PG_ALLOC | PG_BUSY)) || o == 0 || n <= (size_t)1 << (o - 1) ||
 				  n >= (size_t)1 << o))
 		return fail("exact allocation %zu: %zu pages for order %u, info %#x", pfn, n, o, info);
@@ -299,9 +344,10 @@ static int check_lists(struct zp_arena *a, const struct walk *w, struct zcount l
 			listed[0][o][s] = a->free[o][s].nr;
 		}
 	}
-	unsigned i = 0;
+	unsigned i = 0, slotted = 0;
 
 	for (struct tcache *t = a->tcaches; t; t = t->next, i++) {
+		slotted += t->tag != 0;
 		struct zcount mine = {0};
 
 		if (atomic_load(&t->arena) != a || t->arena_id != a->id)
@@ -319,8 +365,14 @@ static int check_lists(struct zp_arena *a, const struct walk *w, struct zcount l
 		}
 		if (mine.pages != t->pages)
 			return fail("cache %u counters: %zu pages, its blocks hold %zu", i, t->pages, mine.pages);
+		ret = check_bias(a, t, i);
+		if (ret)
+			return ret;
 		zcount_add(&lists[1], &mine);
 	}
+	ret = check_slots(a, slotted);
+	if (ret)
+		return ret;
 	for (int k = 0; k < 2; k++)
 		for (unsigned o = 0; o <= a->max_order; o++)
 			for (int s = 0; s < NR_ZSTATES; s++)

@@ -72,6 +72,9 @@
 
 /* Orders served from the per-thread caches. */
 #define TC_MAX_ORDER 8u
+/* Slots of an arena's table of caches (tcache.c, "bias"); slot 0 is none,
+ * and a cache made when every other slot is taken has none. */
+#define TC_SLOTS 1024u
 
 /* Free-list states, in the order a zeroing request prefers them. */
 enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
@@ -94,6 +97,9 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
  *              given back to the buddy lists (after a merge, the oldest of
  *              its parts'; clear.c, warm_now()); 0: not
  *              known to be warm
+ *              with PG_alloc (not PG_EXACT): the block's tag, the slot of
+ *              the cache whose owner allocated it (tcache.c, "bias"), when
+ *              that cache serves its order; 0: none
  */
 #define PG_ORDER_MASK  0x1fu
 #define PG_BUDDY       0x100u
@@ -107,6 +113,8 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
 #define PG_COLD	       0x8000u /* with PG_cache: brought by a refill, not freed here, not warm */
 #define PG_FULL	       0x20u   /* with PG_cache: every page dirty and resident (and only then) */
 #define PG_STAMP_SHIFT 16
+#define PG_TAG_SHIFT   16
+#define PG_TAG_MASK    0xffff0000u
 
 struct page {
 	uint32_t next, prev;   /* free-list links (pfns) in listed heads; in tail
@@ -173,6 +181,12 @@ struct tc_stats {
 struct tcache {
 	_Atomic int active; /* the owner is on its lists */
 	_Atomic int stop;   /* a quiescer wants them: the owner keeps off */
+	/* the bias (tcache.c): written by the owner while active, or by a
+	 * revoker while the cache is stopped and inactive */
+	uint32_t tag;	      /* slot << PG_TAG_SHIFT in the arena's table; 0: none */
+	bool biased;	      /* the arena's tc_mode[slot] is odd: the owner frees its blocks plainly */
+	uint32_t bias_count;  /* the owner's compare-and-swap frees of its own blocks since... */
+	uint32_t bias_period; /* ...it was last revoked; at bias_period it biases again */
 	struct free_list lists[TC_MAX_ORDER + 1][NR_ZSTATES];
 	size_t pages; /* in its blocks (their zero state is counted when read) */
 	struct tc_stats stats;
@@ -229,6 +243,10 @@ struct zp_arena {
 	uint64_t id;		    /* unique in the process: how a thread finds its cache */
 	unsigned tc_orders;	    /* orders below this use the caches (0 = none) */
 	struct tcache *tcaches;	    /* under tc_lock: the threads' caches of this arena */
+	/* the bias (tcache.c): per slot, its cache (under tc_lock; NULL: free)
+	 * and its mode, an epoch whose odd values mean biased */
+	struct tcache *tc_slot[TC_SLOTS];
+	_Atomic uint32_t tc_mode[TC_SLOTS];
 	struct tc_stats tc_gone;    /* counters of caches gone, and of threads without one */
 	void *map_addr, *meta_addr; /* what to munmap */
 	size_t map_len, meta_len;
@@ -526,6 +544,10 @@ extern __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec"
 extern bool tc_asym;					  /* membarrier registered: owners use a compiler barrier */
 void tc_drain_high(struct zp_arena *a, struct tcache *t); /* the owner, active or under tc_lock */
 void tc_drain_high_leave(struct zp_arena *a, struct tcache *t); /* the same, then tc_leave() */
+void tc_rebias(struct zp_arena *a, struct tcache *t);		 /* the owner, active */
+/* Claim the allocated block at @pfn (head @info, tagged with another
+ * thread's cache): its head becomes @busy (PG_busy) or, false, it changed. */
+bool tc_claim_tagged(struct zp_arena *a, uint32_t pfn, uint32_t info, uint32_t busy);
 
 /* This thread's cache for @a if it is the one it used last, else NULL. */
 static ZP_ALWAYS_INLINE struct tcache *tc_mine(const struct zp_arena *a)
@@ -648,7 +670,7 @@ static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_dirty(struct zp_arena *a, unsign
 	l = &t->lists[order][ZS_DIRTY];
 	pfn = l->head;
 	if (likely(pfn != NIL) && likely(pg_info(&a->pages[pfn]) & PG_FULL)) {
-		tc_del_head(a, t, l, pfn, order, PG_ALLOC);
+		tc_del_head(a, t, l, pfn, order, PG_ALLOC | t->tag);
 	} else {
 		pfn = NIL;
 	}
@@ -671,6 +693,49 @@ static ZP_ALWAYS_INLINE bool free_tcache_fast(struct zp_arena *a, uint32_t pfn, 
 	else
 		tc_leave(t);
 	return true;
+}
+
+/*
+ * The everyday free, of an allocated block whose tag is this thread's
+ * cache's (or none) into that cache: 1 when done; 0, having changed
+ * nothing, when the block is not allocated with @order (the caller then
+ * says -EINVAL); -1, having changed nothing, when the general way must
+ * decide (no cache, a quiescer, another cache's tag).  A biased cache
+ * validates its own blocks with a plain load and store (tcache.c, "bias"),
+ * any other case with the compare-and-swap, which counts towards biasing
+ * the cache again.
+ */
+static ZP_ALWAYS_INLINE int free_tcache_own(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	struct tcache *t = tc_mine(a);
+	uint32_t want, info;
+
+	lock_assert_not_held(&a->lock);
+	if (unlikely(!t) || unlikely(!tc_try_enter(t)))
+		return -1;
+	want = mk_info(PG_ALLOC, order, 0);
+	info = pg_info(&a->pages[pfn]);
+	if (likely(t->biased) && likely(info == (want | t->tag))) {
+		/* no other thread frees it without revoking the bias first,
+		 * which waits for this section to end */
+	} else if (info == want || info == (want | t->tag)) {
+		if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, mk_info(PG_BUSY, order, 0),
+							     memory_order_acq_rel, memory_order_acquire)) {
+			tc_leave(t);
+			return 0;
+		}
+		if ((info & PG_TAG_MASK) && unlikely(++t->bias_count >= t->bias_period))
+			tc_rebias(a, t);
+	} else {
+		tc_leave(t);
+		return (info & ~PG_TAG_MASK) == want ? -1 : 0;
+	}
+	tc_add(a, t, pfn, order, false, true);
+	if (unlikely(t->pages > TC_HIGH_PAGES))
+		tc_drain_high_leave(a, t); /* the last call: nothing to keep across it */
+	else
+		tc_leave(t);
+	return 1;
 }
 
 /* This thread's counters, without leaving the caller when it can. */
@@ -803,5 +868,8 @@ void zp_test_drain_pcp(struct zp_arena *a);
 void zp_test_tc_force_fences(void);	   /* before the first cache: the fallback handshake */
 const char *zp_test_tc_handshake(void);	   /* "membarrier" or "fences" */
 unsigned zp_test_tc_thread_caches(void);   /* caches this thread owns */
+void zp_test_tc_bias(unsigned first, unsigned max); /* a new cache's wait to bias, its cap (0: default) */
+bool zp_test_tc_biased(struct zp_arena *a);	    /* this thread's last cache, on @a and biased */
+unsigned long zp_test_tc_bias_settled(void);	    /* claims settled with a cache stopped, so far */
 
 #endif /* ZPAGE_INTERNAL_H */

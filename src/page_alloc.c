@@ -31,12 +31,16 @@
  * then it drops the zeroed/reported bits of the whole block: from now on its
  * content is the caller's.
  *
- * Free mirrors it: zp_free_pages() validates the pointer by one atomic
- * compare-and-swap of the head's info word (PG_alloc|order -> PG_busy|order),
- * so a foreign, misaligned, tail, wrong-order or double free is refused
- * with -EINVAL before anything changes, even when two threads race to free
- * the same block; free_pages_prepare() applies init_on_free / poisoning;
- * then the block goes to the thread's cache or the buddy lists.
+ * Free mirrors it: zp_free_pages() validates the pointer by its head's
+ * info word (PG_alloc|order, and the tag of the cache whose owner
+ * allocated it), so a foreign, misaligned, tail, wrong-order or double free
+ * is refused with -EINVAL before anything changes, even when two threads
+ * race to free the same block: the owner of a biased cache frees its own
+ * block with a plain load and store (free_tcache_own()), anything else
+ * claims the head (PG_alloc -> PG_busy) by a compare-and-swap that keeps
+ * one winner against those plain frees (claim_alloc(), tcache.c's
+ * "bias"); free_pages_prepare() applies init_on_free / poisoning; then the
+ * block goes to the thread's cache or the buddy lists.
  *
  * Invariant: a page handed out for a zeroing request reads as zero, and the
  * library cleared it at most once since it was last dirtied; never when its
@@ -202,8 +206,15 @@ static ZP_ALWAYS_INLINE void prep_new_page(const struct alloc_context *ac, uint3
 {
 	bool exact = ac->npages != (size_t)1 << ac->order;
 
+	uint32_t tag = 0;
+
 	post_alloc_hook(ac, pfn, c, hot);
-	pg_set_info(&ac->arena->pages[pfn], mk_info(PG_ALLOC | (exact ? PG_EXACT : 0), ac->order, 0));
+	if (!exact && tc_serves(ac->arena, ac->order)) { /* a block its cache may free (tcache.c, "bias") */
+		const struct tcache *t = tc_mine(ac->arena);
+
+		tag = t ? t->tag : 0;
+	}
+	pg_set_info(&ac->arena->pages[pfn], mk_info(PG_ALLOC | (exact ? PG_EXACT : 0), ac->order, 0) | tag);
 }
 
 /* The fast path, else the slow one; NIL with errno ENOMEM. */
@@ -337,10 +348,42 @@ static ZP_NOINLINE int free_pages_whole(struct zp_arena *a, uint32_t pfn, unsign
 	return 0;
 }
 
+/*
+ * Claim the allocated block at @pfn whose head read @info: the head becomes
+ * @busy (PG_busy), or false when it changed meanwhile (another free came
+ * first).  A block tagged with another thread's cache may be freed by that
+ * cache's owner without a compare-and-swap while the cache is biased:
+ * tc_claim_tagged() (tcache.c, "bias") claims it.
+ */
+static ZP_ALWAYS_INLINE bool claim_alloc(struct zp_arena *a, uint32_t pfn, uint32_t info, uint32_t busy)
+{
+	const struct tcache *me;
+
+	if (likely(!(info & PG_TAG_MASK)) || ((me = tc_mine(a)) && me->tag == (info & PG_TAG_MASK)))
+		return atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, busy, memory_order_acq_rel,
+							       memory_order_acquire);
+	return tc_claim_tagged(a, pfn, info, busy);
+}
+
+/* zp_free_pages() past this thread's cache: a block another thread's cache
+ * tagged, or none to free into; every check again. */
+static ZP_NOINLINE int free_pages_general(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	uint32_t info = pg_info(&a->pages[pfn]);
+
+	if ((info & ~PG_TAG_MASK) != mk_info(PG_ALLOC, order, 0) ||
+	    !claim_alloc(a, pfn, info, mk_info(PG_BUSY, order, 0)))
+		return -EINVAL;
+	if (likely(tc_serves(a, order)) && likely(!(a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY))) && !daemon_pending(a) &&
+	    likely(free_tcache_fast(a, pfn, order, true)))
+		return 0;
+	return free_pages_whole(a, pfn, order);
+}
+
 int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 {
 	uintptr_t base, off;
-	uint32_t pfn, expect;
+	uint32_t pfn;
 
 	if (!a || !addr || order > a->max_order)
 		return -EINVAL;
@@ -354,19 +397,20 @@ int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 	if ((size_t)pfn + ((size_t)1 << order) > a->nr_pages)
 		return -EINVAL;
 
-	expect = mk_info(PG_ALLOC, order, 0);
-	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &expect, mk_info(PG_BUSY, order, 0),
-						     memory_order_acq_rel, memory_order_acquire))
-		return -EINVAL;
+	/* the everyday case: a block this thread allocated, into its cache,
+	 * nothing to write into the block, every page of it dirty (as an
+	 * allocated block's are); no call on the way, so no register to save
+	 * (a forked child's first call goes the whole way, which starts its
+	 * background thread) */
+	if (likely(tc_serves(a, order)) && likely(!(a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY))) && !daemon_pending(a)) {
+		int done = free_tcache_own(a, pfn, order);
 
-	/* the everyday case: into this thread's cache, nothing to write into
-	 * the block, every page of it dirty (as an allocated block's are); no
-	 * call on the way, so no register to save (a forked child's first call
-	 * goes the whole way, which starts its background thread) */
-	if (likely(tc_serves(a, order)) && likely(!(a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY))) && !daemon_pending(a) &&
-	    likely(free_tcache_fast(a, pfn, order, true)))
-		return 0;
-	return free_pages_whole(a, pfn, order);
+		if (likely(done > 0))
+			return 0;
+		if (!done)
+			return -EINVAL;
+	}
+	return free_pages_general(a, pfn, order);
 }
 
 /* ---- exact-size allocations (the kernel's alloc_pages_exact) ---- */
@@ -474,9 +518,8 @@ int zp_free(struct zp_arena *a, void *addr)
 	if ((info & PG_OWNER_MASK) != PG_ALLOC)
 		return -EINVAL;
 	if (!(info & PG_EXACT))
-		return zp_free_pages(a, addr, pg_order(info)); /* its CAS decides */
-	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, (info & ~PG_ALLOC) | PG_BUSY,
-						     memory_order_acq_rel, memory_order_acquire))
+		return zp_free_pages(a, addr, pg_order(info)); /* its claim decides */
+	if (!claim_alloc(a, pfn, info, (info & ~(PG_ALLOC | PG_TAG_MASK)) | PG_BUSY))
 		return -EINVAL;
 	n = a->pages[pfn].next; /* ours now */
 	daemon_ensure(a);
@@ -603,8 +646,7 @@ int zp_move_and_free(struct zp_arena *a, void *old, void *new, size_t len)
 	if ((info & PG_OWNER_MASK) != PG_ALLOC)
 		return -EINVAL;
 	/* ours first (a racing free then fails), then the move */
-	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, (info & ~PG_ALLOC) | PG_BUSY,
-						     memory_order_acq_rel, memory_order_acquire))
+	if (!claim_alloc(a, pfn, info, (info & ~(PG_ALLOC | PG_TAG_MASK)) | PG_BUSY))
 		return -EINVAL;
 	err = os_move_pages(old, new, len, !(a->flags & ZP_NOHUGEPAGE));
 	if (err) {

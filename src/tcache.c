@@ -8,10 +8,11 @@
  * exact and are counted when the cache is read), and the
  * owner works on them without a lock and without an atomic
  * read-modify-write: the steady state of alloc+free writes only the
- * thread's own cache lines, the block's descriptor and, for a free, the
- * compare-and-swap that validates it (page_alloc.c).  The owner's usual
- * allocation and free run inline in page_alloc.c (internal.h:
- * rmqueue_tcache_dirty(), rmqueue_tcache_fast(), free_tcache_fast(), with
+ * thread's own cache lines and the block's descriptor; a free validates
+ * the block with a plain load and store while the cache is biased (below),
+ * with a compare-and-swap otherwise.  The owner's usual allocation and free
+ * run inline in page_alloc.c (internal.h: rmqueue_tcache_dirty(),
+ * rmqueue_tcache_fast(), free_tcache_own(), free_tcache_fast(), with
  * tc_try_enter() and tc_add()); this file has the whole way and
  * everything else.
  *
@@ -53,6 +54,54 @@
  * it, both sides use sequentially consistent atomics instead (the owner's
  * store becomes an xchg).
  *
+ * The bias.  A free must refuse a racing double free: of two threads
+ * freeing one block at once, exactly one succeeds.  A compare-and-swap of
+ * the head decides that, at the price of a locked instruction per free.
+ * Most blocks are freed by the thread that allocated them, so a block
+ * allocated through a cache carries the cache's tag (its slot in the
+ * arena's table, in the head's bits 16-31), and a cache whose owner frees
+ * its own blocks becomes biased: its owner then frees them with a plain
+ * load and store, inside its active section.  Any other free of a tagged
+ * block (another thread's) claims it by tc_claim_tagged(), which keeps the
+ * one-winner rule against those plain frees:
+ *
+ *   owner (free_tcache_own)               claimer (tc_claim_tagged)
+ *     active = 1, compiler barrier          m1 = mode[slot]
+ *     if stop: leave, go the general way    if m1 odd or no slot of its own:
+ *     if biased and head == alloc|tag:        stopped claim (below)
+ *       head = cache (plain store)          CAS head alloc|tag -> busy|ticket
+ *     active = 0                            if mode[slot] == m1: claimed
+ *                                           else: stopped claim, checking
+ *   rebias (owner, active): mode[slot]++      the head still reads the ticket
+ *     (odd), fence, biased = true
+ *                                         stopped claim: tc_lock, the slot's
+ *                                         cache stopped (stop = 1, membarrier,
+ *                                         wait for active == 0), the CAS (or
+ *                                         the ticket's check), mode even
+ *                                         (unbiased), resume, unlock
+ *
+ * mode[slot] is an epoch whose odd values mean biased; only the owner makes
+ * it odd, and only with its cache stopped and inactive (or gone) does
+ * anyone make it even.  So a claim that read the same even epoch before and
+ * after its compare-and-swap overlapped no plain free: one still in flight
+ * would have kept the epoch odd, and a rebias after the first read fences
+ * before its first plain load, which then sees the claim.  With the cache
+ * stopped no plain free runs at all, and the ticket (the claimer's own
+ * slot in the head's bits 16-31, which no other claim writes) tells
+ * whether a plain free overwrote the claim meanwhile (then that free came
+ * first and the claim is refused).  The stop costs a membarrier and
+ * unbiases the cache, whose owner must then make bias_period more frees of
+ * its own before it biases again, 4 times more after each stop (up to
+ * TC_BIAS_MAX): a program that frees across threads pays the stop rarely
+ * and the compare-and-swap otherwise, one that does not never pays either.
+ * The owner's own frees outside the everyday case (zp_free(), a quiescer
+ * in the way) use the compare-and-swap alone: no plain free of its tag
+ * runs meanwhile.  A cache gives its slot back when it leaves its arena
+ * (thread exit, a forked child's other threads), its mode even; its blocks
+ * stay tagged with the slot, whose next cache owns them (the rule holds
+ * per slot).  A cache made when all TC_SLOTS - 1 slots are taken has none,
+ * tags nothing and never biases.
+ *
  * A thread's caches go back to their arenas when the thread exits (a
  * pthread key's destructor); an arena destroyed first detaches them and
  * their owner frees them at its next lookup or at exit.  In a forked child
@@ -67,7 +116,12 @@
  * arena lock.  An owner never takes tc_lock while active; a quiescer takes
  * the arena lock only after every cache it stopped is inactive.
  *
- * Invariants (zp_arena_check()): a cached block's head has PG_CACHE, its
+ * Invariants (zp_arena_check()): a cache with a slot is that slot's, and is
+ * biased exactly when the slot's mode is odd; a free slot's mode is even;
+ * as many slots are in use as caches have one; a tag (PG_alloc) or a
+ * ticket (PG_busy) names a slot below TC_SLOTS, and only a block of order
+ * TC_MAX_ORDER or below, not an exact allocation, is tagged.  A cached
+ * block's head has PG_CACHE, its
  * order and its list's state, which equals zs_summary() of its pages,
  * PG_FULL exactly when every page of it is dirty and resident (and PG_COLD
  * or not: only a cached head may have either); each
@@ -94,6 +148,11 @@ static _Atomic uint64_t tc_next_id = 1;
 static void tc_thread_exit(void *arg);
 
 static bool tc_no_membarrier; /* test hook: as if membarrier were refused */
+
+#define TC_BIAS_FIRST 64u      /* the owner's own frees before a new cache biases */
+#define TC_BIAS_MAX   (1u << 24) /* each revocation multiplies the wait by 4, up to this */
+static unsigned tc_bias_first = TC_BIAS_FIRST, tc_bias_max = TC_BIAS_MAX; /* test hook */
+static _Atomic unsigned long tc_bias_settled;			   /* claims under a stop (tests) */
 
 static pthread_once_t tc_key_once = PTHREAD_ONCE_INIT;
 
@@ -193,7 +252,15 @@ static struct tcache *tc_cache_make(struct zp_arena *a, struct tc_thread *me)
 		}
 		me->keyed = true;
 	}
+	t->bias_period = tc_bias_first;
 	zlock_lock(&tc_lock);
+	for (unsigned s = 1; s < TC_SLOTS; s++) {
+		if (!a->tc_slot[s]) { /* its mode is even: detached caches leave it so */
+			a->tc_slot[s] = t;
+			t->tag = s << PG_TAG_SHIFT;
+			break;
+		}
+	}
 	atomic_store_explicit(&t->arena, a, memory_order_relaxed);
 	t->prev = NULL;
 	t->next = a->tcaches;
@@ -385,6 +452,49 @@ void tc_drain_high_leave(struct zp_arena *a, struct tcache *t)
 	tc_leave(t);
 }
 
+/* ---- the bias ---- */
+
+/* The owner, active and unbiased, after bias_period compare-and-swap frees
+ * of its own blocks: from now on it frees them with a plain load and store.
+ * The fence orders the odd mode before any of those loads, so a claim that
+ * read the even mode after its compare-and-swap is seen by them. */
+void tc_rebias(struct zp_arena *a, struct tcache *t)
+{
+	unsigned slot = t->tag >> PG_TAG_SHIFT;
+
+	t->bias_count = 0;
+	atomic_fetch_add_explicit(&a->tc_mode[slot], 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+	t->biased = true;
+}
+
+/* tc_lock held, @t (if any) stopped and inactive: the slot's mode even. */
+static void tc_unbias(struct zp_arena *a, unsigned slot, struct tcache *t)
+{
+	uint32_t mode = atomic_load_explicit(&a->tc_mode[slot], memory_order_relaxed);
+
+	lock_assert_held(&tc_lock);
+	if (!(mode & 1))
+		return;
+	atomic_store_explicit(&a->tc_mode[slot], mode + 1, memory_order_release);
+	if (t) {
+		t->biased = false;
+		t->bias_count = 0;
+		t->bias_period = t->bias_period >= tc_bias_max / 4 ? tc_bias_max : t->bias_period * 4;
+	}
+}
+
+/* @t leaves its arena (tc_detach()): its slot is free, its mode even. */
+static void tc_slot_release(struct zp_arena *a, struct tcache *t)
+{
+	unsigned slot = t->tag >> PG_TAG_SHIFT;
+
+	if (!slot)
+		return;
+	tc_unbias(a, slot, t);
+	a->tc_slot[slot] = NULL;
+}
+
 /* ---- quiescing: every other thread's side ---- */
 
 /* Fold @t's counters into the arena's, unlink it from @a.  tc_lock and the
@@ -395,6 +505,7 @@ static void tc_detach(struct zp_arena *a, struct tcache *t)
 	stat_add(&a->tc_gone.cleared, atomic_load_explicit(&t->stats.cleared, memory_order_relaxed));
 	stat_add(&a->tc_gone.skipped, atomic_load_explicit(&t->stats.skipped, memory_order_relaxed));
 	stat_add(&a->tc_gone.refaulted, atomic_load_explicit(&t->stats.refaulted, memory_order_relaxed));
+	tc_slot_release(a, t);
 	if (t->prev)
 		t->prev->next = t->next;
 	else
@@ -467,6 +578,75 @@ void tc_resume(struct zp_arena *a)
 	lock_assert_held(&tc_lock);
 	for (struct tcache *t = a->tcaches; t; t = t->next)
 		atomic_store_explicit(&t->stop, 0, memory_order_release);
+}
+
+/* ---- claims of blocks another thread's cache tagged (the bias) ---- */
+
+/*
+ * The slow side of a claim of a block tagged @slot: under tc_lock, the
+ * slot's cache stopped and inactive, so no plain free of it runs.  With
+ * @claimed, this thread's compare-and-swap already put @busy in the head
+ * (a ticket no other claim writes), and the claim stands if the head still
+ * reads it; otherwise the compare-and-swap is made now.  The cache is
+ * unbiased either way: other threads free its blocks.
+ */
+static bool tc_claim_stopped(struct zp_arena *a, uint32_t pfn, unsigned slot, uint32_t info, uint32_t busy,
+			     bool claimed)
+{
+	struct tcache *t;
+	bool won;
+
+	tc_lock_quiescer();
+	t = a->tc_slot[slot];
+	if (t) {
+		unsigned n = 0;
+
+		atomic_store_explicit(&t->stop, 1, memory_order_seq_cst);
+		tc_barrier();
+		while (atomic_load_explicit(&t->active, memory_order_seq_cst))
+			os_backoff(&n);
+	}
+	if (claimed)
+		won = pg_info(&a->pages[pfn]) == busy;
+	else
+		won = atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, busy, memory_order_acq_rel,
+							      memory_order_acquire);
+	tc_unbias(a, slot, t);
+	atomic_fetch_add_explicit(&tc_bias_settled, 1, memory_order_relaxed);
+	if (t)
+		atomic_store_explicit(&t->stop, 0, memory_order_release);
+	zlock_unlock(&tc_lock);
+	return won;
+}
+
+/*
+ * A claim of a block that another thread's cache tagged.  While the
+ * cache's mode reads the same even epoch before and after this thread's
+ * compare-and-swap, its owner has no plain free of the block in flight
+ * (an unbias waits for the owner's section to end, a rebias fences before
+ * its first plain load), so the claim stands.  Otherwise, or when the mode
+ * is odd, or this thread has no slot of its own for the ticket, the
+ * claim is settled with the cache stopped (tc_claim_stopped()).
+ */
+bool tc_claim_tagged(struct zp_arena *a, uint32_t pfn, uint32_t info, uint32_t busy)
+{
+	unsigned slot = info >> PG_TAG_SHIFT;
+	struct tcache *me = tc_get(a);
+	uint32_t mode, ticket;
+
+	if (me && me->tag == (info & PG_TAG_MASK)) /* its own, not the cache it used last */
+		return atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, busy, memory_order_acq_rel,
+							       memory_order_acquire);
+	mode = atomic_load_explicit(&a->tc_mode[slot], memory_order_acquire);
+	if ((mode & 1) || !me || !me->tag)
+		return tc_claim_stopped(a, pfn, slot, info, busy, false);
+	ticket = busy | me->tag;
+	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, ticket, memory_order_seq_cst,
+						     memory_order_acquire))
+		return false;
+	if (atomic_load_explicit(&a->tc_mode[slot], memory_order_seq_cst) == mode)
+		return true;
+	return tc_claim_stopped(a, pfn, slot, info, ticket, true);
 }
 
 void lock_all(struct zp_arena *a)
@@ -605,6 +785,24 @@ void tc_fork_child_global(void)
 	atomic_store_explicit(&tc_waiters, 0, memory_order_relaxed);
 	if (tc_asym && !os_membarrier_register())
 		tc_asym = false;
+}
+
+void zp_test_tc_bias(unsigned first, unsigned max)
+{
+	tc_bias_first = first ? first : TC_BIAS_FIRST;
+	tc_bias_max = max ? max : TC_BIAS_MAX;
+}
+
+bool zp_test_tc_biased(struct zp_arena *a)
+{
+	struct tcache *t = tc_mine(a);
+
+	return t && t->biased;
+}
+
+unsigned long zp_test_tc_bias_settled(void)
+{
+	return atomic_load_explicit(&tc_bias_settled, memory_order_relaxed);
 }
 
 unsigned zp_test_tc_thread_caches(void)

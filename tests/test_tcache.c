@@ -16,6 +16,11 @@
  *    allocating and freeing at that moment;
  *  - an arena destroyed while threads still have caches for it: those
  *    threads go on with other arenas (their stale caches are freed);
+ *  - the bias: a cache frees its owner's blocks plainly once biased; a free
+ *    of one of them by another thread unbiases it (one stop) and is valid;
+ *    the owner and another thread racing to free the same block, biased or
+ *    biasing meanwhile, never both succeed; a cache's blocks outlive its
+ *    thread and fork; caches beyond the table's slots never bias;
  *  - with membarrier refused (forced here), the fallback handshake.
  * The plain build runs the membarrier handshake, the TSan one its fallback.
  */
@@ -766,27 +771,6 @@ static void fork_returns_other_threads_caches(void)
 	zp_arena_destroy(a);
 }
 
-/* The fallback handshake (sequentially consistent fences, as where
- * membarrier is refused), forced in a child before any cache exists. */
-static void fallback_handshake(void)
-{
-	pid_t pid = fork();
-	int st;
-
-	if (pid == 0) {
-		zp_test_tc_force_fences();
-		if (strcmp(zp_test_tc_handshake(), "fences"))
-			_exit(9);
-		exhaustion_drains_other_threads();
-		check_while_churning();
-		bad_frees_of_cached_blocks();
-		_exit(t_cur_failed ? 1 : 0);
-	}
-	ASSERT(pid > 0);
-	ASSERT_EQ(waitpid(pid, &st, 0), pid);
-	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-}
-
 /*
  * A thread cancelled while lock_all() waits, holding tc_lock, for a cache's
  * owner to get off its lists must not take tc_lock with it: that wait
@@ -1087,6 +1071,490 @@ static void handler_during_fork(void)
 	EXPECT_EQ(st, 0);
 }
 
+/* ---- the bias (tcache.c): plain frees of a cache's own blocks ---- */
+
+struct one_free {
+	struct zp_arena *a;
+	void *p;
+	unsigned order;
+	int ret;
+};
+
+static void *free_one(void *arg)
+{
+	struct one_free *f = arg;
+
+	f->ret = zp_free_pages(f->a, f->p, f->order);
+	return NULL;
+}
+
+/* zp_free_pages() of @p on a new thread (a cache that did not tag it). */
+static int free_in_thread(struct zp_arena *a, void *p, unsigned order)
+{
+	struct one_free f = {a, p, order, 1};
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, free_one, &f))
+		return 1;
+	pthread_join(t, NULL);
+	return f.ret;
+}
+
+/* An order-@order block allocated and freed by this thread. */
+static int own_pair(struct zp_arena *a, unsigned order)
+{
+	void *p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
+
+	return p ? zp_free_pages(a, p, order) : 1;
+}
+
+/*
+ * A cache biases after its owner's first frees of its own blocks (4 here);
+ * biased, a double or wrong-order free is still refused.  Another
+ * thread's free of one of its blocks stops it once and unbiases it, and
+ * the next such free needs no stop; the owner's double free of that block
+ * is refused.  The wait to bias again is 4 times longer (16).
+ */
+static void bias_follows_the_frees(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	unsigned long settled;
+	void *p[3];
+
+	zp_test_tc_bias(4, 64);
+	for (int i = 0; i < 4; i++) {
+		EXPECT(!zp_test_tc_biased(a));
+		ASSERT_EQ(own_pair(a, (unsigned)i & 3), 0);
+	}
+	EXPECT(zp_test_tc_biased(a));
+	ASSERT_EQ(zp_arena_check(a), 0);
+	for (unsigned o = 0; o <= 3; o++) {
+		ASSERT((p[0] = zp_alloc_pages(a, 0, o, ZP_USER_ADDR_NONE)));
+		EXPECT_EQ(zp_free_pages(a, p[0], o + 1), -EINVAL);
+		EXPECT_EQ(zp_free_pages(a, p[0], o), 0);
+		EXPECT_EQ(zp_free_pages(a, p[0], o), -EINVAL);
+	}
+	EXPECT(zp_test_tc_biased(a));
+	ASSERT_EQ(zp_arena_check(a), 0);
+
+	for (int i = 0; i < 3; i++)
+		ASSERT((p[i] = zp_alloc_pages(a, 0, 1, ZP_USER_ADDR_NONE)));
+	settled = zp_test_tc_bias_settled();
+	EXPECT_EQ(free_in_thread(a, p[0], 1), 0);
+	EXPECT_EQ(zp_test_tc_bias_settled(), settled + 1);
+	EXPECT(!zp_test_tc_biased(a));
+	EXPECT_EQ(free_in_thread(a, p[1], 1), 0);
+	EXPECT_EQ(zp_test_tc_bias_settled(), settled + 1);
+	EXPECT_EQ(zp_free_pages(a, p[0], 1), -EINVAL);
+	EXPECT_EQ(free_in_thread(a, p[1], 1), -EINVAL);
+	EXPECT_EQ(zp_free_pages(a, p[2], 1), 0); /* its own, unbiased: counts */
+	ASSERT_EQ(zp_arena_check(a), 0);
+	for (int i = 1; i < 16; i++) {
+		EXPECT(!zp_test_tc_biased(a));
+		ASSERT_EQ(own_pair(a, 0), 0);
+	}
+	EXPECT(zp_test_tc_biased(a));
+	ASSERT_EQ(zp_arena_check(a), 0);
+	zp_test_tc_bias(0, 0);
+	expect_all_obtainable(a, 8);
+	zp_arena_destroy(a);
+}
+
+struct race {
+	struct zp_arena *a;
+	void *p;
+	unsigned order;
+	int ret;
+	_Atomic int ready, go, done; /* round numbers */
+	_Atomic bool quit;
+	int rounds;
+};
+
+/* A spin of 0 to 255 steps, so that the two frees meet at every offset. */
+static void race_delay(uint32_t *rng)
+{
+	*rng ^= *rng << 13;
+	*rng ^= *rng >> 17;
+	*rng ^= *rng << 5;
+	for (volatile uint32_t i = 0; i < (*rng & 255); i++)
+		;
+}
+
+static void *race_helper(void *arg)
+{
+	struct race *r = arg;
+	uint32_t rng = 0x9e3779b9u;
+
+	for (int round = 1; round <= r->rounds; round++) {
+		atomic_store_explicit(&r->ready, round, memory_order_release);
+		while (atomic_load_explicit(&r->go, memory_order_acquire) != round)
+			if (atomic_load_explicit(&r->quit, memory_order_relaxed))
+				return NULL;
+		race_delay(&rng);
+		r->ret = zp_free_pages(r->a, r->p, r->order);
+		atomic_store_explicit(&r->done, round, memory_order_release);
+	}
+	return NULL;
+}
+
+/*
+ * The owner and another thread race to free the same block, again and
+ * again; exactly one of them wins every time and the arena stays whole.
+ * Even rounds: the cache is biased as the race starts (the owner's free is
+ * plain; the other thread stops the cache to claim).  Odd rounds: it
+ * biases during the race (the owner frees another block of its own first,
+ * which biases it, then the raced one plainly; the other thread's claim
+ * may see the mode change across its compare-and-swap, and settle it with
+ * its ticket).  Each free biases the cache again (a wait of one free).
+ */
+static void racing_frees_of_a_biased_cache(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	struct race r = {.a = a, .rounds = 20000};
+	int owner_won = 0, biased_at_start = 0, round;
+	unsigned long settled = zp_test_tc_bias_settled();
+	uint32_t rng = 0x2545f491u;
+	pthread_t t;
+
+	zp_test_tc_bias(1, 1);
+	ASSERT_EQ(own_pair(a, 0), 0);
+	ASSERT_EQ(pthread_create(&t, NULL, race_helper, &r), 0);
+	for (round = 1; round <= r.rounds; round++) {
+		unsigned order = (unsigned)round % 4;
+		void *q = NULL;
+		int mine;
+
+		if (round & 1) {
+			ASSERT((q = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE)));
+		} else if (!zp_test_tc_biased(a)) {
+			ASSERT_EQ(own_pair(a, 0), 0);
+		}
+		biased_at_start += zp_test_tc_biased(a);
+		ASSERT((r.p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE)));
+		r.order = order;
+		while (atomic_load_explicit(&r.ready, memory_order_acquire) != round)
+			;
+		atomic_store_explicit(&r.go, round, memory_order_release);
+		race_delay(&rng);
+		race_delay(&rng);
+		if (q)
+			ASSERT_EQ(zp_free_pages(a, q, 0), 0);
+		mine = zp_free_pages(a, r.p, order);
+		while (atomic_load_explicit(&r.done, memory_order_acquire) != round)
+			;
+		if ((mine == 0) + (r.ret == 0) != 1 || mine + r.ret != -EINVAL) {
+			T_REPORT("round %d: the owner's free returned %d, the other thread's %d", round, mine, r.ret);
+			break;
+		}
+		owner_won += mine == 0;
+		if (round % 2000 == 0)
+			ASSERT_EQ(zp_arena_check(a), 0);
+	}
+	atomic_store_explicit(&r.quit, true, memory_order_relaxed);
+	pthread_join(t, NULL);
+	if (round <= r.rounds) /* a block in two places: nothing more to check */
+		return;
+	zp_test_tc_bias(0, 0);
+	T_NOTE("%d rounds: the owner won %d, biased at the start of %d, %lu claims settled with the cache stopped",
+	       r.rounds, owner_won, biased_at_start, zp_test_tc_bias_settled() - settled);
+	EXPECT_GE(biased_at_start, r.rounds / 2);
+	EXPECT_GT(owner_won, 0); /* both sides won: the frees did meet */
+	EXPECT_LT(owner_won, r.rounds);
+	EXPECT_GT(zp_test_tc_bias_settled() - settled, 0);
+	ASSERT_EQ(zp_arena_check(a), 0);
+	expect_all_obtainable(a, 8);
+	zp_arena_destroy(a);
+}
+
+/* Threads arrive and wait until the gate opens; its opener first waits
+ * for a count of them (however many could be made). */
+struct gate {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	unsigned arrived;
+	bool open;
+};
+
+static void gate_pass(struct gate *g)
+{
+	pthread_mutex_lock(&g->m);
+	g->arrived++;
+	pthread_cond_broadcast(&g->c);
+	while (!g->open)
+		pthread_cond_wait(&g->c, &g->m);
+	pthread_mutex_unlock(&g->m);
+}
+
+static void gate_wait_for(struct gate *g, unsigned n)
+{
+	pthread_mutex_lock(&g->m);
+	while (g->arrived < n)
+		pthread_cond_wait(&g->c, &g->m);
+	pthread_mutex_unlock(&g->m);
+}
+
+static void gate_open(struct gate *g)
+{
+	pthread_mutex_lock(&g->m);
+	g->open = true;
+	pthread_cond_broadcast(&g->c);
+	pthread_mutex_unlock(&g->m);
+}
+
+struct biased_blocks {
+	struct gate *gate; /* or the barriers */
+	struct zp_arena *a;
+	unsigned orders; /* 0 or 4: orders 0..3; 1: order 0 only */
+	void *p[4];	 /* one block of each order, allocated after the cache biased */
+	bool biased;
+	pthread_barrier_t *ready, *go; /* NULL: exit at once */
+};
+
+/* Bias this thread's cache, allocate one block of each order; then wait
+ * at the barriers, whatever happened (NULL when all went well). */
+static void *bias_and_hold(void *arg)
+{
+	struct biased_blocks *b = arg;
+	unsigned orders = b->orders ? b->orders : 4;
+	void *ret = NULL;
+
+	for (unsigned i = 0; i < 8 && !ret; i++)
+		if (own_pair(b->a, i % orders))
+			ret = (void *)1;
+	for (unsigned o = 0; o < orders && !ret; o++)
+		if (!(b->p[o] = zp_alloc_pages(b->a, 0, o, ZP_USER_ADDR_NONE)))
+			ret = (void *)2;
+	b->biased = zp_test_tc_biased(b->a);
+	if (b->gate) {
+		gate_pass(b->gate);
+	} else if (b->ready) {
+		pthread_barrier_wait(b->ready);
+		pthread_barrier_wait(b->go);
+	}
+	return ret;
+}
+
+/*
+ * A biased cache's thread exits with blocks of its still allocated: its
+ * slot is free and even, so another thread frees them without a stop, and
+ * frees them once only.  A new thread may take the slot; its blocks are
+ * its own then.
+ */
+static void bias_outlives_its_thread(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	struct biased_blocks b = {.a = a}, c = {.a = a};
+	unsigned long settled;
+	pthread_t t;
+	void *ret;
+
+	zp_test_tc_bias(4, 0);
+	ASSERT_EQ(own_pair(a, 0), 0); /* this thread's cache first */
+	ASSERT_EQ(pthread_create(&t, NULL, bias_and_hold, &b), 0);
+	pthread_join(t, &ret);
+	ASSERT_EQ(ret, NULL);
+	EXPECT(b.biased);
+	ASSERT_EQ(zp_arena_check(a), 0);
+	settled = zp_test_tc_bias_settled();
+	for (unsigned o = 0; o < 4; o++) {
+		EXPECT_EQ(zp_free_pages(a, b.p[o], o), 0);
+		EXPECT_EQ(zp_free_pages(a, b.p[o], o), -EINVAL);
+	}
+	EXPECT_EQ(zp_test_tc_bias_settled(), settled);
+	ASSERT_EQ(zp_arena_check(a), 0);
+
+	ASSERT_EQ(pthread_create(&t, NULL, bias_and_hold, &c), 0); /* takes the slot again */
+	pthread_join(t, &ret);
+	ASSERT_EQ(ret, NULL);
+	EXPECT(c.biased);
+	for (unsigned o = 0; o < 4; o++)
+		EXPECT_EQ(free_in_thread(a, c.p[o], o), 0);
+	EXPECT_EQ(zp_test_tc_bias_settled(), settled);
+	zp_test_tc_bias(0, 0);
+	ASSERT_EQ(zp_arena_check(a), 0);
+	expect_all_obtainable(a, 8);
+	zp_arena_destroy(a);
+}
+
+/*
+ * Fork with two biased caches, each holding an allocated block of its
+ * own: in the child the forking thread's cache is still biased and frees
+ * its block plainly; the other thread's slot was freed with its cache, so
+ * its blocks are freed without a stop; each once.  The parent goes on.
+ */
+static void bias_across_fork(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	pthread_barrier_t ready, go;
+	struct biased_blocks b = {.a = a, .ready = &ready, .go = &go}, m = {.a = a};
+	pthread_t t;
+	pid_t pid;
+	int st;
+
+	zp_test_tc_bias(4, 0);
+	pthread_barrier_init(&ready, NULL, 2);
+	pthread_barrier_init(&go, NULL, 2);
+	ASSERT_EQ(bias_and_hold(&m), NULL);
+	EXPECT(m.biased);
+	ASSERT_EQ(pthread_create(&t, NULL, bias_and_hold, &b), 0);
+	pthread_barrier_wait(&ready);
+	EXPECT(b.biased);
+	pid = fork();
+	if (pid == 0) {
+		unsigned long settled = zp_test_tc_bias_settled();
+		int bad = 0;
+
+		bad |= !zp_test_tc_biased(a);
+		for (unsigned o = 0; o < 4; o++) {
+			bad |= zp_free_pages(a, m.p[o], o) != 0;
+			bad |= zp_free_pages(a, b.p[o], o) != 0;
+			bad |= zp_free_pages(a, b.p[o], o) != -EINVAL;
+			bad |= zp_free_pages(a, m.p[o], o) != -EINVAL;
+		}
+		bad |= zp_test_tc_bias_settled() != settled;
+		_exit(bad ? 1 : zp_arena_check(a) ? 2 : t_stats(a).nr_free != PAGES ? 3 : 0);
+	}
+	ASSERT(pid > 0);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	EXPECT(WIFEXITED(st));
+	EXPECT_EQ(WEXITSTATUS(st), 0);
+	pthread_barrier_wait(&go);
+	pthread_join(t, NULL);
+	for (unsigned o = 0; o < 4; o++) {
+		EXPECT_EQ(zp_free_pages(a, m.p[o], o), 0);
+		EXPECT_EQ(zp_free_pages(a, b.p[o], o), 0);
+	}
+	zp_test_tc_bias(0, 0);
+	EXPECT_EQ(t_stats(a).nr_free, PAGES);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	pthread_barrier_destroy(&ready);
+	pthread_barrier_destroy(&go);
+	zp_arena_destroy(a);
+}
+
+/*
+ * More live caches than slots: the caches beyond the table's have no
+ * slot, tag nothing and never bias; the others do.  Every slot is free
+ * again once the threads are gone.
+ */
+static unsigned more_caches_made;
+
+static void more_caches_than_slots_body(void)
+{
+	enum { N = TC_SLOTS + 8 };
+	struct zp_arena *a = t_arena(32 * N, 8, 0); /* a refill and a block a thread */
+	struct biased_blocks *b = calloc(N, sizeof(*b));
+	pthread_t *t = calloc(N, sizeof(*t));
+	struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false};
+	pthread_attr_t attr;
+	unsigned used = 0, biased = 0, made = 0;
+
+	ASSERT(b && t);
+	zp_test_tc_bias(4, 0);
+	ASSERT_EQ(own_pair(a, 0), 0); /* this thread's cache: one slot */
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 << 10);
+	for (; made < N; made++) {
+		b[made] = (struct biased_blocks){.gate = &g, .a = a, .orders = 1};
+		if (pthread_create(&t[made], &attr, bias_and_hold, &b[made]))
+			break;
+	}
+	gate_wait_for(&g, made);
+	for (unsigned s = 1; s < TC_SLOTS; s++)
+		used += a->tc_slot[s] != NULL;
+	EXPECT_EQ(zp_arena_check(a), 0);
+	gate_open(&g);
+	for (unsigned i = 0; i < made; i++) {
+		void *ret;
+
+		pthread_join(t[i], &ret);
+		EXPECT_EQ(ret, NULL);
+		biased += b[i].biased;
+		if (b[i].p[0])
+			EXPECT_EQ(zp_free_pages(a, b[i].p[0], 0), 0);
+	}
+	pthread_attr_destroy(&attr);
+	zp_test_tc_bias(0, 0);
+	if (made == N) {
+		EXPECT_EQ(used, TC_SLOTS - 1);
+		EXPECT_EQ(biased, TC_SLOTS - 2); /* this thread has the other slot */
+	}
+	used = 0;
+	for (unsigned s = 1; s < TC_SLOTS; s++)
+		used += a->tc_slot[s] != NULL;
+	EXPECT_EQ(used, 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	free(b);
+	free(t);
+	zp_arena_destroy(a);
+	more_caches_made = made;
+}
+
+/* zp_arena_check() refuses a broken bias: a mode that disagrees with its
+ * cache, a free slot left odd, a tag on an exact allocation or beyond the
+ * table; each undone, it passes again. */
+static void checker_sees_a_broken_bias(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	struct tcache *t;
+	unsigned slot;
+	uint32_t info, pfn;
+	void *p, *x;
+
+	ASSERT_EQ(own_pair(a, 0), 0);
+	ASSERT((t = tc_mine(a)) && t->tag);
+	slot = t->tag >> PG_TAG_SHIFT;
+	atomic_fetch_add(&a->tc_mode[slot], 1); /* odd, the cache not biased */
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	atomic_fetch_sub(&a->tc_mode[slot], 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	atomic_fetch_add(&a->tc_mode[slot + 1], 1); /* a free slot, odd */
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	atomic_fetch_sub(&a->tc_mode[slot + 1], 1);
+	EXPECT_EQ(zp_arena_check(a), 0);
+
+	ASSERT((p = zp_alloc_pages(a, 0, 2, ZP_USER_ADDR_NONE)));
+	pfn = (uint32_t)(((char *)p - (char *)a->base) >> ZP_PAGE_SHIFT);
+	info = pg_info(&a->pages[pfn]);
+	EXPECT_EQ(info >> PG_TAG_SHIFT, slot);
+	pg_set_info(&a->pages[pfn], (info & ~PG_TAG_MASK) | (TC_SLOTS << PG_TAG_SHIFT)); /* beyond the table */
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	pg_set_info(&a->pages[pfn], info);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_free_pages(a, p, 2), 0);
+
+	ASSERT((x = zp_alloc(a, 0, 3 * ZP_PAGE_SIZE, ZP_USER_ADDR_NONE))); /* exact: never tagged */
+	pfn = (uint32_t)(((char *)x - (char *)a->base) >> ZP_PAGE_SHIFT);
+	info = pg_info(&a->pages[pfn]);
+	EXPECT_EQ(info >> PG_TAG_SHIFT, 0);
+	pg_set_info(&a->pages[pfn], info | t->tag);
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	pg_set_info(&a->pages[pfn], info);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_free(a, x), 0);
+	expect_all_obtainable(a, 8);
+	zp_arena_destroy(a);
+}
+
+/* In a child of its own: a thousand threads leave ThreadSanitizer's state
+ * large, which slows every later fork of this process. */
+static void more_caches_than_slots(void)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		more_caches_than_slots_body();
+		_exit(t_cur_failed ? 1 : more_caches_made < TC_SLOTS + 8 ? 77 : 0);
+	}
+	ASSERT(pid > 0);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	ASSERT(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77)
+		SKIP("fewer than %u threads could be made", TC_SLOTS + 8);
+	EXPECT_EQ(WEXITSTATUS(st), 0);
+}
+
 /*
  * A thread whose cache cannot be mapped (mmap() fails: out of memory) works
  * on the buddy lists under the arena lock, every call, and not the slow
@@ -1199,6 +1667,29 @@ static void cache_not_mapped_uses_the_buddy_lists(void)
 	zp_arena_destroy(a);
 }
 
+/* The fallback handshake (sequentially consistent fences, as where
+ * membarrier is refused), forced in a child before any cache exists. */
+static void fallback_handshake(void)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		zp_test_tc_force_fences();
+		if (strcmp(zp_test_tc_handshake(), "fences"))
+			_exit(9);
+		exhaustion_drains_other_threads();
+		check_while_churning();
+		bad_frees_of_cached_blocks();
+		bias_follows_the_frees();
+		racing_frees_of_a_biased_cache();
+		_exit(t_cur_failed ? 1 : 0);
+	}
+	ASSERT(pid > 0);
+	ASSERT_EQ(waitpid(pid, &st, 0), pid);
+	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(int argc, char **argv)
 {
 	t_init(argc, argv);
@@ -1209,6 +1700,12 @@ int main(int argc, char **argv)
 	RUN(exhaustion_drains_other_threads);
 	RUN(bad_frees_of_cached_blocks);
 	RUN(cache_not_mapped_uses_the_buddy_lists);
+	RUN(bias_follows_the_frees);
+	RUN(racing_frees_of_a_biased_cache);
+	RUN(bias_outlives_its_thread);
+	RUN(bias_across_fork);
+	RUN(more_caches_than_slots);
+	RUN(checker_sees_a_broken_bias);
 	RUN(cached_zero_state_across_threads);
 	RUN(small_dirty_cached_block_cleared);
 	RUN(hot_block_cleared_cached);
