@@ -235,7 +235,10 @@ ZP_API void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order
  * @addr: a pointer zp_alloc_pages() returned and that is still allocated.
  * @order: the order it was allocated with.
  *
- * Context: as zp_alloc_pages() (it uses the thread's cache).
+ * Context: as zp_alloc_pages() (it uses the thread's cache).  The free of
+ * a block another thread allocated may wait for that thread to leave a
+ * call of this header it is in (the first such free after that thread
+ * freed many of its own blocks; every lock it takes is the library's).
  * Return: 0, or -EINVAL if @addr is not a live allocation of exactly @order
  * in @a (NULL, outside the arena, misaligned, not the head of a block, the
  * wrong order, already freed).  On -EINVAL nothing is changed.
@@ -275,7 +278,7 @@ ZP_API void *zp_alloc(struct zp_arena *a, zp_gfp_t gfp, size_t size, uintptr_t u
  * @a: the arena.
  * @addr: the address zp_alloc() or zp_alloc_pages() returned.
  *
- * Context: as zp_alloc_pages().
+ * Context: as zp_free_pages().
  * Return: 0, or -EINVAL with nothing changed: NULL arena or pointer, an
  * address outside the arena, not page-aligned, inside a block rather than
  * at its start, or not live (a double free, even one racing another).

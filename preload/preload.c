@@ -211,11 +211,11 @@ static void env_bytes(enum env_id id, size_t *out)
 		*out = (size_t)v;
 }
 
-/* This thread is in arena_init(): zp_arena_create() allocates (calloc), and
- * a large enough request must not come back here, into the same once. */
+/* This thread is in arena_init(): what it allocates (zp_arena_create()'s
+ * calloc, stdio's buffers) must not come back here, into the same once. */
 static __thread bool making_arena __attribute__((tls_model("initial-exec")));
 
-static void arena_init(void)
+static void arena_make(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES);
 	size_t mem = pages > 0 ? (size_t)pages * (size_t)sysconf(_SC_PAGESIZE) : (size_t)4 << 30;
@@ -257,9 +257,7 @@ static void arena_init(void)
 		while ((ZP_PAGE_SIZE << (c.max_order + 1)) <= c.size)
 			c.max_order++;
 	}
-	making_arena = true; /* its own allocations go to the next allocator */
 	arena = zp_arena_create(&c);
-	making_arena = false;
 	if (!arena) {
 		fprintf(stderr, "zpage-run: no arena (%s): every allocation goes to the next allocator\n",
 			strerror(errno));
@@ -273,6 +271,13 @@ static void arena_init(void)
 	zlock_unlock(&arena->lock);
 	atomic_store(&arena_hi, (uintptr_t)arena->base + (arena->nr_pages << ZP_PAGE_SHIFT));
 	atomic_store(&arena_lo, (uintptr_t)arena->base);
+}
+
+static void arena_init(void)
+{
+	making_arena = true; /* its allocations go to the next allocator */
+	arena_make();
+	making_arena = false;
 }
 
 static bool owned(const void *p)

@@ -11,9 +11,9 @@
  *     aligned to its order and fits, PG_cold and PG_full only with
  *     PG_cache, bits 16-31 zero with PG_cache (they are a warmth stamp
  *     with PG_buddy, a tag with PG_alloc, a claimer's ticket with
- *     PG_busy), a tag or ticket names a slot below TC_SLOTS, and only a
- *     block of order TC_MAX_ORDER or below, not an exact allocation, is
- *     tagged;
+ *     PG_busy), a tag is below TC_SLOTS and a ticket below TC_SLOTS +
+ *     TC_TICKETS, and only a block of order TC_MAX_ORDER or below, not an
+ *     exact allocation, carries either;
  *     every other page has info == 0, and
  *     so has every page at or above the frontier, whose zero state is that
  *     of fresh memory (no bit set);
@@ -198,11 +198,14 @@ static int check_coverage(struct zp_arena *a, size_t pfn, uint32_t info)
 		return fail("block %zu: PG_full outside a cache, info %#x", pfn, info);
 	if (pg_stamp(info) && (info & PG_OWNER_MASK) == PG_CACHE)
 		return fail("block %zu: a warmth stamp or a tag in a cache, info %#x", pfn, info);
-	if ((info & PG_OWNER_MASK) == PG_ALLOC && (info >> PG_TAG_SHIFT) && ((info & PG_EXACT) || o > TC_MAX_ORDER))
-		return fail("block %zu order %u: a tag on a block no cache serves, info %#x", pfn, o, info);
-	if ((info & (PG_ALLOC | PG_BUSY)) && (info >> PG_TAG_SHIFT) >= TC_SLOTS)
-		return fail("block %zu: tag or ticket %u beyond the %u slots, info %#x", pfn, info >> PG_TAG_SHIFT,
-			    TC_SLOTS, info);
+	if ((info & (PG_ALLOC | PG_BUSY)) && (info >> PG_TAG_SHIFT) && ((info & PG_EXACT) || o > TC_MAX_ORDER))
+		return fail("block %zu order %u: a tag or ticket on a block no cache serves, info %#x", pfn, o, info);
+	if ((info & PG_ALLOC) && (info >> PG_TAG_SHIFT) >= TC_SLOTS)
+		return fail("block %zu: tag %u beyond the %u slots, info %#x", pfn, info >> PG_TAG_SHIFT, TC_SLOTS,
+			    info);
+	if ((info & PG_BUSY) && (info >> PG_TAG_SHIFT) >= TC_SLOTS + TC_TICKETS)
+		return fail("block %zu: ticket %u beyond the slots and the pool, info %#x", pfn, info >> PG_TAG_SHIFT,
+			    info);
 	if ((info & PG_EXACT) && (!(info & (PG_ALLOC | PG_BUSY)) || o == 0 || n <= (size_t)1 << (o - 1) ||
 				  n >= (size_t)1 << o))
 		return fail("exact allocation %zu: %zu pages for order %u, info %#x", pfn, n, o, info);

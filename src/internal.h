@@ -75,6 +75,9 @@
 /* Slots of an arena's table of caches (tcache.c, "bias"); slot 0 is none,
  * and a cache made when every other slot is taken has none. */
 #define TC_SLOTS 1024u
+/* Tickets of claimers without a slot (tcache.c): TC_SLOTS up to
+ * TC_SLOTS + TC_TICKETS - 1, each held for one claim. */
+#define TC_TICKETS 1024u
 
 /* Free-list states, in the order a zeroing request prefers them. */
 enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
@@ -100,6 +103,8 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
  *              with PG_alloc (not PG_EXACT): the block's tag, the slot of
  *              the cache whose owner allocated it (tcache.c, "bias"), when
  *              that cache serves its order; 0: none
+ *              with PG_busy: 0, or the ticket of the thread that claimed
+ *              a tagged block (tcache.c), until it puts the block away
  */
 #define PG_ORDER_MASK  0x1fu
 #define PG_BUDDY       0x100u
@@ -181,8 +186,9 @@ struct tc_stats {
 struct tcache {
 	_Atomic int active; /* the owner is on its lists */
 	_Atomic int stop;   /* a quiescer wants them: the owner keeps off */
-	/* the bias (tcache.c): written by the owner while active, or by a
-	 * revoker while the cache is stopped and inactive */
+	/* the bias (tcache.c): tag set when the cache is made; the rest
+	 * written by the owner while active, by a claimer while the cache is
+	 * stopped and inactive, or as the cache leaves its arena */
 	uint32_t tag;	      /* slot << PG_TAG_SHIFT in the arena's table; 0: none */
 	bool biased;	      /* the arena's tc_mode[slot] is odd: the owner frees its blocks plainly */
 	uint32_t bias_count;  /* the owner's compare-and-swap frees of its own blocks since... */

@@ -205,7 +205,6 @@ static ZP_ALWAYS_INLINE void prep_new_page(const struct alloc_context *ac, uint3
 					   bool hot)
 {
 	bool exact = ac->npages != (size_t)1 << ac->order;
-
 	uint32_t tag = 0;
 
 	post_alloc_hook(ac, pfn, c, hot);

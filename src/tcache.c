@@ -28,7 +28,8 @@
  * lists' oldest blocks back to the buddy lists until it is TC_BATCH_PAGES
  * below the mark.
  *
- * Other threads reach a cache only to quiesce it (lock_all(): the slow path
+ * Other threads reach a cache only to quiesce it, or to stop it for a claim
+ * (the bias, below) (lock_all(): the slow path
  * before ENOMEM, zp_arena_check(), stats, dump; fork's handlers take the
  * same steps), with an asymmetric Dekker handshake on two flags of the
  * cache:
@@ -87,16 +88,20 @@
  * would have kept the epoch odd, and a rebias after the first read fences
  * before its first plain load, which then sees the claim.  With the cache
  * stopped no plain free runs at all, and the ticket (the claimer's own
- * slot in the head's bits 16-31, which no other claim writes) tells
+ * slot, or a pool's ticket it holds, in the head's bits 16-31, which no
+ * other claim writes meanwhile) tells
  * whether a plain free overwrote the claim meanwhile (then that free came
  * first and the claim is refused).  The stop costs a membarrier and
  * unbiases the cache, whose owner must then make bias_period more frees of
  * its own before it biases again, 4 times more after each stop (up to
  * TC_BIAS_MAX): a program that frees across threads pays the stop rarely
  * and the compare-and-swap otherwise, one that does not never pays either.
- * The owner's own frees outside the everyday case (zp_free(), a quiescer
- * in the way) use the compare-and-swap alone: no plain free of its tag
- * runs meanwhile.  A cache gives its slot back when it leaves its arena
+ * The owner's own frees outside the everyday case (zp_move_and_free(), a
+ * quiescer in the way) use the compare-and-swap alone: no plain free of
+ * its tag runs meanwhile.  A claimer without a slot of its own (no cache,
+ * or one made when every slot was taken) takes a ticket from a pool of
+ * TC_TICKETS above the slots for the claim, so that it pays the stop as
+ * rarely as anyone.  A cache gives its slot back when it leaves its arena
  * (thread exit, a forked child's other threads), its mode even; its blocks
  * stay tagged with the slot, whose next cache owns them (the rule holds
  * per slot).  A cache made when all TC_SLOTS - 1 slots are taken has none,
@@ -118,9 +123,10 @@
  *
  * Invariants (zp_arena_check()): a cache with a slot is that slot's, and is
  * biased exactly when the slot's mode is odd; a free slot's mode is even;
- * as many slots are in use as caches have one; a tag (PG_alloc) or a
- * ticket (PG_busy) names a slot below TC_SLOTS, and only a block of order
- * TC_MAX_ORDER or below, not an exact allocation, is tagged.  A cached
+ * as many slots are in use as caches have one; a tag (PG_alloc) names a
+ * slot below TC_SLOTS, a ticket (PG_busy) is below TC_SLOTS + TC_TICKETS,
+ * and only a block of order TC_MAX_ORDER or below, not an exact
+ * allocation, carries either.  A cached
  * block's head has PG_CACHE, its
  * order and its list's state, which equals zs_summary() of its pages,
  * PG_FULL exactly when every page of it is dirty and resident (and PG_COLD
@@ -153,6 +159,8 @@ static bool tc_no_membarrier; /* test hook: as if membarrier were refused */
 #define TC_BIAS_MAX   (1u << 24) /* each revocation multiplies the wait by 4, up to this */
 static unsigned tc_bias_first = TC_BIAS_FIRST, tc_bias_max = TC_BIAS_MAX; /* test hook */
 static _Atomic unsigned long tc_bias_settled;			   /* claims under a stop (tests) */
+/* The tickets of claimers without a slot, a bit each: taken for one claim. */
+static _Atomic uint64_t tc_tickets[TC_TICKETS / 64];
 
 static pthread_once_t tc_key_once = PTHREAD_ONCE_INIT;
 
@@ -628,25 +636,62 @@ static bool tc_claim_stopped(struct zp_arena *a, uint32_t pfn, unsigned slot, ui
  * is odd, or this thread has no slot of its own for the ticket, the
  * claim is settled with the cache stopped (tc_claim_stopped()).
  */
+/* A ticket of the pool for one claim (above the slots), or 0 if all are
+ * held. */
+static uint32_t tc_ticket_take(void)
+{
+	for (unsigned w = 0; w < TC_TICKETS / 64; w++) {
+		uint64_t v = atomic_load_explicit(&tc_tickets[w], memory_order_relaxed);
+
+		while (~v) {
+			unsigned b = (unsigned)__builtin_ctzll(~v);
+
+			if (atomic_compare_exchange_weak_explicit(&tc_tickets[w], &v, v | (1ull << b),
+								  memory_order_acquire, memory_order_relaxed))
+				return TC_SLOTS + w * 64 + b;
+		}
+	}
+	return 0;
+}
+
+static void tc_ticket_give(uint32_t ticket)
+{
+	ticket -= TC_SLOTS;
+	atomic_fetch_and_explicit(&tc_tickets[ticket / 64], ~(1ull << (ticket % 64)), memory_order_release);
+}
+
 bool tc_claim_tagged(struct zp_arena *a, uint32_t pfn, uint32_t info, uint32_t busy)
 {
 	unsigned slot = info >> PG_TAG_SHIFT;
-	struct tcache *me = tc_get(a);
-	uint32_t mode, ticket;
+	struct tcache *me;
+	uint32_t mode, ticket, mine;
+	bool won;
 
+	if (slot >= TC_SLOTS) /* not a tag this library wrote */
+		return false;
+	me = tc_get(a);
 	if (me && me->tag == (info & PG_TAG_MASK)) /* its own, not the cache it used last */
 		return atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, busy, memory_order_acq_rel,
 							       memory_order_acquire);
 	mode = atomic_load_explicit(&a->tc_mode[slot], memory_order_acquire);
-	if ((mode & 1) || !me || !me->tag)
+	if (mode & 1)
 		return tc_claim_stopped(a, pfn, slot, info, busy, false);
-	ticket = busy | me->tag;
+	/* its slot for a ticket, or one of the pool's for this claim (a
+	 * thread without a cache, or whose cache came too late for a slot) */
+	mine = me ? me->tag >> PG_TAG_SHIFT : 0;
+	if (!mine && !(mine = tc_ticket_take()))
+		return tc_claim_stopped(a, pfn, slot, info, busy, false);
+	ticket = busy | (mine << PG_TAG_SHIFT);
 	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, ticket, memory_order_seq_cst,
 						     memory_order_acquire))
-		return false;
-	if (atomic_load_explicit(&a->tc_mode[slot], memory_order_seq_cst) == mode)
-		return true;
-	return tc_claim_stopped(a, pfn, slot, info, ticket, true);
+		won = false;
+	else if (atomic_load_explicit(&a->tc_mode[slot], memory_order_seq_cst) == mode)
+		won = true;
+	else
+		won = tc_claim_stopped(a, pfn, slot, info, ticket, true);
+	if (mine >= TC_SLOTS)
+		tc_ticket_give(mine);
+	return won;
 }
 
 void lock_all(struct zp_arena *a)
@@ -781,8 +826,11 @@ void tc_fork_child(struct zp_arena *a)
  * nobody waits for tc_lock. */
 void tc_fork_child_global(void)
 {
-	/* the owners that waited for tc_lock at the fork are the parent's */
+	/* the owners that waited for tc_lock at the fork are the parent's, and
+	 * so are the claims that held tickets */
 	atomic_store_explicit(&tc_waiters, 0, memory_order_relaxed);
+	for (unsigned w = 0; w < TC_TICKETS / 64; w++)
+		atomic_store_explicit(&tc_tickets[w], 0, memory_order_relaxed);
 	if (tc_asym && !os_membarrier_register())
 		tc_asym = false;
 }

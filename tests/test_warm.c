@@ -770,7 +770,9 @@ out:
 	zp_arena_destroy(a);
 }
 
-/* The checker: a stamp belongs on a buddy-list head only. */
+/* The checker: a stamp belongs on a buddy-list head only (an allocated
+ * head's bits 16-31 may hold a tag, but not at order 9, which no cache
+ * serves). */
 static void stamp_outside_buddy_refused(void)
 {
 	struct clk c;
