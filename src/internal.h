@@ -103,8 +103,9 @@ enum zstate { ZS_ZEROED = 0, ZS_DIRTY = 1, ZS_REPORTED = 2, NR_ZSTATES = 3 };
  *              with PG_alloc (not PG_EXACT): the block's tag, the slot of
  *              the cache whose owner allocated it (tcache.c, "bias"), when
  *              that cache serves its order; 0: none
- *              with PG_busy: 0, or the ticket of the thread that claimed
- *              a tagged block (tcache.c), until it puts the block away
+ *              with PG_busy: 0, or the ticket of the claim of a tagged
+ *              block (the claimer's slot, or a pool's ticket it held for
+ *              the claim; tcache.c), until the claimer puts it away
  */
 #define PG_ORDER_MASK  0x1fu
 #define PG_BUDDY       0x100u

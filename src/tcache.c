@@ -68,7 +68,7 @@
  *
  *   owner (free_tcache_own)               claimer (tc_claim_tagged)
  *     active = 1, compiler barrier          m1 = mode[slot]
- *     if stop: leave, go the general way    if m1 odd or no slot of its own:
+ *     if stop: leave, go the general way    if m1 odd (or no ticket to take):
  *     if biased and head == alloc|tag:        stopped claim (below)
  *       head = cache (plain store)          CAS head alloc|tag -> busy|ticket
  *     active = 0                            if mode[slot] == m1: claimed
@@ -627,15 +627,6 @@ static bool tc_claim_stopped(struct zp_arena *a, uint32_t pfn, unsigned slot, ui
 	return won;
 }
 
-/*
- * A claim of a block that another thread's cache tagged.  While the
- * cache's mode reads the same even epoch before and after this thread's
- * compare-and-swap, its owner has no plain free of the block in flight
- * (an unbias waits for the owner's section to end, a rebias fences before
- * its first plain load), so the claim stands.  Otherwise, or when the mode
- * is odd, or this thread has no slot of its own for the ticket, the
- * claim is settled with the cache stopped (tc_claim_stopped()).
- */
 /* A ticket of the pool for one claim (above the slots), or 0 if all are
  * held. */
 static uint32_t tc_ticket_take(void)
@@ -660,6 +651,15 @@ static void tc_ticket_give(uint32_t ticket)
 	atomic_fetch_and_explicit(&tc_tickets[ticket / 64], ~(1ull << (ticket % 64)), memory_order_release);
 }
 
+/*
+ * A claim of a block that another thread's cache tagged.  While the
+ * cache's mode reads the same even epoch before and after this thread's
+ * compare-and-swap, its owner has no plain free of the block in flight
+ * (an unbias waits for the owner's section to end, a rebias fences before
+ * its first plain load), so the claim stands.  Otherwise, or when the mode
+ * is odd, or no ticket is free (the claimer's slot, else one of the
+ * pool's), the claim is settled with the cache stopped (tc_claim_stopped()).
+ */
 bool tc_claim_tagged(struct zp_arena *a, uint32_t pfn, uint32_t info, uint32_t busy)
 {
 	unsigned slot = info >> PG_TAG_SHIFT;
