@@ -739,7 +739,6 @@ static void fork_returns_other_threads_caches(void)
 	struct held h = {.a = a, .order = 0, .n = 100, .ready = &ready, .go = &go};
 	pthread_t t;
 	pid_t pid;
-	int st;
 
 	pthread_barrier_init(&ready, NULL, 2);
 	pthread_barrier_init(&go, NULL, 2);
@@ -760,9 +759,7 @@ static void fork_returns_other_threads_caches(void)
 		_exit(!p ? 1 : zp_arena_check(a) ? 3 : 0);
 	}
 	ASSERT(pid > 0);
-	ASSERT_EQ(waitpid(pid, &st, 0), pid);
-	EXPECT(WIFEXITED(st));
-	EXPECT_EQ(WEXITSTATUS(st), 0);
+	EXPECT_EQ(t_wait_child(pid), 0);
 	pthread_barrier_wait(&go);
 	pthread_join(t, NULL);
 	EXPECT_EQ(t_stats(a).nr_free, PAGES);
@@ -1494,7 +1491,6 @@ static void bias_across_fork(void)
 	struct biased_blocks b = {.a = a, .ready = &ready, .go = &go}, m = {.a = a};
 	pthread_t t;
 	pid_t pid;
-	int st;
 
 	zp_test_tc_bias(4, 0);
 	pthread_barrier_init(&ready, NULL, 2);
@@ -1520,9 +1516,7 @@ static void bias_across_fork(void)
 		_exit(bad ? 1 : zp_arena_check(a) ? 2 : t_stats(a).nr_free != PAGES ? 3 : 0);
 	}
 	ASSERT(pid > 0);
-	ASSERT_EQ(waitpid(pid, &st, 0), pid);
-	EXPECT(WIFEXITED(st));
-	EXPECT_EQ(WEXITSTATUS(st), 0);
+	EXPECT_EQ(t_wait_child(pid), 0);
 	pthread_barrier_wait(&go);
 	pthread_join(t, NULL);
 	for (unsigned o = 0; o < 4; o++) {
@@ -1641,23 +1635,21 @@ static void checker_sees_a_broken_bias(void)
 	zp_arena_destroy(a);
 }
 
+static void more_caches_than_slots_child(void)
+{
+	more_caches_than_slots_body();
+	_exit(t_cur_failed ? 1 : more_caches_made < TC_SLOTS + 8 ? 77 : 0);
+}
+
 /* In a child of its own: a thousand threads leave ThreadSanitizer's state
  * large, which slows every later fork of this process. */
 static void more_caches_than_slots(void)
 {
-	pid_t pid = fork();
-	int st;
+	int st = t_in_child(more_caches_than_slots_child);
 
-	if (pid == 0) {
-		more_caches_than_slots_body();
-		_exit(t_cur_failed ? 1 : more_caches_made < TC_SLOTS + 8 ? 77 : 0);
-	}
-	ASSERT(pid > 0);
-	ASSERT_EQ(waitpid(pid, &st, 0), pid);
-	ASSERT(WIFEXITED(st));
-	if (WEXITSTATUS(st) == 77)
+	if (st == 77)
 		SKIP("fewer than %u threads could be made", TC_SLOTS + 8);
-	EXPECT_EQ(WEXITSTATUS(st), 0);
+	EXPECT_EQ(st, 0);
 }
 
 /*
@@ -1772,27 +1764,24 @@ static void cache_not_mapped_uses_the_buddy_lists(void)
 	zp_arena_destroy(a);
 }
 
+static void fallback_handshake_child(void)
+{
+	zp_test_tc_force_fences();
+	if (strcmp(zp_test_tc_handshake(), "fences"))
+		_exit(9);
+	exhaustion_drains_other_threads();
+	check_while_churning();
+	bad_frees_of_cached_blocks();
+	bias_follows_the_frees();
+	racing_frees_of_a_biased_cache();
+	_exit(t_cur_failed ? 1 : 0);
+}
+
 /* The fallback handshake (sequentially consistent fences, as where
  * membarrier is refused), forced in a child before any cache exists. */
 static void fallback_handshake(void)
 {
-	pid_t pid = fork();
-	int st;
-
-	if (pid == 0) {
-		zp_test_tc_force_fences();
-		if (strcmp(zp_test_tc_handshake(), "fences"))
-			_exit(9);
-		exhaustion_drains_other_threads();
-		check_while_churning();
-		bad_frees_of_cached_blocks();
-		bias_follows_the_frees();
-		racing_frees_of_a_biased_cache();
-		_exit(t_cur_failed ? 1 : 0);
-	}
-	ASSERT(pid > 0);
-	ASSERT_EQ(waitpid(pid, &st, 0), pid);
-	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	EXPECT_EQ(t_in_child(fallback_handshake_child), 0);
 }
 
 int main(int argc, char **argv)
