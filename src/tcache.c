@@ -568,16 +568,21 @@ void tc_barrier(void)
 	}
 }
 
+/* Wait until @t's owner is off its lists (it saw stop, or left). */
+static void tc_wait_cache(struct tcache *t)
+{
+	unsigned n = 0;
+
+	while (atomic_load_explicit(&t->active, memory_order_seq_cst))
+		os_backoff(&n);
+}
+
 /* Wait until every cache of @a is off its lists.  tc_lock held. */
 void tc_wait(struct zp_arena *a)
 {
 	lock_assert_held(&tc_lock);
-	for (struct tcache *t = a->tcaches; t; t = t->next) {
-		unsigned n = 0;
-
-		while (atomic_load_explicit(&t->active, memory_order_seq_cst))
-			os_backoff(&n);
-	}
+	for (struct tcache *t = a->tcaches; t; t = t->next)
+		tc_wait_cache(t);
 }
 
 /* Let the owners back on their lists.  tc_lock held. */
@@ -607,12 +612,9 @@ static bool tc_claim_stopped(struct zp_arena *a, uint32_t pfn, unsigned slot, ui
 	tc_lock_quiescer();
 	t = a->tc_slot[slot];
 	if (t) {
-		unsigned n = 0;
-
 		atomic_store_explicit(&t->stop, 1, memory_order_seq_cst);
 		tc_barrier();
-		while (atomic_load_explicit(&t->active, memory_order_seq_cst))
-			os_backoff(&n);
+		tc_wait_cache(t);
 	}
 	if (claimed)
 		won = pg_info(&a->pages[pfn]) == busy;
