@@ -25,6 +25,7 @@ bool opt_dump;
 enum churn_touch opt_churn_touch = TOUCH_PAGE;
 bool opt_churn_nozero;
 bool opt_churn_orders;
+bool opt_churn_floor;
 unsigned opt_repeat = 1;
 
 static const struct scenario {
@@ -88,6 +89,9 @@ static void usage(FILE *f)
 		   "                  kind of call and of what follows it up to the next call (after\n"
 		   "                  an allocation, the writes into the block; after a free, the\n"
 		   "                  loop alone), every row (scenario 'churn orders, N thread(s)')\n"
+		   "  --churn-floor   churn also runs 'floor' rows: the same loop over blocks kept in\n"
+		   "                  per-thread stacks, a memset for a zero-filled one, no allocator\n"
+		   "                  around them (a bound on what any allocator can reach, not a peer)\n"
 		   "  --dump          print zp_arena_dump() of zpage's arenas as they end (churn: the one\n"
 		   "                  arena of both zpage rows and every run)\n"
 		   "  --report DIR    write DIR/index.md: the environment, each scenario's table, its charts\n"
@@ -140,6 +144,7 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 		{"churn-touch", required_argument, NULL, 'T'},
 		{"churn-zero", required_argument, NULL, 'Z'},
 		{"churn-orders", no_argument, NULL, 'O'},
+		{"churn-floor", no_argument, NULL, 'F'},
 		{"repeat", required_argument, NULL, 'r'},
 		{"report", required_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0},
@@ -212,6 +217,9 @@ static int parse_options(int argc, char **argv, const char **csv, const char **j
 			return 2;
 		case 'O':
 			opt_churn_orders = true;
+			break;
+		case 'F':
+			opt_churn_floor = true;
 			break;
 		case 'h':
 			usage(stdout);

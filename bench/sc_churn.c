@@ -30,10 +30,14 @@
  * A thread keeps at most MAX_LAT latencies: those of every stride-th call,
  * the stride doubling (and every other kept one dropped) when the buffer is
  * full, so that what is kept samples the whole run evenly.
+ * --churn-floor: "floor" rows too, the same loop with no allocator (below):
+ * a bound on what any allocator can reach here, not a peer.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "bench.h"
 
@@ -50,8 +54,78 @@ struct by_order {
 	unsigned long n[ORDERS][NR_KINDS];
 };
 
+/*
+ * --churn-floor: the loop with no allocator around its blocks.  Each thread
+ * of a floor row keeps the blocks it frees in a stack per order and takes
+ * the newest of the order again; it carves a block from its own part of
+ * one mapping (2 MiB pages asked, as zpage's arena asks) only when that
+ * stack is empty, so a recorded run, after the warm-up, pays no first
+ * touch.  A zero-filled block is a memset of the block the loop dirtied.
+ * No metadata, no check of the pointer, no call but memset: what churn's
+ * loop and its memory cost on this machine.  An order's stack never holds
+ * more than LIVE blocks, nor are more than LIVE ever carved (one is carved
+ * only when none is free, and at most LIVE - 1 are live then).
+ */
+struct floor_heap {
+	char *area[ORDERS];    /* LIVE blocks of each order, in this thread's part */
+	unsigned made[ORDERS]; /* blocks carved from each area */
+	unsigned n[ORDERS];    /* free blocks on each stack */
+	void *stack[ORDERS][LIVE];
+};
+#define FLOOR_PART ((size_t)LIVE * ZP_PAGE_SIZE * ((1u << ORDERS) - 1)) /* a thread's part: 512 MiB */
+
+static void *floor_alloc(struct floor_heap *h, unsigned o, bool zero)
+{
+	size_t size = ZP_PAGE_SIZE << o;
+	void *p;
+
+	if (h->n[o])
+		p = h->stack[o][--h->n[o]];
+	else if (h->made[o] < LIVE)
+		p = h->area[o] + size * h->made[o]++;
+	else
+		return NULL; /* cannot happen (above); counted as a failure */
+	if (zero)
+		memset(p, 0, size);
+	return p;
+}
+
+static void floor_free(struct floor_heap *h, void *p, unsigned o)
+{
+	h->stack[o][h->n[o]++] = p;
+}
+
+/* @n threads' heaps in one reserved mapping; exits when it cannot be had. */
+static struct floor_heap *floor_make(unsigned n)
+{
+	struct floor_heap *h = xmalloc(n * sizeof(*h));
+	char *m = mmap(NULL, n * FLOOR_PART, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		       -1, 0);
+
+	if (m == MAP_FAILED)
+		die("churn: --churn-floor: cannot map %u x %zu MiB: %s", n, FLOOR_PART >> 20, strerror(errno));
+	madvise(m, n * FLOOR_PART, MADV_HUGEPAGE); /* a hint, as zpage's arena takes it */
+	for (unsigned i = 0; i < n; i++) {
+		char *part = m + i * FLOOR_PART;
+
+		h[i] = (struct floor_heap){0};
+		for (unsigned o = 0; o < ORDERS; o++)
+			h[i].area[o] = part + (size_t)LIVE * ZP_PAGE_SIZE * ((1u << o) - 1);
+	}
+	return h;
+}
+
+static void floor_done(struct floor_heap *h, unsigned n)
+{
+	if (!h)
+		return;
+	munmap(h[0].area[0], n * FLOOR_PART);
+	free(h);
+}
+
 struct cw {
 	struct zp_arena *a;
+	struct floor_heap *fh; /* a floor row's: this thread's heap */
 	const struct peer *pe;
 	double seconds;
 	size_t touch_step; /* one byte written every touch_step bytes of a block (0: none) */
@@ -116,6 +190,8 @@ static void *churn(void *arg)
 
 				if (w->a)
 					q = zp_alloc_pages(w->a, zero ? ZP_GFP_ZERO : 0, ord, ZP_USER_ADDR_NONE);
+				else if (w->fh)
+					q = floor_alloc(w->fh, ord, zero);
 				else
 					q = zero ? w->pe->zalloc(size) : w->pe->alloc(size);
 				t1 = now_ns();
@@ -135,6 +211,8 @@ static void *churn(void *arg)
 
 				if (w->a)
 					zp_free_pages(w->a, p[i], o[i]);
+				else if (w->fh)
+					floor_free(w->fh, p[i], o[i]);
 				else
 					w->pe->release(p[i], ZP_PAGE_SIZE << o[i]);
 				t1 = now_ns();
@@ -163,6 +241,8 @@ static void *churn(void *arg)
 	while (n--) {
 		if (w->a)
 			zp_free_pages(w->a, p[n], o[n]);
+		else if (w->fh)
+			floor_free(w->fh, p[n], o[n]);
 		else
 			w->pe->release(p[n], ZP_PAGE_SIZE << o[n]);
 	}
@@ -174,7 +254,8 @@ static void *churn(void *arg)
 /* A row: an allocator and a thread count, and its figures over the runs. */
 struct churn_row {
 	char *name;
-	const struct peer *pe; /* NULL: zpage */
+	const struct peer *pe; /* NULL: zpage, or the floor */
+	bool floor;	       /* --churn-floor's row */
 	unsigned nt;
 	double opsps[RUNS];
 	double *lat;
@@ -183,14 +264,15 @@ struct churn_row {
 	struct by_order bo[RUNS]; /* the threads' sums, per run */
 };
 
-/* Run @r of row @x, in @arena when it is zpage's: its threads churn for a
- * fixed time.  @r < 0: a warm-up run, not recorded. */
-static void run_once(struct churn_row *x, int r, struct zp_arena *arena)
+/* Run @r of row @x, in @arena when it is zpage's, on @fh's first heaps
+ * when it is the floor: its threads churn for a fixed time.  @r < 0: a
+ * warm-up run, not recorded. */
+static void run_once(struct churn_row *x, int r, struct zp_arena *arena, struct floor_heap *fh)
 {
 	double seconds = 0.4 * opt_scale < 0.05 ? 0.05 : 0.4 * opt_scale, t0;
 	struct cw *w = xmalloc(x->nt * sizeof(*w));
 	pthread_t *t = xmalloc(x->nt * sizeof(*t));
-	struct zp_arena *a = x->pe ? NULL : arena;
+	struct zp_arena *a = x->pe || x->floor ? NULL : arena;
 	unsigned long ops = 0;
 
 	if (r < 0)
@@ -200,6 +282,7 @@ static void run_once(struct churn_row *x, int r, struct zp_arena *arena)
 	t0 = now_ns();
 	for (unsigned i = 0; i < x->nt; i++) {
 		w[i] = (struct cw){.a = a,
+				   .fh = x->floor ? &fh[i] : NULL,
 				   .pe = x->pe,
 				   .seconds = seconds,
 				   .touch_step = opt_churn_touch == TOUCH_PAGE	  ? ZP_PAGE_SIZE
@@ -312,22 +395,27 @@ static void record_orders(struct churn_row *x, size_t n)
 	}
 }
 
-/* The rows (zpage and each peer, at 1 and --threads threads) run one after
- * the other, RUNS times, in an order rotating from run to run. */
+/* The rows (zpage, each peer and with --churn-floor the floor, at 1 and
+ * --threads threads) run one after the other, RUNS times, in an order
+ * rotating from run to run. */
 void sc_churn(void)
 {
 	unsigned counts[2] = {1, opt_threads};
-	struct churn_row *x = xmalloc(2 * (NR_PEERS + 1) * sizeof(*x));
+	struct churn_row *x = xmalloc(2 * (NR_PEERS + 2) * sizeof(*x));
 	size_t n = 0;
 	struct rotation rot;
 
 	for (int c = 0; c < (opt_threads > 1 ? 2 : 1); c++) {
-		for (int i = -1; i < NR_PEERS; i++) {
-			if (i >= 0 && !peers[i].available)
+		for (int i = -1; i <= NR_PEERS; i++) { /* zpage, the peers, the floor */
+			bool peer = i >= 0 && i < NR_PEERS;
+
+			if ((peer && !peers[i].available) || (i == NR_PEERS && !opt_churn_floor))
 				continue;
-			x[n] = (struct churn_row){.name = xasprintf("%s, %u thread%s", i < 0 ? "zpage" : peers[i].name,
+			x[n] = (struct churn_row){.name = xasprintf("%s, %u thread%s",
+								    i < 0 ? "zpage" : peer ? peers[i].name : "floor",
 								    counts[c], counts[c] > 1 ? "s" : ""),
-						  .pe = i < 0 ? NULL : &peers[i],
+						  .pe = peer ? &peers[i] : NULL,
+						  .floor = i == NR_PEERS,
 						  .nt = counts[c],
 						  .lat = xmalloc(RUNS * counts[c] * (MAX_LAT / 8) * sizeof(double))};
 			n++;
@@ -339,17 +427,20 @@ void sc_churn(void)
 	 * long as the process, and in a repeated or later scenario is warm
 	 * already) */
 	struct zp_arena *arena = arena_or_die(NULL);
+	unsigned most = opt_threads > 1 ? opt_threads : 1;
+	struct floor_heap *fh = opt_churn_floor ? floor_make(most) : NULL; /* each row's thread i: heap i */
 
 	for (size_t j = 0; j < n; j++)
-		run_once(&x[j], -1, arena);
+		run_once(&x[j], -1, arena, fh);
 	rotation_init(&rot, "churn", "run", n, RUNS);
 	for (int r = 0; r < RUNS; r++) {
 		const size_t *order = rotation_next(&rot);
 
 		for (size_t j = 0; j < n; j++)
-			run_once(&x[order[j]], r, arena);
+			run_once(&x[order[j]], r, arena, fh);
 	}
 	arena_done(arena, "churn", "zpage rows");
+	floor_done(fh, most);
 	for (size_t j = 0; j < n; j++)
 		record(&x[j]);
 	if (opt_churn_orders)
@@ -361,5 +452,9 @@ void sc_churn(void)
 	note("churn", "%s; orders 0..10, P(order >= k) = 2^-k; latency: every call, alloc and free",
 	     opt_churn_nozero ? "no allocation zero-filled (--churn-zero none)" : "half the allocations zero-filled");
 	note("churn", "touch: %s (--churn-touch %s)", touch[opt_churn_touch][0], touch[opt_churn_touch][1]);
+	if (opt_churn_floor)
+		note("churn", "floor (--churn-floor): the same loop with no allocator, each thread's freed "
+			      "blocks on a stack per order, the newest taken again, a memset for a zero-filled "
+			      "one: a bound on what an allocator can reach here, not a peer");
 	rotation_done(&rot);
 }

@@ -503,9 +503,30 @@ else
 	bad "churn --churn-orders (exit)"; tail -n 5 "$out/co.txt" | diag
 fi
 
+# --churn-floor: a floor row at each thread count, which allocates every
+# time and really clears a zero-filled block; no floor row without it
+if "$bench" --scale 0.02 --threads 2 --churn-floor --churn-orders --csv "$out/cf.csv" churn >"$out/cf.txt" 2>&1; then
+	for t in "1 thread" "2 threads"; do
+		grep -Eq "^\"churn\",\"floor, $t\",\"throughput, 1 B/page\",\"M ops/s\",[1-9][0-9.e+]*," "$out/cf.csv" &&
+			ok "--churn-floor: a floor row at $t" || bad "--churn-floor: no floor row at $t"
+	done
+	fmed() { grep -F "\"churn orders, 1 thread\",\"floor, order $1\",\"$2\",\"ns\"," "$out/cf.csv" | sed 's/.*"ns",\([^,]*\),.*/\1/'; }
+	if grep -q "^  floor (--churn-floor): the same loop with no allocator" "$out/cf.txt" &&
+		! grep -q "floor, [12] threads\{0,1\}: .* allocations failed" "$out/cf.txt" &&
+		awk -v z="$(fmed 10 "zeroing alloc")" -v n="$(fmed 10 "alloc")" 'BEGIN { exit !(z > 10 * n && n > 0) }'; then
+		ok "--churn-floor: said in the notes, no failed allocation, a zero-filled block cleared"
+	else
+		bad "--churn-floor: note, failures or clears (zeroing alloc order 10 $(fmed 10 "zeroing alloc"), alloc $(fmed 10 "alloc"))"
+		grep -i "floor" "$out/cf.txt" | diag
+	fi
+	! grep -q '"floor, ' "$out/co.csv" && ok "no floor row without --churn-floor" || bad "a floor row without --churn-floor"
+else
+	bad "churn --churn-floor (exit)"; tail -n 5 "$out/cf.txt" | diag
+fi
+
 # bad input: one line on stderr, exit code 2
 for args in "--bogus" "--threads 0" "--threads x" "--scale -1" "--idle x" "--csv" "--churn-touch x" \
-	"--churn-touch" "--churn-zero x" "--churn-zero" "--churn-orders=1" "--churn x" "nosuchscenario" "--repeat 0" "--repeat x" "compare" "compare one.json"; do
+	"--churn-touch" "--churn-zero x" "--churn-zero" "--churn-orders=1" "--churn-floor=1" "--churn x" "nosuchscenario" "--repeat 0" "--repeat x" "compare" "compare one.json"; do
 	# shellcheck disable=SC2086
 	"$bench" $args >/dev/null 2>"$out/err.txt"
 	rc=$?
