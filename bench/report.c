@@ -23,6 +23,8 @@
  *     values are given), whether the p10-p90 ranges overlap, and the best
  *     row of the kind when it is neither of the two;
  *   - and, ending the line, the best row of all when no clause named it.
+ * A bound is never read as a row to beat or the best of anything: churn's
+ * "floor" rows (--churn-floor), the loop with no allocator.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -35,6 +37,11 @@
 static bool is_zpage(const char *row)
 {
 	return !strncmp(row, "zpage", 5) || strstr(row, "ZP_");
+}
+
+static bool is_bound(const char *row)
+{
+	return !strncmp(row, "floor,", 6);
 }
 
 static bool better(const struct res *a, const struct res *b)
@@ -100,8 +107,8 @@ static const struct res *best_row(const char *sc, const char *metric, const char
 	for (size_t i = 0; i < results_count(); i++) {
 		const struct res *t = result_at(i);
 
-		if (counts(t, sc, metric) && !(others && is_zpage(t->row)) && (!like || same_kind(t->row, like)) &&
-		    (!o || better(t, o)))
+		if (counts(t, sc, metric) && !is_bound(t->row) && !(others && is_zpage(t->row)) &&
+		    (!like || same_kind(t->row, like)) && (!o || better(t, o)))
 			o = t;
 	}
 	return o;

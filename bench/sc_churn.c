@@ -31,7 +31,7 @@
  * the stride doubling (and every other kept one dropped) when the buffer is
  * full, so that what is kept samples the whole run evenly.
  * --churn-floor: "floor" rows too, the same loop with no allocator (below):
- * a bound on what any allocator can reach here, not a peer.
+ * an estimate of what the loop and its memory cost without one, not a peer.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -55,16 +55,21 @@ struct by_order {
 };
 
 /*
- * --churn-floor: the loop with no allocator around its blocks.  Each thread
+ * --churn-floor: the loop with no allocator around its blocks, an estimate
+ * of what churn's loop and its memory cost on this machine.  Each thread
  * of a floor row keeps the blocks it frees in a stack per order and takes
  * the newest of the order again; it carves a block from its own part of
- * one mapping (2 MiB pages asked, as zpage's arena asks) only when that
- * stack is empty, so a recorded run, after the warm-up, pays no first
- * touch.  A zero-filled block is a memset of the block the loop dirtied.
- * No metadata, no check of the pointer, no call but memset: what churn's
- * loop and its memory cost on this machine.  An order's stack never holds
+ * one mapping only when that stack is empty.  The mapping is 2 MiB-aligned
+ * with 2 MiB pages asked (map_thp()), and each order's area, the largest
+ * first, is aligned to its blocks' size, so its blocks are aligned to
+ * their size as zpage's are.  A zero-filled block is a memset of the block
+ * the loop dirtied.  No metadata and no check of the pointer; one call,
+ * not inlined, as zpage's rows make one into the library (the peers' rows
+ * make two, through the bench's wrapper).  An order's stack never holds
  * more than LIVE blocks, nor are more than LIVE ever carved (one is carved
- * only when none is free, and at most LIVE - 1 are live then).
+ * only when none is free, and at most LIVE - 1 are live then).  A recorded
+ * run may carve (and so touch for the first time) blocks the warm-up did
+ * not need: the note counts them.
  */
 struct floor_heap {
 	char *area[ORDERS];    /* LIVE blocks of each order, in this thread's part */
@@ -72,9 +77,12 @@ struct floor_heap {
 	unsigned n[ORDERS];    /* free blocks on each stack */
 	void *stack[ORDERS][LIVE];
 };
-#define FLOOR_PART ((size_t)LIVE * ZP_PAGE_SIZE * ((1u << ORDERS) - 1)) /* a thread's part: 512 MiB */
+/* a thread's part: the areas of orders 10 down to 0, LIVE blocks each (511.75
+ * MiB), rounded up to 512 MiB so that every part starts aligned to the
+ * largest block */
+#define FLOOR_PART ((size_t)512 << 20)
 
-static void *floor_alloc(struct floor_heap *h, unsigned o, bool zero)
+static __attribute__((noinline)) void *floor_alloc(struct floor_heap *h, unsigned o, bool zero)
 {
 	size_t size = ZP_PAGE_SIZE << o;
 	void *p;
@@ -90,36 +98,46 @@ static void *floor_alloc(struct floor_heap *h, unsigned o, bool zero)
 	return p;
 }
 
-static void floor_free(struct floor_heap *h, void *p, unsigned o)
+static __attribute__((noinline)) void floor_free(struct floor_heap *h, void *p, unsigned o)
 {
 	h->stack[o][h->n[o]++] = p;
 }
 
-/* @n threads' heaps in one reserved mapping; exits when it cannot be had. */
+/* @n threads' heaps in one reserved mapping (map_thp() exits when it
+ * cannot be had). */
 static struct floor_heap *floor_make(unsigned n)
 {
 	struct floor_heap *h = xmalloc(n * sizeof(*h));
-	char *m = mmap(NULL, n * FLOOR_PART, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		       -1, 0);
+	char *m = map_thp(n * FLOOR_PART);
 
-	if (m == MAP_FAILED)
-		die("churn: --churn-floor: cannot map %u x %zu MiB: %s", n, FLOOR_PART >> 20, strerror(errno));
-	madvise(m, n * FLOOR_PART, MADV_HUGEPAGE); /* a hint, as zpage's arena takes it */
 	for (unsigned i = 0; i < n; i++) {
-		char *part = m + i * FLOOR_PART;
+		size_t off = 0;
 
 		h[i] = (struct floor_heap){0};
-		for (unsigned o = 0; o < ORDERS; o++)
-			h[i].area[o] = part + (size_t)LIVE * ZP_PAGE_SIZE * ((1u << o) - 1);
+		for (int o = ORDERS - 1; o >= 0; o--) { /* each area aligned to its blocks' size */
+			h[i].area[o] = m + i * FLOOR_PART + off;
+			off += (size_t)LIVE * (ZP_PAGE_SIZE << o);
+		}
 	}
 	return h;
+}
+
+/* Blocks carved so far by @n heaps, every order. */
+static unsigned long floor_carved(const struct floor_heap *h, unsigned n)
+{
+	unsigned long c = 0;
+
+	for (unsigned i = 0; h && i < n; i++)
+		for (unsigned o = 0; o < ORDERS; o++)
+			c += h[i].made[o];
+	return c;
 }
 
 static void floor_done(struct floor_heap *h, unsigned n)
 {
 	if (!h)
 		return;
-	munmap(h[0].area[0], n * FLOOR_PART);
+	munmap(h[0].area[ORDERS - 1], n * FLOOR_PART); /* the first area of the first part */
 	free(h);
 }
 
@@ -430,8 +448,11 @@ void sc_churn(void)
 	unsigned most = opt_threads > 1 ? opt_threads : 1;
 	struct floor_heap *fh = opt_churn_floor ? floor_make(most) : NULL; /* each row's thread i: heap i */
 
+	unsigned long warm_carved;
+
 	for (size_t j = 0; j < n; j++)
 		run_once(&x[j], -1, arena, fh);
+	warm_carved = floor_carved(fh, most);
 	rotation_init(&rot, "churn", "run", n, RUNS);
 	for (int r = 0; r < RUNS; r++) {
 		const size_t *order = rotation_next(&rot);
@@ -440,6 +461,10 @@ void sc_churn(void)
 			run_once(&x[order[j]], r, arena, fh);
 	}
 	arena_done(arena, "churn", "zpage rows");
+	if (fh)
+		note("churn", "floor: %lu blocks carved in the warm-up runs, %lu more (touched for the first time) "
+			      "in the recorded ones",
+		     warm_carved, floor_carved(fh, most) - warm_carved);
 	floor_done(fh, most);
 	for (size_t j = 0; j < n; j++)
 		record(&x[j]);
@@ -455,6 +480,6 @@ void sc_churn(void)
 	if (opt_churn_floor)
 		note("churn", "floor (--churn-floor): the same loop with no allocator, each thread's freed "
 			      "blocks on a stack per order, the newest taken again, a memset for a zero-filled "
-			      "one: a bound on what an allocator can reach here, not a peer");
+			      "one: an estimate of what the loop and its memory cost without one, not a peer");
 	rotation_done(&rot);
 }

@@ -505,13 +505,15 @@ fi
 
 # --churn-floor: a floor row at each thread count, which allocates every
 # time and really clears a zero-filled block; no floor row without it
-if "$bench" --scale 0.02 --threads 2 --churn-floor --churn-orders --csv "$out/cf.csv" churn >"$out/cf.txt" 2>&1; then
+if "$bench" --scale 0.02 --threads 2 --churn-floor --churn-orders --csv "$out/cf.csv" --report "$out/cfrep" churn \
+	>"$out/cf.txt" 2>&1; then
 	for t in "1 thread" "2 threads"; do
 		grep -Eq "^\"churn\",\"floor, $t\",\"throughput, 1 B/page\",\"M ops/s\",[1-9][0-9.e+]*," "$out/cf.csv" &&
 			ok "--churn-floor: a floor row at $t" || bad "--churn-floor: no floor row at $t"
 	done
 	fmed() { grep -F "\"churn orders, 1 thread\",\"floor, order $1\",\"$2\",\"ns\"," "$out/cf.csv" | sed 's/.*"ns",\([^,]*\),.*/\1/'; }
 	if grep -q "^  floor (--churn-floor): the same loop with no allocator" "$out/cf.txt" &&
+		grep -q "^  floor: [1-9][0-9]* blocks carved in the warm-up runs, [0-9]* more" "$out/cf.txt" &&
 		! grep -q "floor, [12] threads\{0,1\}: .* allocations failed" "$out/cf.txt" &&
 		awk -v z="$(fmed 10 "zeroing alloc")" -v n="$(fmed 10 "alloc")" 'BEGIN { exit !(z > 10 * n && n > 0) }'; then
 		ok "--churn-floor: said in the notes, no failed allocation, a zero-filled block cleared"
@@ -519,7 +521,13 @@ if "$bench" --scale 0.02 --threads 2 --churn-floor --churn-orders --csv "$out/cf
 		bad "--churn-floor: note, failures or clears (zeroing alloc order 10 $(fmed 10 "zeroing alloc"), alloc $(fmed 10 "alloc"))"
 		grep -i "floor" "$out/cf.txt" | diag
 	fi
-	! grep -q '"floor, ' "$out/co.csv" && ok "no floor row without --churn-floor" || bad "a floor row without --churn-floor"
+	# the report's reading never holds the floor up as a row to beat
+	grep -q '^  floor, 1 thread ' "$out/cfrep/index.md" && grep -q '^- throughput' "$out/cfrep/index.md" &&
+		! grep '^- ' "$out/cfrep/index.md" | grep -q '`floor, ' &&
+		ok "--churn-floor: in the report's table, never in its reading" ||
+		{ bad "--churn-floor: the report's reading names the floor (or no report)"; grep '^- ' "$out/cfrep/index.md" | diag; }
+	[ -s "$out/co.csv" ] && ! grep -q '"floor, ' "$out/co.csv" &&
+		ok "no floor row without --churn-floor" || bad "a floor row without --churn-floor (or no csv)"
 else
 	bad "churn --churn-floor (exit)"; tail -n 5 "$out/cf.txt" | diag
 fi
