@@ -23,8 +23,9 @@
  *     values are given), whether the p10-p90 ranges overlap, and the best
  *     row of the kind when it is neither of the two;
  *   - and, ending the line, the best row of all when no clause named it.
- * A bound is never read as a row to beat or the best of anything: churn's
- * "floor" rows (--churn-floor), the loop with no allocator.
+ * The floor is never read as a row to beat or the best of anything:
+ * churn's "floor" rows (--churn-floor), an estimate of the loop's cost
+ * with no allocator, not a peer.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -39,7 +40,7 @@ static bool is_zpage(const char *row)
 	return !strncmp(row, "zpage", 5) || strstr(row, "ZP_");
 }
 
-static bool is_bound(const char *row)
+static bool is_floor(const char *row)
 {
 	return !strncmp(row, "floor,", 6);
 }
@@ -107,7 +108,7 @@ static const struct res *best_row(const char *sc, const char *metric, const char
 	for (size_t i = 0; i < results_count(); i++) {
 		const struct res *t = result_at(i);
 
-		if (counts(t, sc, metric) && !is_bound(t->row) && !(others && is_zpage(t->row)) &&
+		if (counts(t, sc, metric) && !is_floor(t->row) && !(others && is_zpage(t->row)) &&
 		    (!like || same_kind(t->row, like)) && (!o || better(t, o)))
 			o = t;
 	}

@@ -59,10 +59,10 @@ struct by_order {
  * of what churn's loop and its memory cost on this machine.  Each thread
  * of a floor row keeps the blocks it frees in a stack per order and takes
  * the newest of the order again; it carves a block from its own part of
- * one mapping only when that stack is empty.  The mapping is 2 MiB-aligned
- * with 2 MiB pages asked (map_thp()), and each order's area, the largest
- * first, is aligned to its blocks' size, so its blocks are aligned to
- * their size as zpage's are.  A zero-filled block is a memset of the block
+ * one mapping only when that stack is empty.  The mapping has 2 MiB pages
+ * asked (map_thp()) and starts aligned to the largest block, and each
+ * order's area, the largest first, is aligned to its blocks' size, so its
+ * blocks are aligned to their size as zpage's are.  A zero-filled block is a memset of the block
  * the loop dirtied.  No metadata and no check of the pointer; one call,
  * not inlined, as zpage's rows make one into the library (the peers' rows
  * make two, through the bench's wrapper).  An order's stack never holds
@@ -105,10 +105,18 @@ static __attribute__((noinline)) void floor_free(struct floor_heap *h, void *p, 
 
 /* @n threads' heaps in one reserved mapping (map_thp() exits when it
  * cannot be had). */
+#define FLOOR_ALIGN (ZP_PAGE_SIZE << (ORDERS - 1)) /* the largest block: 4 MiB */
+static char *floor_map;				   /* map_thp()'s mapping, FLOOR_ALIGN longer than the parts */
+static size_t floor_len;
+
 static struct floor_heap *floor_make(unsigned n)
 {
 	struct floor_heap *h = xmalloc(n * sizeof(*h));
-	char *m = map_thp(n * FLOOR_PART);
+	char *m;
+
+	floor_len = n * FLOOR_PART + FLOOR_ALIGN;
+	floor_map = map_thp(floor_len); /* 2 MiB-aligned: round up to the largest block */
+	m = (char *)(((uintptr_t)floor_map + FLOOR_ALIGN - 1) & ~(uintptr_t)(FLOOR_ALIGN - 1));
 
 	for (unsigned i = 0; i < n; i++) {
 		size_t off = 0;
@@ -137,7 +145,8 @@ static void floor_done(struct floor_heap *h, unsigned n)
 {
 	if (!h)
 		return;
-	munmap(h[0].area[ORDERS - 1], n * FLOOR_PART); /* the first area of the first part */
+	(void)n;
+	munmap(floor_map, floor_len);
 	free(h);
 }
 
