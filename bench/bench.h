@@ -38,7 +38,7 @@ enum churn_touch { TOUCH_PAGE, TOUCH_BLOCK, TOUCH_NONE };
 extern enum churn_touch opt_churn_touch; /* --churn-touch: what churn writes in each block it gets */
 extern bool opt_churn_nozero; /* --churn-zero none: no zero-filled allocations in churn */
 extern bool opt_churn_orders; /* --churn-orders: churn's calls timed by block order too */
-extern bool opt_churn_floor;  /* --churn-floor: churn's loop over an allocator that costs nothing too */
+extern bool opt_churn_floor;  /* --churn-floor: churn's loop with no allocator too (an estimate, not a peer) */
 extern unsigned opt_repeat;  /* --repeat: how many times the chosen scenarios run */
 
 /* util.c */

@@ -33,7 +33,6 @@
  * --churn-floor: "floor" rows too, the same loop with no allocator (below):
  * an estimate of what the loop and its memory cost without one, not a peer.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,14 +61,14 @@ struct by_order {
  * one mapping only when that stack is empty.  The mapping has 2 MiB pages
  * asked (map_thp()) and starts aligned to the largest block, and each
  * order's area, the largest first, is aligned to its blocks' size, so its
- * blocks are aligned to their size as zpage's are.  A zero-filled block is a memset of the block
- * the loop dirtied.  No metadata and no check of the pointer; one call,
- * not inlined, as zpage's rows make one into the library (the peers' rows
- * make two, through the bench's wrapper).  An order's stack never holds
- * more than LIVE blocks, nor are more than LIVE ever carved (one is carved
- * only when none is free, and at most LIVE - 1 are live then).  A recorded
- * run may carve (and so touch for the first time) blocks the warm-up did
- * not need: the note counts them.
+ * blocks are aligned to their size as zpage's are.  A zero-filled block is
+ * a memset of the block the loop dirtied.  No metadata and no check of the
+ * pointer; one call, not inlined, as zpage's rows make one into the
+ * library (the peers' rows make two, through the bench's wrapper).  An
+ * order's stack never holds more than LIVE blocks, nor are more than LIVE
+ * ever carved (one is carved only when none is free, and at most LIVE - 1
+ * are live then).  A recorded run may carve (and so touch for the first
+ * time) blocks the warm-up did not need: the note counts them.
  */
 struct floor_heap {
 	char *area[ORDERS];    /* LIVE blocks of each order, in this thread's part */
@@ -103,12 +102,12 @@ static __attribute__((noinline)) void floor_free(struct floor_heap *h, void *p, 
 	h->stack[o][h->n[o]++] = p;
 }
 
-/* @n threads' heaps in one reserved mapping (map_thp() exits when it
- * cannot be had). */
 #define FLOOR_ALIGN (ZP_PAGE_SIZE << (ORDERS - 1)) /* the largest block: 4 MiB */
 static char *floor_map;				   /* map_thp()'s mapping, FLOOR_ALIGN longer than the parts */
 static size_t floor_len;
 
+/* @n threads' heaps in one reserved mapping (map_thp() exits when it
+ * cannot be had). */
 static struct floor_heap *floor_make(unsigned n)
 {
 	struct floor_heap *h = xmalloc(n * sizeof(*h));
@@ -141,11 +140,10 @@ static unsigned long floor_carved(const struct floor_heap *h, unsigned n)
 	return c;
 }
 
-static void floor_done(struct floor_heap *h, unsigned n)
+static void floor_done(struct floor_heap *h)
 {
 	if (!h)
 		return;
-	(void)n;
 	munmap(floor_map, floor_len);
 	free(h);
 }
@@ -474,7 +472,7 @@ void sc_churn(void)
 		note("churn", "floor: %lu blocks carved in the warm-up runs, %lu more (touched for the first time) "
 			      "in the recorded ones",
 		     warm_carved, floor_carved(fh, most) - warm_carved);
-	floor_done(fh, most);
+	floor_done(fh);
 	for (size_t j = 0; j < n; j++)
 		record(&x[j]);
 	if (opt_churn_orders)
