@@ -102,7 +102,7 @@ static bool always(void)
 #if defined(__x86_64__)
 static void zero_rep_stosb(void *p, size_t len)
 {
-	__asm__ volatile("rep stosb" : "+D"(p), "+c"(len) : "a"(0) : "memory");
+	zero_stosb_inline(p, len);
 }
 
 static bool has_erms(void)
@@ -239,6 +239,18 @@ static void choose_impls(void)
 		small_impl = cached_impl;
 }
 
+/* a->clear_inline, as its comment says (internal.h); again whenever a
+ * test hook changes. */
+static void clear_inline_update(struct zp_arena *a)
+{
+#if defined(__x86_64__)
+	bool stosb = cached_impl->fn == zero_rep_stosb;
+#else
+	bool stosb = false;
+#endif
+	a->clear_inline = stosb && !a->clear_hook && !a->aliasing;
+}
+
 #define DEFAULT_HOT_BYTES ((size_t)64 << 10)
 #define DEFAULT_NT_MIN	  ((size_t)256 << 10)
 #define WARM_SHIFT	  12 /* a stamp unit: 2^12 ns */
@@ -251,6 +263,7 @@ void clear_init(struct zp_arena *a, size_t hot_bytes, size_t nt_min)
 	size_t llc = os_llc_bytes(), warm_max;
 
 	pthread_once(&impl_once, choose_impls);
+	clear_inline_update(a);
 	if (!hot_bytes)
 		hot_bytes = DEFAULT_HOT_BYTES;
 	a->hot_pages = (hot_bytes >> ZP_PAGE_SHIFT) / 2;
@@ -569,11 +582,13 @@ void zp_test_set_clear_hook(struct zp_arena *a, clear_hook_fn fn, void *ctx)
 {
 	a->clear_hook = fn;
 	a->clear_hook_ctx = ctx;
+	clear_inline_update(a);
 }
 
 void zp_test_set_aliasing(struct zp_arena *a, bool on)
 {
 	a->aliasing = on;
+	clear_inline_update(a);
 }
 
 void zp_test_set_warm_ns(struct zp_arena *a, uint64_t ns)

@@ -274,6 +274,11 @@ struct zp_arena {
 	bool aliasing;	     /* test-only: simulate an aliasing data cache */
 	clear_hook_fn clear_hook;
 	void *clear_hook_ctx;
+	/* a hot cached block above SMALL_CACHED_MAX, without an address, may be
+	 * cleared inline (zero_stosb_inline(), alloc_zeroed_hot()): the cached
+	 * primitive is rep stosb and no test hook watches clears or asks for
+	 * page-by-page ones (clear.c keeps it so) */
+	bool clear_inline;
 
 	/* buddy allocator, under lock */
 	struct zlock lock;
@@ -658,6 +663,37 @@ static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigne
 }
 
 /*
+ * The everyday zeroing allocation's block: the newest on this thread's
+ * dirty list of @order, when rmqueue_tcache_fast() would take it (no
+ * zeroed block here, none probably in the buddy lists) and every page of
+ * it is dirty and resident (PG_FULL) and it was freed here (not PG_COLD):
+ * its head becomes PG_busy and @t is the cache.  NIL, having done nothing,
+ * otherwise: the caller goes rmqueue_tcache_fast()'s way.
+ */
+static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_full_hot(struct zp_arena *a, unsigned order, struct tcache **t)
+{
+	struct tcache *c = tc_mine(a);
+	struct free_list *l;
+	uint32_t pfn, info;
+
+	lock_assert_not_held(&a->lock);
+	if (unlikely(!c) || unlikely(!tc_try_enter(c)))
+		return NIL;
+	l = &c->lists[order][ZS_DIRTY];
+	pfn = l->head;
+	if (likely(!c->lists[order][ZS_ZEROED].nr) && likely(pfn != NIL) &&
+	    likely(!buddy_may_have(a, order, ZS_ZEROED)) &&
+	    likely(((info = pg_info(&a->pages[pfn])) & (PG_FULL | PG_COLD)) == PG_FULL)) {
+		tc_del_head(a, c, l, pfn, order, PG_BUSY);
+		*t = c;
+	} else {
+		pfn = NIL;
+	}
+	tc_leave(c);
+	return pfn;
+}
+
+/*
  * The everyday allocation: for a request that does not want zeroing, the
  * newest block on this thread's dirty list of @order when every page of it
  * is dirty (PG_FULL), which changes owner to PG_alloc at once: there is
@@ -811,6 +847,20 @@ extern const size_t nr_zero_impls;
  * included (bench/ab.sh; DESIGN 6).  An earlier host had the vector stores
  * 1-5% ahead at 8-32 KiB (7% at 4 KiB) in the 128-block ring. */
 #define SMALL_CACHED_MAX ((size_t)4 << 10)
+/* rep stosb where the call's own cost shows: the everyday zeroing
+ * allocation of a hot cached block (page_alloc.c: alloc_zeroed_hot(), when
+ * a->clear_inline) and clear.c's cached primitive, one instruction both. */
+#if defined(__x86_64__)
+static ZP_ALWAYS_INLINE void zero_stosb_inline(void *p, size_t len)
+{
+	__asm__ volatile("rep stosb" : "+D"(p), "+c"(len) : "a"(0) : "memory");
+}
+#else
+static inline void zero_stosb_inline(void *p, size_t len) /* never used: clear_inline stays false */
+{
+	memset(p, 0, len);
+}
+#endif
 const char *zero_cached_name(void);
 const char *zero_small_name(void); /* the small cached primitive: a hot block of at most
 				      SMALL_CACHED_MAX (cold lines want rep stosb, which does not
