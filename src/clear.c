@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * clear.c - the clearing engine: the only code that zero-fills pages.
+ * clear.c - the clearing engine: the code that zero-fills pages, but for
+ * one inline rep stosb (page_alloc.c: alloc_zeroed_hot(), the everyday
+ * zeroing allocation of a hot cached block above SMALL_CACHED_MAX without
+ * an address, the same stores clear_small_dirty_block() would pick, only
+ * while a->clear_inline: the cached primitive is rep stosb and no test
+ * hook is set).
  *
  * Primitives, chosen once from CPUID (with a portable C fallback):
  *   cached:         rep stosb where ERMS/FSRM is advertised, else memset;
@@ -36,8 +41,10 @@
  *
  *   Except: a dirty block of order 0 to 8 the allocating thread freed
  *   into its own cache is cleared with cached stores whatever its size,
- *   a single page with vector stores (clear_small_dirty_block(), @hot; a
- *   partly dirty one: its dirty runs, through clear_dirty_range());
+ *   a single page with vector stores (clear_small_dirty_block(), @hot, or
+ *   without an address above one page the same rep stosb inline in
+ *   page_alloc.c; a partly dirty one: its dirty runs, through
+ *   clear_dirty_range());
  *   and a warm block (below) is cleared with cached stores only, as all
  *   neighbourhood: (t, n) then [0, t], or ascending without an address
  *   (clear_dirty_range(), @warm).
@@ -352,7 +359,7 @@ static void hook(struct zp_arena *a, size_t pfn, size_t n, bool nt, bool user, u
 	hook_by(a, pfn, n, user, uaddr, false, nt ? nt_impl : cached_impl);
 }
 
-/* The one place that picks the stores: clear pages [pfn, pfn + n). */
+/* The general path's choice of stores: clear pages [pfn, pfn + n). */
 static void zero_pages(struct zp_arena *a, size_t pfn, size_t n, bool nt)
 {
 	(nt ? zero_nt : zero_cached)(pfn_to_addr(a, pfn), n << ZP_PAGE_SHIFT);

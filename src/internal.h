@@ -277,7 +277,8 @@ struct zp_arena {
 	/* a hot cached block above SMALL_CACHED_MAX, without an address, may be
 	 * cleared inline (zero_stosb_inline(), alloc_zeroed_hot()): the cached
 	 * primitive is rep stosb and no test hook watches clears or asks for
-	 * page-by-page ones (clear.c keeps it so) */
+	 * page-by-page ones (clear.c keeps it so; the hooks are set while the
+	 * arena is idle) */
 	bool clear_inline;
 
 	/* buddy allocator, under lock */
@@ -637,7 +638,8 @@ static ZP_ALWAYS_INLINE void tc_del(struct zp_arena *a, struct tcache *t, uint32
  * that its lines are still in this core's caches).  NIL otherwise: the
  * caller then goes the whole way, which decides the same.
  */
-static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigned order, bool want_zero, bool *hot)
+static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigned order, bool want_zero, bool *hot,
+						     bool *full)
 {
 	struct tcache *t = tc_mine(a);
 	uint32_t pfn = NIL;
@@ -650,8 +652,12 @@ static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigne
 		struct free_list *l = &t->lists[order][st];
 
 		if (likely(l->nr)) {
+			uint32_t info;
+
 			pfn = l->head;
-			*hot = !(pg_info(&a->pages[pfn]) & PG_COLD);
+			info = pg_info(&a->pages[pfn]);
+			*hot = !(info & PG_COLD);
+			*full = info & PG_FULL;
 			tc_del_head(a, t, l, pfn, order, PG_BUSY);
 			break;
 		}
@@ -659,37 +665,6 @@ static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigne
 			break; /* a refill first: the whole way */
 	}
 	tc_leave(t);
-	return pfn;
-}
-
-/*
- * The everyday zeroing allocation's block: the newest on this thread's
- * dirty list of @order, when rmqueue_tcache_fast() would take it (no
- * zeroed block here, none probably in the buddy lists) and every page of
- * it is dirty and resident (PG_FULL) and it was freed here (not PG_COLD):
- * its head becomes PG_busy and @t is the cache.  NIL, having done nothing,
- * otherwise: the caller goes rmqueue_tcache_fast()'s way.
- */
-static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_full_hot(struct zp_arena *a, unsigned order, struct tcache **t)
-{
-	struct tcache *c = tc_mine(a);
-	struct free_list *l;
-	uint32_t pfn, info;
-
-	lock_assert_not_held(&a->lock);
-	if (unlikely(!c) || unlikely(!tc_try_enter(c)))
-		return NIL;
-	l = &c->lists[order][ZS_DIRTY];
-	pfn = l->head;
-	if (likely(!c->lists[order][ZS_ZEROED].nr) && likely(pfn != NIL) &&
-	    likely(!buddy_may_have(a, order, ZS_ZEROED)) &&
-	    likely(((info = pg_info(&a->pages[pfn])) & (PG_FULL | PG_COLD)) == PG_FULL)) {
-		tc_del_head(a, c, l, pfn, order, PG_BUSY);
-		*t = c;
-	} else {
-		pfn = NIL;
-	}
-	tc_leave(c);
 	return pfn;
 }
 
@@ -856,9 +831,9 @@ static ZP_ALWAYS_INLINE void zero_stosb_inline(void *p, size_t len)
 	__asm__ volatile("rep stosb" : "+D"(p), "+c"(len) : "a"(0) : "memory");
 }
 #else
-static inline void zero_stosb_inline(void *p, size_t len) /* never used: clear_inline stays false */
+static inline void zero_stosb_inline(void *p, size_t len) /* never reached: clear_inline stays false */
 {
-	memset(p, 0, len);
+	__builtin_memset(p, 0, len);
 }
 #endif
 const char *zero_cached_name(void);

@@ -11,8 +11,11 @@
  *                                    failure alloc_pages_slowpath(&ac)
  *     -> prep_new_page(&ac, pfn)
  *        -> post_alloc_hook(&ac, pfn) initialises memory for a zeroing request
+ *   (the everyday zeroing allocation of a hot cached block above 4 KiB
+ *   without an address skips the layers: alloc_zeroed_hot(), rep stosb
+ *   inline, the same block, stores, count and head)
  *
- * Memory is also cleared, always through clear.c, at free time with
+ * Memory is also cleared, through clear.c, at free time with
  * ZP_INIT_ON_FREE (free_pages_prepare()) and ahead of demand by
  * pre-zeroing (report.c); those pages are then known zero, and
  * post_alloc_hook skips them.
@@ -281,26 +284,27 @@ static ZP_NOINLINE void *alloc_cached_finish(struct zp_arena *a, bool want_zero,
 }
 
 /*
- * The everyday zeroing allocation, without an address, of a block larger
- * than SMALL_CACHED_MAX that this thread freed into its cache: what
- * rmqueue_tcache_fast(), alloc_cached_finish() and clear_small_dirty_block()
- * would do for it (the same block, rep stosb, the same count and head),
- * with the clear inline and none of their layers between, which cost such
- * a block 6-15 ns of its 70-460 in churn (DESIGN 6).  NULL, having done
- * nothing, for any other block.
+ * A zeroing allocation's block from this thread's cache, taken by
+ * rmqueue_tcache_fast(), that alloc_cached_finish() would clear whole with
+ * rep stosb: no address, larger than SMALL_CACHED_MAX, every page dirty and
+ * resident (PG_FULL) and not PG_COLD (freed here, or a zeroing refill found
+ * it warm), and a->clear_inline.  The same clear, count and head, with the
+ * clear inline and none of the layers between (post_alloc_hook()'s bitmap
+ * test, clear_small_dirty_block(), the primitive's indirect call), which
+ * cost such a block 4-10 ns of its 70-470 in churn (DESIGN 6).
  */
-static ZP_ALWAYS_INLINE void *alloc_zeroed_hot(struct zp_arena *a, unsigned order)
+static ZP_ALWAYS_INLINE void *alloc_zeroed_hot(struct zp_arena *a, unsigned order, uint32_t pfn)
 {
-	struct tcache *t;
-	uint32_t pfn = rmqueue_tcache_full_hot(a, order, &t);
-	void *p;
+	const struct tcache *t;
+	struct tc_stats *st;
+	void *p = pfn_to_addr(a, pfn);
+	bool shared;
 
-	if (pfn == NIL)
-		return NULL;
-	p = pfn_to_addr(a, pfn);
 	zero_stosb_inline(p, ZP_PAGE_SIZE << order);
-	tstat_add(&t->stats.cleared, (size_t)1 << order, false);
-	pg_set_info(&a->pages[pfn], mk_info(PG_ALLOC, order, 0) | t->tag);
+	st = tc_stats_fast(a, &shared);
+	tstat_add(&st->cleared, (size_t)1 << order, shared);
+	t = tc_mine(a);
+	pg_set_info(&a->pages[pfn], mk_info(PG_ALLOC, order, 0) | (t ? t->tag : 0));
 	return p;
 }
 
@@ -308,19 +312,15 @@ static ZP_ALWAYS_INLINE void *alloc_zeroed_hot(struct zp_arena *a, unsigned orde
  * its own: it clears, and its registers are not the caller's to save. */
 static ZP_NOINLINE void *alloc_zeroed(struct zp_arena *a, zp_gfp_t gfp, unsigned order, uintptr_t user_addr)
 {
-	bool hot;
-	uint32_t pfn;
+	bool hot, full;
+	uint32_t pfn = rmqueue_tcache_fast(a, order, true, &hot, &full);
 
-	if (user_addr == ZP_USER_ADDR_NONE && a->clear_inline && (ZP_PAGE_SIZE << order) > SMALL_CACHED_MAX) {
-		void *p = alloc_zeroed_hot(a, order);
-
-		if (p)
-			return p;
-	}
-	pfn = rmqueue_tcache_fast(a, order, true, &hot);
-
-	if (likely(pfn != NIL))
+	if (likely(pfn != NIL)) {
+		if (full && hot && user_addr == ZP_USER_ADDR_NONE && a->clear_inline &&
+		    (ZP_PAGE_SIZE << order) > SMALL_CACHED_MAX)
+			return alloc_zeroed_hot(a, order, pfn);
 		return alloc_cached_finish(a, true, order, user_addr, pfn, hot);
+	}
 	return alloc_pages_whole(a, gfp, order, user_addr);
 }
 

@@ -12,7 +12,8 @@
  * the block with a plain load and store while the cache is biased (below),
  * with a compare-and-swap otherwise.  The owner's usual allocation and free
  * run inline in page_alloc.c (internal.h: rmqueue_tcache_dirty(),
- * rmqueue_tcache_fast(), free_tcache_own(), free_tcache_fast(), with
+ * rmqueue_tcache_fast(), which alloc_zeroed() uses for the zeroing ones,
+ * free_tcache_own(), free_tcache_fast(), with
  * tc_try_enter() and tc_add()); this file has the whole way and
  * everything else.
  *
