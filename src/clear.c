@@ -41,10 +41,11 @@
  *
  *   Except: a dirty block of order 0 to 8 the allocating thread freed
  *   into its own cache is cleared with cached stores whatever its size,
- *   a single page with vector stores (clear_small_dirty_block(), @hot, or
- *   without an address above one page the same rep stosb inline in
- *   page_alloc.c; a partly dirty one: its dirty runs, through
- *   clear_dirty_range());
+ *   a single page with vector stores (clear_small_dirty_block(), @hot); a
+ *   larger one without an address, every page dirty (PG_full), while
+ *   a->clear_inline, with the same rep stosb inline in page_alloc.c
+ *   (alloc_zeroed_hot()); a partly dirty one: its dirty runs, through
+ *   clear_dirty_range();
  *   and a warm block (below) is cleared with cached stores only, as all
  *   neighbourhood: (t, n) then [0, t], or ascending without an address
  *   (clear_dirty_range(), @warm).

@@ -635,8 +635,10 @@ static ZP_ALWAYS_INLINE void tc_del(struct zp_arena *a, struct tcache *t, uint32
  * quiescer wants it, and no refill comes first (a state whose list is
  * empty here but which the buddy lists probably have); @hot: it was freed
  * here, not brought by a refill, or a zeroing refill found it warm (a guess
- * that its lines are still in this core's caches).  NIL otherwise: the
- * caller then goes the whole way, which decides the same.
+ * that its lines are still in this core's caches); @full: its head had
+ * PG_FULL (every page dirty and resident); both set only when a block is
+ * returned.  NIL otherwise: the caller then goes the whole way, which
+ * decides the same.
  */
 static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigned order, bool want_zero, bool *hot,
 						     bool *full)

@@ -11,9 +11,10 @@
  *                                    failure alloc_pages_slowpath(&ac)
  *     -> prep_new_page(&ac, pfn)
  *        -> post_alloc_hook(&ac, pfn) initialises memory for a zeroing request
- *   (the everyday zeroing allocation of a hot cached block above 4 KiB
- *   without an address skips the layers: alloc_zeroed_hot(), rep stosb
- *   inline, the same block, stores, count and head)
+ *   (the everyday zeroing allocation of a hot cached block above 4 KiB,
+ *   every page dirty (PG_full), without an address, while a->clear_inline,
+ *   skips the layers: alloc_zeroed_hot(), rep stosb inline, the same
+ *   block, stores, count and head)
  *
  * Memory is also cleared, through clear.c, at free time with
  * ZP_INIT_ON_FREE (free_pages_prepare()) and ahead of demand by
@@ -291,7 +292,7 @@ static ZP_NOINLINE void *alloc_cached_finish(struct zp_arena *a, bool want_zero,
  * it warm), and a->clear_inline.  The same clear, count and head, with the
  * clear inline and none of the layers between (post_alloc_hook()'s bitmap
  * test, clear_small_dirty_block(), the primitive's indirect call), which
- * cost such a block 4-10 ns of its 70-470 in churn (DESIGN 6).
+ * cost such a block 4-10 ns of its 70-480 in churn (DESIGN 6).
  */
 static ZP_ALWAYS_INLINE void *alloc_zeroed_hot(struct zp_arena *a, unsigned order, uint32_t pfn)
 {
