@@ -1126,6 +1126,39 @@ static int own_pair(struct zp_arena *a, unsigned order)
 }
 
 /*
+ * A block the inline clear hands out (page_alloc.c: alloc_zeroed_hot(), a
+ * hot dirty cached block of 8 KiB and up, no address, no hook) carries its
+ * cache's tag like any other: its owner's frees of it count towards
+ * biasing the cache (4 frees here: one of a plain block, then three of
+ * inline-cleared ones), and it reads zero.
+ */
+static void inline_cleared_blocks_bias_their_cache(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	char *p;
+
+	zp_test_tc_bias(4, 64);
+	ASSERT((p = zp_alloc_pages(a, 0, 1, ZP_USER_ADDR_NONE)));
+	memset(p, 0x5a, 2 * ZP_PAGE_SIZE);
+	ASSERT_EQ(zp_free_pages(a, p, 1), 0);
+	for (int i = 0; i < 3; i++) {
+		char *q = zp_alloc_pages(a, ZP_GFP_ZERO, 1, ZP_USER_ADDR_NONE);
+
+		ASSERT(q);
+		EXPECT_EQ(q, p); /* the block just freed, hot and dirty: the inline clear's */
+		EXPECT(t_all_zero(q, 2 * ZP_PAGE_SIZE));
+		EXPECT(!zp_test_tc_biased(a));
+		memset(q, 0x5a, 2 * ZP_PAGE_SIZE);
+		ASSERT_EQ(zp_free_pages(a, q, 1), 0);
+	}
+	EXPECT(zp_test_tc_biased(a)); /* a block without its tag would not have counted */
+	EXPECT_EQ(zp_free_pages(a, p, 1), -EINVAL);
+	zp_test_tc_bias(0, 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/*
  * A cache biases after its owner's first frees of its own blocks (4 here);
  * biased, a double or wrong-order free is still refused.  Another
  * thread's free of one of its blocks stops it once and unbiases it, and
@@ -1795,6 +1828,7 @@ int main(int argc, char **argv)
 	RUN(bad_frees_of_cached_blocks);
 	RUN(cache_not_mapped_uses_the_buddy_lists);
 	RUN(bias_follows_the_frees);
+	RUN(inline_cleared_blocks_bias_their_cache);
 	RUN(racing_frees_of_a_biased_cache);
 	RUN(bias_outlives_its_thread);
 	RUN(bias_across_fork);
