@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * clear.c - the clearing engine: the code that zero-fills pages, but for
- * one inline rep stosb (page_alloc.c: alloc_zeroed_hot(), the everyday
- * zeroing allocation of a hot cached block above SMALL_CACHED_MAX without
- * an address, the same stores clear_small_dirty_block() would pick, only
- * while a->clear_inline: the cached primitive is rep stosb and no test
- * hook is set).
+ * one inline clear (page_alloc.c: alloc_zeroed_hot(), the everyday zeroing
+ * allocation of a hot cached block without an address, the same stores
+ * clear_small_dirty_block() would pick, only while a->clear_inline (above
+ * SMALL_CACHED_MAX: the cached primitive is rep stosb) or
+ * a->clear_inline_small (at most SMALL_CACHED_MAX: the small primitive is
+ * the 32-byte stores), and no test hook is set).
  *
  * Primitives, chosen once from CPUID (with a portable C fallback):
  *   cached:         rep stosb where ERMS/FSRM is advertised, else memset;
@@ -41,10 +42,11 @@
  *
  *   Except: a dirty block of order 0 to 8 the allocating thread freed
  *   into its own cache is cleared with cached stores whatever its size,
- *   a single page with vector stores (clear_small_dirty_block(), @hot); a
- *   larger one without an address, every page dirty (PG_full), while
- *   a->clear_inline, with the same rep stosb inline in page_alloc.c
- *   (alloc_zeroed_hot()); a partly dirty one: its dirty runs, through
+ *   a single page with vector stores (clear_small_dirty_block(), @hot);
+ *   without an address, every page dirty (PG_full), the same stores
+ *   inline in page_alloc.c (alloc_zeroed_hot(): rep stosb while
+ *   a->clear_inline, the single page's vector stores while
+ *   a->clear_inline_small); a partly dirty one: its dirty runs, through
  *   clear_dirty_range();
  *   and a warm block (below) is cleared with cached stores only, as all
  *   neighbourhood: (t, n) then [0, t], or ascending without an address
@@ -182,11 +184,11 @@ NT_WRAPPER(zero_nt_sse2, nt_body_sse2)
 NT_WRAPPER(zero_nt_avx2, nt_body_avx2)
 NT_WRAPPER(zero_nt_avx512, nt_body_avx512)
 
-/* Cached 32-byte stores, 128 bytes a turn: for small blocks whose lines are
- * probably in cache, where rep stosb's start-up shows (clear_small_dirty_block()). */
-__attribute__((target("avx2"))) static void zero_vec_avx2(void *p, size_t len)
+/* Cached 32-byte stores, 128 bytes a turn (zero_vec_inline()): for small
+ * blocks whose lines are probably in cache, where rep stosb's start-up
+ * shows (clear_small_dirty_block()). */
+static void zero_vec_avx2(void *p, size_t len)
 {
-	__m256i z = _mm256_setzero_si256();
 	char *c = p;
 	size_t head = (size_t)(-(uintptr_t)c & 31), body;
 
@@ -196,12 +198,7 @@ __attribute__((target("avx2"))) static void zero_vec_avx2(void *p, size_t len)
 	c += head;
 	len -= head;
 	body = len & ~(size_t)127;
-	for (size_t i = 0; i < body; i += 128) {
-		_mm256_store_si256((__m256i *)(c + i), z);
-		_mm256_store_si256((__m256i *)(c + i + 32), z);
-		_mm256_store_si256((__m256i *)(c + i + 64), z);
-		_mm256_store_si256((__m256i *)(c + i + 96), z);
-	}
+	zero_vec_inline(c, body);
 	if (len != body) /* never for pages: no call */
 		memset(c + body, 0, len - body);
 }
@@ -247,16 +244,19 @@ static void choose_impls(void)
 		small_impl = cached_impl;
 }
 
-/* a->clear_inline, as its comment says (internal.h); again whenever a
- * test hook changes. */
+/* a->clear_inline and clear_inline_small, as their comment says
+ * (internal.h); again whenever a test hook changes. */
 static void clear_inline_update(struct zp_arena *a)
 {
 #if defined(__x86_64__)
-	bool stosb = cached_impl->fn == zero_rep_stosb;
+	bool stosb = cached_impl->fn == zero_rep_stosb, vec = small_impl->fn == zero_vec_avx2;
 #else
-	bool stosb = false;
+	bool stosb = false, vec = false;
 #endif
-	a->clear_inline = stosb && !a->clear_hook && !a->aliasing;
+	bool unwatched = !a->clear_hook && !a->aliasing;
+
+	a->clear_inline = stosb && unwatched;
+	a->clear_inline_small = vec && unwatched;
 }
 
 #define DEFAULT_HOT_BYTES ((size_t)64 << 10)

@@ -274,12 +274,15 @@ struct zp_arena {
 	bool aliasing;	     /* test-only: simulate an aliasing data cache */
 	clear_hook_fn clear_hook;
 	void *clear_hook_ctx;
-	/* a hot cached block above SMALL_CACHED_MAX, without an address, may be
-	 * cleared inline (zero_stosb_inline(), alloc_zeroed_hot()): the cached
-	 * primitive is rep stosb and no test hook watches clears or asks for
-	 * page-by-page ones (clear.c keeps it so; the hooks are set while the
-	 * arena is idle) */
-	bool clear_inline;
+	/* a hot cached block without an address may be cleared inline
+	 * (alloc_zeroed_hot()) with the stores clear_small_dirty_block() would
+	 * pick: clear_inline for one above SMALL_CACHED_MAX, the cached
+	 * primitive being rep stosb (zero_stosb_inline()); clear_inline_small
+	 * for one of at most SMALL_CACHED_MAX, the small primitive being the
+	 * 32-byte stores (zero_vec_inline()); both only while no test hook
+	 * watches clears or asks for page-by-page ones (clear.c keeps them so;
+	 * the hooks are set while the arena is idle) */
+	bool clear_inline, clear_inline_small;
 
 	/* buddy allocator, under lock */
 	struct zlock lock;
@@ -834,6 +837,39 @@ static ZP_ALWAYS_INLINE void zero_stosb_inline(void *p, size_t len)
 }
 #else
 static inline void zero_stosb_inline(void *p, size_t len) /* never reached: clear_inline stays false */
+{
+	__builtin_memset(p, 0, len);
+}
+#endif
+/* 32-byte stores, 128 bytes a turn, over @len bytes (a multiple of 128) at
+ * @p (32-byte aligned): the body of the small primitive (clear.c:
+ * zero_vec_avx2()) and the inline clear of a hot page (alloc_zeroed_hot(),
+ * when a->clear_inline_small, which holds only where the CPU has AVX2).
+ * In asm, so that its callers need no avx2 target; vzeroupper after, as
+ * the ABI wants of AVX code before SSE code runs. */
+#if defined(__x86_64__)
+static ZP_ALWAYS_INLINE void zero_vec_inline(void *p, size_t len)
+{
+	char *c = p, *end = c + len;
+
+	if (!len)
+		return;
+	__asm__ volatile("vpxor %%xmm0, %%xmm0, %%xmm0\n\t"
+			 "1:\n\t"
+			 "vmovdqa %%ymm0, (%0)\n\t"
+			 "vmovdqa %%ymm0, 32(%0)\n\t"
+			 "vmovdqa %%ymm0, 64(%0)\n\t"
+			 "vmovdqa %%ymm0, 96(%0)\n\t"
+			 "subq $-128, %0\n\t"
+			 "cmpq %1, %0\n\t"
+			 "jne 1b\n\t"
+			 "vzeroupper"
+			 : "+r"(c)
+			 : "r"(end)
+			 : "xmm0", "memory", "cc");
+}
+#else
+static inline void zero_vec_inline(void *p, size_t len) /* never reached: clear_inline_small stays false */
 {
 	__builtin_memset(p, 0, len);
 }

@@ -11,10 +11,11 @@
  *                                    failure alloc_pages_slowpath(&ac)
  *     -> prep_new_page(&ac, pfn)
  *        -> post_alloc_hook(&ac, pfn) initialises memory for a zeroing request
- *   (the everyday zeroing allocation of a hot cached block above 4 KiB,
- *   every page dirty (PG_full), without an address, while a->clear_inline,
- *   skips the layers: alloc_zeroed_hot(), rep stosb inline, the same
- *   block, stores, count and head)
+ *   (the everyday zeroing allocation of a hot cached block, every page
+ *   dirty (PG_full), without an address, while a->clear_inline (above 4
+ *   KiB) or a->clear_inline_small (4 KiB), skips the layers:
+ *   alloc_zeroed_hot(), the clear inline, the same block, stores, count
+ *   and head)
  *
  * Memory is also cleared, through clear.c, at free time with
  * ZP_INIT_ON_FREE (free_pages_prepare()) and ahead of demand by
@@ -286,13 +287,15 @@ static ZP_NOINLINE void *alloc_cached_finish(struct zp_arena *a, bool want_zero,
 
 /*
  * A zeroing allocation's block from this thread's cache, taken by
- * rmqueue_tcache_fast(), that alloc_cached_finish() would clear whole with
- * rep stosb: no address, larger than SMALL_CACHED_MAX, every page dirty and
- * resident (PG_FULL) and not PG_COLD (freed here, or a zeroing refill found
- * it warm), and a->clear_inline.  The same clear, count and head, with the
- * clear inline and none of the layers between (post_alloc_hook()'s bitmap
- * test, clear_small_dirty_block(), the primitive's indirect call), which
- * cost such a block 4-10 ns of its 70-480 in churn (DESIGN 6).
+ * rmqueue_tcache_fast(), that alloc_cached_finish() would clear whole in
+ * one go: no address, every page dirty and resident (PG_FULL) and not
+ * PG_COLD (freed here, or a zeroing refill found it warm); larger than
+ * SMALL_CACHED_MAX with rep stosb while a->clear_inline, or of at most
+ * SMALL_CACHED_MAX (one page) with 32-byte stores while
+ * a->clear_inline_small.  The same clear, count and head, with the clear
+ * inline and none of the layers between (post_alloc_hook()'s bitmap test,
+ * clear_small_dirty_block(), the primitive's indirect call), which cost
+ * such a block 4-10 ns of its 50-480 in churn (DESIGN 6).
  */
 static ZP_ALWAYS_INLINE void *alloc_zeroed_hot(struct zp_arena *a, unsigned order, uint32_t pfn)
 {
@@ -301,7 +304,10 @@ static ZP_ALWAYS_INLINE void *alloc_zeroed_hot(struct zp_arena *a, unsigned orde
 	void *p = pfn_to_addr(a, pfn);
 	bool shared;
 
-	zero_stosb_inline(p, ZP_PAGE_SIZE << order);
+	if ((ZP_PAGE_SIZE << order) > SMALL_CACHED_MAX)
+		zero_stosb_inline(p, ZP_PAGE_SIZE << order);
+	else
+		zero_vec_inline(p, ZP_PAGE_SIZE << order);
 	st = tc_stats_fast(a, &shared);
 	tstat_add(&st->cleared, (size_t)1 << order, shared);
 	t = tc_mine(a);
@@ -317,8 +323,8 @@ static ZP_NOINLINE void *alloc_zeroed(struct zp_arena *a, zp_gfp_t gfp, unsigned
 	uint32_t pfn = rmqueue_tcache_fast(a, order, true, &hot, &full);
 
 	if (likely(pfn != NIL)) {
-		if (full && hot && user_addr == ZP_USER_ADDR_NONE && a->clear_inline &&
-		    (ZP_PAGE_SIZE << order) > SMALL_CACHED_MAX)
+		if (full && hot && user_addr == ZP_USER_ADDR_NONE &&
+		    ((ZP_PAGE_SIZE << order) > SMALL_CACHED_MAX ? a->clear_inline : a->clear_inline_small))
 			return alloc_zeroed_hot(a, order, pfn);
 		return alloc_cached_finish(a, true, order, user_addr, pfn, hot);
 	}

@@ -1127,35 +1127,39 @@ static int own_pair(struct zp_arena *a, unsigned order)
 
 /*
  * A block the inline clear hands out (page_alloc.c: alloc_zeroed_hot(), a
- * hot dirty cached block of 8 KiB and up, no address, no hook) carries its
- * cache's tag like any other: its owner's frees of it count towards
- * biasing the cache (4 frees here: one of a plain block, then three of
- * inline-cleared ones), and it reads zero.
+ * hot dirty cached block, no address, no hook: one page with the vector
+ * stores, 8 KiB with rep stosb) carries its cache's tag like any other:
+ * its owner's frees of it count towards biasing the cache (4 frees here:
+ * one of a plain block, then three of inline-cleared ones), and it reads
+ * zero.
  */
 static void inline_cleared_blocks_bias_their_cache(void)
 {
-	struct zp_arena *a = t_arena(PAGES, 8, 0);
-	char *p;
+	for (unsigned order = 0; order <= 1; order++) {
+		struct zp_arena *a = t_arena(PAGES, 8, 0);
+		size_t len = ZP_PAGE_SIZE << order;
+		char *p;
 
-	zp_test_tc_bias(4, 64);
-	ASSERT((p = zp_alloc_pages(a, 0, 1, ZP_USER_ADDR_NONE)));
-	memset(p, 0x5a, 2 * ZP_PAGE_SIZE);
-	ASSERT_EQ(zp_free_pages(a, p, 1), 0);
-	for (int i = 0; i < 3; i++) {
-		char *q = zp_alloc_pages(a, ZP_GFP_ZERO, 1, ZP_USER_ADDR_NONE);
+		zp_test_tc_bias(4, 64);
+		ASSERT((p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE)));
+		memset(p, 0x5a, len);
+		ASSERT_EQ(zp_free_pages(a, p, order), 0);
+		for (int i = 0; i < 3; i++) {
+			char *q = zp_alloc_pages(a, ZP_GFP_ZERO, order, ZP_USER_ADDR_NONE);
 
-		ASSERT(q);
-		EXPECT_EQ(q, p); /* the block just freed, hot and dirty: the inline clear's */
-		EXPECT(t_all_zero(q, 2 * ZP_PAGE_SIZE));
-		EXPECT(!zp_test_tc_biased(a));
-		memset(q, 0x5a, 2 * ZP_PAGE_SIZE);
-		ASSERT_EQ(zp_free_pages(a, q, 1), 0);
+			ASSERT(q);
+			EXPECT_EQ(q, p); /* the block just freed, hot and dirty: the inline clear's */
+			EXPECT(t_all_zero(q, len));
+			EXPECT(!zp_test_tc_biased(a));
+			memset(q, 0x5a, len);
+			ASSERT_EQ(zp_free_pages(a, q, order), 0);
+		}
+		EXPECT(zp_test_tc_biased(a)); /* a block without its tag would not have counted */
+		EXPECT_EQ(zp_free_pages(a, p, order), -EINVAL);
+		zp_test_tc_bias(0, 0);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		zp_arena_destroy(a);
 	}
-	EXPECT(zp_test_tc_biased(a)); /* a block without its tag would not have counted */
-	EXPECT_EQ(zp_free_pages(a, p, 1), -EINVAL);
-	zp_test_tc_bias(0, 0);
-	EXPECT_EQ(zp_arena_check(a), 0);
-	zp_arena_destroy(a);
 }
 
 /*
