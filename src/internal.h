@@ -841,12 +841,15 @@ static inline void zero_stosb_inline(void *p, size_t len) /* never reached: clea
 	__builtin_memset(p, 0, len);
 }
 #endif
-/* 32-byte stores, 128 bytes a turn, over @len bytes (a multiple of 128) at
- * @p (32-byte aligned): the body of the small primitive (clear.c:
- * zero_vec_avx2()) and the inline clear of a hot page (alloc_zeroed_hot(),
- * when a->clear_inline_small, which holds only where the CPU has AVX2).
- * In asm, so that its callers need no avx2 target; vzeroupper after, as
- * the ABI wants of AVX code before SSE code runs. */
+/* 32-byte stores, 128 bytes a turn, over @len bytes (a multiple of 128:
+ * any other length would run past the end) at @p (32-byte aligned): the
+ * body of the small primitive (clear.c: zero_vec_avx2()) and the inline
+ * clear of a hot page (alloc_zeroed_hot(), when a->clear_inline_small,
+ * which holds only where the CPU has AVX2).  In asm, so that its callers
+ * need no avx2 target (and so the sanitizers do not see these stores);
+ * vzeroupper after, so that the SSE code after it pays no transition, and
+ * every vector register clobbered, since vzeroupper clears the upper half
+ * of each (a build with -mavx2 may keep 256-bit values in them). */
 #if defined(__x86_64__)
 static ZP_ALWAYS_INLINE void zero_vec_inline(void *p, size_t len)
 {
@@ -860,13 +863,14 @@ static ZP_ALWAYS_INLINE void zero_vec_inline(void *p, size_t len)
 			 "vmovdqa %%ymm0, 32(%0)\n\t"
 			 "vmovdqa %%ymm0, 64(%0)\n\t"
 			 "vmovdqa %%ymm0, 96(%0)\n\t"
-			 "subq $-128, %0\n\t"
-			 "cmpq %1, %0\n\t"
+			 "sub $-128, %0\n\t"
+			 "cmp %1, %0\n\t"
 			 "jne 1b\n\t"
 			 "vzeroupper"
 			 : "+r"(c)
 			 : "r"(end)
-			 : "xmm0", "memory", "cc");
+			 : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+			   "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");
 }
 #else
 static inline void zero_vec_inline(void *p, size_t len) /* never reached: clear_inline_small stays false */

@@ -341,11 +341,13 @@ static void cached_zero_state_across_threads(void)
 }
 
 /*
- * The short path for the usual zeroing allocation (clear_small_dirty_block):
- * a block this thread freed dirty comes back from its cache zeroed, counted
- * as cleared, with or without a user address, at every order the caches
- * serve (below the non-temporal threshold and above it: a block freed here
- * a moment ago is cleared with cached stores whatever its size).
+ * The short path for the usual zeroing allocation (clear_small_dirty_block,
+ * or without an address, where the CPU allows, the inline clear:
+ * page_alloc.c alloc_zeroed_hot()): a block this thread freed dirty comes
+ * back from its cache zeroed, counted as cleared and not as skipped, with
+ * or without a user address, at every order the caches serve (below the
+ * non-temporal threshold and above it: a block freed here a moment ago is
+ * cleared with cached stores whatever its size).
  */
 static void small_dirty_cached_block_cleared(void)
 {
@@ -364,17 +366,19 @@ static void small_dirty_cached_block_cleared(void)
 
 			for (int u = 0; u < 4; u++) {
 				char *p = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE), *q;
-				uint64_t before;
+				uint64_t before, skipped;
 
 				ASSERT(p);
 				memset(p, 0xa5, len);
 				ASSERT_EQ(zp_free_pages(a, p, order), 0);
 				before = t_stats(a).pages_cleared;
+				skipped = t_stats(a).pages_clear_skipped;
 				q = zp_alloc_pages(a, gfp, order, ua[u]);
 				EXPECT_EQ(q, p); /* the block just freed, from the cache */
 				ASSERT(q);
 				EXPECT(t_all_zero(q, len));
 				EXPECT_EQ(t_stats(a).pages_cleared - before, (uint64_t)1 << order);
+				EXPECT_EQ(t_stats(a).pages_clear_skipped, skipped);
 				EXPECT_EQ(t_stats(a).verify_failures, 0);
 				ASSERT_EQ(zp_free_pages(a, q, order), 0);
 			}
@@ -1163,6 +1167,72 @@ static void inline_cleared_blocks_bias_their_cache(void)
 }
 
 /*
+ * The inline clears (page_alloc.c: alloc_zeroed_hot()) are on exactly
+ * while their stores are the engine's choice and nothing watches clears:
+ * clear_inline while the cached primitive is rep stosb, clear_inline_small
+ * while the small one is the 32-byte stores; a clear hook or the aliasing
+ * mode turns both off until it is undone.  And a block cleared on the
+ * everyday path (inline where the flags allow) is cleared inside its
+ * bounds: the blocks on either side keep their bytes (the sanitizers do
+ * not see the inline clears' asm stores).
+ */
+static void inline_clear_flags_and_bounds(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0);
+	const bool stosb = !strcmp(zero_cached_name(), "rep_stosb"), vec = !strcmp(zero_small_name(), "vec_avx2");
+	struct t_seen seen = {0};
+
+	EXPECT_EQ(a->clear_inline, stosb);
+	EXPECT_EQ(a->clear_inline_small, vec);
+	zp_test_set_clear_hook(a, t_see, &seen);
+	EXPECT(!a->clear_inline && !a->clear_inline_small);
+	zp_test_set_clear_hook(a, NULL, NULL);
+	EXPECT_EQ(a->clear_inline, stosb);
+	EXPECT_EQ(a->clear_inline_small, vec);
+	zp_test_set_aliasing(a, true);
+	EXPECT(!a->clear_inline && !a->clear_inline_small);
+	zp_test_set_aliasing(a, false);
+	EXPECT_EQ(a->clear_inline, stosb);
+	EXPECT_EQ(a->clear_inline_small, vec);
+
+	for (unsigned order = 0; order <= 2; order++) {
+		enum { N = 8 };
+		size_t len = ZP_PAGE_SIZE << order;
+		char *p[N], *mid = NULL, *q;
+
+		for (int i = 0; i < N; i++) {
+			ASSERT((p[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE)));
+			memset(p[i], 0x5a, len);
+		}
+		for (int i = 0; i < N && !mid; i++) { /* a block with both neighbours among them */
+			bool below = false, above = false;
+
+			for (int j = 0; j < N; j++) {
+				below |= p[j] == p[i] - len;
+				above |= p[j] == p[i] + len;
+			}
+			if (below && above)
+				mid = p[i];
+		}
+		ASSERT(mid);
+		ASSERT_EQ(zp_free_pages(a, mid, order), 0);
+		q = zp_alloc_pages(a, ZP_GFP_ZERO, order, ZP_USER_ADDR_NONE);
+		EXPECT_EQ(q, mid); /* hot, dirty, no address: the inline clear's where the flags allow */
+		EXPECT(t_all_zero(mid, len));
+		for (size_t k = 0; k < len; k++) {
+			if (mid[-(ptrdiff_t)len + (ptrdiff_t)k] != 0x5a || mid[len + k] != 0x5a) {
+				EXPECT(!"a neighbour's byte changed");
+				break;
+			}
+		}
+		for (int i = 0; i < N; i++)
+			ASSERT_EQ(zp_free_pages(a, p[i], order), 0);
+	}
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/*
  * A cache biases after its owner's first frees of its own blocks (4 here);
  * biased, a double or wrong-order free is still refused.  Another
  * thread's free of one of its blocks stops it once and unbiases it, and
@@ -1833,6 +1903,7 @@ int main(int argc, char **argv)
 	RUN(cache_not_mapped_uses_the_buddy_lists);
 	RUN(bias_follows_the_frees);
 	RUN(inline_cleared_blocks_bias_their_cache);
+	RUN(inline_clear_flags_and_bounds);
 	RUN(racing_frees_of_a_biased_cache);
 	RUN(bias_outlives_its_thread);
 	RUN(bias_across_fork);
