@@ -21,6 +21,13 @@
  *   peers       each library's version as it reports it: glibc
  *               gnu_get_libc_version(), jemalloc mallctl("version"),
  *               mimalloc mi_version(), tcmalloc tc_version()
+ *   settings    the environment variables that change how an allocator
+ *               here behaves (allocator_settings(), below), or "none
+ *               set".  A peer's policy shows in its rows (tcmalloc's
+ *               release of free memory to the OS moved churn's one-thread
+ *               ratio by about 3 points in one set, p = 0.03: README), so
+ *               a run with one changed must say so, and `zpage-bench
+ *               compare` lists the field when two sets differ
  *
  * Free page reporting (the guest handing freed memory to the host, which
  * discards it): active when a virtio-balloon device bound to its driver
@@ -35,9 +42,10 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h> /* strncasecmp */
 #include <sys/utsname.h>
 #include <time.h>
-#include <unistd.h>
+#include <unistd.h> /* environ: _GNU_SOURCE */
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
@@ -316,6 +324,78 @@ static void peer_versions(void)
 	}
 }
 
+/*
+ * The settings in the environment that change how an allocator here
+ * behaves, as NAME=value separated by spaces and sorted (so that two runs
+ * with the same settings say the same): zpage's ZPAGE_* (but the bench's
+ * own ZPAGE_BENCH_*), tcmalloc's TCMALLOC_*, HEAPPROFILE and HEAPCHECK
+ * (gperftools' profiler and checker start from them), mimalloc's
+ * MIMALLOC_* (which it matches in any case), glibc's MALLOC_* and
+ * jemalloc's MALLOC_CONF and JE_MALLOC_CONF, LD_PRELOAD (which can put
+ * another allocator under the glibc rows), and each entry of
+ * GLIBC_TUNABLES (malloc, memset's thresholds, lock elision) but the one
+ * the bench adds when it re-executes itself (main.c); an empty value is
+ * the default and not listed.  "none set" when there is none of them.
+ * jemalloc's /etc/malloc.conf, a file, is not looked at.
+ */
+#define REEXEC_TUNABLE "glibc.rtld.optional_static_tls=16384" /* main.c's */
+
+static int cmp_str(const void *x, const void *y)
+{
+	return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+static void allocator_settings(void)
+{
+	static const char *const names[] = {"ZPAGE_", "TCMALLOC_", "MALLOC_", "JE_MALLOC_CONF=", "HEAPPROFILE=",
+					    "HEAPCHECK=", "LD_PRELOAD="};
+	char **set, *list = xstrdup("");
+	size_t n = 0, cap = 0;
+
+	for (char **e = environ; *e; e++) { /* an entry each at most, a tunable each */
+		cap++;
+		for (const char *c = *e; !strncmp(*e, "GLIBC_TUNABLES=", 15) && *c; c++)
+			cap += *c == ':';
+	}
+	set = xmalloc((cap + 1) * sizeof(*set));
+	for (char **e = environ; *e; e++) {
+		const char *v = *e, *eq = strchr(v, '=');
+		bool keep = !strncasecmp(v, "MIMALLOC_", 9);
+
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			keep |= !strncmp(v, names[i], strlen(names[i]));
+		if (!strncmp(v, "ZPAGE_BENCH_", 12) || !eq || !eq[1])
+			keep = false;
+		if (!strncmp(v, "GLIBC_TUNABLES=", 15)) {
+			char *t = xstrdup(v + 15), *save = NULL;
+			bool reexec = getenv("ZPAGE_BENCH_REEXEC") != NULL;
+
+			for (char *tok = strtok_r(t, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
+				if (reexec && !strcmp(tok, REEXEC_TUNABLE)) {
+					reexec = false; /* the bench's own, once */
+					continue;
+				}
+				set[n++] = xstrdup(tok);
+			}
+			free(t);
+		} else if (keep) {
+			set[n++] = xstrdup(v);
+		}
+	}
+	if (n)
+		qsort(set, n, sizeof(*set), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		char *l = xasprintf("%s%s%s", list, i ? " " : "", set[i]);
+
+		free(list);
+		free(set[i]);
+		list = l;
+	}
+	free(set);
+	add("allocator_settings", false, "%s", n ? list : "none set");
+	free(list);
+}
+
 void env_collect(int argc, char **argv)
 {
 	char date[32], *cmd = xstrdup("zpage-bench");
@@ -341,6 +421,7 @@ void env_collect(int argc, char **argv)
 	machine();
 	page_reporting(hypervisor());
 	peer_versions();
+	allocator_settings();
 }
 
 void env_print(FILE *f)
@@ -356,7 +437,8 @@ void env_print(FILE *f)
 	fprintf(f, "kernel %s %s; THP enabled %s, defrag %s; hypervisor: %s; free page reporting: %s\n",
 		env_value("kernel_release"), env_value("arch"), env_value("thp_enabled"), env_value("thp_defrag"), env_value("hypervisor"),
 		env_value("free_page_reporting"));
-	fprintf(f, "peers: glibc %s, jemalloc %s, mimalloc %s, tcmalloc %s\n", env_value("glibc_version"),
-		env_value("jemalloc_version"), env_value("mimalloc_version"), env_value("tcmalloc_version"));
+	fprintf(f, "peers: glibc %s, jemalloc %s, mimalloc %s, tcmalloc %s; allocator settings: %s\n",
+		env_value("glibc_version"), env_value("jemalloc_version"), env_value("mimalloc_version"),
+		env_value("tcmalloc_version"), env_value("allocator_settings"));
 	fflush(f);
 }

@@ -172,6 +172,22 @@ if "$bench" --scale 0.02 >"$out/default.txt" 2>&1 && grep -q "^== fault" "$out/d
 else
 	bad "default suite"; grep '^== ' "$out/default.txt" | sed 's/^/# /'
 fi
+# the allocator settings in the environment are in the header and the
+# JSON, sorted ("none set" without any), but not the bench's own
+# ZPAGE_BENCH_* and rtld tunable, nor an empty value; mimalloc's names in
+# any case, as mimalloc reads them
+if env -i PATH="$PATH" "$bench" --scale 0.02 scale >"$out/set0.txt" 2>&1 &&
+	grep -q "; allocator settings: none set$" "$out/set0.txt" &&
+	env -i PATH="$PATH" ZPAGE_PRELOAD_MIN=1M TCMALLOC_RELEASE_RATE=0 mimalloc_purge_delay=5 MALLOC_ARENA_MAX=2 \
+		ZPAGE_BENCH_UNRELATED=1 ZPAGE_REPORT_ORDER= GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072 \
+		"$bench" --scale 0.02 --json "$out/set1.json" scale >"$out/set1.txt" 2>&1 &&
+	want="MALLOC_ARENA_MAX=2 TCMALLOC_RELEASE_RATE=0 ZPAGE_PRELOAD_MIN=1M glibc.malloc.trim_threshold=131072 mimalloc_purge_delay=5" &&
+	grep -qx "peers: .*; allocator settings: $want" "$out/set1.txt" &&
+	grep -q "\"allocator_settings\": \"$want\"" "$out/set1.json"; then
+	ok "allocator settings from the environment said, sorted, none set without them"
+else
+	bad "allocator settings"; grep "allocator settings" "$out/set0.txt" "$out/set1.txt" | diag
+fi
 # the fault rows after idle (short), with a dump of both fault arenas
 if "$bench" --scale 0.02 --idle 0.2 --dump fault >"$out/idle.txt" 2>&1 &&
 	grep -q "^  zpage, reported + 0.2s idle" "$out/idle.txt" &&
@@ -216,7 +232,7 @@ if "$bench" --scale 0.02 --threads 2 --churn-touch block --csv "$out/r.csv" --js
 	fi
 	keys="zpage_version zpage_commit compiler cpu_model cpu_features clear_cached clear_cached_small clear_nt cores_online
 		cores_configured memory_total_kib kernel_release thp_enabled thp_defrag hypervisor free_page_reporting
-		glibc_version jemalloc_version mimalloc_version tcmalloc_version"
+		glibc_version jemalloc_version mimalloc_version tcmalloc_version allocator_settings"
 	missing=
 	for k in $keys; do grep -q "^\"environment\",\"$k\",\"[^\"]" "$out/r.csv" || missing="$missing $k"; done
 	[ -z "$missing" ] && ok "environment in the csv" || bad "environment in the csv, missing:$missing"
