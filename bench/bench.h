@@ -40,6 +40,9 @@ extern bool opt_churn_nozero; /* --churn-zero none: no zero-filled allocations i
 extern bool opt_churn_orders; /* --churn-orders: churn's calls timed by block order too */
 extern bool opt_churn_floor;  /* --churn-floor: churn's loop with no allocator too (an estimate, not a peer) */
 extern unsigned opt_repeat;  /* --repeat: how many times the chosen scenarios run */
+/* the tunable main.c adds to GLIBC_TUNABLES when it re-executes itself
+ * (jemalloc's static TLS), which env.c leaves out of the allocator settings */
+#define REEXEC_TUNABLE "glibc.rtld.optional_static_tls=16384"
 
 /* util.c */
 /* ns: CLOCK_MONOTONIC; this thread's CPU time (CLOCK_THREAD_CPUTIME_ID, task-clock) */

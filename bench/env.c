@@ -338,8 +338,6 @@ static void peer_versions(void)
  * the default and not listed.  "none set" when there is none of them.
  * jemalloc's /etc/malloc.conf, a file, is not looked at.
  */
-#define REEXEC_TUNABLE "glibc.rtld.optional_static_tls=16384" /* main.c's */
-
 static int cmp_str(const void *x, const void *y)
 {
 	return strcmp(*(char *const *)x, *(char *const *)y);
@@ -371,11 +369,14 @@ static void allocator_settings(void)
 			bool reexec = getenv("ZPAGE_BENCH_REEXEC") != NULL;
 
 			for (char *tok = strtok_r(t, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
+				const char *teq = strchr(tok, '=');
+
 				if (reexec && !strcmp(tok, REEXEC_TUNABLE)) {
 					reexec = false; /* the bench's own, once */
 					continue;
 				}
-				set[n++] = xstrdup(tok);
+				if (teq && teq[1]) /* an empty value is the default */
+					set[n++] = xstrdup(tok);
 			}
 			free(t);
 		} else if (keep) {

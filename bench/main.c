@@ -99,7 +99,8 @@ static void usage(FILE *f)
 		   "                  (drawn into DIR, as --plot) and a reading generated from the numbers\n"
 		   "  --repeat N      run the chosen scenarios N times (default 1), then a table of the\n"
 		   "                  spread of the medians over the runs, and zpage's rows against\n"
-		   "                  their peers run by run (ratios, runs better, sign test);\n"
+		   "                  their peers run by run (ratios, runs better, sign test; churn's\n"
+		   "                  floor rows there as a reference);\n"
 		   "                  CSV and JSON carry every run\n"
 		   "  -h, --help      this text\n\n"
 		   "Rows are medians over repeated samples, with the 10th-90th percentile spread;\n"
@@ -280,7 +281,7 @@ static void reexec_with_static_tls(char **argv)
 
 	if (getenv("ZPAGE_BENCH_REEXEC"))
 		return;
-	tun = xasprintf("%s%sglibc.rtld.optional_static_tls=16384", old ? old : "", old ? ":" : "");
+	tun = xasprintf("%s%s" REEXEC_TUNABLE, old ? old : "", old ? ":" : "");
 	setenv("GLIBC_TUNABLES", tun, 1);
 	setenv("ZPAGE_BENCH_REEXEC", "1", 1);
 	free(tun);

@@ -469,8 +469,8 @@ void sc_churn(void)
 	}
 	arena_done(arena, "churn", "zpage rows");
 	if (fh)
-		note("churn", "floor: %lu blocks carved in the warm-up runs, %lu more (touched for the first time) "
-			      "in the recorded ones",
+		note("churn", "floor: %lu blocks carved in the warm-up runs, %lu more (first touched, unless their "
+			      "2 MiB page was) in the recorded ones",
 		     warm_carved, floor_carved(fh, most) - warm_carved);
 	floor_done(fh);
 	for (size_t j = 0; j < n; j++)

@@ -249,6 +249,16 @@ struct zp_arena {
 	_Atomic uint64_t *resident_bm; /* one bit per page: not handed back to the OS */
 	uint64_t id;		    /* unique in the process: how a thread finds its cache */
 	unsigned tc_orders;	    /* orders below this use the caches (0 = none) */
+	/* a hot cached block without an address may be cleared inline
+	 * (alloc_zeroed_hot()) with the stores clear_small_dirty_block() would
+	 * pick: clear_inline for one above SMALL_CACHED_MAX, the cached
+	 * primitive being rep stosb (zero_stosb_inline()); clear_inline_small
+	 * for one of at most SMALL_CACHED_MAX, the small primitive being the
+	 * 32-byte stores (zero_vec_inline()); both only while no test hook
+	 * watches clears or asks for page-by-page ones (clear.c keeps them so;
+	 * the hooks are set while the arena is idle).  Beside id, which the
+	 * same allocation has just read, not on the arena lock's line. */
+	bool clear_inline, clear_inline_small;
 	struct tcache *tcaches;	    /* under tc_lock: the threads' caches of this arena */
 	/* the bias (tcache.c): per slot, its cache (under tc_lock; NULL: free)
 	 * and its mode, an epoch whose odd values mean biased */
@@ -274,15 +284,6 @@ struct zp_arena {
 	bool aliasing;	     /* test-only: simulate an aliasing data cache */
 	clear_hook_fn clear_hook;
 	void *clear_hook_ctx;
-	/* a hot cached block without an address may be cleared inline
-	 * (alloc_zeroed_hot()) with the stores clear_small_dirty_block() would
-	 * pick: clear_inline for one above SMALL_CACHED_MAX, the cached
-	 * primitive being rep stosb (zero_stosb_inline()); clear_inline_small
-	 * for one of at most SMALL_CACHED_MAX, the small primitive being the
-	 * 32-byte stores (zero_vec_inline()); both only while no test hook
-	 * watches clears or asks for page-by-page ones (clear.c keeps them so;
-	 * the hooks are set while the arena is idle) */
-	bool clear_inline, clear_inline_small;
 
 	/* buddy allocator, under lock */
 	struct zlock lock;

@@ -179,7 +179,7 @@ fi
 if env -i PATH="$PATH" "$bench" --scale 0.02 scale >"$out/set0.txt" 2>&1 &&
 	grep -q "; allocator settings: none set$" "$out/set0.txt" &&
 	env -i PATH="$PATH" ZPAGE_PRELOAD_MIN=1M TCMALLOC_RELEASE_RATE=0 mimalloc_purge_delay=5 MALLOC_ARENA_MAX=2 \
-		ZPAGE_BENCH_UNRELATED=1 ZPAGE_REPORT_ORDER= GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072 \
+		ZPAGE_BENCH_UNRELATED=1 ZPAGE_REPORT_ORDER= GLIBC_TUNABLES=glibc.malloc.arena_test=:glibc.malloc.trim_threshold=131072 \
 		"$bench" --scale 0.02 --json "$out/set1.json" scale >"$out/set1.txt" 2>&1 &&
 	want="MALLOC_ARENA_MAX=2 TCMALLOC_RELEASE_RATE=0 ZPAGE_PRELOAD_MIN=1M glibc.malloc.trim_threshold=131072 mimalloc_purge_delay=5" &&
 	grep -qx "peers: .*; allocator settings: $want" "$out/set1.txt" &&
