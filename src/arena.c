@@ -29,7 +29,8 @@
  * Invariants: base % max(block_size(max_order), 2 MiB) == 0; nr_pages < NIL;
  * after zp_arena_create() returns, every field above the lock in struct
  * zp_arena is immutable, except the test-only clearing controls and
- * tc_orders, daemon_restart, warm_last (under the lock), tcaches (under
+ * tc_orders, daemon_restart, the gates fast_alloc_orders and
+ * fast_free_orders (atomic, gates_update()), warm_last (under the lock), tcaches (under
  * tc_lock) and the tc_gone counters (atomic); an arena is on the registry
  * from the end of its creation to the start of its destruction.
  */

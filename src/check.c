@@ -38,7 +38,10 @@
  *     when the slot's mode is odd, as many slots are in use as caches have
  *     one, and a free slot's mode is even (tcache.c, "bias");
  *  5. counters: a->cnt equals zs_count() summed over the buddy blocks; the
- *     nonempty hints match the buddy lists;
+ *     nonempty hints match the buddy lists; the everyday paths' gates are
+ *     0 or tc_orders, the free's 0 or the allocation's, both 0 while a
+ *     background thread is owed a restart, the free's 0 under
+ *     ZP_INIT_ON_FREE or ZP_VERIFY;
  *  6. isolation: a->isolated is a well-formed list of PG_busy heads whose
  *     pages add up to isolated_pages.
  * Each step is its own function below (check_blocks() does 1-3 in one walk
@@ -385,6 +388,22 @@ static int check_lists(struct zp_arena *a, const struct walk *w, struct zcount l
 	return 0;
 }
 
+/* 5: the everyday paths' gates (gates_update()): never past tc_orders, so
+ * no inline path indexes a cache list that is not there; shut where the
+ * whole way must run (init_on_free, verify, a restart owed). */
+static int check_gates(struct zp_arena *a)
+{
+	unsigned ga = atomic_load(&a->fast_alloc_orders), gf = atomic_load(&a->fast_free_orders);
+
+	if ((ga && ga != a->tc_orders) || (gf && gf != ga))
+		return fail("gates: allocation %u, free %u orders, tc_orders %u", ga, gf, a->tc_orders);
+	if (gf && (a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY)))
+		return fail("free gate open (%u orders) under init_on_free or verify", gf);
+	if ((ga || gf) && atomic_load(&a->daemon_restart))
+		return fail("gates open (%u, %u orders) with a background thread to restart", ga, gf);
+	return 0;
+}
+
 /* 5: the counters and hints agree with the blocks. */
 static int check_counters(struct zp_arena *a, const struct walk *w, const struct zcount lists[2])
 {
@@ -404,7 +423,7 @@ static int check_counters(struct zp_arena *a, const struct walk *w, const struct
 			    b->reported, b->dirty);
 	if (!zc_equal(&lists[1], &w->pages[1]))
 		return fail("caches list %zu pages, the walk found %zu cached", lists[1].pages, w->pages[1].pages);
-	return 0;
+	return check_gates(a);
 }
 
 /* 6: the blocks reporting and pre-zeroing passes hold. */

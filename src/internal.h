@@ -249,6 +249,14 @@ struct zp_arena {
 	_Atomic uint64_t *resident_bm; /* one bit per page: not handed back to the OS */
 	uint64_t id;		    /* unique in the process: how a thread finds its cache */
 	unsigned tc_orders;	    /* orders below this use the caches (0 = none) */
+	/* the everyday paths' gates, one compare each: orders below them may
+	 * take the inline cache path of zp_alloc_pages() and zp_free_pages().
+	 * fast_alloc_orders is tc_orders; fast_free_orders too, but 0 under
+	 * ZP_INIT_ON_FREE or ZP_VERIFY (a free writes or checks the block).
+	 * Both are 0 while daemon_restart is set, so that a forked child's
+	 * first call goes the whole way, which starts its thread
+	 * (gates_update(): whoever changes tc_orders or daemon_restart). */
+	_Atomic unsigned char fast_alloc_orders, fast_free_orders;
 	/* a hot cached block without an address may be cleared inline
 	 * (alloc_zeroed_hot()) with the stores clear_small_dirty_block() would
 	 * pick: clear_inline for one above SMALL_CACHED_MAX, the cached
@@ -525,6 +533,25 @@ static inline bool tc_serves(const struct zp_arena *a, unsigned order)
 {
 	return order < a->tc_orders;
 }
+/* Set the everyday paths' gates from tc_orders, the flags and daemon_restart. */
+static inline void gates_update(struct zp_arena *a)
+{
+	bool pending = atomic_load_explicit(&a->daemon_restart, memory_order_relaxed);
+	unsigned char n = pending ? 0 : (unsigned char)a->tc_orders;
+
+	atomic_store_explicit(&a->fast_alloc_orders, n, memory_order_relaxed);
+	atomic_store_explicit(&a->fast_free_orders, a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY) ? 0 : n,
+			      memory_order_relaxed);
+}
+/* May @order take the everyday inline path (a hint: the whole way decides again)? */
+static ZP_ALWAYS_INLINE bool fast_alloc(const struct zp_arena *a, unsigned order)
+{
+	return order < atomic_load_explicit(&a->fast_alloc_orders, memory_order_relaxed);
+}
+static ZP_ALWAYS_INLINE bool fast_free(const struct zp_arena *a, unsigned order)
+{
+	return order < atomic_load_explicit(&a->fast_free_orders, memory_order_relaxed);
+}
 struct tc_stats *tc_stats_here(struct zp_arena *a, bool *shared); /* this thread's counters */
 
 /*
@@ -558,9 +585,13 @@ struct tc_thread {
 };
 #define TC_MAP_BACKOFF 1024 /* lookups between two tries to map a cache that failed */
 extern __thread struct tc_thread tc_self __attribute__((tls_model("initial-exec")));
-extern bool tc_asym;					  /* membarrier registered: owners use a compiler barrier */
+/* membarrier registered: owners use a compiler barrier.  Hidden, as all of
+ * the library's internals are (-fvisibility=hidden covers definitions
+ * only): a declaration that says so is read straight off the instruction
+ * pointer, not through the GOT, on the everyday paths. */
+extern bool tc_asym __attribute__((visibility("hidden")));
 void tc_drain_high(struct zp_arena *a, struct tcache *t); /* the owner, active or under tc_lock */
-void tc_drain_high_leave(struct zp_arena *a, struct tcache *t); /* the same, then tc_leave() */
+int tc_drain_high_leave(struct zp_arena *a, struct tcache *t); /* the same, then tc_leave(); 0 */
 void tc_rebias(struct zp_arena *a, struct tcache *t);		 /* the owner, active */
 /* Claim the allocated block at @pfn (head @info, tagged with another
  * thread's cache): its head becomes @busy (PG_busy) or, false, it changed. */
@@ -717,49 +748,6 @@ static ZP_ALWAYS_INLINE bool free_tcache_fast(struct zp_arena *a, uint32_t pfn, 
 	else
 		tc_leave(t);
 	return true;
-}
-
-/*
- * The everyday free, of an allocated block whose tag is this thread's
- * cache's (or none) into that cache: 1 when done; 0, having changed
- * nothing, when the block is not allocated with @order (the caller then
- * says -EINVAL); -1, having changed nothing, when the general way must
- * decide (no cache, a quiescer, another cache's tag).  A biased cache
- * validates its own blocks with a plain load and store (tcache.c, "bias"),
- * any other case with the compare-and-swap, which counts towards biasing
- * the cache again.
- */
-static ZP_ALWAYS_INLINE int free_tcache_own(struct zp_arena *a, uint32_t pfn, unsigned order)
-{
-	struct tcache *t = tc_mine(a);
-	uint32_t want, info;
-
-	lock_assert_not_held(&a->lock);
-	if (unlikely(!t) || unlikely(!tc_try_enter(t)))
-		return -1;
-	want = mk_info(PG_ALLOC, order, 0);
-	info = pg_info(&a->pages[pfn]);
-	if (likely(t->biased) && likely(info == (want | t->tag))) {
-		/* no other thread frees it without revoking the bias first,
-		 * which waits for this section to end */
-	} else if (info == want || info == (want | t->tag)) {
-		if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, mk_info(PG_BUSY, order, 0),
-							     memory_order_acq_rel, memory_order_acquire)) {
-			tc_leave(t);
-			return 0;
-		}
-		if ((info & PG_TAG_MASK) && unlikely(++t->bias_count >= t->bias_period))
-			tc_rebias(a, t);
-	} else {
-		tc_leave(t);
-		return (info & ~PG_TAG_MASK) == want ? -1 : 0;
-	}
-	tc_add(a, t, pfn, order, false, true);
-	if (unlikely(t->pages > TC_HIGH_PAGES))
-		tc_drain_high_leave(a, t); /* the last call: nothing to keep across it */
-	else
-		tc_leave(t);
-	return 1;
 }
 
 /* This thread's counters, without leaving the caller when it can. */

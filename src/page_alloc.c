@@ -41,7 +41,7 @@
  * allocated it), so a foreign, misaligned, tail, wrong-order or double free
  * is refused with -EINVAL before anything changes, even when two threads
  * race to free the same block: the owner of a biased cache frees its own
- * block with a plain load and store (free_tcache_own()), anything else
+ * block with a plain load and store (free_own_fast()), anything else
  * claims the head (PG_alloc -> PG_busy) by a compare-and-swap that keeps
  * one winner against those plain frees (claim_alloc(), tcache.c's
  * "bias"); free_pages_prepare() applies init_on_free / poisoning; then the
@@ -342,7 +342,7 @@ static ZP_NOINLINE void *alloc_zeroed(struct zp_arena *a, zp_gfp_t gfp, unsigned
  */
 void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintptr_t user_addr)
 {
-	if (likely(a) && likely(!(gfp & ~ZP_GFP_ZERO)) && likely(tc_serves(a, order)) && !daemon_pending(a)) {
+	if (likely(a) && likely(!(gfp & ~ZP_GFP_ZERO)) && likely(fast_alloc(a, order))) {
 		uint32_t pfn;
 
 		if (gfp || (a->flags & ZP_INIT_ON_ALLOC))
@@ -350,6 +350,7 @@ void *zp_alloc_pages(struct zp_arena *a, zp_gfp_t gfp, unsigned int order, uintp
 		pfn = rmqueue_tcache_dirty(a, order);
 		if (likely(pfn != NIL))
 			return pfn_to_addr(a, pfn);
+		return alloc_pages_whole(a, 0, order, user_addr); /* gfp is 0: one register free */
 	}
 	return alloc_pages_whole(a, gfp, order, user_addr);
 }
@@ -412,42 +413,91 @@ static ZP_NOINLINE int free_pages_general(struct zp_arena *a, uint32_t pfn, unsi
 	if ((info & ~PG_TAG_MASK) != mk_info(PG_ALLOC, order, 0) ||
 	    !claim_alloc(a, pfn, info, mk_info(PG_BUSY, order, 0)))
 		return -EINVAL;
-	if (likely(tc_serves(a, order)) && likely(!(a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY))) && !daemon_pending(a) &&
-	    likely(free_tcache_fast(a, pfn, order, true)))
+	if (likely(fast_free(a, order)) && likely(free_tcache_fast(a, pfn, order, true)))
 		return 0;
 	return free_pages_whole(a, pfn, order);
+}
+
+/*
+ * free_own_fast() past a biased cache's own block, @t entered, @info the
+ * head's: a block of this thread's cache (or untagged) is claimed with the
+ * compare-and-swap, which counts towards biasing the cache again; another
+ * cache's goes the general way; anything else is refused, nothing changed.
+ */
+static ZP_NOINLINE int free_own_cas(struct zp_arena *a, struct tcache *t, uint32_t pfn, unsigned order, uint32_t info)
+{
+	uint32_t want = mk_info(PG_ALLOC, order, 0);
+
+	if (info != want && info != (want | t->tag)) {
+		tc_leave(t);
+		return (info & ~PG_TAG_MASK) == want ? free_pages_general(a, pfn, order) : -EINVAL;
+	}
+	if (!atomic_compare_exchange_strong_explicit(&a->pages[pfn].info, &info, mk_info(PG_BUSY, order, 0),
+						     memory_order_acq_rel, memory_order_acquire)) {
+		tc_leave(t);
+		return -EINVAL;
+	}
+	if ((info & PG_TAG_MASK) && unlikely(++t->bias_count >= t->bias_period))
+		tc_rebias(a, t);
+	tc_add(a, t, pfn, order, false, true);
+	if (unlikely(t->pages > TC_HIGH_PAGES))
+		return tc_drain_high_leave(a, t);
+	tc_leave(t);
+	return 0;
+}
+
+/*
+ * The everyday free, of an allocated block whose tag is this thread's
+ * cache's into that cache, with zp_free_pages()'s result.  A biased cache
+ * validates its own blocks with a plain load and store (tcache.c, "bias");
+ * any other case takes free_own_cas() (the compare-and-swap, or a
+ * refusal), and no cache or a quiescer the general way.  Every call here
+ * is in tail position, so the path saves no register.
+ */
+static ZP_ALWAYS_INLINE int free_own_fast(struct zp_arena *a, uint32_t pfn, unsigned order)
+{
+	struct tcache *t = tc_mine(a);
+	uint32_t info;
+
+	lock_assert_not_held(&a->lock);
+	if (unlikely(!t) || unlikely(!tc_try_enter(t)))
+		return free_pages_general(a, pfn, order);
+	info = pg_info(&a->pages[pfn]);
+	if (unlikely(!t->biased) || unlikely(info != (mk_info(PG_ALLOC, order, 0) | t->tag)))
+		return free_own_cas(a, t, pfn, order, info);
+	/* no other thread frees it without revoking the bias first, which
+	 * waits for this section to end */
+	tc_add(a, t, pfn, order, false, true);
+	if (unlikely(t->pages > TC_HIGH_PAGES))
+		return tc_drain_high_leave(a, t);
+	tc_leave(t);
+	return 0;
 }
 
 int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 {
 	uintptr_t base, off;
+	size_t size;
 	uint32_t pfn;
 
-	if (!a || !addr || order > a->max_order)
+	if (!a || order > a->max_order)
 		return -EINVAL;
+	/* NULL included: below the base (never 0); no overflow in off + size,
+	 * the arena's end being far below the top of the address space */
 	base = (uintptr_t)a->base;
 	off = (uintptr_t)addr - base;
-	if ((uintptr_t)addr < base || off >= (a->nr_pages << ZP_PAGE_SHIFT))
-		return -EINVAL;
-	if (off & ((ZP_PAGE_SIZE << order) - 1))
+	size = ZP_PAGE_SIZE << order;
+	if ((uintptr_t)addr < base || (off & (size - 1)) || off + size > (a->nr_pages << ZP_PAGE_SHIFT))
 		return -EINVAL;
 	pfn = (uint32_t)(off >> ZP_PAGE_SHIFT);
-	if ((size_t)pfn + ((size_t)1 << order) > a->nr_pages)
-		return -EINVAL;
 
 	/* the everyday case: a block this thread allocated, into its cache,
 	 * nothing to write into the block, every page of it dirty (as an
 	 * allocated block's are); no call on the way, so no register to save
 	 * (a forked child's first call goes the whole way, which starts its
 	 * background thread) */
-	if (likely(tc_serves(a, order)) && likely(!(a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY))) && !daemon_pending(a)) {
-		int done = free_tcache_own(a, pfn, order);
-
-		if (likely(done > 0))
-			return 0;
-		if (!done)
-			return -EINVAL;
-	}
+	if (likely(fast_free(a, order)))
+		return free_own_fast(a, pfn, order);
 	return free_pages_general(a, pfn, order);
 }
 

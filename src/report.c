@@ -634,6 +634,7 @@ void daemon_start_after_fork(struct zp_arena *a)
 
 	if (!atomic_exchange(&a->daemon_restart, false))
 		return;
+	gates_update(a); /* the everyday paths again */
 	if (os_thread_start(&t, daemon_main, a))
 		return;
 	zlock_lock(&a->lock);
@@ -674,4 +675,5 @@ void report_fork_child(struct zp_arena *a)
 	os_cond_init(&a->daemon_cond);
 	os_cond_init(&a->putback_cond);
 	atomic_store(&a->daemon_restart, (a->flags & (ZP_REPORT | ZP_PREZERO)) != 0);
+	gates_update(a); /* closed while a restart is owed */
 }

@@ -13,8 +13,8 @@
  * with a compare-and-swap otherwise.  The owner's usual allocation and free
  * run inline in page_alloc.c (internal.h: rmqueue_tcache_dirty(),
  * rmqueue_tcache_fast(), which alloc_zeroed() uses for the zeroing ones,
- * free_tcache_own(), free_tcache_fast(), with
- * tc_try_enter() and tc_add()); this file has the whole way and
+ * free_tcache_fast(), with tc_try_enter() and tc_add(); page_alloc.c's
+ * free_own_fast() and free_own_cas()); this file has the whole way and
  * everything else.
  *
  * Allocation follows the buddy lists' state preference (buddy.c).  For each
@@ -67,7 +67,7 @@
  * block (another thread's) claims it by tc_claim_tagged(), which keeps the
  * one-winner rule against those plain frees:
  *
- *   owner (free_tcache_own)               claimer (tc_claim_tagged)
+ *   owner (free_own_fast)                 claimer (tc_claim_tagged)
  *     active = 1, compiler barrier          m1 = mode[slot]
  *     if stop: leave, go the general way    if m1 odd (or no ticket to take):
  *     if biased and head == alloc|tag:        stopped claim (below)
@@ -200,6 +200,7 @@ void tc_init(struct zp_arena *a)
 {
 	a->id = atomic_fetch_add(&tc_next_id, 1);
 	a->tc_orders = tc_nr_orders(a);
+	gates_update(a);
 	a->tcaches = NULL;
 	atomic_init(&a->tc_gone.cleared, 0);
 	atomic_init(&a->tc_gone.skipped, 0);
@@ -455,10 +456,11 @@ void tc_drain_high(struct zp_arena *a, struct tcache *t)
 	zlock_unlock(&a->lock);
 }
 
-void tc_drain_high_leave(struct zp_arena *a, struct tcache *t)
+int tc_drain_high_leave(struct zp_arena *a, struct tcache *t)
 {
 	tc_drain_high(a, t);
 	tc_leave(t);
+	return 0;
 }
 
 /* ---- the bias ---- */
@@ -879,6 +881,7 @@ const char *zp_test_tc_handshake(void)
 void zp_test_set_pcp(struct zp_arena *a, bool on)
 {
 	a->tc_orders = on ? tc_nr_orders(a) : 0;
+	gates_update(a);
 }
 
 void zp_test_drain_pcp(struct zp_arena *a)

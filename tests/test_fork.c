@@ -765,6 +765,8 @@ static void child_first_inline_call_starts_thread(void)
 
 		ASSERT(a);
 		ASSERT(a->tc_orders > 0);
+		ASSERT_EQ(atomic_load(&a->fast_alloc_orders), a->tc_orders); /* open: no restart owed */
+		ASSERT_EQ(atomic_load(&a->fast_free_orders), a->tc_orders);
 		kept = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
 		spare = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
 		ASSERT(kept && spare);
@@ -786,6 +788,12 @@ static void child_first_inline_call_starts_thread(void)
 			if (atomic_load(&a->daemon_restart))
 				child_fail(4, "the first %s left the background thread unstarted",
 					   first_alloc ? "allocation" : "free");
+			/* the restart reopens the everyday paths */
+			if (atomic_load(&a->fast_alloc_orders) != a->tc_orders ||
+			    atomic_load(&a->fast_free_orders) != a->tc_orders)
+				child_fail(9, "the inline paths stayed closed after the restart (%u, %u of %u orders)",
+					   (unsigned)atomic_load(&a->fast_alloc_orders),
+					   (unsigned)atomic_load(&a->fast_free_orders), a->tc_orders);
 			child_reports_and_exits(a, 5);
 		}
 		ASSERT(pid > 0);
