@@ -39,9 +39,8 @@
  *     one, and a free slot's mode is even (tcache.c, "bias");
  *  5. counters: a->cnt equals zs_count() summed over the buddy blocks; the
  *     nonempty hints match the buddy lists; the everyday paths' gates are
- *     0 or tc_orders, the free's 0 or the allocation's, both 0 while a
- *     background thread is owed a restart, the free's 0 under
- *     ZP_INIT_ON_FREE or ZP_VERIFY;
+ *     tc_orders, both 0 while a background thread is owed a restart, the
+ *     free's 0 under ZP_INIT_ON_FREE or ZP_VERIFY;
  *  6. isolation: a->isolated is a well-formed list of PG_busy heads whose
  *     pages add up to isolated_pages.
  * Each step is its own function below (check_blocks() does 1-3 in one walk
@@ -388,19 +387,22 @@ static int check_lists(struct zp_arena *a, const struct walk *w, struct zcount l
 	return 0;
 }
 
-/* 5: the everyday paths' gates (gates_update()): never past tc_orders, so
- * no inline path indexes a cache list that is not there; shut where the
- * whole way must run (init_on_free, verify, a restart owed). */
+/* 5: the everyday paths' gates are what gates_update() makes of tc_orders,
+ * the flags and daemon_restart (all three change only with the gates, and
+ * under every lock or with no other thread about): never past tc_orders,
+ * so no inline path indexes a cache list that is not there; shut where
+ * the whole way must run (init_on_free, verify, a restart owed); and not
+ * left shut. */
 static int check_gates(struct zp_arena *a)
 {
 	unsigned ga = atomic_load(&a->fast_alloc_orders), gf = atomic_load(&a->fast_free_orders);
+	bool restart = atomic_load(&a->daemon_restart);
+	unsigned want_a = restart ? 0 : a->tc_orders;
+	unsigned want_f = a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY) ? 0 : want_a;
 
-	if ((ga && ga != a->tc_orders) || (gf && gf != ga))
-		return fail("gates: allocation %u, free %u orders, tc_orders %u", ga, gf, a->tc_orders);
-	if (gf && (a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY)))
-		return fail("free gate open (%u orders) under init_on_free or verify", gf);
-	if ((ga || gf) && atomic_load(&a->daemon_restart))
-		return fail("gates open (%u, %u orders) with a background thread to restart", ga, gf);
+	if (ga != want_a || gf != want_f)
+		return fail("gates: allocation %u, free %u orders; tc_orders %u, flags %#x, restart owed %d make %u, %u",
+			    ga, gf, a->tc_orders, a->flags, restart, want_a, want_f);
 	return 0;
 }
 

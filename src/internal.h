@@ -255,7 +255,12 @@ struct zp_arena {
 	 * ZP_INIT_ON_FREE or ZP_VERIFY (a free writes or checks the block).
 	 * Both are 0 while daemon_restart is set, so that a forked child's
 	 * first call goes the whole way, which starts its thread
-	 * (gates_update(): whoever changes tc_orders or daemon_restart). */
+	 * (gates_update(): whoever changes tc_orders or daemon_restart).
+	 * They close only while no other thread can be on the paths (the
+	 * arena's creation, the fork's child handler, the test switch of an
+	 * idle arena) and reopen under the arena lock: the free's general way
+	 * trusts its gate as the inline try did, without testing the flags or
+	 * the restart again. */
 	_Atomic unsigned char fast_alloc_orders, fast_free_orders;
 	/* a hot cached block without an address may be cleared inline
 	 * (alloc_zeroed_hot()) with the stores clear_small_dirty_block() would
@@ -543,7 +548,9 @@ static inline void gates_update(struct zp_arena *a)
 	atomic_store_explicit(&a->fast_free_orders, a->flags & (ZP_INIT_ON_FREE | ZP_VERIFY) ? 0 : n,
 			      memory_order_relaxed);
 }
-/* May @order take the everyday inline path (a hint: the whole way decides again)? */
+/* May @order take the everyday inline path?  Relaxed loads: a gate only
+ * opens while threads run (above), and a stale closed one costs the whole
+ * way once, which starts an owed thread itself. */
 static ZP_ALWAYS_INLINE bool fast_alloc(const struct zp_arena *a, unsigned order)
 {
 	return order < atomic_load_explicit(&a->fast_alloc_orders, memory_order_relaxed);

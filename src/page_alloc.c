@@ -482,8 +482,9 @@ int zp_free_pages(struct zp_arena *a, void *addr, unsigned int order)
 
 	if (!a || order > a->max_order)
 		return -EINVAL;
-	/* NULL included: below the base (never 0); no overflow in off + size,
-	 * the arena's end being far below the top of the address space */
+	/* NULL included: below the base (never 0).  No overflow in off + size:
+	 * base is a nonzero multiple of the largest block, so off <=
+	 * UINTPTR_MAX - base <= UINTPTR_MAX - size */
 	base = (uintptr_t)a->base;
 	off = (uintptr_t)addr - base;
 	size = ZP_PAGE_SIZE << order;

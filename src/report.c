@@ -631,10 +631,18 @@ void daemon_stop(struct zp_arena *a)
 void daemon_start_after_fork(struct zp_arena *a)
 {
 	pthread_t t;
+	bool owed;
 
-	if (!atomic_exchange(&a->daemon_restart, false))
+	/* the claim and the gates' reopening (the everyday paths again) as
+	 * one step under the lock, which the checker holds: it never sees one
+	 * without the other */
+	zlock_lock(&a->lock);
+	owed = atomic_exchange(&a->daemon_restart, false);
+	if (owed)
+		gates_update(a);
+	zlock_unlock(&a->lock);
+	if (!owed)
 		return;
-	gates_update(a); /* the everyday paths again */
 	if (os_thread_start(&t, daemon_main, a))
 		return;
 	zlock_lock(&a->lock);

@@ -14,8 +14,8 @@
  * run inline in page_alloc.c (internal.h: rmqueue_tcache_dirty(),
  * rmqueue_tcache_fast(), which alloc_zeroed() uses for the zeroing ones,
  * free_tcache_fast(), with tc_try_enter() and tc_add(); page_alloc.c's
- * free_own_fast() and free_own_cas()); this file has the whole way and
- * everything else.
+ * free_own_fast(), and its compare-and-swap free_own_cas(), out of line);
+ * this file has the whole way and everything else.
  *
  * Allocation follows the buddy lists' state preference (buddy.c).  For each
  * state in preference order: take from the cache's list if it has one;

@@ -115,6 +115,7 @@ static void bad_frees(void)
 		{"order way above", a, p4, 4000},
 		{"double free", a, gone, 0},
 		{"never allocated", a, a->base + 63 * ZP_PAGE_SIZE, 0},
+		{"top of the address space", a, (void *)(uintptr_t)-(ZP_PAGE_SIZE << 4), 4},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int rc = zp_free_pages(bad[i].arena, bad[i].addr, bad[i].order);
@@ -135,6 +136,19 @@ static void bad_frees(void)
 	EXPECT_EQ(zp_free_pages(a, p0, 0), 0);
 	EXPECT_EQ(t_stats(a).nr_free, 64);
 	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+
+	/* an arena of 13 pages: aligned blocks that would run past its end */
+	a = t_arena(13, 3, 0);
+	ASSERT((p2 = zp_alloc_pages(a, 0, 2, ZP_USER_ADDR_NONE)));
+	s0 = t_stats(a);
+	EXPECT_EQ(zp_free_pages(a, a->base + 8 * ZP_PAGE_SIZE, 3), -EINVAL);
+	EXPECT_EQ(zp_free_pages(a, a->base + 12 * ZP_PAGE_SIZE, 2), -EINVAL);
+	EXPECT_EQ(zp_free_pages(a, a->base + 12 * ZP_PAGE_SIZE, 1), -EINVAL);
+	s1 = t_stats(a);
+	EXPECT(same_stats(&s0, &s1));
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_free_pages(a, p2, 2), 0);
 	zp_arena_destroy(a);
 }
 

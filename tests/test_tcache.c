@@ -1699,6 +1699,48 @@ static void more_caches_than_slots_body(void)
 /* zp_arena_check() refuses a broken bias: a mode that disagrees with its
  * cache, a free slot left odd, a tag on an exact allocation or beyond the
  * table; each undone, it passes again. */
+/* The everyday paths' gates (internal.h, gates_update()) as the checker
+ * proves them: each wrong value found, the right ones accepted again. */
+static void checker_sees_wrong_gates(void)
+{
+	struct zp_arena *a = t_arena(PAGES, 8, 0), *v = t_arena(PAGES, 8, ZP_INIT_ON_FREE);
+	unsigned n = a->tc_orders;
+
+	ASSERT(n > 1);
+	EXPECT_EQ(atomic_load(&a->fast_alloc_orders), n);
+	EXPECT_EQ(atomic_load(&a->fast_free_orders), n);
+	EXPECT_EQ(atomic_load(&v->fast_free_orders), 0); /* the free writes the block */
+	EXPECT_EQ(atomic_load(&v->fast_alloc_orders), v->tc_orders);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	EXPECT_EQ(zp_arena_check(v), 0);
+
+	atomic_store(&a->fast_alloc_orders, n + 1); /* past the caches' lists */
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	atomic_store(&a->fast_alloc_orders, n - 1); /* shut for one order: left shut */
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	atomic_store(&a->fast_alloc_orders, n);
+	atomic_store(&a->fast_free_orders, 0);
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	atomic_store(&a->fast_free_orders, n);
+	atomic_store(&a->daemon_restart, true); /* a restart owed, the gates open */
+	EXPECT_EQ(zp_arena_check(a), -EUCLEAN);
+	atomic_store(&a->daemon_restart, false);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	atomic_store(&v->fast_free_orders, v->tc_orders); /* open under init_on_free */
+	EXPECT_EQ(zp_arena_check(v), -EUCLEAN);
+	atomic_store(&v->fast_free_orders, 0);
+	EXPECT_EQ(zp_arena_check(v), 0);
+
+	zp_test_set_pcp(a, false); /* the switch moves the gates with tc_orders */
+	EXPECT_EQ(atomic_load(&a->fast_alloc_orders), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_test_set_pcp(a, true);
+	EXPECT_EQ(atomic_load(&a->fast_free_orders), n);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(v);
+	zp_arena_destroy(a);
+}
+
 static void checker_sees_a_broken_bias(void)
 {
 	struct zp_arena *a = t_arena(PAGES, 8, 0);
@@ -1908,6 +1950,7 @@ int main(int argc, char **argv)
 	RUN(bias_outlives_its_thread);
 	RUN(bias_across_fork);
 	RUN(more_caches_than_slots);
+	RUN(checker_sees_wrong_gates);
 	RUN(checker_sees_a_broken_bias);
 	RUN(cached_zero_state_across_threads);
 	RUN(small_dirty_cached_block_cleared);
