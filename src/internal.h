@@ -672,27 +672,23 @@ static ZP_ALWAYS_INLINE void tc_del(struct zp_arena *a, struct tcache *t, uint32
 }
 
 /*
- * rmqueue_tcache() without leaving the caller: the first block in the
- * state preference order when this thread's last cache is @a's, no
- * quiescer wants it, and no refill comes first (a state whose list is
- * empty here but which the buddy lists probably have); @hot: it was freed
- * here, not brought by a refill, or a zeroing refill found it warm (a guess
- * that its lines are still in this core's caches); @full: its head had
- * PG_FULL (every page dirty and resident); both set only when a block is
- * returned.  NIL otherwise: the caller then goes the whole way, which
- * decides the same.
+ * rmqueue_tcache() for a zeroing request without leaving the caller, in
+ * this thread's cache @t of @a, entered (tc_try_enter()), which it leaves:
+ * the first block in the zeroing state preference order, unless a refill
+ * comes first (a state whose list is empty here but which the buddy lists
+ * probably have); @hot: it was freed here, not brought by a refill, or a
+ * zeroing refill found it warm (a guess that its lines are still in this
+ * core's caches); @full: its head had PG_FULL (every page dirty and
+ * resident); both set only when a block is returned.  NIL otherwise: the
+ * caller then goes the whole way, which decides the same.
  */
-static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_fast(struct zp_arena *a, unsigned order, bool want_zero, bool *hot,
+static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_zero(struct zp_arena *a, struct tcache *t, unsigned order, bool *hot,
 						     bool *full)
 {
-	struct tcache *t = tc_mine(a);
 	uint32_t pfn = NIL;
 
-	lock_assert_not_held(&a->lock);
-	if (unlikely(!t) || unlikely(!tc_try_enter(t)))
-		return NIL;
 	for (int r = 0; r < NR_ZSTATES; r++) {
-		enum zstate st = state_of_rank(r, want_zero);
+		enum zstate st = state_of_rank(r, true);
 		struct free_list *l = &t->lists[order][st];
 
 		if (likely(l->nr)) {

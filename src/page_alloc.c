@@ -286,8 +286,8 @@ static ZP_NOINLINE void *alloc_cached_finish(struct zp_arena *a, bool want_zero,
 }
 
 /*
- * A zeroing allocation's block from this thread's cache, taken by
- * rmqueue_tcache_fast(), that alloc_cached_finish() would clear whole in
+ * A zeroing allocation's block from this thread's cache @t, taken by
+ * alloc_zeroed() or rmqueue_tcache_zero(), that alloc_cached_finish() would clear whole in
  * one go: no address, every page dirty and resident (PG_FULL) and not
  * PG_COLD (freed here, or a zeroing refill found it warm); larger than
  * SMALL_CACHED_MAX with rep stosb while a->clear_inline, or of at most
@@ -295,40 +295,78 @@ static ZP_NOINLINE void *alloc_cached_finish(struct zp_arena *a, bool want_zero,
  * a->clear_inline_small.  The same clear, count and head, with the clear
  * inline and none of the layers between (post_alloc_hook()'s bitmap test,
  * clear_small_dirty_block(), the primitive's indirect call), which cost
- * such a block 4-10 ns of its 50-480 in churn (DESIGN 6).
+ * such a block 4-10 ns of its 50-480 in churn (DESIGN 6).  It counts on
+ * @t's own counters (the owner's: no atomic read-modify-write) and tags
+ * the head with @t's slot.
  */
-static ZP_ALWAYS_INLINE void *alloc_zeroed_hot(struct zp_arena *a, unsigned order, uint32_t pfn)
+static ZP_ALWAYS_INLINE void *alloc_zeroed_hot(struct zp_arena *a, struct tcache *t, unsigned order, uint32_t pfn)
 {
-	const struct tcache *t;
-	struct tc_stats *st;
 	void *p = pfn_to_addr(a, pfn);
-	bool shared;
 
 	if ((ZP_PAGE_SIZE << order) > SMALL_CACHED_MAX)
 		zero_stosb_inline(p, ZP_PAGE_SIZE << order);
 	else
 		zero_vec_inline(p, ZP_PAGE_SIZE << order);
-	st = tc_stats_fast(a, &shared);
-	tstat_add(&st->cleared, (size_t)1 << order, shared);
-	t = tc_mine(a);
-	pg_set_info(&a->pages[pfn], mk_info(PG_ALLOC, order, 0) | (t ? t->tag : 0));
+	tstat_add(&t->stats.cleared, (size_t)1 << order, false); /* the owner's counters */
+	pg_set_info(&a->pages[pfn], mk_info(PG_ALLOC, order, 0) | t->tag);
 	return p;
 }
 
-/* zp_alloc_pages()'s everyday case for a zeroing request, in a function of
- * its own: it clears, and its registers are not the caller's to save. */
-static ZP_NOINLINE void *alloc_zeroed(struct zp_arena *a, zp_gfp_t gfp, unsigned order, uintptr_t user_addr)
+/* May a hot, PG_full block of @order, asked for without an address, be
+ * cleared inline (alloc_zeroed_hot())? */
+static ZP_ALWAYS_INLINE bool clear_inline_ok(const struct zp_arena *a, unsigned order)
+{
+	return (ZP_PAGE_SIZE << order) > SMALL_CACHED_MAX ? a->clear_inline : a->clear_inline_small;
+}
+
+/* alloc_zeroed() past its everyday case, in the same active section of
+ * this thread's cache @t (which rmqueue_tcache_zero() leaves): the choice
+ * in the state preference order (a zeroed block first, a refill first when
+ * the buddy lists may have one), then the clear inline, the usual way
+ * (alloc_cached_finish()) or the whole way. */
+static ZP_NOINLINE void *alloc_zeroed_cached(struct zp_arena *a, struct tcache *t, zp_gfp_t gfp, unsigned order,
+					     uintptr_t user_addr)
 {
 	bool hot, full;
-	uint32_t pfn = rmqueue_tcache_fast(a, order, true, &hot, &full);
+	uint32_t pfn = rmqueue_tcache_zero(a, t, order, &hot, &full);
 
 	if (likely(pfn != NIL)) {
-		if (full && hot && user_addr == ZP_USER_ADDR_NONE &&
-		    ((ZP_PAGE_SIZE << order) > SMALL_CACHED_MAX ? a->clear_inline : a->clear_inline_small))
-			return alloc_zeroed_hot(a, order, pfn);
+		if (full && hot && user_addr == ZP_USER_ADDR_NONE && clear_inline_ok(a, order))
+			return alloc_zeroed_hot(a, t, order, pfn);
 		return alloc_cached_finish(a, true, order, user_addr, pfn, hot);
 	}
 	return alloc_pages_whole(a, gfp, order, user_addr);
+}
+
+/*
+ * zp_alloc_pages()'s everyday case for a zeroing request, in a function of
+ * its own: it clears, and its registers are not the caller's to save.  The
+ * usual case stays here, with the cache looked up once: no zeroed block in
+ * this thread's cache nor (the hint says) on the buddy lists, so the state
+ * preference takes the head of the dirty list; hot and PG_full, and no
+ * address: it is cleared inline.  Anything else is alloc_zeroed_cached()'s,
+ * in the same active section, which decides the same from the start; no
+ * cache, or a quiescer, the whole way's.
+ */
+static ZP_NOINLINE void *alloc_zeroed(struct zp_arena *a, zp_gfp_t gfp, unsigned order, uintptr_t user_addr)
+{
+	struct tcache *t = tc_mine(a);
+	struct free_list *l;
+	uint32_t pfn;
+
+	lock_assert_not_held(&a->lock);
+	if (unlikely(!t) || unlikely(!tc_try_enter(t)))
+		return alloc_pages_whole(a, gfp, order, user_addr);
+	l = &t->lists[order][ZS_DIRTY];
+	pfn = l->head;
+	if (likely(!t->lists[order][ZS_ZEROED].nr) && likely(pfn != NIL) && likely(user_addr == ZP_USER_ADDR_NONE) &&
+	    likely((pg_info(&a->pages[pfn]) & (PG_FULL | PG_COLD)) == PG_FULL) && likely(clear_inline_ok(a, order)) &&
+	    likely(!buddy_may_have(a, order, ZS_ZEROED))) {
+		tc_del_head(a, t, l, pfn, order, PG_BUSY);
+		tc_leave(t);
+		return alloc_zeroed_hot(a, t, order, pfn);
+	}
+	return alloc_zeroed_cached(a, t, gfp, order, user_addr);
 }
 
 /*

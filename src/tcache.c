@@ -12,8 +12,9 @@
  * the block with a plain load and store while the cache is biased (below),
  * with a compare-and-swap otherwise.  The owner's usual allocation and free
  * run inline in page_alloc.c (internal.h: rmqueue_tcache_dirty(),
- * rmqueue_tcache_fast(), which alloc_zeroed() uses for the zeroing ones,
- * free_tcache_fast(), with tc_try_enter() and tc_add(); page_alloc.c's
+ * rmqueue_tcache_zero(), which alloc_zeroed() uses for the zeroing ones
+ * past their usual case, free_tcache_fast(), with tc_try_enter() and
+ * tc_add(); page_alloc.c's
  * free_own_fast(), and its compare-and-swap free_own_cas(), out of line);
  * this file has the whole way and everything else.
  *

@@ -341,6 +341,54 @@ static void cached_zero_state_across_threads(void)
 }
 
 /*
+ * The zero-aware preference inside one cache, with nothing zeroed left on
+ * the buddy lists (so the inline zeroing path's hint says go on): a
+ * zeroing allocation takes the cached zeroed block, never clears the hot
+ * dirty one beside it, until no zeroed block is left anywhere.
+ */
+static void cached_zeroed_before_dirty(void)
+{
+	struct zp_arena *a = t_arena(64, 6, 0);
+	char *all[64];
+	uint64_t c0, s0;
+
+	for (int i = 0; i < 64; i++) {
+		ASSERT((all[i] = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE)));
+		memset(all[i], 0x5a, ZP_PAGE_SIZE);
+	}
+	for (int i = 32; i < 48; i++) /* one order-4 block, once drained */
+		ASSERT_EQ(zp_free_pages(a, all[i], 0), 0);
+	zp_test_drain_pcp(a);
+	ASSERT_EQ(zp_arena_prezero(a, 16 * ZP_PAGE_SIZE), 16); /* listed zeroed, the only free block */
+	EXPECT_EQ(zp_test_nr_free_blocks(a, 4, ZS_ZEROED), 1);
+	for (int i = 0; i < 8; i++)
+		ASSERT_EQ(zp_free_pages(a, all[i], 0), 0); /* hot, dirty, PG_full in this cache */
+	c0 = t_stats(a).pages_cleared;
+	s0 = t_stats(a).pages_clear_skipped;
+	/* the first refills all 16 zeroed pages; the next 15 take them */
+	for (int i = 0; i < 16; i++) {
+		char *q = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE);
+
+		ASSERT(q);
+		EXPECT(t_all_zero(q, ZP_PAGE_SIZE));
+		all[32 + i] = q;
+		if (i == 0)
+			EXPECT_EQ(t_stats(a).nr_free_zeroed, 15); /* all in this cache now */
+	}
+	EXPECT_EQ(t_stats(a).pages_clear_skipped - s0, 16);
+	EXPECT_EQ(t_stats(a).pages_cleared - c0, 0);
+	/* none zeroed left: the newest dirty block, cleared */
+	ASSERT((all[48] = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE)));
+	EXPECT_EQ(all[48], all[7]);
+	EXPECT(t_all_zero(all[48], ZP_PAGE_SIZE));
+	EXPECT_EQ(t_stats(a).pages_cleared - c0, 1);
+	for (int i = 8; i < 64; i++)
+		EXPECT_EQ(zp_free_pages(a, all[i], 0), 0);
+	EXPECT_EQ(zp_arena_check(a), 0);
+	zp_arena_destroy(a);
+}
+
+/*
  * The short path for the usual zeroing allocation (clear_small_dirty_block,
  * or without an address, where the CPU allows, the inline clear:
  * page_alloc.c alloc_zeroed_hot()): a block this thread freed dirty comes
@@ -1953,6 +2001,7 @@ int main(int argc, char **argv)
 	RUN(checker_sees_wrong_gates);
 	RUN(checker_sees_a_broken_bias);
 	RUN(cached_zero_state_across_threads);
+	RUN(cached_zeroed_before_dirty);
 	RUN(small_dirty_cached_block_cleared);
 	RUN(hot_block_cleared_cached);
 	RUN(refilled_block_cleared_cold);
