@@ -312,11 +312,15 @@ static ZP_ALWAYS_INLINE void *alloc_zeroed_hot(struct zp_arena *a, struct tcache
 	return p;
 }
 
-/* May a hot, PG_full block of @order, asked for without an address, be
- * cleared inline (alloc_zeroed_hot())? */
-static ZP_ALWAYS_INLINE bool clear_inline_ok(const struct zp_arena *a, unsigned order)
+/* May a cached block of @order whose head had @info be cleared inline
+ * (alloc_zeroed_hot()) for a request with @user_addr: hot (not PG_COLD),
+ * PG_full, no address, and the stores allowed inline?  The one rule, for
+ * both callers. */
+static ZP_ALWAYS_INLINE bool clear_inline_ok(const struct zp_arena *a, uint32_t info, unsigned order,
+					     uintptr_t user_addr)
 {
-	return (ZP_PAGE_SIZE << order) > SMALL_CACHED_MAX ? a->clear_inline : a->clear_inline_small;
+	return (info & (PG_FULL | PG_COLD)) == PG_FULL && user_addr == ZP_USER_ADDR_NONE &&
+	       ((ZP_PAGE_SIZE << order) > SMALL_CACHED_MAX ? a->clear_inline : a->clear_inline_small);
 }
 
 /* alloc_zeroed() past its everyday case, in the same active section of
@@ -331,7 +335,7 @@ static ZP_NOINLINE void *alloc_zeroed_cached(struct zp_arena *a, struct tcache *
 	uint32_t pfn = rmqueue_tcache_zero(a, t, order, &hot, &full);
 
 	if (likely(pfn != NIL)) {
-		if (full && hot && user_addr == ZP_USER_ADDR_NONE && clear_inline_ok(a, order))
+		if (clear_inline_ok(a, (full ? PG_FULL : 0) | (hot ? 0 : PG_COLD), order, user_addr))
 			return alloc_zeroed_hot(a, t, order, pfn);
 		return alloc_cached_finish(a, true, order, user_addr, pfn, hot);
 	}
@@ -359,8 +363,8 @@ static ZP_NOINLINE void *alloc_zeroed(struct zp_arena *a, zp_gfp_t gfp, unsigned
 		return alloc_pages_whole(a, gfp, order, user_addr);
 	l = &t->lists[order][ZS_DIRTY];
 	pfn = l->head;
-	if (likely(!t->lists[order][ZS_ZEROED].nr) && likely(pfn != NIL) && likely(user_addr == ZP_USER_ADDR_NONE) &&
-	    likely((pg_info(&a->pages[pfn]) & (PG_FULL | PG_COLD)) == PG_FULL) && likely(clear_inline_ok(a, order)) &&
+	if (likely(!t->lists[order][ZS_ZEROED].nr) && likely(pfn != NIL) &&
+	    likely(clear_inline_ok(a, pg_info(&a->pages[pfn]), order, user_addr)) &&
 	    likely(!buddy_may_have(a, order, ZS_ZEROED))) {
 		tc_del_head(a, t, l, pfn, order, PG_BUSY);
 		tc_leave(t);

@@ -344,48 +344,58 @@ static void cached_zero_state_across_threads(void)
  * The zero-aware preference inside one cache, with nothing zeroed left on
  * the buddy lists (so the inline zeroing path's hint says go on): a
  * zeroing allocation takes the cached zeroed block, never clears the hot
- * dirty one beside it, until no zeroed block is left anywhere.
+ * dirty one beside it, until no zeroed block is left anywhere.  Order 0
+ * (the 32-byte stores inline, where the CPU has AVX2) and order 1 (rep
+ * stosb inline, where it has ERMS or FSRM); on a CPU with neither the
+ * usual case is never taken and this checks the general way only.
  */
 static void cached_zeroed_before_dirty(void)
 {
-	struct zp_arena *a = t_arena(64, 6, 0);
-	char *all[64];
-	uint64_t c0, s0;
+	for (unsigned order = 0; order <= 1; order++) {
+		struct zp_arena *a = t_arena(64, 6, 0);
+		size_t n = (size_t)1 << order, nb = 64 / n;
+		char *all[64], *last;
+		uint64_t c0, s0;
 
-	for (int i = 0; i < 64; i++) {
-		ASSERT((all[i] = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE)));
-		memset(all[i], 0x5a, ZP_PAGE_SIZE);
-	}
-	for (int i = 32; i < 48; i++) /* one order-4 block, once drained */
-		ASSERT_EQ(zp_free_pages(a, all[i], 0), 0);
-	zp_test_drain_pcp(a);
-	ASSERT_EQ(zp_arena_prezero(a, 16 * ZP_PAGE_SIZE), 16); /* listed zeroed, the only free block */
-	EXPECT_EQ(zp_test_nr_free_blocks(a, 4, ZS_ZEROED), 1);
-	for (int i = 0; i < 8; i++)
-		ASSERT_EQ(zp_free_pages(a, all[i], 0), 0); /* hot, dirty, PG_full in this cache */
-	c0 = t_stats(a).pages_cleared;
-	s0 = t_stats(a).pages_clear_skipped;
-	/* the first refills all 16 zeroed pages; the next 15 take them */
-	for (int i = 0; i < 16; i++) {
-		char *q = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE);
+		if (!(order ? a->clear_inline : a->clear_inline_small))
+			t_diag("order %u: no inline clear on this CPU, the general way only", order);
+		for (size_t i = 0; i < nb; i++) {
+			ASSERT((all[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE)));
+			memset(all[i], 0x5a, ZP_PAGE_SIZE << order);
+		}
+		for (size_t i = 32 / n; i < 48 / n; i++) /* pages 32-47: one order-4 block, once drained */
+			ASSERT_EQ(zp_free_pages(a, all[i], order), 0);
+		zp_test_drain_pcp(a);
+		ASSERT_EQ(zp_arena_prezero(a, 16 * ZP_PAGE_SIZE), 16); /* listed zeroed, the only free block */
+		EXPECT_EQ(zp_test_nr_free_blocks(a, 4, ZS_ZEROED), 1);
+		for (size_t i = 0; i < 8 / n; i++)
+			ASSERT_EQ(zp_free_pages(a, all[i], order), 0); /* hot, dirty, PG_full in this cache */
+		c0 = t_stats(a).pages_cleared;
+		s0 = t_stats(a).pages_clear_skipped;
+		/* the first refills all 16 zeroed pages; the next ones take them */
+		for (size_t i = 0; i < 16 / n; i++) {
+			char *q = zp_alloc_pages(a, ZP_GFP_ZERO, order, ZP_USER_ADDR_NONE);
 
-		ASSERT(q);
-		EXPECT(t_all_zero(q, ZP_PAGE_SIZE));
-		all[32 + i] = q;
-		if (i == 0)
-			EXPECT_EQ(t_stats(a).nr_free_zeroed, 15); /* all in this cache now */
+			ASSERT(q);
+			EXPECT(t_all_zero(q, ZP_PAGE_SIZE << order));
+			all[32 / n + i] = q;
+			if (i == 0)
+				EXPECT_EQ(t_stats(a).nr_free_zeroed, 16 - n); /* all in this cache now */
+		}
+		EXPECT_EQ(t_stats(a).pages_clear_skipped - s0, 16);
+		EXPECT_EQ(t_stats(a).pages_cleared - c0, 0);
+		/* none zeroed left: the newest dirty block, cleared */
+		ASSERT((last = zp_alloc_pages(a, ZP_GFP_ZERO, order, ZP_USER_ADDR_NONE)));
+		EXPECT_EQ(last, all[8 / n - 1]);
+		EXPECT(t_all_zero(last, ZP_PAGE_SIZE << order));
+		EXPECT_EQ(t_stats(a).pages_cleared - c0, n);
+		EXPECT_EQ(zp_free_pages(a, last, order), 0);
+		for (size_t i = 8 / n; i < nb; i++)
+			EXPECT_EQ(zp_free_pages(a, all[i], order), 0);
+		EXPECT_EQ(t_stats(a).nr_free, 64); /* every block back */
+		EXPECT_EQ(zp_arena_check(a), 0);
+		zp_arena_destroy(a);
 	}
-	EXPECT_EQ(t_stats(a).pages_clear_skipped - s0, 16);
-	EXPECT_EQ(t_stats(a).pages_cleared - c0, 0);
-	/* none zeroed left: the newest dirty block, cleared */
-	ASSERT((all[48] = zp_alloc_pages(a, ZP_GFP_ZERO, 0, ZP_USER_ADDR_NONE)));
-	EXPECT_EQ(all[48], all[7]);
-	EXPECT(t_all_zero(all[48], ZP_PAGE_SIZE));
-	EXPECT_EQ(t_stats(a).pages_cleared - c0, 1);
-	for (int i = 8; i < 64; i++)
-		EXPECT_EQ(zp_free_pages(a, all[i], 0), 0);
-	EXPECT_EQ(zp_arena_check(a), 0);
-	zp_arena_destroy(a);
 }
 
 /*
