@@ -45,9 +45,11 @@ $(B)/obj $(B)/asan/obj $(B)/tsan/obj $(B)/tests:
 	mkdir -p $@
 
 # ---- tests: each variant links its own static library; the ASan+UBSan one
-# also checks the lock rules (ZPAGE_LOCKDEP, src/lock.h) ----
-ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -DZPAGE_LOCKDEP
-TSAN_FLAGS := -O1 -g -fsanitize=thread
+# also checks the lock rules (ZPAGE_LOCKDEP, src/lock.h); both sanitizer
+# builds count the inline clears for the tests (ZPAGE_DEBUG_COUNTS) ----
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -DZPAGE_LOCKDEP \
+	-DZPAGE_DEBUG_COUNTS
+TSAN_FLAGS := -O1 -g -fsanitize=thread -DZPAGE_DEBUG_COUNTS
 TCFLAGS = $(CSTD) $(WARN) -Iinclude -Isrc -Itests -pthread
 
 $(B)/asan/obj/%.o: src/%.c $(HDRS) | $(B)/asan/obj

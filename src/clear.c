@@ -593,6 +593,16 @@ void zp_test_set_clear_hook(struct zp_arena *a, clear_hook_fn fn, void *ctx)
 	clear_inline_update(a);
 }
 
+uint64_t zp_test_inline_clears(struct zp_arena *a)
+{
+#ifdef ZPAGE_DEBUG_COUNTS
+	return atomic_load_explicit(&a->dbg_inline_clears, memory_order_relaxed);
+#else
+	(void)a;
+	return UINT64_MAX;
+#endif
+}
+
 void zp_test_set_aliasing(struct zp_arena *a, bool on)
 {
 	a->aliasing = on;

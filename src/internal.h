@@ -346,6 +346,11 @@ struct zp_arena {
 	_Atomic uint64_t pages_cleared; /* by pre-zeroing; see also tc_stats */
 	_Atomic uint64_t pages_reported;
 	_Atomic uint64_t verify_failures;
+#ifdef ZPAGE_DEBUG_COUNTS
+	/* alloc_zeroed_hot()'s clears (the sanitizer builds' tests read it),
+	 * last: off the lines the everyday paths read */
+	_Atomic uint64_t dbg_inline_clears;
+#endif
 };
 
 static inline char *pfn_to_addr(const struct zp_arena *a, size_t pfn)
@@ -626,6 +631,25 @@ static ZP_ALWAYS_INLINE bool tc_try_enter(struct tcache *t)
 	return false;
 }
 
+/* @t is this thread's, and (tc_assert_entered()) it is on its lists: the
+ * lock rules' build (ZPAGE_LOCKDEP) checks what the everyday paths assume. */
+#ifdef ZPAGE_LOCKDEP
+#define tc_assert_owner(t)                                                                                             \
+	do {                                                                                                           \
+		if ((t)->owner != (const void *)&tc_self)                                                              \
+			lockdep_fail("its own thread cache", __FILE__, __LINE__, __func__);                            \
+	} while (0)
+#define tc_assert_entered(t)                                                                                           \
+	do {                                                                                                           \
+		tc_assert_owner(t);                                                                                    \
+		if (!atomic_load_explicit(&(t)->active, memory_order_relaxed))                                         \
+			lockdep_fail("its thread cache's active section", __FILE__, __LINE__, __func__);               \
+	} while (0)
+#else
+#define tc_assert_owner(t)   ((void)(t))
+#define tc_assert_entered(t) ((void)(t))
+#endif
+
 static ZP_ALWAYS_INLINE void tc_leave(struct tcache *t)
 {
 	atomic_store_explicit(&t->active, 0, memory_order_release);
@@ -687,6 +711,7 @@ static ZP_ALWAYS_INLINE uint32_t rmqueue_tcache_zero(struct zp_arena *a, struct 
 {
 	uint32_t pfn = NIL;
 
+	tc_assert_entered(t);
 	for (int r = 0; r < NR_ZSTATES; r++) {
 		enum zstate st = state_of_rank(r, true);
 		struct free_list *l = &t->lists[order][st];
@@ -937,5 +962,9 @@ unsigned zp_test_tc_thread_caches(void);   /* caches this thread owns */
 void zp_test_tc_bias(unsigned first, unsigned max); /* a new cache's wait to bias, its cap (0: default) */
 bool zp_test_tc_biased(struct zp_arena *a);	    /* this thread's last cache, on @a and biased */
 unsigned long zp_test_tc_bias_settled(void);	    /* claims settled with a cache stopped, so far */
+/* alloc_zeroed_hot()'s clears on @a so far, in a build with
+ * ZPAGE_DEBUG_COUNTS (the sanitizer builds of `make check`); UINT64_MAX
+ * without it */
+uint64_t zp_test_inline_clears(struct zp_arena *a);
 
 #endif /* ZPAGE_INTERNAL_H */

@@ -303,6 +303,10 @@ static ZP_ALWAYS_INLINE void *alloc_zeroed_hot(struct zp_arena *a, struct tcache
 {
 	void *p = pfn_to_addr(a, pfn);
 
+	tc_assert_owner(t);
+#ifdef ZPAGE_DEBUG_COUNTS
+	atomic_fetch_add_explicit(&a->dbg_inline_clears, 1, memory_order_relaxed);
+#endif
 	if ((ZP_PAGE_SIZE << order) > SMALL_CACHED_MAX)
 		zero_stosb_inline(p, ZP_PAGE_SIZE << order);
 	else

@@ -3,8 +3,10 @@
  * The lock rules checked by the code (src/lock.h): in the build with
  * ZPAGE_LOCKDEP (the ASan+UBSan build of `make check`), a function that
  * needs a lock and is called without it aborts, naming itself and the
- * lock.  Each violation runs in a child process.
+ * lock; so does the thread cache's zeroing pop run outside its owner's
+ * active section.  Each violation runs in a child process.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -60,6 +62,57 @@ static void stats_without_caches_locked(struct zp_arena *a)
 	zlock_unlock(&a->lock);
 }
 
+/* This thread's cache of @a, made by a block's allocation and free. */
+static struct tcache *my_cache(struct zp_arena *a)
+{
+	void *p = zp_alloc_pages(a, 0, 0, ZP_USER_ADDR_NONE);
+
+	if (!p || zp_free_pages(a, p, 0) || !tc_mine(a))
+		_exit(3);
+	return tc_mine(a);
+}
+
+/* the cache's everyday zeroing pop without its active section */
+static void cache_pop_not_entered(struct zp_arena *a)
+{
+	bool hot, full;
+
+	rmqueue_tcache_zero(a, my_cache(a), 0, &hot, &full);
+}
+
+/* the same, entered: it leaves the section itself */
+static void cache_pop_entered(struct zp_arena *a)
+{
+	struct tcache *t = my_cache(a);
+	bool hot, full;
+
+	if (!tc_try_enter(t))
+		_exit(4);
+	rmqueue_tcache_zero(a, t, 0, &hot, &full);
+}
+
+static struct tcache *other_cache;
+static void *pop_other(void *arg)
+{
+	bool hot, full;
+
+	rmqueue_tcache_zero(arg, other_cache, 0, &hot, &full);
+	return NULL;
+}
+
+/* another thread's cache, entered by its owner, popped by this thread */
+static void cache_pop_by_another_thread(struct zp_arena *a)
+{
+	pthread_t th;
+
+	other_cache = my_cache(a);
+	if (!tc_try_enter(other_cache))
+		_exit(4);
+	if (pthread_create(&th, NULL, pop_other, a))
+		_exit(5);
+	pthread_join(th, NULL);
+}
+
 #endif
 
 static void unlocked_call_aborts(void)
@@ -79,6 +132,18 @@ static void unlocked_call_aborts(void)
 	st = in_child(stats_without_caches_locked, a, out, sizeof(out));
 	EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
 	EXPECT(strstr(out, "stats_locked()") != NULL && strstr(out, "&tc_lock") != NULL);
+
+	st = in_child(cache_pop_not_entered, a, out, sizeof(out));
+	EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+	EXPECT(strstr(out, "rmqueue_tcache_zero()") != NULL && strstr(out, "active section") != NULL);
+
+	st = in_child(cache_pop_by_another_thread, a, out, sizeof(out));
+	EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+	EXPECT(strstr(out, "rmqueue_tcache_zero()") != NULL && strstr(out, "its own thread cache") != NULL);
+
+	st = in_child(cache_pop_entered, a, out, sizeof(out));
+	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	EXPECT_EQ(out[0], 0);
 
 	st = in_child(take_block_locked, a, out, sizeof(out));
 	EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);

@@ -545,6 +545,102 @@ static void refilled_block_cleared_cold(void)
 }
 
 /*
+ * The inline clear's rule (page_alloc.c clear_inline_ok()), seen by the
+ * sanitizer builds' count of inline clears (no hook: a hook turns the
+ * inline clear off): at orders 0 to 3, in an arena of one batch with every
+ * page dirty, the block a refill hands out and the cold one behind it
+ * (PG_cold) are not cleared inline; a block this thread freed (hot,
+ * PG_full) is, where the CPU allows the stores; the same hot block asked
+ * for with an address is not.  Each comes back zeroed and counted.  A hot
+ * block that is not PG_full (zero, freed with init_on_free) comes back
+ * with its clear skipped, not cleared inline.  The plain build checks
+ * everything but the count, then says it skipped that.
+ */
+static void inline_clear_only_hot_full_no_address(void)
+{
+	bool counted = true;
+
+	for (unsigned order = 0; order <= 3; order++) {
+		struct zp_arena *a = t_arena(TC_BATCH_PAGES, 4, 0);
+		size_t len = ZP_PAGE_SIZE << order, nb = TC_BATCH_PAGES >> order;
+		bool allowed = len > SMALL_CACHED_MAX ? a->clear_inline : a->clear_inline_small;
+		char *p[TC_BATCH_PAGES], *q[4];
+
+		counted = zp_test_inline_clears(a) != UINT64_MAX;
+		if (!allowed)
+			t_diag("order %u: no inline clear on this CPU, none expected", order);
+		ASSERT(tc_serves(a, order));
+		for (size_t i = 0; i < nb; i++) {
+			p[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
+			ASSERT(p[i]);
+			memset(p[i], 0x5a, len);
+		}
+		for (size_t i = 0; i < nb; i++)
+			ASSERT_EQ(zp_free_pages(a, p[i], order), 0);
+		zp_test_drain_pcp(a); /* one dirty block on the buddy lists */
+		for (int k = 0; k < 4; k++) {
+			/* 0: the refill's; 1: the cold one behind it in the
+			 * cache (the refill split the arena's one block: at
+			 * least two of these orders); 2: block 1 freed here,
+			 * hot; 3: the same again, asked for with an address */
+			uint64_t c0, n0;
+			bool inl = k == 2 && allowed;
+			uintptr_t addr = ZP_USER_ADDR_NONE;
+
+			if (k >= 2)
+				ASSERT_EQ(zp_free_pages(a, q[1], order), 0);
+			if (k == 3)
+				addr = (uintptr_t)q[1] + len - 1;
+			c0 = t_stats(a).pages_cleared;
+			n0 = zp_test_inline_clears(a);
+			q[k] = zp_alloc_pages(a, ZP_GFP_ZERO, order, addr);
+			ASSERT(q[k]);
+			EXPECT(t_all_zero(q[k], len));
+			EXPECT_EQ(t_stats(a).pages_cleared - c0, len / ZP_PAGE_SIZE);
+			if (counted)
+				EXPECT_EQ(zp_test_inline_clears(a) - n0, inl ? 1 : 0);
+			if (k == 0) { /* the rest of the batch is in this cache, none on the lists */
+				ASSERT(tc_mine(a));
+				EXPECT_EQ(tc_mine(a)->pages, TC_BATCH_PAGES - len / ZP_PAGE_SIZE);
+				EXPECT_EQ(t_stats(a).nr_free, TC_BATCH_PAGES - len / ZP_PAGE_SIZE);
+			}
+			if (k >= 2)
+				EXPECT_EQ(q[k], q[1]);
+		}
+		EXPECT_EQ(zp_arena_check(a), 0);
+		ASSERT_EQ(zp_free_pages(a, q[0], order), 0);
+		ASSERT_EQ(zp_free_pages(a, q[3], order), 0);
+		EXPECT_EQ(zp_arena_check(a), 0);
+		zp_arena_destroy(a);
+
+		/* hot but not PG_full: with init_on_free a block freed here is
+		 * zero, and comes back skipped, never cleared inline */
+		a = t_arena(TC_BATCH_PAGES, 4, ZP_INIT_ON_FREE);
+		ASSERT((q[0] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE)));
+		memset(q[0], 0x5a, len);
+		ASSERT_EQ(zp_free_pages(a, q[0], order), 0);
+		{
+			uint64_t c0 = t_stats(a).pages_cleared, s0 = t_stats(a).pages_clear_skipped;
+			uint64_t n0 = zp_test_inline_clears(a);
+
+			q[1] = zp_alloc_pages(a, ZP_GFP_ZERO, order, ZP_USER_ADDR_NONE);
+			EXPECT_EQ(q[1], q[0]);
+			EXPECT(q[1] && t_all_zero(q[1], len));
+			EXPECT_EQ(t_stats(a).pages_cleared - c0, 0);
+			EXPECT_EQ(t_stats(a).pages_clear_skipped - s0, len / ZP_PAGE_SIZE);
+			if (counted)
+				EXPECT_EQ(zp_test_inline_clears(a) - n0, 0);
+		}
+		EXPECT_EQ(zp_arena_check(a), 0);
+		ASSERT_EQ(zp_free_pages(a, q[1], order), 0);
+		zp_arena_destroy(a);
+	}
+	if (!counted)
+		SKIP("which clears were inline is counted in the sanitizer builds only (ZPAGE_DEBUG_COUNTS);"
+		     " the clears, skips and blocks were checked");
+}
+
+/*
  * The small primitive is chosen once a block: a hot block of one page gets
  * it, a hot 8 KiB one rep stosb for its one clear, a hot 16 KiB one rep
  * stosb for both of its clears (target page 2: [3, 4), then [0, 3)),
@@ -2015,6 +2111,7 @@ int main(int argc, char **argv)
 	RUN(small_dirty_cached_block_cleared);
 	RUN(hot_block_cleared_cached);
 	RUN(refilled_block_cleared_cold);
+	RUN(inline_clear_only_hot_full_no_address);
 	RUN(hot_primitive_per_block);
 	RUN(partial_cached_block);
 	RUN(check_while_churning);
