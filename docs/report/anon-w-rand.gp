@@ -9,7 +9,7 @@ set tics nomirror
 set xlabel 'throughput (GB/s)'
 set yrange [6 - 0.4:-0.6]
 set ytics scale 0
-set xrange [0:41.0239497]
+set xrange [0:33.114264]
 unset logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder

@@ -9,7 +9,7 @@ set tics nomirror
 set xlabel 'throughput, 1 B/page (M ops/s)'
 set yrange [10 - 0.4:-0.6]
 set ytics scale 0
-set xrange [0:21.0599553]
+set xrange [0:21.8318568]
 unset logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder

@@ -9,7 +9,7 @@ set tics nomirror
 set xlabel 'first touch (us, log scale)'
 set yrange [12 - 0.4:-0.6]
 set ytics scale 0
-set xrange [1:38402.7584]
+set xrange [1:41462.313]
 set logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder

@@ -9,7 +9,7 @@ set tics nomirror
 set xlabel '1 thread (M pairs/s, log scale)'
 set yrange [20 - 0.4:-0.6]
 set ytics scale 0
-set xrange [1:860.777183]
+set xrange [1:889.055973]
 set logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder

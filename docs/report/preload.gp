@@ -9,7 +9,7 @@ set tics nomirror
 set xlabel 'time per iteration (us, log scale)'
 set yrange [18 - 0.4:-0.6]
 set ytics scale 0
-set xrange [10:94298.9072]
+set xrange [10:93323.7938]
 set logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder

@@ -9,7 +9,7 @@ set tics nomirror
 set xlabel 'alloc latency (us, log scale)'
 set yrange [2 - 0.4:-0.6]
 set ytics scale 0
-set xrange [0.1:294.90759]
+set xrange [0.1:253.693493]
 set logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder

@@ -9,7 +9,7 @@ set tics nomirror
 set xlabel 'zeroing alloc + writes (us)'
 set yrange [6 - 0.4:-0.6]
 set ytics scale 0
-set xrange [0:1113.66]
+set xrange [0:1081.90125]
 unset logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder

@@ -8,7 +8,7 @@ set border 3 lc rgb '#444444'
 set tics nomirror
 set xlabel 'time (s)'
 set ylabel 'resident memory (MiB, VmRSS)'
-set yrange [0:564.948828]
+set yrange [0:564.884375]
 set bmargin 6
 set key at screen 0.5, character 0.6 center bottom horizontal reverse Left samplen 1.5 width 1
 set grid lc rgb '#dddddd'

@@ -9,7 +9,7 @@ set tics nomirror
 set xlabel 'steady pair (us)'
 set yrange [9 - 0.4:-0.6]
 set ytics scale 0
-set xrange [0:0.05]
+set xrange [0:0.0375]
 unset logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder

@@ -9,7 +9,7 @@ set tics nomirror
 set xlabel 'task-clock (ms)'
 set yrange [4 - 0.4:-0.6]
 set ytics scale 0
-set xrange [0:26.6193938]
+set xrange [0:23.4658788]
 unset logscale x
 set grid xtics lc rgb '#dddddd'
 set style fill solid 0.9 noborder
