@@ -13,11 +13,18 @@
 # m rows of a table's column needs p < 0.05/m, which 6 runs a side cannot
 # reach for m = 20 (pairs) and 8 runs can (0.001): use 8 or more.
 #
+# One side can run with settings of its own: $AB_OLD_ENV and $AB_NEW_ENV
+# hold NAME=VALUE words (split at blanks: a value cannot hold one) set in
+# that side's environment only, so one build can be compared with itself
+# under two settings (AB_NEW_ENV='TCMALLOC_RELEASE_RATE=0'); the
+# environment both sides should share is simply the caller's.
+#
 # The runs' JSON and text output go to $AB_DIR, which must be empty or new
 # (default: a new directory under ${TMPDIR:-/tmp}, printed).  Exit:
 # compare's status; 2 when an argument is wrong or a run fails (its
 # output's last lines on stderr).
 set -u
+set -f # no pathname expansion of the settings' words (the final compare turns it back on)
 
 usage() {
 	echo "usage: bench/ab.sh OLD-BENCH NEW-BENCH RUNS [zpage-bench options and scenarios]" >&2
@@ -44,6 +51,19 @@ for a in "$@"; do
 		exit 2 ;;
 	esac
 done
+old_env=${AB_OLD_ENV:-} new_env=${AB_NEW_ENV:-}
+for v in AB_OLD_ENV AB_NEW_ENV; do
+	if [ "$v" = AB_OLD_ENV ]; then words=$old_env; else words=$new_env; fi
+	for w in $words; do
+		case $w in
+		[A-Za-z_]*=*) name=${w%%=*} ;;
+		*) name=- ;;
+		esac
+		case $name in
+		*[!A-Za-z0-9_]*) echo "bench/ab.sh: $v: '$w' is not a NAME=VALUE setting" >&2; exit 2 ;;
+		esac
+	done
+done
 dir=${AB_DIR:-}
 if [ -z "$dir" ]; then
 	dir=$(mktemp -d "${TMPDIR:-/tmp}/zpage-ab.XXXXXX") || exit 2
@@ -53,15 +73,17 @@ elif [ -e "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
 fi
 mkdir -p "$dir" || exit 2
 echo "bench/ab.sh: $runs runs each of $old (old) and $new (new), alternating; output in $dir" >&2
+[ -z "$old_env$new_env" ] || echo "bench/ab.sh: old side's settings: ${old_env:-none}; new side's: ${new_env:-none}" >&2
 
 i=1
 while [ "$i" -le "$runs" ]; do
 	if [ $((i % 2)) -eq 1 ]; then order="old new"; else order="new old"; fi
 	for side in $order; do
-		if [ "$side" = old ]; then bin=$old; else bin=$new; fi
+		if [ "$side" = old ]; then bin=$old side_env=$old_env; else bin=$new side_env=$new_env; fi
 		f=$dir/$side-$(printf '%04d' "$i")
 		echo "bench/ab.sh: run $i of $runs: $side" >&2
-		if ! "$bin" --json "$f.json" "$@" >"$f.txt" 2>&1; then
+		# shellcheck disable=SC2086 # the settings are words, split on purpose
+		if ! env $side_env "$bin" --json "$f.json" "$@" >"$f.txt" 2>&1; then
 			echo "bench/ab.sh: $bin failed in run $i; the end of $f.txt:" >&2
 			tail -n 5 "$f.txt" >&2
 			exit 2
@@ -70,4 +92,5 @@ while [ "$i" -le "$runs" ]; do
 	i=$((i + 1))
 done
 # the file names sort in run order (RUNS <= 9999)
+set +f
 exec "$new" compare "$dir"/old-*.json -- "$dir"/new-*.json

@@ -359,6 +359,33 @@ if [ $rc -eq 0 ] && [ "$(sed -n 's/^bench\/ab.sh: run \([0-9]\) of 2: \(old\|new
 else
 	bad "bench/ab.sh (exit $rc)"; tail -n 5 "$out/ab.err" | diag
 fi
+# a side's own settings (AB_NEW_ENV): in that side's runs only, named in the headers, and the
+# compare lists the setting that differs; a word that is not NAME=VALUE is refused
+printf '#!/bin/sh\necho "old:${AB_SMOKE-}" >>"%s"\nexec "%s" "$@"\n' "$out/ab-env-log" "$bench" >"$out/old-bench-e"
+printf '#!/bin/sh\necho "new:${AB_SMOKE-}" >>"%s"\nexec "%s" "$@"\n' "$out/ab-env-log" "$bench" >"$out/new-bench-e"
+chmod +x "$out/old-bench-e" "$out/new-bench-e"
+AB_NEW_ENV='AB_SMOKE=on TCMALLOC_RELEASE_RATE=0' AB_DIR=$out/ab-env sh bench/ab.sh "$out/old-bench-e" "$out/new-bench-e" \
+	2 pairs --scale 0.02 >"$out/ab-env.txt" 2>"$out/ab-env.err"
+rc=$?
+if [ $rc -eq 0 ] && [ "$(tr '\n' ' ' <"$out/ab-env-log")" = "old: new:on new:on old: new: " ] &&
+	grep -q "^bench/ab.sh: old side's settings: none; new side's: AB_SMOKE=on TCMALLOC_RELEASE_RATE=0$" "$out/ab-env.err" &&
+	grep -q "allocator settings: TCMALLOC_RELEASE_RATE=0$" "$out/ab-env/new-0002.txt" &&
+	grep -q "allocator settings: none set$" "$out/ab-env/old-0002.txt" &&
+	grep -q "^  allocator_settings: none set -> TCMALLOC_RELEASE_RATE=0$" "$out/ab-env.txt"; then
+	ok "bench/ab.sh: AB_NEW_ENV sets the new side's runs only, and compare names the setting"
+else
+	bad "bench/ab.sh with AB_NEW_ENV (exit $rc)"; tail -n 5 "$out/ab-env.err" | diag; diag <"$out/ab-env-log"
+fi
+for e in 'AB_OLD_ENV=1X=2' 'AB_NEW_ENV=A-B=1' 'AB_OLD_ENV=novalue' 'AB_NEW_ENV==x'; do
+	env "$e" AB_DIR="$out/ab-bad-env" sh bench/ab.sh "$bench" "$bench" 1 pairs >/dev/null 2>"$out/ab-bad.err"
+	rc=$?
+	if [ $rc -eq 2 ] && [ "$(wc -l <"$out/ab-bad.err")" -eq 1 ] && grep -q "is not a NAME=VALUE setting" "$out/ab-bad.err" &&
+		[ ! -e "$out/ab-bad-env" ]; then
+		ok "bench/ab.sh rejects $e"
+	else
+		bad "bench/ab.sh rejects $e (exit $rc)"; diag <"$out/ab-bad.err"
+	fi
+done
 for args in "$bench" "$bench $bench 0 pairs" "$bench $bench 00 pairs" "$bench $bench x" \
 	"$bench $bench 2 --json x.json pairs" "$bench $bench 2 --js=x.json pairs" "$bench $bench 2 --repeat 3 pairs" "$bench $bench 2 --re 3 pairs" \
 	"$out/nonexistent $bench 2 pairs" "$out $bench 2 pairs"; do
