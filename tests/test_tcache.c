@@ -495,6 +495,27 @@ static void hot_block_cleared_cached(void)
 	zp_arena_destroy(a);
 }
 
+/* In @a, an arena of one batch (TC_BATCH_PAGES pages): every block of
+ * @order allocated and written, freed, and the cache drained, so that the
+ * arena's one free block is dirty on the buddy lists; false if a call
+ * failed. */
+static bool one_dirty_batch(struct zp_arena *a, unsigned order)
+{
+	size_t len = ZP_PAGE_SIZE << order, nb = TC_BATCH_PAGES >> order;
+	char *p[TC_BATCH_PAGES];
+
+	for (size_t i = 0; i < nb; i++) {
+		if (!(p[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE)))
+			return false;
+		memset(p[i], 0x5a, len);
+	}
+	for (size_t i = 0; i < nb; i++)
+		if (zp_free_pages(a, p[i], order))
+			return false;
+	zp_test_drain_pcp(a);
+	return true;
+}
+
 /*
  * Hot or cold at orders 0 to 3, seen by the hook: the blocks a refill
  * brings (PG_cold) are cleared as cold ones (rep stosb, which skips the
@@ -507,18 +528,11 @@ static void refilled_block_cleared_cold(void)
 {
 	for (unsigned order = 0; order <= 3; order++) {
 		struct zp_arena *a = t_arena(TC_BATCH_PAGES, 4, 0);
-		size_t len = ZP_PAGE_SIZE << order, nb = TC_BATCH_PAGES >> order;
-		char *p[TC_BATCH_PAGES], *q[3];
+		size_t len = ZP_PAGE_SIZE << order;
+		char *q[3];
 
 		ASSERT(tc_serves(a, order));
-		for (size_t i = 0; i < nb; i++) {
-			p[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
-			ASSERT(p[i]);
-			memset(p[i], 0x5a, len);
-		}
-		for (size_t i = 0; i < nb; i++)
-			ASSERT_EQ(zp_free_pages(a, p[i], order), 0);
-		zp_test_drain_pcp(a); /* one dirty block on the buddy lists */
+		ASSERT(one_dirty_batch(a, order)); /* one dirty block on the buddy lists */
 		for (int k = 0; k < 3; k++) {
 			struct t_seen s = {0};
 
@@ -562,22 +576,15 @@ static void inline_clear_only_hot_full_no_address(void)
 
 	for (unsigned order = 0; order <= 3; order++) {
 		struct zp_arena *a = t_arena(TC_BATCH_PAGES, 4, 0);
-		size_t len = ZP_PAGE_SIZE << order, nb = TC_BATCH_PAGES >> order;
+		size_t len = ZP_PAGE_SIZE << order;
 		bool allowed = len > SMALL_CACHED_MAX ? a->clear_inline : a->clear_inline_small;
-		char *p[TC_BATCH_PAGES], *q[4];
+		char *q[4];
 
 		counted = zp_test_inline_clears(a) != UINT64_MAX;
 		if (!allowed)
 			t_diag("order %u: no inline clear on this CPU, none expected", order);
 		ASSERT(tc_serves(a, order));
-		for (size_t i = 0; i < nb; i++) {
-			p[i] = zp_alloc_pages(a, 0, order, ZP_USER_ADDR_NONE);
-			ASSERT(p[i]);
-			memset(p[i], 0x5a, len);
-		}
-		for (size_t i = 0; i < nb; i++)
-			ASSERT_EQ(zp_free_pages(a, p[i], order), 0);
-		zp_test_drain_pcp(a); /* one dirty block on the buddy lists */
+		ASSERT(one_dirty_batch(a, order)); /* one dirty block on the buddy lists */
 		for (int k = 0; k < 4; k++) {
 			/* 0: the refill's; 1: the cold one behind it in the
 			 * cache (the refill split the arena's one block: at
