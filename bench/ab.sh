@@ -14,10 +14,11 @@
 # reach for m = 20 (pairs) and 8 runs can (0.001): use 8 or more.
 #
 # One side can run with settings of its own: $AB_OLD_ENV and $AB_NEW_ENV
-# hold NAME=VALUE words (split at blanks: a value cannot hold one) set in
-# that side's environment only, so one build can be compared with itself
-# under two settings (AB_NEW_ENV='TCMALLOC_RELEASE_RATE=0'); the
-# environment both sides should share is simply the caller's.
+# hold NAME=VALUE words (split at blanks: a value cannot hold one, nor be
+# empty; quotes are characters of it) set in that side's environment
+# only, so one build can be compared with itself under two settings
+# (AB_NEW_ENV='TCMALLOC_RELEASE_RATE=0'); the environment both sides
+# should share is simply the caller's.
 #
 # The runs' JSON and text output go to $AB_DIR, which must be empty or new
 # (default: a new directory under ${TMPDIR:-/tmp}, printed).  Exit:
@@ -51,19 +52,27 @@ for a in "$@"; do
 		exit 2 ;;
 	esac
 done
-old_env=${AB_OLD_ENV:-} new_env=${AB_NEW_ENV:-}
-for v in AB_OLD_ENV AB_NEW_ENV; do
-	if [ "$v" = AB_OLD_ENV ]; then words=$old_env; else words=$new_env; fi
-	for w in $words; do
+# each side's settings, checked, as one line of words (printf, not echo:
+# dash's echo would read backslashes in them)
+settings() {
+	out=
+	for w in $2; do
 		case $w in
-		[A-Za-z_]*=*) name=${w%%=*} ;;
+		[A-Za-z_]*=?*) name=${w%%=*} ;; # an empty value is refused: a peer may read it as 0
 		*) name=- ;;
 		esac
 		case $name in
-		*[!A-Za-z0-9_]*) echo "bench/ab.sh: $v: '$w' is not a NAME=VALUE setting" >&2; exit 2 ;;
+		*[!A-Za-z0-9_]*)
+			printf "bench/ab.sh: %s: '%s' is not a NAME=VALUE setting (VALUE not empty)\n" "$1" "$w" | tr -d '\n\r' >&2
+			echo >&2
+			exit 2 ;;
 		esac
+		out=${out:+$out }$w
 	done
-done
+	printf '%s' "$out"
+}
+old_env=$(settings AB_OLD_ENV "${AB_OLD_ENV:-}") || exit 2
+new_env=$(settings AB_NEW_ENV "${AB_NEW_ENV:-}") || exit 2
 dir=${AB_DIR:-}
 if [ -z "$dir" ]; then
 	dir=$(mktemp -d "${TMPDIR:-/tmp}/zpage-ab.XXXXXX") || exit 2
@@ -73,7 +82,7 @@ elif [ -e "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
 fi
 mkdir -p "$dir" || exit 2
 echo "bench/ab.sh: $runs runs each of $old (old) and $new (new), alternating; output in $dir" >&2
-[ -z "$old_env$new_env" ] || echo "bench/ab.sh: old side's settings: ${old_env:-none}; new side's: ${new_env:-none}" >&2
+[ -z "$old_env$new_env" ] || printf "bench/ab.sh: old side's settings: %s; new side's: %s\n" "${old_env:-none}" "${new_env:-none}" >&2
 
 i=1
 while [ "$i" -le "$runs" ]; do

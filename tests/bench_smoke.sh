@@ -364,8 +364,9 @@ fi
 printf '#!/bin/sh\necho "old:${AB_SMOKE-}" >>"%s"\nexec "%s" "$@"\n' "$out/ab-env-log" "$bench" >"$out/old-bench-e"
 printf '#!/bin/sh\necho "new:${AB_SMOKE-}" >>"%s"\nexec "%s" "$@"\n' "$out/ab-env-log" "$bench" >"$out/new-bench-e"
 chmod +x "$out/old-bench-e" "$out/new-bench-e"
-AB_NEW_ENV='AB_SMOKE=on TCMALLOC_RELEASE_RATE=0' AB_DIR=$out/ab-env sh bench/ab.sh "$out/old-bench-e" "$out/new-bench-e" \
-	2 pairs --scale 0.02 >"$out/ab-env.txt" 2>"$out/ab-env.err"
+# (env -i: no setting of the caller's may reach either side)
+env -i PATH="$PATH" AB_NEW_ENV='AB_SMOKE=on TCMALLOC_RELEASE_RATE=0' AB_DIR="$out/ab-env" sh bench/ab.sh \
+	"$out/old-bench-e" "$out/new-bench-e" 2 pairs --scale 0.02 >"$out/ab-env.txt" 2>"$out/ab-env.err"
 rc=$?
 if [ $rc -eq 0 ] && [ "$(tr '\n' ' ' <"$out/ab-env-log")" = "old: new:on new:on old: new: " ] &&
 	grep -q "^bench/ab.sh: old side's settings: none; new side's: AB_SMOKE=on TCMALLOC_RELEASE_RATE=0$" "$out/ab-env.err" &&
@@ -376,14 +377,17 @@ if [ $rc -eq 0 ] && [ "$(tr '\n' ' ' <"$out/ab-env-log")" = "old: new:on new:on 
 else
 	bad "bench/ab.sh with AB_NEW_ENV (exit $rc)"; tail -n 5 "$out/ab-env.err" | diag; diag <"$out/ab-env-log"
 fi
-for e in 'AB_OLD_ENV=1X=2' 'AB_NEW_ENV=A-B=1' 'AB_OLD_ENV=novalue' 'AB_NEW_ENV==x'; do
-	env "$e" AB_DIR="$out/ab-bad-env" sh bench/ab.sh "$bench" "$bench" 1 pairs >/dev/null 2>"$out/ab-bad.err"
+for e in 'AB_OLD_ENV=1X=2' 'AB_NEW_ENV=A-B=1' 'AB_OLD_ENV=novalue' 'AB_NEW_ENV==x' 'AB_NEW_ENV=X=' \
+	'AB_NEW_ENV=X=1 -i' 'AB_OLD_ENV=X=1 bad\nword=2'; do
+	env -i PATH="$PATH" "$e" AB_DIR="$out/ab-bad-env" sh bench/ab.sh "$bench" "$bench" 1 pairs --scale 0.02 \
+		>/dev/null 2>"$out/ab-bad.err"
 	rc=$?
+	label=$(printf '%s' "$e" | sed 's/\\/(backslash)/g') # ok() echoes, and dash's echo reads backslashes
 	if [ $rc -eq 2 ] && [ "$(wc -l <"$out/ab-bad.err")" -eq 1 ] && grep -q "is not a NAME=VALUE setting" "$out/ab-bad.err" &&
 		[ ! -e "$out/ab-bad-env" ]; then
-		ok "bench/ab.sh rejects $e"
+		ok "bench/ab.sh rejects $label"
 	else
-		bad "bench/ab.sh rejects $e (exit $rc)"; diag <"$out/ab-bad.err"
+		bad "bench/ab.sh rejects $label (exit $rc)"; diag <"$out/ab-bad.err"
 	fi
 done
 for args in "$bench" "$bench $bench 0 pairs" "$bench $bench 00 pairs" "$bench $bench x" \
